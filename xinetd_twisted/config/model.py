@@ -1,0 +1,318 @@
+# -*- test-case-name: tests.test_config_model -*-
+"""
+The immutable configuration model: what a parsed and checked xinetd.conf means.
+
+Everything here is a frozen value.  The parser (L{xinetd_twisted.config.parser})
+builds these; the runtime (L{xinetd_twisted.server}) only reads them.  Nothing in
+this module knows about sockets, processes or the reactor.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Mapping, Optional, Tuple, Union
+
+import attr
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class Location:
+    """
+    Where a value was written.
+
+    @ivar path: the file, as the user named it (or as includedir built it).
+    @ivar line: 1-based line number; 0 when the value was implied, not written.
+    """
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+class Severity(enum.Enum):
+    """
+    How bad a L{Problem} is, in xinetd's words.
+    """
+
+    WARNING = "warning"  # line ignored, service kept
+    ERROR = "error"  # the service is dropped
+    FATAL = "fatal"  # the whole configuration is refused (defaults errors)
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class Problem:
+    """
+    One thing wrong with a configuration, with its location.
+
+    Renders as C{FILE:LINE: service S: attribute A: message}; the C{service}
+    and C{attribute} parts are left out when they do not apply.
+
+    @ivar location: where it was found.
+    @ivar severity: what it cost.
+    @ivar message: human-readable explanation.
+    @ivar service: the service id (or C{"defaults"}), if any.
+    @ivar attribute: the attribute name, if any.
+    """
+
+    location: Location
+    severity: Severity
+    message: str
+    service: Optional[str] = None
+    attribute: Optional[str] = None
+
+    def __str__(self) -> str:
+        parts = [str(self.location)]
+        if self.service is not None:
+            parts.append(f"service {self.service}")
+        if self.attribute is not None:
+            parts.append(f"attribute {self.attribute}")
+        parts.append(f"{self.severity.value}: {self.message}")
+        return ": ".join(parts)
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used at all (unreadable main file, a bad value
+    in C{defaults}).  Carries every problem found so far.
+    """
+
+    def __init__(self, problems: Tuple[Problem, ...]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+# --- value types ---------------------------------------------------------
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class SyslogLog:
+    """
+    C{log_type = SYSLOG facility [level]}.
+
+    @ivar facility: lower-case facility name (C{daemon}, C{local3}, ...).
+    @ivar level: lower-case level name, default C{info}.
+    """
+
+    facility: str
+    level: str = "info"
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class FileLog:
+    """
+    C{log_type = FILE path [soft [hard]]}.
+
+    @ivar path: the log file.
+    @ivar softLimit: bytes, or L{None} for no limit.
+    @ivar hardLimit: bytes, or L{None} for no limit (xinetd: soft + 1%,
+        clamped to [5 KiB, 20 KiB] above soft, when only soft is given).
+    """
+
+    path: str
+    softLimit: Optional[int] = None
+    hardLimit: Optional[int] = None
+
+
+LogType = Union[SyslogLog, FileLog]
+
+
+class AddressKind(enum.Enum):
+    """
+    The forms an C{only_from}/C{no_access} word can take (reference 4.5).
+    """
+
+    NETWORK = "network"  # numeric address + prefix length (covers wildcards)
+    HOST = "host"  # a host name, matched by reverse lookup
+    DOMAIN = "domain"  # ".example.com": suffix match on the reverse name
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class AddressEntry:
+    """
+    One parsed address word.
+
+    @ivar word: the word as written.
+    @ivar kind: which form it is.
+    @ivar family: C{socket.AF_INET} or C{socket.AF_INET6} for NETWORK;
+        0 for names.
+    @ivar network: packed network address (4 or 16 bytes) for NETWORK,
+        C{b""} otherwise.
+    @ivar prefixLength: mask length for NETWORK.
+    @ivar name: lower-case host name or domain suffix (with its leading dot).
+    @ivar addresses: for HOST, the numeric addresses the name resolved to when
+        the configuration was loaded.
+    """
+
+    word: str
+    kind: AddressKind
+    family: int = 0
+    network: bytes = b""
+    prefixLength: int = 0
+    name: str = ""
+    addresses: Tuple[str, ...] = ()
+
+
+# Rlimit names, in xinetd's spelling, mapped to the resource module's.
+RLIMIT_NAMES: Mapping[str, str] = {
+    "rlimit_as": "RLIMIT_AS",
+    "rlimit_cpu": "RLIMIT_CPU",
+    "rlimit_data": "RLIMIT_DATA",
+    "rlimit_files": "RLIMIT_NOFILE",
+    "rlimit_rss": "RLIMIT_RSS",
+    "rlimit_stack": "RLIMIT_STACK",
+}
+
+UNLIMITED = -1
+"""
+Used in integer fields where xinetd accepts C{UNLIMITED} and the field is not
+optional (rlimits): the value means RLIM_INFINITY.
+"""
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class ServiceConfig:
+    """
+    One service after parsing, defaults, implied values and validation.
+
+    Field names follow xinetd's attribute names in camelCase.  Optional fields
+    are L{None} when the attribute was neither written nor implied.
+
+    @ivar name: the word after C{service}.
+    @ivar serviceId: the C{id} attribute (defaults to C{name}); the unique key.
+    @ivar location: the C{service} line.
+    @ivar socketType: C{stream}, C{dgram}, C{raw} or C{seqpacket}.
+    @ivar protocol: lower-case protocol name (C{tcp}, C{udp}, ...).
+    @ivar wait: C{wait = yes}.
+    @ivar types: upper-case C{type} words (INTERNAL, UNLISTED, RPC, TCPMUX,
+        TCPMUXPLUS, SPECIAL).
+    @ivar flags: upper-case C{flags} words (NAMEINARGS, NODELAY, IPV4, IPV6,
+        ...).  Note IPv4/IPv6 are stored upper-cased.
+    @ivar port: the port, explicit or from /etc/services; L{None} only for
+        services that need none (TCPMUX sub-services, RPC).
+    @ivar family: C{socket.AF_INET} or C{socket.AF_INET6}.
+    @ivar bind: numeric bind address, or L{None} for all addresses.
+    @ivar v6only: the documented intent of C{v6only}: L{True} = IPV6_V6ONLY
+        on, L{False} = off; L{None} = not written (dual-stack).
+    @ivar user: the C{user} value as written, or L{None}.
+    @ivar uid: resolved uid, or L{None} when no user was given.
+    @ivar group: the C{group} value as written, or L{None}.
+    @ivar gid: resolved gid (the group's, else the user's primary gid; a
+        numeric user gives gid = the same number), or L{None}.
+    @ivar groups: C{groups = yes}.
+    @ivar supplementaryGroups: with C{groups = yes} and a user, the user's
+        group list (resolved at load time); otherwise C{()}, meaning the
+        child's supplementary groups are cleared.
+    @ivar server: absolute path of the program, or L{None}.
+    @ivar serverArgs: C{server_args} words.
+    @ivar argv: the child's argv as xinetd builds it (basename(server) +
+        server_args, or server_args verbatim with NAMEINARGS).
+    @ivar instances: L{None} = UNLIMITED.
+    @ivar perSource: L{None} = UNLIMITED.
+    @ivar cps: C{(max, waitSeconds)}; C{(50, 10)} by default, C{max} 0 = off.
+    @ivar maxLoad: L{None} = off.
+    @ivar nice: relative nice increment, or L{None}.
+    @ivar umask: the C{umask} attribute or L{None} (the runtime then uses the
+        daemon's umask | 022).
+    @ivar env: C{NAME=value} strings from C{env}.
+    @ivar passenv: variable names, or L{None} when C{passenv} was never set
+        (then the child gets the daemon's whole environment).
+    @ivar onlyFrom: L{None} = not set (everyone); C{()} = set and empty
+        (nobody).
+    @ivar noAccess: L{None} or entries.
+    @ivar accessTimes: L{None} = always; else C{((startMinute, endMinute),
+        ...)} in minutes after local midnight, bounds inclusive.
+    @ivar logType: L{SyslogLog}, L{FileLog} or L{None} (no service logging).
+    @ivar logOnSuccess: upper-case flags (PID HOST USERID EXIT DURATION
+        TRAFFIC).
+    @ivar logOnFailure: upper-case flags (HOST USERID ATTEMPT).
+    @ivar rpcVersion: C{(low, high)} or L{None}.
+    @ivar rpcNumber: or L{None}.
+    @ivar redirect: C{(numericHost, port)} or L{None}.
+    @ivar banner: path or L{None}; likewise bannerSuccess, bannerFail.
+    @ivar denyTime: minutes; C{-1} = FOREVER; C{0} = NEVER (default).
+    @ivar rlimits: C{((resourceName, value), ...)} with resourceName as in
+        L{RLIMIT_NAMES} values (C{"RLIMIT_NOFILE"}) and value bytes/seconds
+        or L{UNLIMITED}.  Only the limits written in the configuration.
+    @ivar libwrap: the C{libwrap} name override, or L{None}.
+    @ivar chroot: the C{chroot} directory (our extension), or L{None}.
+    @ivar locations: attribute name (lower-case, as written in xinetd) ->
+        where it was set, for messages about values.
+    """
+
+    name: str
+    serviceId: str
+    location: Location
+    socketType: str
+    protocol: str
+    wait: bool
+    types: frozenset = frozenset()
+    flags: frozenset = frozenset()
+    port: Optional[int] = None
+    family: int = 10  # socket.AF_INET6
+    bind: Optional[str] = None
+    v6only: Optional[bool] = None
+    user: Optional[str] = None
+    uid: Optional[int] = None
+    group: Optional[str] = None
+    gid: Optional[int] = None
+    groups: bool = False
+    supplementaryGroups: Tuple[int, ...] = ()
+    server: Optional[str] = None
+    serverArgs: Tuple[str, ...] = ()
+    argv: Tuple[str, ...] = ()
+    instances: Optional[int] = None
+    perSource: Optional[int] = None
+    cps: Tuple[int, int] = (50, 10)
+    maxLoad: Optional[float] = None
+    nice: Optional[int] = None
+    umask: Optional[int] = None
+    env: Tuple[str, ...] = ()
+    passenv: Optional[Tuple[str, ...]] = None
+    onlyFrom: Optional[Tuple[AddressEntry, ...]] = None
+    noAccess: Optional[Tuple[AddressEntry, ...]] = None
+    accessTimes: Optional[Tuple[Tuple[int, int], ...]] = None
+    logType: Optional[LogType] = None
+    logOnSuccess: frozenset = frozenset()
+    logOnFailure: frozenset = frozenset()
+    rpcVersion: Optional[Tuple[int, int]] = None
+    rpcNumber: Optional[int] = None
+    redirect: Optional[Tuple[str, int]] = None
+    banner: Optional[str] = None
+    bannerSuccess: Optional[str] = None
+    bannerFail: Optional[str] = None
+    denyTime: int = 0
+    rlimits: Tuple[Tuple[str, int], ...] = ()
+    libwrap: Optional[str] = None
+    chroot: Optional[str] = None
+    locations: Mapping[str, Location] = attr.ib(factory=dict, eq=False, hash=False)
+
+    @property
+    def isInternal(self) -> bool:
+        """
+        Served by a builtin, not by a program.
+        """
+        return "INTERNAL" in self.types
+
+    @property
+    def isTcpmuxSubservice(self) -> bool:
+        """
+        Reached only through the tcpmux multiplexer, with no socket of its own.
+        """
+        return bool(self.types & {"TCPMUX", "TCPMUXPLUS"})
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Config:
+    """
+    A whole configuration: the services that will run and what went wrong.
+
+    @ivar services: services that passed every check, in file order.
+    @ivar problems: every warning and error, in the order found.
+    @ivar files: every file that was read (main file first), for reload.
+    """
+
+    services: Tuple[ServiceConfig, ...]
+    problems: Tuple[Problem, ...] = ()
+    files: Tuple[str, ...] = ()
