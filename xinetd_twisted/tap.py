@@ -1,0 +1,72 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+twistd support: C{twistd -n xinetd --config /etc/xinetd.conf}.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from xinetd_twisted.config.load import loadConfig
+from xinetd_twisted.config.model import ConfigError
+
+
+class Options(usage.Options):
+    """
+    Command-line options of the xinetd plugin, named after xinetd's.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run the Internet super-server on an xinetd configuration: every "
+        "service of /etc/xinetd.conf (with its includes) is listened for, and "
+        "each connection is given to the configured program, internal "
+        "service or redirect.  SIGHUP re-reads the configuration."
+    )
+    optParameters = [
+        ["config", "f", "/etc/xinetd.conf", "The xinetd configuration file."],
+        [
+            "spawner",
+            None,
+            "helper",
+            "How children are started: 'helper' (a privileged fork server, "
+            "fast and faithful) or 'plain' (reactor.spawnProcess; cannot set "
+            "a new session, nice, rlimits, chroot or exact groups).",
+        ],
+    ]
+    compData = usage.Completions(
+        optActions={"config": usage.CompleteFiles("*.conf")}
+    )
+
+    def postOptions(self) -> None:
+        if self["spawner"] not in ("helper", "plain"):
+            raise usage.UsageError("--spawner must be 'helper' or 'plain'")
+        try:
+            config = loadConfig(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(
+                f"cannot use configuration {self['config']}:\n{e}"
+            ) from None
+        # Before twistd daemonizes, so the operator sees them on the terminal;
+        # the service logs them again once logging is up.
+        for problem in config.problems:
+            print(problem, file=sys.stderr)
+        self["loadedConfig"] = config
+
+
+def makeService(options: Any) -> IService:
+    """
+    Build the super-server for twistd.
+    """
+    from xinetd_twisted.server import SuperServer, makeSpawner
+
+    return SuperServer(
+        options["loadedConfig"],
+        options["config"],
+        loadConfig,
+        makeSpawner(options["spawner"]),
+    )
