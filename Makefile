@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make run    install into .venv and serve conf/xinetd.conf (unprivileged ports)
+#   make test   install into .venv (with test tools) and run every test
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: run test install install-test lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q .
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install -q '.[test]'
+
+run: install
+	$(BIN)/twistd -n --pidfile= xinetd --config conf/xinetd.conf
+
+test: install-test
+	$(BIN)/python -m twisted.trial --reporter=text tests
+
+lint: install-test
+	$(BIN)/ruff check xinetd_twisted tests twisted bench
+	$(BIN)/mypy xinetd_twisted
