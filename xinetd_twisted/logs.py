@@ -1,0 +1,388 @@
+# -*- test-case-name: tests.test_logs -*-
+"""
+xinetd-compatible service log lines, and the same events as structured
+L{twisted.logger} events.
+
+The integrator makes one L{ServiceLog} per service and calls it on each
+event (a server started or exited, a connection was refused, ident
+answered).  It writes the line real xinetd would write to the service's
+sink (L{xinetd_twisted.logsinks}), driven by C{log_on_success} and
+C{log_on_failure} (reference 6.2, 6.4), and always emits a structured event
+in the L{SERVICE_NAMESPACE} namespace, even for services without a
+C{log_type}: that stream is ours, not xinetd's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO, AbstractSet, Callable, Mapping, Optional, Union, cast
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ProcessTerminated
+from twisted.logger import ILogObserver, Logger, LogLevel, jsonFileLogObserver
+from twisted.python.failure import Failure
+
+from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.logsinks import LogSink
+
+SERVICE_NAMESPACE = "xinetd_twisted.service"
+"""
+The L{twisted.logger} namespace of structured service events.
+"""
+
+JSON_LOG_ENVIRONMENT = "XINETD_TWISTED_JSON_LOG"
+"""
+Environment variable naming the file L{jsonLogger} appends to (C{-} or
+unset: standard output).
+"""
+
+NO_ADDRESS = "<no address>"
+INVALID_ADDRESS = "<invalid address>"
+
+Peer = Union[IPv4Address, IPv6Address, str, None]
+"""
+A client address as the integrator has it: a Twisted address, a numeric
+host string, or L{None} when the service has none (stream C{wait = yes}).
+"""
+
+_MAPPED_PREFIX = "::ffff:"
+
+
+def renderAddress(peer: Peer, mapToIPv4: bool = False) -> str:
+    """
+    An address as xinetd writes it: numeric, as the socket gave it
+    (C{::ffff:127.0.0.1} for an IPv4 client of a dual-stack socket).
+
+    @param peer: the client address.
+    @param mapToIPv4: write IPv4-mapped IPv6 addresses as plain IPv4 (our
+        opt-in extension; xinetd never does).
+    @return: the host, C{<no address>} for L{None}, C{<invalid address>}
+        for anything that is not an IP address.
+    """
+    if peer is None:
+        return NO_ADDRESS
+    if isinstance(peer, (IPv4Address, IPv6Address)):
+        host = peer.host
+    elif isinstance(peer, str):
+        host = peer
+    else:
+        return INVALID_ADDRESS
+    if not host:
+        return INVALID_ADDRESS
+    if mapToIPv4 and host.lower().startswith(_MAPPED_PREFIX) and "." in host:
+        return host[len(_MAPPED_PREFIX) :]
+    return host
+
+
+def _peerPort(peer: Peer) -> Optional[int]:
+    if isinstance(peer, (IPv4Address, IPv6Address)):
+        return peer.port
+    return None
+
+
+def formatStart(
+    serviceId: str,
+    logOnSuccess: AbstractSet[str],
+    pid: int,
+    peer: Peer,
+    mapToIPv4: bool = False,
+) -> Optional[str]:
+    """
+    C{START: <id>[ pid=<pid>][ from=<addr>]}, or L{None} when
+    C{log_on_success} is empty.
+
+    @param pid: the server's pid (0 for a non-forking internal service).
+    """
+    if not logOnSuccess:
+        return None
+    line = f"START: {serviceId}"
+    if "PID" in logOnSuccess:
+        line += f" pid={pid}"
+    if "HOST" in logOnSuccess:
+        line += f" from={renderAddress(peer, mapToIPv4)}"
+    return line
+
+
+def formatExit(
+    serviceId: str,
+    logOnSuccess: AbstractSet[str],
+    pid: int,
+    status: Optional[int] = None,
+    signal: Optional[int] = None,
+    duration: float = 0,
+) -> Optional[str]:
+    """
+    C{EXIT: <id>[ status=<code>| signal=<signo>][ pid=<pid>][
+    duration=<secs>(sec)]}, or L{None} unless C{log_on_success} has EXIT or
+    DURATION.
+
+    @param status: the exit code (when the server exited).
+    @param signal: the signal number (when a signal killed it); wins over
+        C{status}.
+    @param duration: seconds of wall clock; written truncated to whole
+        seconds (see L{wallDuration} for xinetd's exact arithmetic).
+    """
+    if not logOnSuccess & {"EXIT", "DURATION"}:
+        return None
+    line = f"EXIT: {serviceId}"
+    if "EXIT" in logOnSuccess:
+        if signal is not None:
+            line += f" signal={signal}"
+        else:
+            line += f" status={status or 0}"
+    if "PID" in logOnSuccess:
+        line += f" pid={pid}"
+    if "DURATION" in logOnSuccess:
+        line += f" duration={int(duration)}(sec)"
+    return line
+
+
+def formatFail(
+    serviceId: str,
+    logOnFailure: AbstractSet[str],
+    reason: str,
+    peer: Peer,
+    mapToIPv4: bool = False,
+) -> Optional[str]:
+    """
+    C{FAIL: <id> <reason>[ from=<addr>]}, or L{None} when C{log_on_failure}
+    is empty.
+
+    @param reason: one of xinetd's reasons (C{address}, C{time}, C{fork},
+        C{service_limit}, C{per_source_limit}, C{process_limit}, C{libwrap},
+        C{load}, C{connections per second}).
+    """
+    if not logOnFailure:
+        return None
+    line = f"FAIL: {serviceId} {reason}"
+    if "HOST" in logOnFailure:
+        line += f" from={renderAddress(peer, mapToIPv4)}"
+    return line
+
+
+def formatUserid(serviceId: str, text: str) -> str:
+    """
+    C{USERID: <id> <text>}: the identd reply after C{USERID :}, verbatim.
+    """
+    return f"USERID: {serviceId} {text}"
+
+
+def formatNoid(serviceId: str, peer: Peer, reason: str, mapToIPv4: bool = False) -> str:
+    """
+    C{NOID: <id> <addr> <reason>}.
+
+    @param reason: C{no server}, C{timeout}, C{system error}, C{error while
+        receiving response} or C{bad response}.
+    """
+    return f"NOID: {serviceId} {renderAddress(peer, mapToIPv4)} {reason}"
+
+
+def formatTraffic(
+    serviceId: str, logOnSuccess: AbstractSet[str], bytesIn: int, bytesOut: int
+) -> Optional[str]:
+    """
+    C{TRAFFIC: <id> in=<n>(bytes) out=<n>(bytes)}, or L{None} unless
+    C{log_on_success} has TRAFFIC.
+    """
+    if "TRAFFIC" not in logOnSuccess:
+        return None
+    return f"TRAFFIC: {serviceId} in={bytesIn}(bytes) out={bytesOut}(bytes)"
+
+
+def wallDuration(started: float, ended: float) -> int:
+    """
+    A server's duration as xinetd computes it: the difference of two
+    C{time()} readings in whole seconds (so 0.9 s can read as 1).
+
+    @param started: epoch seconds when the server started.
+    @param ended: epoch seconds when it was reaped.
+    """
+    return int(ended) - int(started)
+
+
+class ServiceLog:
+    """
+    One service's log: xinetd lines to its sink, structured events always.
+
+    Every method writes the xinetd line (if the service's flags call for
+    one and it has a sink) and emits one event in L{SERVICE_NAMESPACE} with
+    the fields C{event} (C{start}, C{exit}, C{fail}, C{userid}, C{noid},
+    C{traffic}), C{service}, C{xinetdLine} (the line, or L{None} when
+    xinetd would write none) and those of the event: C{pid}, C{peer}
+    (rendered address), C{peerPort}, C{reason}, C{status}, C{signal},
+    C{duration}, C{userid}, C{bytesIn}, C{bytesOut}.
+
+    @ivar serviceId: the service id.
+    @ivar logOnSuccess: upper-case C{log_on_success} flags.
+    @ivar logOnFailure: upper-case C{log_on_failure} flags.
+    @ivar sink: where lines go, or L{None} (no C{log_type}: no lines).
+    @ivar mapToIPv4: render IPv4-mapped addresses as IPv4 (opt-in).
+    """
+
+    def __init__(
+        self,
+        serviceId: str,
+        logOnSuccess: AbstractSet[str],
+        logOnFailure: AbstractSet[str],
+        sink: Optional[LogSink],
+        *,
+        mapToIPv4: bool = False,
+        logger: Optional[Logger] = None,
+    ) -> None:
+        self.serviceId = serviceId
+        self.logOnSuccess = frozenset(logOnSuccess)
+        self.logOnFailure = frozenset(logOnFailure)
+        self.sink = sink
+        self.mapToIPv4 = mapToIPv4
+        self._log = logger if logger is not None else Logger(SERVICE_NAMESPACE)
+
+    @classmethod
+    def fromConfig(
+        cls,
+        config: ServiceConfig,
+        sink: Optional[LogSink],
+        *,
+        mapToIPv4: bool = False,
+        logger: Optional[Logger] = None,
+    ) -> ServiceLog:
+        """
+        The log of a configured service.
+
+        @param sink: from L{xinetd_twisted.logsinks.openSink}, or shared.
+        """
+        return cls(
+            config.serviceId,
+            config.logOnSuccess,
+            config.logOnFailure,
+            sink,
+            mapToIPv4=mapToIPv4,
+            logger=logger,
+        )
+
+    def _emit(
+        self,
+        event: str,
+        line: Optional[str],
+        level: LogLevel = LogLevel.info,
+        **fields: object,
+    ) -> None:
+        if line is not None and self.sink is not None:
+            self.sink.write(line)
+        self._log.emit(
+            level,
+            "{xinetdLine}" if line is not None else "{event}: {service}",
+            event=event,
+            service=self.serviceId,
+            xinetdLine=line,
+            **fields,
+        )
+
+    def _peerFields(self, peer: Peer) -> dict:
+        return {
+            "peer": renderAddress(peer, self.mapToIPv4),
+            "peerPort": _peerPort(peer),
+        }
+
+    def start(self, pid: int, peer: Peer) -> None:
+        """
+        A server was started (pid 0: handled inline by an internal service).
+        """
+        line = formatStart(self.serviceId, self.logOnSuccess, pid, peer, self.mapToIPv4)
+        self._emit("start", line, pid=pid, **self._peerFields(peer))
+
+    def exit(
+        self,
+        pid: int,
+        status: Optional[int] = None,
+        signal: Optional[int] = None,
+        duration: float = 0,
+    ) -> None:
+        """
+        A forked server was reaped.
+
+        @param status: exit code, when it exited.
+        @param signal: signal number, when a signal killed it.
+        @param duration: seconds it ran (see L{wallDuration}).
+        """
+        line = formatExit(
+            self.serviceId, self.logOnSuccess, pid, status, signal, duration
+        )
+        self._emit(
+            "exit",
+            line,
+            pid=pid,
+            status=status,
+            signal=signal,
+            duration=int(duration),
+        )
+
+    def exitFromReason(self, pid: int, reason: Failure, duration: float) -> None:
+        """
+        L{exit} with the status taken from C{ProcessProtocol.processEnded}'s
+        reason (L{ProcessDone} or L{ProcessTerminated}).
+        """
+        status: Optional[int] = 0
+        signal: Optional[int] = None
+        value = reason.value
+        if isinstance(value, ProcessTerminated):
+            status, signal = value.exitCode, value.signal
+            if signal is not None:
+                status = None
+        self.exit(pid, status=status, signal=signal, duration=duration)
+
+    def fail(self, reason: str, peer: Peer) -> None:
+        """
+        A connection was refused before any server ran.
+
+        @param reason: xinetd's reason word (L{formatFail}).
+        """
+        line = formatFail(
+            self.serviceId, self.logOnFailure, reason, peer, self.mapToIPv4
+        )
+        self._emit("fail", line, LogLevel.warn, reason=reason, **self._peerFields(peer))
+
+    def userid(self, text: str) -> None:
+        """
+        identd identified the client's user (C{text} as after C{USERID :}).
+        """
+        self._emit("userid", formatUserid(self.serviceId, text), userid=text)
+
+    def noid(self, peer: Peer, reason: str) -> None:
+        """
+        The ident query failed for C{reason} (see L{formatNoid}).
+        """
+        line = formatNoid(self.serviceId, peer, reason, self.mapToIPv4)
+        self._emit("noid", line, reason=reason, **self._peerFields(peer))
+
+    def traffic(self, bytesIn: int, bytesOut: int) -> None:
+        """
+        A redirected connection ended having moved these byte counts.
+        """
+        line = formatTraffic(self.serviceId, self.logOnSuccess, bytesIn, bytesOut)
+        self._emit("traffic", line, bytesIn=bytesIn, bytesOut=bytesOut)
+
+
+def jsonLogger(
+    environ: Optional[Mapping[str, str]] = None,
+    stdout: Optional[IO[str]] = None,
+    opener: Callable[..., IO[str]] = open,
+) -> ILogObserver:
+    """
+    A JSON-lines observer for C{twistd --logger=xinetd_twisted.logs.jsonLogger}.
+
+    Every event (ours and Twisted's) becomes one JSON object per line,
+    appended (line-buffered) to the file named by C{$XINETD_TWISTED_JSON_LOG},
+    or written to standard output when that is unset or C{-}.
+
+    @param environ: the environment (default L{os.environ}).
+    @param stdout: the standard output stream (default L{sys.stdout}).
+    @param opener: opens the file (L{open}; injectable for tests).
+    """
+    env = os.environ if environ is None else environ
+    path = env.get(JSON_LOG_ENVIRONMENT, "-") or "-"
+    if path == "-":
+        out: IO[str] = sys.stdout if stdout is None else stdout
+    else:
+        out = opener(path, "a", encoding="utf-8", buffering=1)
+    return cast(ILogObserver, jsonFileLogObserver(out, recordSeparator=""))
