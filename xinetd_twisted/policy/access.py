@@ -1,0 +1,274 @@
+# -*- test-case-name: tests.test_policy_access -*-
+"""
+One service's access decision, composed in xinetd's order (reference 4.4).
+
+L{ServicePolicy.checkLimits} runs the parent's "light" checks (cps,
+max_load, access_times, instances, per_source, process limit);
+L{ServicePolicy.checkAccess} runs what xinetd does in the child (SENSOR
+list, only_from/no_access, libwrap), which we do in the parent before
+anything is started.  L{ServicePolicy.check} runs both.  A refusal is a
+L{Refusal} carrying xinetd's exact FAIL reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional
+
+import attr
+
+from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.policy.addresses import AddressList, Peer
+from xinetd_twisted.policy.cps import CPS, ConnectionRate
+from xinetd_twisted.policy.hostsaccess import (
+    LIBWRAP,
+    DaemonAccess,
+    HostsAccess,
+    libwrapName,
+)
+from xinetd_twisted.policy.limits import ProcessLimit, ServiceLimits
+from xinetd_twisted.policy.load import LOAD, LoadAverage, overloaded
+from xinetd_twisted.policy.sensor import SensorList, SensorOutcome
+from xinetd_twisted.policy.times import AccessTimes
+
+ADDRESS = "address"
+TIME = "time"
+FORK = "fork"
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class Refusal:
+    """
+    Why a connection is refused.
+
+    @ivar reason: xinetd's FAIL reason, exactly (C{address}, C{time},
+        C{service_limit}, C{per_source_limit}, C{process_limit},
+        C{libwrap}, C{load}, C{connections per second}).
+    @ivar message: a human-readable sentence; for C{load}, C{libwrap}, a
+        double address match and a fresh cps deactivation it is the text of
+        xinetd's own log line.
+    @ivar deactivateUntil: for cps, the clock time until which the
+        listening socket stays closed.
+    @ivar deactivated: for cps, this very connection deactivated the
+        service (log "Deactivating ..." and close the socket now).
+    @ivar sensor: for a SENSOR service, what happened to the blocklist.
+    """
+
+    reason: str
+    message: str
+    deactivateUntil: Optional[float] = None
+    deactivated: bool = False
+    sensor: Optional[SensorOutcome] = None
+
+
+@attr.s(auto_attribs=True)
+class PolicyContext:
+    """
+    What every service's policy shares; one per daemon, kept across reloads.
+
+    @ivar seconds: the clock (C{reactor.seconds} or C{Clock().seconds}).
+    @ivar localtime: seconds -> local time (C{tm_hour}, C{tm_min}).
+    @ivar loadAverage: the 1-minute load average (a L{LoadAverage}).
+    @ivar sensorList: the global SENSOR blocklist.
+    @ivar processLimit: the daemon-wide C{-limit}.
+    @ivar hostsAccess: parsed hosts.allow/deny, or L{None} for no libwrap
+        checks at all.
+    """
+
+    seconds: Callable[[], float]
+    localtime: Callable[[float], Any] = time.localtime
+    loadAverage: Optional[Callable[[], float]] = None
+    sensorList: Optional[SensorList] = None
+    processLimit: ProcessLimit = attr.Factory(ProcessLimit)
+    hostsAccess: Optional[HostsAccess] = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.loadAverage is None:
+            self.loadAverage = LoadAverage(self.seconds)
+        if self.sensorList is None:
+            self.sensorList = SensorList(self.seconds)
+
+
+class ServicePolicy:
+    """
+    The access policy of one service.
+
+    @ivar config: the service.
+    @ivar limits: running-server counts (kept across reloads).
+    @ivar rate: cps state (kept across reloads).
+    @ivar libwrapName: the daemon name for hosts.allow/deny, or L{None}.
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        context: PolicyContext,
+        limits: Optional[ServiceLimits] = None,
+        rate: Optional[ConnectionRate] = None,
+    ) -> None:
+        self.config = config
+        self._context = context
+        self._seconds = context.seconds
+        self._processLimit = context.processLimit
+        assert context.sensorList is not None and context.loadAverage is not None
+        self._sensorList: SensorList = context.sensorList
+        self._loadAverage: Callable[[], float] = context.loadAverage
+        if limits is None:
+            limits = ServiceLimits(config.instances, config.perSource)
+        else:
+            limits.setLimits(config.instances, config.perSource)
+        self.limits = limits
+        maximum, wait = config.cps
+        if rate is None:
+            rate = ConnectionRate(maximum, wait, context.seconds)
+        else:
+            rate.setLimits(maximum, wait)
+        self.rate = rate
+        self._addresses = AddressList(config.onlyFrom, config.noAccess)
+        self._times = (
+            None if config.accessTimes is None else AccessTimes(config.accessTimes)
+        )
+        self._isSensor = "SENSOR" in config.flags
+        self.libwrapName = libwrapName(config)
+        self._wrap: Optional[DaemonAccess] = None
+        if context.hostsAccess is not None and self.libwrapName is not None:
+            wrap = context.hostsAccess.forDaemon(self.libwrapName)
+            self._wrap = wrap if wrap else None
+        self._lastHost: Optional[str] = None
+        self._lastPeer: Optional[Peer] = None
+
+    def reconfigured(
+        self, config: ServiceConfig, context: PolicyContext
+    ) -> ServicePolicy:
+        """
+        The policy for a reloaded C{config}, keeping running counts and the
+        cps window (and any cps pause) of this one.
+        """
+        return ServicePolicy(config, context, self.limits, self.rate)
+
+    def _peer(self, host: Optional[str]) -> Optional[Peer]:
+        # needsName then check parse the same host: keep one parse.
+        if host is None:
+            return None
+        if host != self._lastHost:
+            self._lastPeer = Peer.fromHost(host)
+            self._lastHost = host
+        return self._lastPeer
+
+    def needsName(self, peerHost: Optional[str]) -> bool:
+        """
+        Whether the client's reverse-lookup name could change the decision,
+        so the caller looks it up (asynchronously, with a timeout) only then.
+        """
+        if self._isSensor:
+            return False
+        peer = self._peer(peerHost)
+        if self._wrap is not None and self._wrap.needsName:
+            return True
+        if peer is None or self._addresses.isOpen:
+            return False
+        return self._addresses.needsName(peer)
+
+    def check(
+        self, peerHost: Optional[str], peerName: Optional[str] = None
+    ) -> Optional[Refusal]:
+        """
+        All checks in xinetd's order; L{None} means go ahead.  C{peerHost}
+        is the numeric client address (L{None} when unknown: address checks
+        then pass, as in xinetd); C{peerName} its reverse-lookup name.
+        """
+        refusal = self.checkLimits(peerHost)
+        if refusal is not None:
+            return refusal
+        return self.checkAccess(peerHost, peerName)
+
+    def checkLimits(self, peerHost: Optional[str]) -> Optional[Refusal]:
+        """
+        The parent's checks: cps, max_load, access_times, instances,
+        per_source, process limit.
+        """
+        config = self.config
+        until = self.rate.check()
+        if until is not None:
+            if self.rate.justDeactivated:
+                message = (
+                    f"Deactivating service {config.name} due to excessive incoming "
+                    f"connections.  Restarting in {self.rate.wait} seconds."
+                )
+            else:
+                message = f"service {config.serviceId} is deactivated by cps"
+            return Refusal(CPS, message, until, self.rate.justDeactivated)
+        if config.maxLoad and overloaded(config.maxLoad, self._loadAverage):
+            return Refusal(
+                LOAD, f"refused connect from {peerHost} due to excessive load"
+            )
+        if self._times is not None and not self._times.allowedAt(
+            self._context.localtime(self._seconds())
+        ):
+            return Refusal(
+                TIME, f"service {config.serviceId} is outside its access_times"
+            )
+        reason = self.limits.check(peerHost)
+        if reason is not None:
+            return Refusal(
+                reason,
+                f"service {config.serviceId}: {reason.replace('_', ' ')} reached",
+            )
+        reason = self._processLimit.check()
+        if reason is not None:
+            return Refusal(reason, "process limit reached")
+        return None
+
+    def checkAccess(
+        self, peerHost: Optional[str], peerName: Optional[str] = None
+    ) -> Optional[Refusal]:
+        """
+        What xinetd checks in the child: the SENSOR list (or, for a SENSOR
+        service, record the client and refuse), only_from/no_access, then
+        hosts.allow/deny.
+        """
+        config = self.config
+        peer = self._peer(peerHost)
+        if peer is not None:
+            if self._isSensor:
+                outcome = self._sensorList.add(peer.key, config.denyTime)
+                return Refusal(
+                    ADDRESS, f"{peerHost} hit sensor {config.serviceId}", sensor=outcome
+                )
+            if self._sensorList.isDenied(peer.key):
+                return Refusal(ADDRESS, f"{peerHost} is on the global_no_access list")
+            if not self._addresses.isOpen:
+                decision = self._addresses.decide(peer, peerName)
+                if not decision.allowed:
+                    if decision.bothMatched:
+                        message = (
+                            f"Service={config.serviceId}: only_from list and no_access "
+                            f"list match equally the address {peerHost}"
+                        )
+                    else:
+                        message = f"{peerHost} is not allowed by only_from/no_access"
+                    return Refusal(ADDRESS, message)
+        elif self._isSensor:
+            return Refusal(ADDRESS, f"unknown address hit sensor {config.serviceId}")
+        if self._wrap is not None and not self._wrap.allowed(peer, peerName):
+            return Refusal(
+                LIBWRAP,
+                f"libwrap refused connection to {config.serviceId} "
+                f"(libwrap={self.libwrapName}) from {peerHost}",
+            )
+        return None
+
+    def started(self, peerHost: Optional[str]) -> None:
+        """
+        A server was started for C{peerHost}: count it for instances,
+        per_source and the process limit.
+        """
+        self.limits.started(peerHost)
+        self._processLimit.started()
+
+    def ended(self, peerHost: Optional[str]) -> None:
+        """
+        A server started for C{peerHost} ended.
+        """
+        self.limits.ended(peerHost)
+        self._processLimit.ended()
