@@ -3,3 +3,8 @@ Configuration: xinetd.conf/inetd.conf text to an immutable, checked model.
 
 Knows nothing of sockets, processes or the reactor.
 """
+
+from xinetd_twisted.config.dump import dumpService
+from xinetd_twisted.config.load import loadConfig, parseConfigText
+
+__all__ = ["loadConfig", "parseConfigText", "dumpService"]

@@ -311,8 +311,12 @@ class Config:
     @ivar services: services that passed every check, in file order.
     @ivar problems: every warning and error, in the order found.
     @ivar files: every file that was read (main file first), for reload.
+    @ivar dropped: ids of the services dropped because of an error, in the
+        order found (services thrown away by C{disable = yes} or the
+        C{enabled}/C{disabled} lists are not listed).
     """
 
     services: Tuple[ServiceConfig, ...]
     problems: Tuple[Problem, ...] = ()
     files: Tuple[str, ...] = ()
+    dropped: Tuple[str, ...] = ()

@@ -1,0 +1,233 @@
+# -*- test-case-name: tests.test_config_build -*-
+"""
+Give the lines of each block their meaning, in reading order: operators,
+value counts, repeated attributes, defaults copied when a service block
+starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import attr
+
+from xinetd_twisted.config.attributes import (
+    ATTRIBUTES,
+    COPIED_AT_PARSE,
+    LIST,
+    WARN_ERRORS,
+    Settings,
+    combine,
+)
+from xinetd_twisted.config.model import Problem, Severity
+from xinetd_twisted.config.parser import Block, Broken, Line
+from xinetd_twisted.config.values import ParseContext
+
+
+@attr.s(auto_attribs=True)
+class ServiceDraft:
+    """
+    A service block after its lines were applied.
+
+    @ivar block: the block as read.
+    @ivar settings: its attributes.
+    """
+
+    block: Block
+    settings: Settings
+
+    @property
+    def serviceId(self) -> str:
+        """
+        The C{id}, or the name when no id was written.
+        """
+        return self.settings.values.get("id", self.block.name)
+
+
+@attr.s(auto_attribs=True)
+class Builder:
+    """
+    Applies blocks in reading order.
+
+    @ivar defaults: the one defaults object every file writes into.
+    @ivar drafts: services that survived parsing.
+    @ivar problems: what went wrong, in order.
+    @ivar fatal: a defaults value failed to parse.
+    @ivar dropped: ids of services dropped by an error.
+    """
+
+    ctx: ParseContext
+    defaults: Settings = attr.ib(factory=Settings)
+    drafts: List[ServiceDraft] = attr.ib(factory=list)
+    problems: List[Problem] = attr.ib(factory=list)
+    fatal: bool = False
+    dropped: List[str] = attr.ib(factory=list)
+
+    def _say(self, severity, location, message, service, attribute=None) -> None:
+        self.problems.append(Problem(location, severity, message, service, attribute))
+
+    def add(self, block: Block) -> None:
+        """
+        Apply one block.
+        """
+        if block.kind == "defaults":
+            if block.duplicateDefaults:
+                self._say(
+                    Severity.ERROR,
+                    block.location,
+                    "only 1 defaults entry is allowed. This entry will be ignored",
+                    "defaults",
+                )
+                return
+            self._apply(block, self.defaults, True)
+            return
+        settings = Settings()
+        settings.copyFrom(self.defaults, COPIED_AT_PARSE)
+        outcome = self._apply(block, settings, False)
+        if outcome == "keep":
+            self.drafts.append(ServiceDraft(block, settings))
+        elif outcome == "drop":
+            self.dropped.append(settings.values.get("id", block.name))
+
+    def _apply(self, block: Block, settings: Settings, inDefaults: bool) -> str:
+        """
+        Apply a block's lines to C{settings}.
+
+        @return: C{"keep"}, C{"drop"} (an error) or C{"discard"}
+            (C{disable = yes}: thrown away without a word).
+        """
+        service = block.name
+        failed = False
+        for item in block.lines:
+            if isinstance(item, Broken):
+                self._say(
+                    Severity.ERROR, item.location, item.message, service, item.attribute
+                )
+                return "drop"
+            status = self._line(item, settings, inDefaults, service)
+            if status == "failed":
+                failed = True
+            if item.name == "disable" and (failed or settings.values.get("disable")):
+                return "drop" if failed else "discard"
+        return "drop" if failed else "keep"
+
+    def _line(
+        self, line: Line, settings: Settings, inDefaults: bool, service: str
+    ) -> str:
+        def say(severity: Severity, message: str) -> None:
+            self._say(severity, line.location, message, service, line.name)
+
+        row = ATTRIBUTES.get(line.name)
+        if row is None or not (
+            row.defaultsCount is not None if inDefaults else row.inService
+        ):
+            if inDefaults:
+                say(
+                    Severity.WARNING,
+                    f"attribute: {line.name} should not be in default section",
+                )
+            else:
+                say(Severity.WARNING, f"bad service attribute: {line.name}")
+            return "ignored"
+        count = row.defaultsCount if inDefaults else row.count
+        assert count is not None
+        op = line.op
+        if count != LIST:
+            if row.key in settings.specified:
+                where = settings.locations[row.key]
+                say(
+                    Severity.WARNING,
+                    f"attribute already set: {line.name} (at {where}); this line is ignored",
+                )
+                return "ignored"
+            if op != "=":
+                say(
+                    Severity.WARNING,
+                    f"operator '{op}' cannot be used for attribute '{line.name}'",
+                )
+                return "ignored"
+        elif inDefaults and op == "=":
+            op = "+="  # xinetd: in defaults, = on a list attribute adds
+        if count > 0 and len(line.values) != count:
+            message = (
+                f"attribute {line.name} expects {count} values and "
+                f"{len(line.values)} values were specified"
+            )
+            if row.key in WARN_ERRORS:
+                say(
+                    Severity.FATAL if inDefaults else Severity.ERROR,
+                    message + " (xinetd would ignore the line and bind every address)",
+                )
+                return self._failed(inDefaults)
+            say(Severity.WARNING, message + "; line ignored")
+            return "ignored"
+        self.ctx.warnings = []
+        try:
+            if row.key == "env" and op == "-=":
+                raise ValueError("operator -= cannot be used with env")
+            if (
+                inDefaults
+                and row.key == "log_type"
+                and "log_type" in settings.specified
+            ):
+                raise ValueError("Cannot set more than one log_type attribute")
+            value: Any = row.parse(line.values, self.ctx)
+        except ValueError as e:
+            if inDefaults:
+                say(
+                    Severity.FATAL,
+                    f"{e}; a fatal error in the default section (xinetd exits)",
+                )
+            else:
+                say(
+                    Severity.ERROR,
+                    f"{e}; Error parsing attribute {line.name} - DISABLING SERVICE",
+                )
+            return self._failed(inDefaults)
+        for remark in self.ctx.warnings:
+            say(Severity.WARNING, remark)
+        if (
+            row.key == "flags"
+            and "NAMEINARGS" in value
+            and "server_args" in settings.specified
+        ):
+            say(
+                Severity.WARNING,
+                "flags = NAMEINARGS after server_args: xinetd would start the "
+                "server with an empty argv (it crashes); we use the first "
+                "server_args word as argv[0]",
+            )
+        if inDefaults and row.key == "v6only":
+            say(
+                Severity.WARNING,
+                "v6only in defaults: xinetd ignores it; we apply it to services "
+                "that do not set v6only",
+            )
+        if count == LIST and row.key != "log_type":
+            value = combine(settings.values.get(row.key), value, op)
+        settings.values[row.key] = value
+        settings.locations[row.key] = line.location
+        settings.specified.add(row.key)
+        return "applied"
+
+    def _failed(self, inDefaults: bool) -> str:
+        if inDefaults:
+            self.fatal = True
+        return "failed"
+
+    def activeDrafts(self) -> Tuple[ServiceDraft, ...]:
+        """
+        The drafts left after C{enabled}/C{disabled} from defaults (matched
+        by id, case-insensitively).
+        """
+        enabled: Optional[Tuple[str, ...]] = self.defaults.values.get("enabled")
+        disabled: Tuple[str, ...] = self.defaults.values.get("disabled", ())
+        kept = []
+        for draft in self.drafts:
+            key = draft.serviceId.lower()
+            if enabled is not None and key not in enabled:
+                continue
+            if key in disabled:
+                continue
+            kept.append(draft)
+        return tuple(kept)
