@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import io
 import json
-from typing import List
+from typing import Any, List, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import Logger, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, Logger, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -212,7 +212,9 @@ def makeLog(
         success,
         failure,
         sink,  # type: ignore[arg-type]
-        logger=Logger(namespace=SERVICE_NAMESPACE, observer=events.append),
+        logger=Logger(
+            namespace=SERVICE_NAMESPACE, observer=cast(ILogObserver, events.append)
+        ),
         **kw,  # type: ignore[arg-type]
     )
     return log, events
@@ -355,7 +357,9 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_defaultNamespace(self) -> None:
         """Without an injected logger, events go to the global publisher."""
-        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        observer = EventLoggingObserver.createWithCleanup(
+            cast(Any, self), globalLogPublisher
+        )
         log = ServiceLog("g", ALL_SUCCESS, frozenset(), None)
         log.start(2, V4)
         self.assertEqual(len(observer), 1)

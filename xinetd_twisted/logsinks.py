@@ -205,6 +205,12 @@ class FileLogSink:
         """
         return self._fd is not None
 
+    def fileno(self) -> Optional[int]:
+        """
+        The open descriptor, or L{None}.
+        """
+        return self._fd
+
     def _open(self) -> None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
