@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import attr
+
 # Run as a script: make benchlib importable whatever the cwd.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -149,20 +151,27 @@ def fetchOnce(port: int, timeout: float = 2.0) -> bytes:
 
 
 def makeDaemons(
-    only: str, tmp: Path, services: Sequence[Workload], log: bool
+    only: str,
+    tmp: Path,
+    services: Sequence[Workload],
+    log: bool,
+    idle: Sequence[Workload] = (),
 ) -> List[Daemon]:
     """
     Write one config per daemon (same text, own ports) and describe how each
     daemon is started; nothing runs yet.
+
+    @param idle: services configured (each listening) but never connected to.
     """
     daemons = []
     for name in ("xinetd", "ours"):
         if only not in ("both", name):
             continue
         ports = {w.name: benchlib.freePort() for w in services}
+        ports.update({w.name: benchlib.freePort() for w in idle})
         serviceLog = tmp / f"{name}-services.log" if log else None
         cfg = tmp / f"{name}.conf"
-        cfg.write_text(benchlib.renderConfig(services, ports, serviceLog))
+        cfg.write_text(benchlib.renderConfig([*services, *idle], ports, serviceLog))
         daemonLog = tmp / f"{name}.log"
         if name == "xinetd":
             argv = [XINETD, "-dontfork", "-stayalive", "-f", str(cfg)]
@@ -269,6 +278,12 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--time-limit", type=float, default=60.0, help="seconds per client run"
     )
+    p.add_argument(
+        "--extra-services",
+        type=int,
+        default=0,
+        help="also configure this many idle hello services (own ports)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
     args = p.parse_args(argv)
     if args.quick:
@@ -301,7 +316,10 @@ def main(argv: Sequence[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="xinetd-bench-"))
     # The daemons and `nobody` must reach the log files and the config.
     tmp.chmod(0o755)
-    daemons = makeDaemons(args.only, tmp, services, args.log)
+    idle = [
+        attr.evolve(known["hello"], name=f"idle{i}") for i in range(args.extra_services)
+    ]
+    daemons = makeDaemons(args.only, tmp, services, args.log, idle)
     print(machineFacts())
     print(f"configs and logs in {tmp}")
     status = 0
@@ -338,7 +356,8 @@ def main(argv: Sequence[str]) -> int:
         print()
         print(
             f"{args.rounds} rounds x {args.connections} connections, "
-            f"log {'FILE' if args.log else 'off'}, user = nobody\n"
+            f"log {'FILE' if args.log else 'off'}, user = nobody, "
+            f"{len(services) + len(idle)} services configured\n"
         )
         print(benchlib.formatTable(rows))
         print()
