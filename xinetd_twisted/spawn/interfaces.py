@@ -15,7 +15,7 @@ import attr
 from zope.interface import Interface
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@attr.s(frozen=True, auto_attribs=True, cache_hash=True)
 class ChildSetup:
     """
     Everything about a child that is the same for every connection of a

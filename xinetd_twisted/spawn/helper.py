@@ -1,0 +1,456 @@
+# -*- test-case-name: tests.test_spawn_helper -*-
+"""
+The spawn helper ("fork server") and the wire format the daemon uses with it.
+
+The daemon starts this file once, while still root, as
+C{python -I -S helper.py FD} with FD one end of a C{SOCK_SEQPACKET}
+socketpair.  The helper stays small (standard library only, gc frozen, one
+thread), so creating a child costs a fork of a small process instead of the
+daemon's heap, and the reactor only pays for one C{sendmsg} per connection.
+
+Every message is a L{marshal}-encoded tuple (both ends run the same
+interpreter).  Daemon to helper:
+
+  - C{("T", templateId, part, final)}: register a template (the encoded
+    L{ChildSetup} fields, see L{encodeTemplate}), in parts when large;
+  - C{("S", requestId, templateId, extraEnv)} with the connection fd in
+    C{SCM_RIGHTS}: start a child;
+  - C{("K", pid, signal)}: signal a child if it is still unreaped.
+
+Helper to daemon, one message holding a list of events:
+
+  - C{("r", helperPid)}: ready;
+  - C{("s", requestId, pid)}: started;
+  - C{("f", requestId, errno)}: no child (fork failed, unknown template);
+  - C{("x", pid, errno, stage)}: the child could not exec (stage C{"exec"})
+    or failed while setting itself up (stage C{"setup"});
+  - C{("e", pid, status)}: reaped, raw wait status (127 after an C{"x"}).
+
+This module must import nothing outside the standard library: the helper
+runs with C{-I -S} and no package on C{sys.path}.
+"""
+
+from __future__ import annotations
+
+import gc
+import marshal
+import os
+import select
+import signal
+import socket
+import sys
+
+try:
+    import _posixsubprocess
+except ImportError:  # pragma: no cover - not CPython
+    _posixsubprocess = None  # type: ignore[assignment]
+
+MAX_MESSAGE = 65536
+"""Largest message either side sends; templates above it go in parts."""
+
+TEMPLATE_PART = 60000
+MAX_EVENTS_PER_MESSAGE = 128
+_BATCH = 64  # requests handled per wake-up before reaping and replying
+
+_RLIMIT_NAMES = ("AS", "CPU", "DATA", "NOFILE", "RSS", "STACK")
+
+
+# --- wire format (used by both ends) -------------------------------------
+
+
+def encodeTemplate(
+    executable: str,
+    argv: tuple,
+    environment: tuple,
+    uid: int | None,
+    gid: int | None,
+    supplementaryGroups: tuple | None,
+    umask: int,
+    nice: int | None,
+    rlimits: tuple,
+    chroot: str | None,
+    workingDirectory: str,
+    newSession: bool,
+) -> bytes:
+    """
+    Encode the fields of a C{ChildSetup} (names as there) for the helper.
+    """
+    return marshal.dumps(
+        (
+            os.fsencode(executable),
+            [os.fsencode(a) for a in argv],
+            [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in environment],
+            uid,
+            gid,
+            None if supplementaryGroups is None else list(supplementaryGroups),
+            umask,
+            nice,
+            [(int(r), int(s), int(h)) for r, s, h in rlimits],
+            None if chroot is None else os.fsencode(chroot),
+            os.fsencode(workingDirectory),
+            bool(newSession),
+        )
+    )
+
+
+def templateMessages(templateId: int, blob: bytes) -> list[bytes]:
+    """
+    Split an encoded template into C{"T"} messages that each fit.
+    """
+    parts = [blob[i : i + TEMPLATE_PART] for i in range(0, len(blob), TEMPLATE_PART)]
+    parts = parts or [b""]
+    return [
+        marshal.dumps(("T", templateId, part, i == len(parts) - 1))
+        for i, part in enumerate(parts)
+    ]
+
+
+def spawnMessage(requestId: int, templateId: int, extraEnvironment: tuple) -> bytes:
+    """
+    Encode a start request (the fd travels beside it in C{SCM_RIGHTS}).
+    """
+    env = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in extraEnvironment]
+    return marshal.dumps(("S", requestId, templateId, env))
+
+
+def signalMessage(pid: int, signalNumber: int) -> bytes:
+    """
+    Encode a request to signal a child.
+    """
+    return marshal.dumps(("K", pid, signalNumber))
+
+
+def decode(data: bytes) -> tuple:
+    """
+    Decode one message from either side.
+    """
+    return marshal.loads(data)  # type: ignore[no-any-return]
+
+
+# --- the helper process ---------------------------------------------------
+
+
+class _Template:
+    __slots__ = (
+        "executable",
+        "argv",
+        "env",
+        "uid",
+        "gid",
+        "groups",
+        "umask",
+        "nice",
+        "rlimits",
+        "chroot",
+        "cwd",
+        "newSession",
+        "fast",
+    )
+
+    def __init__(self, blob: bytes, currentLimits: dict) -> None:
+        (
+            self.executable,
+            self.argv,
+            self.env,
+            self.uid,
+            self.gid,
+            self.groups,
+            self.umask,
+            self.nice,
+            self.rlimits,
+            self.chroot,
+            self.cwd,
+            self.newSession,
+        ) = marshal.loads(blob)
+        # Limits equal to the helper's own are inherited: no call needed.
+        self.rlimits = [
+            (r, s, h) for r, s, h in self.rlimits if currentLimits.get(r) != (s, h)
+        ]
+        self.fast = (
+            _FORK_EXEC is not None
+            and not self.rlimits
+            and not self.nice
+            and self.chroot is None
+        )
+
+
+def _forkExecCaller():
+    """
+    Return C{call(t, argv, env, fd, errR, errW) -> pid} built on
+    C{_posixsubprocess.fork_exec} (no Python runs in the child), or L{None}
+    when its signature is one we do not know.
+    """
+    if _posixsubprocess is None:
+        return None
+    try:
+        _posixsubprocess.fork_exec()
+    except TypeError as e:
+        words = str(e).split()
+    else:  # pragma: no cover
+        return None
+    arity = next((int(w) for w in words if w.isdigit()), 0)
+    forkExec = _posixsubprocess.fork_exec
+
+    def call(t, argv, env, fd, errR, errW):
+        head = (argv, [t.executable], True, (errW,), t.cwd, env)
+        head += (fd, -1, -1, fd, -1, fd, errR, errW, True, t.newSession)
+        tail = (t.gid, t.groups, t.uid, t.umask, None)
+        if arity == 21:  # 3.10
+            return forkExec(*head, *tail)
+        if arity == 22:  # 3.11.0-3.11.x, 3.13: process_group added
+            return forkExec(*head, -1, *tail)
+        return forkExec(*head, -1, *tail, True)  # allow_vfork
+
+    return call if arity in (21, 22, 23) else None
+
+
+_FORK_EXEC = None
+
+
+def _forkChild(t, argv, env, fd, errW):
+    """
+    Create a child with C{os.fork} and set it up in Python: the path for
+    chroot, nice and rlimits, which C{fork_exec} cannot do before setuid.
+    """
+    pid = os.fork()
+    if pid:
+        return pid
+    stage = b"setup"
+    err = 0
+    try:
+        if t.newSession:
+            os.setsid()
+        if t.chroot is not None:
+            os.chroot(t.chroot)
+        os.chdir(t.cwd)
+        # nice and rlimits while still privileged, so a configured value is
+        # never refused by the lowered credentials.
+        if t.nice:
+            os.nice(t.nice)
+        if t.rlimits:
+            import resource
+
+            for r, s, h in t.rlimits:
+                resource.setrlimit(r, (s, h))
+        if t.groups is not None:
+            os.setgroups(t.groups)
+        if t.gid is not None:
+            os.setresgid(t.gid, t.gid, t.gid)
+        if t.uid is not None:
+            os.setresuid(t.uid, t.uid, t.uid)
+        os.umask(t.umask)
+        for target in (0, 1, 2):
+            os.dup2(fd, target)
+        os.closerange(3, errW)
+        os.closerange(errW + 1, 1 << 20)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        envMap = dict(item.partition(b"=")[::2] for item in env)
+        stage = b"exec"
+        os.execve(t.executable, argv, envMap)
+    except OSError as e:
+        err = e.errno or 0
+    except BaseException:
+        pass
+    try:
+        os.write(errW, b"OSError:%x:%s" % (err, b"" if stage == b"exec" else b"noexec"))
+    finally:
+        os._exit(127)
+
+
+class _Helper:
+    def __init__(self, ctl: socket.socket) -> None:
+        self.ctl = ctl
+        self.templates: dict = {}
+        self.parts: dict = {}
+        self.children: dict = {}  # pid -> None (unreaped)
+        self.execErrors: dict = {}  # pid -> bytes written by the child
+        self.out: list = []
+        self.limits: dict = {}
+        import resource
+
+        for name in _RLIMIT_NAMES:
+            r = getattr(resource, "RLIMIT_" + name)
+            self.limits[r] = resource.getrlimit(r)
+        self.errR, self.errW = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # The kernel stamps every message with its sender's pid: children
+        # share one error socket and still say who they are.
+        self.errR.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.errR.setblocking(False)
+
+    def handle(self, data: bytes, ancdata: list) -> None:
+        fds = []
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) - len(payload) % 4
+                fds.extend(memoryview(payload)[:n].cast("i"))
+        try:
+            msg = marshal.loads(data)
+            kind = msg[0]
+            if kind == "S":
+                self.spawn(msg, fds[0] if fds else -1)
+            elif kind == "T":
+                _, tid, part, final = msg
+                self.parts.setdefault(tid, []).append(part)
+                if final:
+                    blob = b"".join(self.parts.pop(tid))
+                    self.templates[tid] = _Template(blob, self.limits)
+            elif kind == "K":
+                _, pid, sig = msg
+                if pid in self.children:  # unreaped: cannot be a recycled pid
+                    try:
+                        os.kill(pid, sig)
+                    except OSError:
+                        pass
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def spawn(self, msg: tuple, fd: int) -> None:
+        _, rid, tid, extra = msg
+        t = self.templates.get(tid)
+        if t is None or fd < 0:
+            self.out.append(("f", rid, 22))  # EINVAL
+            return
+        env = t.env + extra if extra else t.env
+        errW = self.errW.fileno()
+        try:
+            if t.fast:
+                pid = _FORK_EXEC(t, t.argv, env, fd, self.errR.fileno(), errW)
+            else:
+                pid = _forkChild(t, t.argv, env, fd, errW)
+        except OSError as e:
+            self.out.append(("f", rid, e.errno or 0))
+            return
+        self.children[pid] = None
+        self.out.append(("s", rid, pid))
+
+    def drainErrors(self) -> None:
+        for _ in range(4096):
+            try:
+                data, anc, _flags, _addr = self.errR.recvmsg(256, 64)
+            except BlockingIOError:
+                return
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = int.from_bytes(payload[:4], sys.byteorder)
+                    self.execErrors[pid] = self.execErrors.get(pid, b"") + data
+
+    def reap(self) -> None:
+        self.drainErrors()
+        for _ in range(65536):
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid not in self.children:
+                continue
+            del self.children[pid]
+            report = self.execErrors.pop(pid, None)
+            if report is not None:
+                parts = report.split(b":")
+                try:
+                    err = int(parts[1], 16)
+                except (IndexError, ValueError):
+                    err = 0
+                stage = "setup" if report.endswith(b"noexec") else "exec"
+                self.out.append(("x", pid, err, stage))
+                status = 127 << 8
+            self.out.append(("e", pid, status))
+
+    def flush(self) -> None:
+        out, self.out = self.out, []
+        for i in range(0, len(out), MAX_EVENTS_PER_MESSAGE):
+            self.ctl.send(
+                marshal.dumps(out[i : i + MAX_EVENTS_PER_MESSAGE]), socket.MSG_NOSIGNAL
+            )
+
+    def run(self) -> None:
+        wakeR, wakeW = os.pipe()
+        os.set_blocking(wakeW, False)
+        os.set_blocking(wakeR, False)
+        signal.set_wakeup_fd(wakeW, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *args: None)
+        poller = select.poll()
+        ctlFD = self.ctl.fileno()
+        poller.register(ctlFD, select.POLLIN)
+        poller.register(wakeR, select.POLLIN)
+        poller.register(self.errR.fileno(), select.POLLIN)
+        flags = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+        ancSize = socket.CMSG_SPACE(16 * 4)
+        self.out.append(("r", os.getpid()))
+        self.flush()
+        while True:
+            events = poller.poll()
+            for fd, _ev in events:
+                if fd == ctlFD:
+                    for _ in range(_BATCH):
+                        try:
+                            data, anc, _f, _a = self.ctl.recvmsg(
+                                MAX_MESSAGE, ancSize, flags
+                            )
+                        except BlockingIOError:
+                            break
+                        if not data:
+                            self.flush()
+                            return
+                        self.handle(data, anc)
+                elif fd == wakeR:
+                    try:
+                        os.read(wakeR, 4096)
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                else:
+                    self.drainErrors()
+            if self.out:
+                self.flush()
+
+
+def main(argv: list) -> None:
+    """
+    Run the helper on the control socket whose fd is C{argv[1]}.
+    """
+    global _FORK_EXEC
+    import resource
+
+    # Children inherit xinetd's default RLIMIT_NOFILE (soft = hard) with no
+    # per-child call.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        pass
+    # Children start from default dispositions and an empty mask; the
+    # SIGPIPE/SIGXFSZ ignores Python set are undone in the child.
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.chdir("/")
+    _FORK_EXEC = _forkExecCaller()
+    if os.environ.get("XINETD_TWISTED_HELPER_NO_FORK_EXEC"):
+        _FORK_EXEC = None
+    ctl = socket.socket(fileno=int(argv[1]))
+    os.set_inheritable(ctl.fileno(), False)
+    ctl.setblocking(True)
+    helper = _Helper(ctl)
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        helper.run()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
