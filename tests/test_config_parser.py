@@ -1,0 +1,230 @@
+"""
+Tests for L{xinetd_twisted.config.parser}: the grammar, includes, locations.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_config_support import EXTERNAL, messages, parse, service
+from xinetd_twisted.config.model import Location, Severity
+
+
+class GrammarTests(SynchronousTestCase):
+    """
+    Blocks, lines and operators as xinetd reads them.
+    """
+
+    def test_validService(self) -> None:
+        """
+        A well-formed service block gives one service with its location.
+        """
+        config = parse("# comment\n\n" + service(EXTERNAL))
+        self.assertEqual([s.serviceId for s in config.services], ["svc"])
+        self.assertEqual(config.services[0].location, Location("test.conf", 3))
+        self.assertEqual(config.problems, ())
+
+    def test_noInlineComments(self) -> None:
+        """
+        A C{#} after a value is part of the value.
+        """
+        config = parse(service(EXTERNAL + "\n server_args = a b # note"))
+        self.assertEqual(config.services[0].argv, ("cat", "a", "b", "#", "note"))
+
+    def test_noQuoting(self) -> None:
+        """
+        Quotes are ordinary characters; words split on blanks only.
+        """
+        config = parse(service(EXTERNAL + '\n server_args = -c "echo hi"'))
+        self.assertEqual(config.services[0].serverArgs, ("-c", '"echo', 'hi"'))
+
+    def test_caseInsensitiveKeywords(self) -> None:
+        """
+        Keywords, attribute names and values are case-insensitive.
+        """
+        body = EXTERNAL.replace("socket_type = stream", "SOCKET_TYPE = STREAM")
+        body = body.replace("wait = no", "Wait = NO")
+        config = parse("SERVICE svc\n{\n" + body + "\n}\n")
+        self.assertEqual(config.services[0].socketType, "stream")
+        self.assertFalse(config.services[0].wait)
+
+    def test_braceOnServiceLine(self) -> None:
+        """
+        C{service foo {} on one line is an error and the block is skipped.
+        """
+        config = parse("service svc {\n" + EXTERNAL + "\n}\n")
+        self.assertEqual(config.services, ())
+        self.assertEqual(
+            messages(config), ["test.conf:1: error: Service svc: missing '{'"]
+        )
+
+    def test_missingServiceKeyword(self) -> None:
+        """
+        Anything else at top level is reported and skipped to the next C{}}.
+        """
+        config = parse("bogus\n{\n a = b\n}\n" + service(EXTERNAL))
+        self.assertEqual(messages(config), ["test.conf:1: error: missing service keyword"])
+        self.assertEqual(len(config.services), 1)
+
+    def test_incompleteEntry(self) -> None:
+        """
+        End of file inside a block drops the service.
+        """
+        config = parse("service svc\n{\n" + EXTERNAL + "\n")
+        self.assertEqual(config.services, ())
+        self.assertIn("incomplete entry", messages(config, Severity.ERROR)[0])
+        self.assertEqual(config.dropped, ("svc",))
+
+    def test_missingCloseWhileSkipping(self) -> None:
+        """
+        End of file while skipping a bad entry is a warning.
+        """
+        config = parse("service svc {\n wait = no\n")
+        self.assertIn("missing } in last service entry", messages(config)[-1])
+
+    def test_needsSpaceBeforeOperator(self) -> None:
+        """
+        C{name= value} drops the whole service, naming the attribute.
+        """
+        config = parse(service(EXTERNAL + "\n nice= 3"))
+        self.assertEqual(config.services, ())
+        self.assertEqual(
+            messages(config),
+            [
+                "test.conf:10: service svc: attribute nice: error: "
+                "Attribute nice needs a space before operator"
+            ],
+        )
+
+    def test_spaceAfterOperatorOptional(self) -> None:
+        """
+        C{name =value} is fine.
+        """
+        config = parse(service(EXTERNAL + "\n nice =3"))
+        self.assertEqual(config.services[0].nice, 3)
+
+    def test_badOperator(self) -> None:
+        """
+        An unknown operator drops the service.
+        """
+        config = parse(service(EXTERNAL + "\n nice := 3"))
+        self.assertEqual(config.services, ())
+        self.assertIn("Bad operator for attribute: nice", messages(config)[0])
+
+    def test_includeInsideService(self) -> None:
+        """
+        C{include} inside a block is a line without operator: service dropped.
+        """
+        config = parse(service(EXTERNAL + "\n include /dev/null"))
+        self.assertEqual(config.services, ())
+        self.assertEqual(config.problems[0].location.line, 10)
+
+    def test_longLine(self) -> None:
+        """
+        A line over 16 KiB breaks its block.
+        """
+        config = parse(service(EXTERNAL + "\n server_args = " + "x" * 17000))
+        self.assertEqual(config.services, ())
+        self.assertIn("longer than 16384", messages(config)[0])
+
+    def test_crlf(self) -> None:
+        """
+        CRLF line ends are accepted.
+        """
+        config = parse(service(EXTERNAL).replace("\n", "\r\n"))
+        self.assertEqual(len(config.services), 1)
+
+    def test_extraWordsAfterName(self) -> None:
+        """
+        Words after the service name are ignored.
+        """
+        config = parse(service(EXTERNAL, name="svc extra words"))
+        self.assertEqual(config.services[0].name, "svc")
+
+
+class IncludeTests(SynchronousTestCase):
+    """
+    C{include} and C{includedir}.
+    """
+
+    def setUp(self) -> None:
+        self.dir = FilePath(self.mktemp())
+        self.dir.makedirs()
+
+    def test_include(self) -> None:
+        """
+        An included file's services are read at the include's position, and
+        its problems carry its own path and line.
+        """
+        inc = self.dir.child("inc")
+        inc.setContent(("\n" + service(EXTERNAL + "\n bogus = 1", name="a")).encode())
+        config = parse(f"include {inc.path}\n" + service(EXTERNAL.replace("4000", "4001"), name="b"))
+        self.assertEqual([s.name for s in config.services], ["a", "b"])
+        self.assertEqual(messages(config), [f"{inc.path}:11: service a: attribute bogus: warning: bad service attribute: bogus"])
+        self.assertEqual(config.files, ("test.conf", inc.path))
+
+    def test_includeMissing(self) -> None:
+        """
+        A missing included file is an error; reading goes on.
+        """
+        config = parse("include /nonexistent/x\n" + service(EXTERNAL))
+        self.assertEqual(len(config.services), 1)
+        self.assertIn("Unable to open included configuration file", messages(config)[0])
+
+    def test_includeLoop(self) -> None:
+        """
+        A file including itself is reported, not followed forever.
+        """
+        me = self.dir.child("me")
+        me.setContent(f"include {me.path}\n".encode() + service(EXTERNAL).encode())
+        config = parse(f"include {me.path}\n")
+        self.assertEqual(len(config.services), 1)
+        self.assertIn("include loop", messages(config)[0])
+
+    def test_includedirOrderAndFilter(self) -> None:
+        """
+        includedir reads names in byte order and skips names with a dot or
+        ending in a tilde.
+        """
+        for i, name in enumerate(["b", "A", "0first", "c.conf", "d~", "e.dpkg-old"]):
+            body = EXTERNAL.replace("4000", str(5000 + i))
+            self.dir.child(name).setContent(service(body, name=name).encode())
+        config = parse(f"includedir {self.dir.path}\n")
+        self.assertEqual([s.name for s in config.services], ["0first", "A", "b"])
+
+    def test_includedirNonRegular(self) -> None:
+        """
+        A directory inside an includedir is an error and skipped.
+        """
+        self.dir.child("sub").makedirs()
+        config = parse(f"includedir {self.dir.path}\n")
+        self.assertEqual(
+            messages(config),
+            [f"test.conf:1: error: {os.path.join(self.dir.path, 'sub')} is not a regular file. It is being skipped."],
+        )
+
+    def test_defaultsInIncludedFile(self) -> None:
+        """
+        A defaults block in an included file merges into the same defaults,
+        and does not count as a second one.
+        """
+        inc = self.dir.child("inc")
+        inc.setContent(b"defaults\n{\n instances = 7\n}\n")
+        config = parse(
+            f"defaults\n{{\n per_source = 3\n}}\ninclude {inc.path}\n" + service(EXTERNAL)
+        )
+        self.assertEqual(config.problems, ())
+        self.assertEqual((config.services[0].instances, config.services[0].perSource), (7, 3))
+
+    def test_secondDefaultsInFile(self) -> None:
+        """
+        A second defaults block in one file is an error and ignored.
+        """
+        config = parse(
+            "defaults\n{\n instances = 7\n}\ndefaults\n{\n instances = 9\n}\n" + service(EXTERNAL)
+        )
+        self.assertEqual(config.services[0].instances, 7)
+        self.assertIn("only 1 defaults entry is allowed", messages(config)[0])
