@@ -279,7 +279,7 @@ class _Helper:
         self.errR.setblocking(False)
 
     def handle(self, data: bytes, ancdata: list) -> None:
-        fds = []
+        fds: list = []
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 n = len(payload) - len(payload) % 4
@@ -316,7 +316,8 @@ class _Helper:
         errW = self.errW.fileno()
         try:
             if t.fast:
-                pid = _FORK_EXEC(t, t.argv, env, fd, self.errR.fileno(), errW)
+                errR = self.errR.fileno()
+                pid = _FORK_EXEC(t, t.argv, env, fd, errR, errW)  # type: ignore[misc]
             else:
                 pid = _forkChild(t, t.argv, env, fd, errW)
         except OSError as e:

@@ -103,7 +103,7 @@ class ISpawner(Interface):
         the child has already been reaped, so a recycled pid is never hit.
         """
 
-    def start() -> object:
+    def start() -> object:  # type: ignore[misc]
         """
         Get ready to spawn (for example start a helper process).  Called in
         C{privilegedStartService}, before twistd drops privileges.
@@ -111,7 +111,7 @@ class ISpawner(Interface):
         @return: a L{Deferred} that fires when spawning is possible.
         """
 
-    def stop() -> object:
+    def stop() -> object:  # type: ignore[misc]
         """
         Release resources.  Running children are left alone (xinetd leaves
         ordinary servers running at exit).

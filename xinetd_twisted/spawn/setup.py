@@ -1,0 +1,90 @@
+# -*- test-case-name: tests.test_spawn_setup -*-
+"""
+From a service's configuration to the L{ChildSetup} its children get, once
+per configuration load (never per connection).
+"""
+
+from __future__ import annotations
+
+import resource
+from typing import Mapping, Tuple
+
+from xinetd_twisted.config.model import UNLIMITED, ServiceConfig
+from xinetd_twisted.spawn.interfaces import ChildSetup
+
+
+def _limit(value: int) -> int:
+    return resource.RLIM_INFINITY if value == UNLIMITED else value
+
+
+def childSetupFor(
+    service: ServiceConfig,
+    *,
+    daemonEnviron: Mapping[str, str],
+    daemonUmask: int,
+    isRoot: bool,
+    nofileHardLimit: int,
+) -> ChildSetup:
+    """
+    Build the setup xinetd's child.c would apply for C{service}.
+
+    @param service: a service that runs a program (C{server} set).
+    @param daemonEnviron: the daemon's environment at start-up (xinetd's
+        "standard environment").
+    @param daemonUmask: the daemon's umask at start-up; children get it
+        C{| 022} unless the service sets C{umask}.
+    @param isRoot: whether the daemon runs as root; credentials are only
+        changed then, as xinetd does (and its man page says).
+    @param nofileHardLimit: the daemon's hard RLIMIT_NOFILE; the child gets
+        it as soft and hard limit unless C{rlimit_files} is set.
+    """
+    if service.server is None:
+        raise ValueError(f"service {service.serviceId} runs no program")
+    if service.passenv is None:
+        base = list(daemonEnviron.items())
+    else:
+        base = [(n, daemonEnviron[n]) for n in service.passenv if n in daemonEnviron]
+    extra = []
+    for word in service.env:
+        name, _, value = word.partition("=")
+        extra.append((name, value))
+    # Later entries win in a C environment only by convention; keep one
+    # entry per name, the service's env overriding the passed one.
+    overridden = {name for name, _ in extra}
+    environment = tuple((n, v) for n, v in base if n not in overridden) + tuple(extra)
+
+    rlimits = []
+    written = set()
+    for resourceName, amount in service.rlimits:
+        r = getattr(resource, resourceName)
+        written.add(r)
+        rlimits.append((r, _limit(amount), _limit(amount)))
+    if resource.RLIMIT_NOFILE not in written:
+        rlimits.append(
+            (resource.RLIMIT_NOFILE, _limit(nofileHardLimit), _limit(nofileHardLimit))
+        )
+
+    credentials = isRoot and (service.uid is not None or service.gid is not None)
+    return ChildSetup(
+        executable=service.server,
+        argv=tuple(service.argv),
+        environment=environment,
+        uid=service.uid if isRoot else None,
+        gid=service.gid if isRoot else None,
+        supplementaryGroups=tuple(service.supplementaryGroups) if credentials else None,
+        umask=service.umask if service.umask is not None else daemonUmask | 0o022,
+        nice=service.nice,
+        rlimits=tuple(rlimits),
+        chroot=service.chroot,
+        workingDirectory="/",
+        newSession=True,
+    )
+
+
+def connectionEnvironment(peerHost: str) -> Tuple[Tuple[str, str], ...]:
+    """
+    The per-connection variables xinetd adds: C{REMOTE_HOST}, the numeric
+    client address (C{::ffff:a.b.c.d} for IPv4 clients of a dual-stack
+    socket, as xinetd shows them).
+    """
+    return (("REMOTE_HOST", peerHost),)
