@@ -30,7 +30,9 @@ def host(name: str, *addresses: str) -> AddressEntry:
     """
     A HOST entry resolved at load time to C{addresses}.
     """
-    return AddressEntry(word=name, kind=AddressKind.HOST, name=name, addresses=addresses)
+    return AddressEntry(
+        word=name, kind=AddressKind.HOST, name=name, addresses=addresses
+    )
 
 
 def domain(suffix: str) -> AddressEntry:
@@ -55,7 +57,9 @@ class PeerTests(SynchronousTestCase):
     def test_mapped(self) -> None:
         """An IPv4-mapped IPv6 address is keyed and valued as the IPv4 address."""
         p = peer("::ffff:10.1.2.3")
-        self.assertEqual((p.key, p.v4, p.host), ("10.1.2.3", 0x0A010203, "::ffff:10.1.2.3"))
+        self.assertEqual(
+            (p.key, p.v4, p.host), ("10.1.2.3", 0x0A010203, "::ffff:10.1.2.3")
+        )
 
     def test_ipv6(self) -> None:
         """A true IPv6 address has no IPv4 value."""
