@@ -202,6 +202,24 @@ class OrderTests(SynchronousTestCase):
         self.assertIsNone(fx.policy(flags=frozenset({"NOLIBWRAP"})).check("10.0.0.1"))
 
 
+class ContextTests(SynchronousTestCase):
+    def test_forReactor(self) -> None:
+        """forReactor takes its clock from an IReactorTime provider."""
+        clock = Clock()
+        clock.advance(42)
+        context = PolicyContext.forReactor(clock)
+        self.assertEqual(context.seconds(), 42)
+        self.assertIsNotNone(context.sensorList)
+
+    def test_noAddressIsUnknown(self) -> None:
+        """A non-numeric peer (stream wait) is not counted per source."""
+        fx = Fixture()
+        policy = fx.policy(perSource=1)
+        policy.started("<no address>")
+        self.assertIsNone(policy.check("<no address>"))
+        self.assertEqual(policy.limits.running, 1)
+
+
 class SensorTests(SynchronousTestCase):
     def test_sensorRefusesAndRecords(self) -> None:
         """A SENSOR service refuses with address and blocks the client elsewhere."""

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Optional
 
 import attr
+from twisted.internet.interfaces import IReactorTime
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.policy.addresses import AddressList, Peer
@@ -81,6 +82,15 @@ class PolicyContext:
     sensorList: Optional[SensorList] = None
     processLimit: ProcessLimit = attr.Factory(ProcessLimit)
     hostsAccess: Optional[HostsAccess] = None
+
+    @classmethod
+    def forReactor(cls, reactor: Any, **kwargs: Any) -> PolicyContext:
+        """
+        A context whose clock is C{reactor} (any L{IReactorTime} provider,
+        such as the reactor or a L{twisted.internet.task.Clock}).
+        """
+        clock: Any = IReactorTime(reactor)
+        return cls(seconds=clock.seconds, **kwargs)
 
     def __attrs_post_init__(self) -> None:
         if self.loadAverage is None:
@@ -155,6 +165,12 @@ class ServicePolicy:
             self._lastHost = host
         return self._lastPeer
 
+    def _key(self, host: Optional[str]) -> Optional[str]:
+        # per_source keys: normalised numeric addresses; anything else
+        # ("<no address>") is an unknown address.
+        peer = self._peer(host)
+        return None if peer is None else peer.key
+
     def needsName(self, peerHost: Optional[str]) -> bool:
         """
         Whether the client's reverse-lookup name could change the decision,
@@ -208,7 +224,7 @@ class ServicePolicy:
             return Refusal(
                 TIME, f"service {config.serviceId} is outside its access_times"
             )
-        reason = self.limits.check(peerHost)
+        reason = self.limits.check(self._key(peerHost))
         if reason is not None:
             return Refusal(
                 reason,
@@ -263,12 +279,12 @@ class ServicePolicy:
         A server was started for C{peerHost}: count it for instances,
         per_source and the process limit.
         """
-        self.limits.started(peerHost)
+        self.limits.started(self._key(peerHost))
         self._processLimit.started()
 
     def ended(self, peerHost: Optional[str]) -> None:
         """
         A server started for C{peerHost} ended.
         """
-        self.limits.ended(peerHost)
+        self.limits.ended(self._key(peerHost))
         self._processLimit.ended()
