@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.model import Location, ServiceConfig
+from xinetd_twisted.ident import IdentResult
 from xinetd_twisted.logs import (
     JSON_LOG_ENVIRONMENT,
     SERVICE_NAMESPACE,
@@ -322,6 +323,17 @@ class ServiceLogTests(SynchronousTestCase):
         )
         self.assertEqual(events[0]["userid"], "UNIX : alice")
         self.assertEqual(events[1]["reason"], "timeout")
+
+    def test_identified(self) -> None:
+        """identified() turns ident results into USERID and NOID lines."""
+        sink = RecordingSink()
+        log, _ = makeLog(sink=sink)
+        log.identified(IdentResult(userid="UNIX : bob"), V4)
+        log.identified(IdentResult(noid="bad response"), MAPPED)
+        self.assertEqual(
+            sink.lines,
+            ["USERID: svc UNIX : bob", "NOID: svc ::ffff:127.0.0.1 bad response"],
+        )
 
     def test_traffic(self) -> None:
         """traffic() writes TRAFFIC only with the flag, but always emits."""

@@ -24,6 +24,7 @@ from twisted.logger import ILogObserver, Logger, LogLevel, jsonFileLogObserver
 from twisted.python.failure import Failure
 
 from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.ident import IdentResult
 from xinetd_twisted.logsinks import LogSink
 
 SERVICE_NAMESPACE = "xinetd_twisted.service"
@@ -354,6 +355,15 @@ class ServiceLog:
         """
         line = formatNoid(self.serviceId, peer, reason, self.mapToIPv4)
         self._emit("noid", line, reason=reason, **self._peerFields(peer))
+
+    def identified(self, result: IdentResult, peer: Peer) -> None:
+        """
+        Log what L{xinetd_twisted.ident.queryIdent} found: USERID or NOID.
+        """
+        if result.userid is not None:
+            self.userid(result.userid)
+        else:
+            self.noid(peer, result.noid or "system error")
 
     def traffic(self, bytesIn: int, bytesOut: int) -> None:
         """
