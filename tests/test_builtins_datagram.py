@@ -301,11 +301,11 @@ class LoopTests(SynchronousTestCase):
         (pa, ta), (pb, tb) = a, b
         delivered = 0
         while delivered < limit and (ta.written or tb.written):
-            for (src, dst), (proto, _) in (((ta, tb), (pb, tb)), ((tb, ta), (pa, ta))):
+            for src, receiver in ((ta, pb), (tb, pa)):
                 while src.written and delivered < limit:
                     packet, _addr = src.written.pop(0)
                     delivered += 1
-                    proto.datagramReceived(packet, ("127.0.0.1", src.port))
+                    receiver.datagramReceived(packet, ("127.0.0.1", src.port))
         return delivered
 
     def test_sharedGuardNoLoop(self) -> None:
