@@ -10,7 +10,7 @@ import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_config_support import EXTERNAL, messages, parse, service
+from tests.test_config_support import EXTERNAL, messages, parse, service, words
 from xinetd_twisted.config.attributes import ATTRIBUTES
 from xinetd_twisted.config.model import (
     UNLIMITED,
@@ -110,7 +110,9 @@ class ValueTests(SynchronousTestCase):
         """
         An unknown user drops the service.
         """
-        config = parse(service(EXTERNAL.replace("user = root", "user = no-such-user-x")))
+        config = parse(
+            service(EXTERNAL.replace("user = root", "user = no-such-user-x"))
+        )
         self.assertEqual(config.services, ())
         self.assertIn("unknown user: no-such-user-x", messages(config)[0])
 
@@ -139,9 +141,13 @@ class ValueTests(SynchronousTestCase):
         """
         NAMEINARGS after server_args works here, with a warning about xinetd.
         """
-        config = parse(service(EXTERNAL + "\n server_args = tcpd -n\n flags = NAMEINARGS"))
+        config = parse(
+            service(EXTERNAL + "\n server_args = tcpd -n\n flags = NAMEINARGS")
+        )
         self.assertEqual(config.services[0].argv, ("tcpd", "-n"))
-        self.assertIn("xinetd would start the server with an empty argv", messages(config)[0])
+        self.assertIn(
+            "xinetd would start the server with an empty argv", messages(config)[0]
+        )
 
     def test_limits(self) -> None:
         """
@@ -214,22 +220,29 @@ class ValueTests(SynchronousTestCase):
         """
         config = parse(service(EXTERNAL + "\n access_times = 12:00-24:00"))
         self.assertEqual(config.services[0].accessTimes, ((720, 1439),))
-        self.assertIn("xinetd would reject hour 24", messages(config, Severity.WARNING)[0])
+        self.assertIn(
+            "xinetd would reject hour 24", messages(config, Severity.WARNING)[0]
+        )
 
     def test_accessTimesBad(self) -> None:
         """
         Hours above 23 elsewhere, and start after end, are errors.
         """
         for value in ("25:00-26:00", "10:00-09:00", "10-11"):
-            self.assertEqual(parse(service(EXTERNAL + "\n access_times = " + value)).services, ())
+            self.assertEqual(
+                parse(service(EXTERNAL + "\n access_times = " + value)).services, ()
+            )
 
     def test_logType(self) -> None:
         """
         SYSLOG and FILE log types, with the implied hard limit.
         """
-        self.assertEqual(one("log_type = SYSLOG local3").logType, SyslogLog("local3", "info"))
         self.assertEqual(
-            one("log_type = syslog DAEMON notice").logType, SyslogLog("daemon", "notice")
+            one("log_type = SYSLOG local3").logType, SyslogLog("local3", "info")
+        )
+        self.assertEqual(
+            one("log_type = syslog DAEMON notice").logType,
+            SyslogLog("daemon", "notice"),
         )
         self.assertEqual(
             one("log_type = FILE /tmp/l 100K").logType,
@@ -251,7 +264,9 @@ class ValueTests(SynchronousTestCase):
         """
         log_on_success/log_on_failure flags, with += and -=.
         """
-        s = one("log_on_success = PID HOST\n log_on_success += EXIT\n log_on_success -= PID\n log_on_failure = host")
+        s = one(
+            "log_on_success = PID HOST\n log_on_success += EXIT\n log_on_success -= PID\n log_on_failure = host"
+        )
         self.assertEqual((s.logOnSuccess, s.logOnFailure), ({"HOST", "EXIT"}, {"HOST"}))
 
     def test_rpc(self) -> None:
@@ -292,7 +307,9 @@ class ValueTests(SynchronousTestCase):
         redirect with one value is a warning and the line is ignored.
         """
         config = parse(service(EXTERNAL + "\n redirect = 127.0.0.1"))
-        self.assertIn("expects 2 values and 1 values were specified", messages(config)[0])
+        self.assertIn(
+            "expects 2 values and 1 values were specified", messages(config)[0]
+        )
         self.assertIsNone(config.services[0].redirect)
 
     def test_bind(self) -> None:
@@ -310,7 +327,9 @@ class ValueTests(SynchronousTestCase):
         """
         config = parse(service(EXTERNAL + "\n bind = 127.0.0.1 127.0.0.2"))
         self.assertEqual(config.services, ())
-        self.assertIn("xinetd would ignore the line and bind every address", messages(config)[0])
+        self.assertIn(
+            "xinetd would ignore the line and bind every address", messages(config)[0]
+        )
 
     def test_banners(self) -> None:
         """
@@ -366,8 +385,12 @@ class ValueTests(SynchronousTestCase):
         """
         only_from/no_access words become entries of every form.
         """
-        s = one("only_from = 10.0.0.0 10.1.2.3/16 ::1 128.138.{10,20} .example.com localhost loopback testnet")
-        kinds = [(e.word, e.kind, e.prefixLength) for e in s.onlyFrom]
+        s = one(
+            "only_from = 10.0.0.0 10.1.2.3/16 ::1 128.138.{10,20} .example.com localhost loopback testnet"
+        )
+        entries = s.onlyFrom
+        assert entries is not None
+        kinds = [(e.word, e.kind, e.prefixLength) for e in entries]
         self.assertEqual(
             kinds,
             [
@@ -382,15 +405,15 @@ class ValueTests(SynchronousTestCase):
                 ("testnet", AddressKind.NETWORK, 16),
             ],
         )
-        self.assertIn("127.0.0.1", s.onlyFrom[6].addresses)
-        self.assertEqual(s.onlyFrom[4].network, bytes([128, 138, 20, 0]))
+        self.assertIn("127.0.0.1", entries[6].addresses)
+        self.assertEqual(entries[4].network, bytes([128, 138, 20, 0]))
 
     def test_addressBadWord(self) -> None:
         """
         A word that is no address is reported and left out; the service stays.
         """
         config = parse(service(EXTERNAL + "\n only_from = 127.0.0.1 # x"))
-        self.assertEqual([e.word for e in config.services[0].onlyFrom], ["127.0.0.1"])
+        self.assertEqual(words(config.services[0].onlyFrom), ["127.0.0.1"])
         self.assertEqual(
             messages(config),
             [
@@ -403,7 +426,9 @@ class ValueTests(SynchronousTestCase):
         """
         A comma outside braces drops the service.
         """
-        self.assertEqual(parse(service(EXTERNAL + "\n only_from = 1.2.3.4,5.6.7.8")).services, ())
+        self.assertEqual(
+            parse(service(EXTERNAL + "\n only_from = 1.2.3.4,5.6.7.8")).services, ()
+        )
 
     def test_emptyOnlyFrom(self) -> None:
         """
@@ -415,9 +440,11 @@ class ValueTests(SynchronousTestCase):
         """
         = replaces, += adds, -= removes on list attributes.
         """
-        s = one("only_from = 10.0.0.1\n only_from += 10.0.0.2 10.0.0.3\n only_from -= 10.0.0.2\n no_access = 1.2.3.4\n no_access = 5.6.7.8")
-        self.assertEqual([e.word for e in s.onlyFrom], ["10.0.0.1", "10.0.0.3"])
-        self.assertEqual([e.word for e in s.noAccess], ["5.6.7.8"])
+        s = one(
+            "only_from = 10.0.0.1\n only_from += 10.0.0.2 10.0.0.3\n only_from -= 10.0.0.2\n no_access = 1.2.3.4\n no_access = 5.6.7.8"
+        )
+        self.assertEqual(words(s.onlyFrom), ["10.0.0.1", "10.0.0.3"])
+        self.assertEqual(words(s.noAccess), ["5.6.7.8"])
 
 
 class LineRuleTests(SynchronousTestCase):
@@ -433,7 +460,9 @@ class LineRuleTests(SynchronousTestCase):
         self.assertEqual(len(config.services), 1)
         self.assertEqual(
             messages(config),
-            ["test.conf:10: service svc: attribute mdns: warning: bad service attribute: mdns"],
+            [
+                "test.conf:10: service svc: attribute mdns: warning: bad service attribute: mdns"
+            ],
         )
 
     def test_fixedTwiceFirstWins(self) -> None:
@@ -456,7 +485,9 @@ class LineRuleTests(SynchronousTestCase):
         """
         config = parse(service(EXTERNAL + "\n flags += NODELAY"))
         self.assertEqual(config.services[0].flags, frozenset())
-        self.assertIn("operator '+=' cannot be used for attribute 'flags'", messages(config)[0])
+        self.assertIn(
+            "operator '+=' cannot be used for attribute 'flags'", messages(config)[0]
+        )
 
     def test_wrongCount(self) -> None:
         """
@@ -464,14 +495,19 @@ class LineRuleTests(SynchronousTestCase):
         """
         config = parse(service(EXTERNAL + "\n cps = 1"))
         self.assertEqual(config.services[0].cps, (50, 10))
-        self.assertIn("attribute cps expects 2 values and 1 values were specified", messages(config)[0])
+        self.assertIn(
+            "attribute cps expects 2 values and 1 values were specified",
+            messages(config)[0],
+        )
 
     def test_disableYes(self) -> None:
         """
         disable = yes throws the entry away silently, even if it is broken.
         """
         config = parse(service("disable = yes\n flags = nonsense"))
-        self.assertEqual((config.services, config.problems, config.dropped), ((), (), ()))
+        self.assertEqual(
+            (config.services, config.problems, config.dropped), ((), (), ())
+        )
 
     def test_disableNo(self) -> None:
         """

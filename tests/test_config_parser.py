@@ -58,7 +58,7 @@ class GrammarTests(SynchronousTestCase):
         config = parse("service svc {\n" + EXTERNAL + "\n}\n")
         self.assertEqual(config.services, ())
         self.assertEqual(
-            messages(config), ["test.conf:1: error: Service svc: missing '{'"]
+            messages(config), ["test.conf:2: error: Service svc: missing '{'"]
         )
 
     def test_missingServiceKeyword(self) -> None:
@@ -66,7 +66,9 @@ class GrammarTests(SynchronousTestCase):
         Anything else at top level is reported and skipped to the next C{}}.
         """
         config = parse("bogus\n{\n a = b\n}\n" + service(EXTERNAL))
-        self.assertEqual(messages(config), ["test.conf:1: error: missing service keyword"])
+        self.assertEqual(
+            messages(config), ["test.conf:1: error: missing service keyword"]
+        )
         self.assertEqual(len(config.services), 1)
 
     def test_incompleteEntry(self) -> None:
@@ -161,9 +163,17 @@ class IncludeTests(SynchronousTestCase):
         """
         inc = self.dir.child("inc")
         inc.setContent(("\n" + service(EXTERNAL + "\n bogus = 1", name="a")).encode())
-        config = parse(f"include {inc.path}\n" + service(EXTERNAL.replace("4000", "4001"), name="b"))
+        config = parse(
+            f"include {inc.path}\n"
+            + service(EXTERNAL.replace("4000", "4001"), name="b")
+        )
         self.assertEqual([s.name for s in config.services], ["a", "b"])
-        self.assertEqual(messages(config), [f"{inc.path}:11: service a: attribute bogus: warning: bad service attribute: bogus"])
+        self.assertEqual(
+            messages(config),
+            [
+                f"{inc.path}:11: service a: attribute bogus: warning: bad service attribute: bogus"
+            ],
+        )
         self.assertEqual(config.files, ("test.conf", inc.path))
 
     def test_includeMissing(self) -> None:
@@ -203,7 +213,9 @@ class IncludeTests(SynchronousTestCase):
         config = parse(f"includedir {self.dir.path}\n")
         self.assertEqual(
             messages(config),
-            [f"test.conf:1: error: {os.path.join(self.dir.path, 'sub')} is not a regular file. It is being skipped."],
+            [
+                f"test.conf:1: error: {os.path.join(self.dir.path, 'sub')} is not a regular file. It is being skipped."
+            ],
         )
 
     def test_defaultsInIncludedFile(self) -> None:
@@ -214,17 +226,21 @@ class IncludeTests(SynchronousTestCase):
         inc = self.dir.child("inc")
         inc.setContent(b"defaults\n{\n instances = 7\n}\n")
         config = parse(
-            f"defaults\n{{\n per_source = 3\n}}\ninclude {inc.path}\n" + service(EXTERNAL)
+            f"defaults\n{{\n per_source = 3\n}}\ninclude {inc.path}\n"
+            + service(EXTERNAL)
         )
         self.assertEqual(config.problems, ())
-        self.assertEqual((config.services[0].instances, config.services[0].perSource), (7, 3))
+        self.assertEqual(
+            (config.services[0].instances, config.services[0].perSource), (7, 3)
+        )
 
     def test_secondDefaultsInFile(self) -> None:
         """
         A second defaults block in one file is an error and ignored.
         """
         config = parse(
-            "defaults\n{\n instances = 7\n}\ndefaults\n{\n instances = 9\n}\n" + service(EXTERNAL)
+            "defaults\n{\n instances = 7\n}\ndefaults\n{\n instances = 9\n}\n"
+            + service(EXTERNAL)
         )
         self.assertEqual(config.services[0].instances, 7)
         self.assertIn("only 1 defaults entry is allowed", messages(config)[0])

@@ -6,10 +6,10 @@ files and a one-call parser.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, List, Optional, Tuple
 
 from xinetd_twisted.config import parseConfigText
-from xinetd_twisted.config.model import Config, Severity
+from xinetd_twisted.config.model import AddressEntry, Config, Severity
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "config")
 ETC = os.path.join(FIXTURES, "etc")
@@ -56,3 +56,11 @@ def messages(config: Config, severity: Severity | None = None) -> list:
     return [
         str(p) for p in config.problems if severity is None or p.severity is severity
     ]
+
+
+def words(entries: Optional[Tuple[AddressEntry, ...]]) -> List[str]:
+    """
+    The words of an address list that must be set.
+    """
+    assert entries is not None
+    return [e.word for e in entries]

@@ -78,6 +78,10 @@ class Filler:
     defaults: Settings
     problems: List[Problem] = attr.ib(factory=list)
     services: List[ServiceConfig] = attr.ib(factory=list)
+    _byId: Dict[str, ServiceConfig] = attr.ib(factory=dict)
+    _byPort: Dict[Tuple[Optional[int], str], List[ServiceConfig]] = attr.ib(
+        factory=dict
+    )
     dropped: List[str] = attr.ib(factory=list)
 
     def add(self, draft: ServiceDraft) -> None:
@@ -96,6 +100,8 @@ class Filler:
             for message, attribute in warnings:
                 self._report(draft, Severity.WARNING, message, attribute)
         self.services.append(service)
+        self._byId[service.serviceId.lower()] = service
+        self._byPort.setdefault((service.port, service.protocol), []).append(service)
 
     def _report(self, draft, severity, message, attribute) -> None:
         location = draft.settings.locations.get(attribute, draft.block.location)
@@ -444,13 +450,15 @@ class Filler:
             raise Drop(f"daemon is not root: cannot run as group {sc.group}", "group")
 
     def _checkDuplicate(self, sc: ServiceConfig) -> None:
-        for other in self.services:
-            if other.serviceId.lower() == sc.serviceId.lower():
-                raise Drop(
-                    f"service: {sc.name} id: {sc.serviceId} not unique or is a "
-                    f"duplicate of the service at {other.location} - DISABLING",
-                    "id" if "id" in sc.locations else None,
-                )
+        # Indexed: a linear scan made 1000 services take half a second.
+        other = self._byId.get(sc.serviceId.lower())
+        if other is not None:
+            raise Drop(
+                f"service: {sc.name} id: {sc.serviceId} not unique or is a "
+                f"duplicate of the service at {other.location} - DISABLING",
+                "id" if "id" in sc.locations else None,
+            )
+        for other in self._byPort.get((sc.port, sc.protocol), ()):
             if _overlaps(sc, other):
                 raise Drop(
                     f"service: {sc.name} id: {sc.serviceId} is unique but its identical "

@@ -231,7 +231,9 @@ class _FileReader:
                 continue
             brace = self.nextLine()
             if brace is None or brace[0].strip(" \t") != "{":
-                self.reader.problem(location, f"Service {name}: missing '{{'")
+                # xinetd counts the line it read instead of the brace.
+                where = location if brace is None else brace[1]
+                self.reader.problem(where, f"Service {name}: missing '{{'")
                 self.skipEntry()
                 continue
             duplicate = kind == "defaults" and self.sawDefaults

@@ -1,0 +1,123 @@
+"""
+Tests for L{xinetd_twisted.cli}: the C{check} subcommand.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_config_support import EXTERNAL, service
+from xinetd_twisted.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class CheckTests(SynchronousTestCase):
+    """
+    C{xinetd-twisted check [--dump] CONFIG}.
+    """
+
+    def write(self, text: str) -> str:
+        path = FilePath(self.mktemp())
+        path.setContent(text.encode())
+        return path.path
+
+    def check(self, *args: str) -> tuple:
+        out = io.StringIO()
+        status = main(list(args), out=out, err=out)
+        return status, out.getvalue()
+
+    def test_clean(self) -> None:
+        """
+        A clean configuration: summary only, exit 0.
+        """
+        path = self.write(
+            service(EXTERNAL, name="a")
+            + service(EXTERNAL.replace("4000", "4001"), name="b")
+        )
+        self.assertEqual(
+            self.check("check", path), (0, "2 services would run: a, b (0 dropped)\n")
+        )
+
+    def test_warningsOnly(self) -> None:
+        """
+        Warnings are printed with their location; exit stays 0.
+        """
+        path = self.write(service(EXTERNAL + "\n bogus = 1", name="a"))
+        status, output = self.check("check", path)
+        self.assertEqual(status, 0)
+        self.assertEqual(
+            output,
+            f"{path}:10: service a: attribute bogus: warning: bad service attribute: bogus\n"
+            "1 service would run: a (0 dropped)\n",
+        )
+
+    def test_dropped(self) -> None:
+        """
+        A dropped service makes the exit status 1.
+        """
+        path = self.write(
+            service(EXTERNAL + "\n nice = x", name="a")
+            + service(EXTERNAL.replace("4000", "4001"), name="b")
+        )
+        status, output = self.check("check", path)
+        self.assertEqual(status, 1)
+        self.assertTrue(output.endswith("1 service would run: b (1 dropped)\n"), output)
+        self.assertIn(
+            f"{path}:10: service a: attribute nice: error: bad number: x", output
+        )
+
+    def test_fatal(self) -> None:
+        """
+        A bad defaults value refuses the configuration: exit 1.
+        """
+        path = self.write("defaults\n{\n instances = x\n}\n")
+        status, output = self.check("check", path)
+        self.assertEqual(status, 1)
+        self.assertIn(
+            f"{path}:3: service defaults: attribute instances: fatal:", output
+        )
+        self.assertIn("configuration refused", output)
+
+    def test_unreadable(self) -> None:
+        """
+        A missing file is fatal.
+        """
+        status, output = self.check("check", "/nonexistent/xinetd.conf")
+        self.assertEqual(status, 1)
+        self.assertIn(
+            "/nonexistent/xinetd.conf:0: fatal: cannot read configuration file", output
+        )
+
+    def test_dump(self) -> None:
+        """
+        --dump prints each service's effective block after the summary.
+        """
+        path = self.write(service(EXTERNAL, name="a"))
+        status, output = self.check("check", "--dump", path)
+        self.assertEqual(status, 0)
+        self.assertIn("\nservice a\n{\n\tid              = a\n", output)
+
+    def test_subprocess(self) -> None:
+        """
+        python -m xinetd_twisted.cli check works as a program.
+        """
+        path = self.write(service(EXTERNAL, name="a") + service(EXTERNAL, name="b"))
+        result = subprocess.run(
+            [sys.executable, "-m", "xinetd_twisted.cli", "check", path],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertTrue(
+            result.stdout.endswith("1 service would run: a (1 dropped)\n"),
+            result.stdout,
+        )
