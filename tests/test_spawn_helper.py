@@ -1,0 +1,371 @@
+"""
+Tests for L{xinetd_twisted.spawn.helperspawner.HelperSpawner} through the
+real spawn helper, with socketpairs standing in for connections and
+L{tests.probe} as the server program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from typing import Any, List, Tuple
+
+from twisted.internet import defer, reactor
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from xinetd_twisted.spawn.helperspawner import HelperSpawner
+from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
+
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
+# The children may run as nobody, who cannot read a python under /root.
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+ROOT = os.getuid() == 0
+NOBODY = pwd.getpwnam("nobody") if ROOT else None
+
+
+class _Child(ProcessProtocol):
+    def __init__(self) -> None:
+        self.ended: defer.Deferred = defer.Deferred()
+        self.connected = 0
+        self.exited: List[Any] = []
+
+    def makeConnection(self, transport: Any) -> None:
+        self.connected += 1
+        self.transport = transport
+
+    def processExited(self, reason: Any) -> None:
+        self.exited.append(reason)
+
+    def processEnded(self, reason: Any) -> None:
+        self.reason = reason
+        self.ended.callback(self)
+
+
+def _probeSetup(*args: str, **kw: Any) -> ChildSetup:
+    kw.setdefault("environment", (("PATH", "/bin"),))
+    return ChildSetup(PYTHON, (PYTHON, PROBE) + args, **kw)
+
+
+def _readAll(sock: socket.socket) -> bytes:
+    sock.setblocking(False)
+    chunks = []
+    for _ in range(1000):
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+class HelperSpawnerTests(TestCase):
+    def setUp(self) -> None:
+        self.spawner = HelperSpawner(reactor)
+        self.addCleanup(self.spawner.stop)
+        self.logged: List[dict] = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        return self.spawner.start()
+
+    @defer.inlineCallbacks
+    def spawnOne(
+        self, setup: ChildSetup, extra: Tuple[Tuple[str, str], ...] = ()
+    ) -> Any:
+        ours, theirs = socket.socketpair()
+        child = _Child()
+        try:
+            try:
+                transport = yield self.spawner.spawn(
+                    child, setup, theirs.fileno(), extra
+                )
+            finally:
+                theirs.close()
+            reason = (yield child.ended).reason
+            return transport, reason, _readAll(ours), child
+        finally:
+            ours.close()
+
+    @defer.inlineCallbacks
+    def probe(self, setup: ChildSetup, extra: Tuple[Tuple[str, str], ...] = ()) -> Any:
+        _t, reason, output, _c = yield self.spawnOne(setup, extra)
+        self.assertIsInstance(reason.value, ProcessDone, output)
+        return json.loads(output)
+
+    def test_interface(self) -> None:
+        """HelperSpawner provides ISpawner."""
+        verifyObject(ISpawner, self.spawner)
+
+    @defer.inlineCallbacks
+    def test_stdioIsTheSocketAndNothingElseIsOpen(self) -> None:
+        """The child gets the socket on 0, 1 and 2, blocking, and no other fd."""
+        info = yield self.probe(_probeSetup())
+        self.assertEqual(info["fds"], [0, 1, 2])
+        for fd in "012":
+            self.assertEqual(info["stdio"][fd]["type"], "SOCK_STREAM")
+            self.assertEqual(info["stdio"][fd]["family"], "AF_UNIX")
+            self.assertFalse(info["stdio"][fd]["nonblocking"])
+
+    @defer.inlineCallbacks
+    def test_argvAndExactEnvironment(self) -> None:
+        """argv is passed as is and the environment is the setup's plus the extra."""
+        setup = _probeSetup("a b", "", environment=(("A", "1"), ("B", "x=y")))
+        info = yield self.probe(setup, (("REMOTE_HOST", "::ffff:127.0.0.1"),))
+        self.assertEqual(info["argv"], [PROBE, "a b", ""])
+        self.assertEqual(
+            info["env"], {"A": "1", "B": "x=y", "REMOTE_HOST": "::ffff:127.0.0.1"}
+        )
+
+    @defer.inlineCallbacks
+    def test_sessionCwdUmaskSignals(self) -> None:
+        """The child leads a new session in /, with the umask and an empty mask."""
+        info = yield self.probe(_probeSetup(umask=0o027))
+        self.assertEqual((info["sid"], info["pgid"]), (info["pid"], info["pid"]))
+        self.assertEqual((info["cwd"], info["root"], info["umask"]), ("/", "/", 0o027))
+        self.assertEqual(info["sigBlk"], [])
+        # Python itself ignores SIGPIPE and SIGXFSZ at start-up; nothing else.
+        self.assertEqual(sorted(set(info["sigIgn"]) - {13, 25}), [])
+
+    @defer.inlineCallbacks
+    def test_noIgnoredSignalsAtExec(self) -> None:
+        """A non-Python child starts with no ignored signal (SIGPIPE reset too)."""
+        setup = ChildSetup("/bin/sh", ("sh", "-c", "grep Sig /proc/$$/status"))
+        _t, reason, output, _c = yield self.spawnOne(setup)
+        self.assertIn(b"SigIgn:\t0000000000000000", output)
+        self.assertIn(b"SigBlk:\t0000000000000000", output)
+
+    @defer.inlineCallbacks
+    def test_niceAndRlimits(self) -> None:
+        """nice and rlimits are applied in the child."""
+        setup = _probeSetup(
+            nice=4,
+            rlimits=((resource.RLIMIT_NOFILE, 77, 77), (resource.RLIMIT_CPU, 30, 30)),
+        )
+        info = yield self.probe(setup)
+        self.assertEqual(info["nice"], os.getpriority(os.PRIO_PROCESS, 0) + 4)
+        self.assertEqual(info["rlimits"]["NOFILE"], [77, 77])
+        self.assertEqual(info["rlimits"]["CPU"], [30, 30])
+        self.assertEqual(info["fds"], [0, 1, 2])
+
+    @defer.inlineCallbacks
+    def test_defaultNofileIsHardLimit(self) -> None:
+        """Without rlimits the child's NOFILE soft limit equals the hard one."""
+        info = yield self.probe(_probeSetup())
+        soft, hard = info["rlimits"]["NOFILE"]
+        self.assertEqual(soft, hard)
+        self.assertEqual(hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+    @defer.inlineCallbacks
+    def test_credentials(self) -> None:
+        """uid, gid and an empty group list are set exactly."""
+        if not ROOT:
+            raise self.skipTest("needs root")
+        setup = _probeSetup(
+            uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=()
+        )
+        info = yield self.probe(setup)
+        self.assertEqual((info["uid"], info["euid"]), (NOBODY.pw_uid, NOBODY.pw_uid))
+        self.assertEqual((info["gid"], info["egid"]), (NOBODY.pw_gid, NOBODY.pw_gid))
+        self.assertEqual(info["groups"], [])
+
+    @defer.inlineCallbacks
+    def test_supplementaryGroupsExact(self) -> None:
+        """groups = yes: exactly the given supplementary groups."""
+        if not ROOT:
+            raise self.skipTest("needs root")
+        setup = _probeSetup(
+            uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=(4, 24)
+        )
+        info = yield self.probe(setup)
+        self.assertEqual(info["groups"], [4, 24])
+
+    @defer.inlineCallbacks
+    def test_credentialsOnSlowPath(self) -> None:
+        """Credentials are also exact when nice forces the Python child path."""
+        if not ROOT:
+            raise self.skipTest("needs root")
+        setup = _probeSetup(
+            uid=NOBODY.pw_uid,
+            gid=NOBODY.pw_gid,
+            supplementaryGroups=(4,),
+            nice=1,
+            umask=0o007,
+        )
+        info = yield self.probe(setup)
+        self.assertEqual(
+            (info["uid"], info["gid"], info["groups"]),
+            (NOBODY.pw_uid, NOBODY.pw_gid, [4]),
+        )
+        self.assertEqual(
+            (info["umask"], info["fds"], info["sid"]), (0o007, [0, 1, 2], info["pid"])
+        )
+
+    @defer.inlineCallbacks
+    def test_chroot(self) -> None:
+        """chroot: the program runs inside the new root, with cwd /."""
+        if not ROOT:
+            raise self.skipTest("needs root")
+        jail = tempfile.mkdtemp()
+        os.chmod(jail, 0o755)
+        self.addCleanup(shutil.rmtree, jail)
+        sh = os.path.realpath("/bin/sh")
+        libs = subprocess.run(
+            ["ldd", sh], capture_output=True, text=True
+        ).stdout.split()
+        for path in [sh] + [w for w in libs if w.startswith("/")]:
+            target = jail + (os.path.dirname(path) if path != sh else "/bin")
+            os.makedirs(target, exist_ok=True)
+            shutil.copy(path, target)
+        open(os.path.join(jail, "marker"), "w").close()
+        setup = ChildSetup(
+            "/bin/" + os.path.basename(sh),
+            ("sh", "-c", '[ -e /marker ] && echo "inside $(pwd)"'),
+            chroot=jail,
+            uid=NOBODY.pw_uid,
+            gid=NOBODY.pw_gid,
+            supplementaryGroups=(),
+        )
+        _t, reason, output, _c = yield self.spawnOne(setup)
+        self.assertEqual(output, b"inside /\n")
+
+    @defer.inlineCallbacks
+    def test_execFailure(self) -> None:
+        """A program that cannot be executed ends with 127 and is logged."""
+        for nice in (None, 1):  # both child paths
+            setup = ChildSetup("/nonexistent/prog", ("prog",), nice=nice)
+            _t, reason, output, _c = yield self.spawnOne(setup)
+            self.assertIsInstance(reason.value, ProcessTerminated)
+            self.assertEqual(reason.value.exitCode, 127)
+            messages = [
+                e.get("log_format", "").format(**e)
+                for e in self.logged
+                if "executable" in e
+            ]
+            self.assertIn(
+                "execv( /nonexistent/prog ) failed: No such file or directory", messages
+            )
+            del self.logged[:]
+
+    @defer.inlineCallbacks
+    def test_exitCodeAndSignal(self) -> None:
+        """Exit codes and deaths by signal are reported like Twisted's own."""
+        _t, reason, output, child = yield self.spawnOne(_probeSetup("--exit", "3"))
+        self.assertEqual((reason.value.exitCode, reason.value.signal), (3, None))
+        self.assertEqual(len(child.exited), 1)
+        setup = ChildSetup("/bin/sh", ("sh", "-c", "kill -9 $$"))
+        _t, reason, output, child = yield self.spawnOne(setup)
+        self.assertEqual((reason.value.exitCode, reason.value.signal), (None, 9))
+
+    @defer.inlineCallbacks
+    def test_transportAndSignalChild(self) -> None:
+        """The transport has the pid; signalProcess reaches the running child."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = _Child()
+        transport = yield self.spawner.spawn(
+            child, _probeSetup("--sleep", "30"), theirs.fileno(), ()
+        )
+        theirs.close()
+        verifyObject(IProcessTransport, transport)
+        self.assertIs(child.transport, transport)
+        self.assertEqual(child.connected, 1)
+        self.assertGreater(transport.pid, 0)
+        transport.signalProcess("TERM")
+        reason = (yield child.ended).reason
+        self.assertEqual(reason.value.signal, signal.SIGTERM)
+        self.assertIsNone(transport.pid)
+        self.spawner.signalChild(12345678, signal.SIGTERM)  # unknown: ignored
+
+    @defer.inlineCallbacks
+    def test_helperDeathAndRestart(self) -> None:
+        """A killed helper ends running children's tracking and the next spawn restarts it."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = _Child()
+        transport = yield self.spawner.spawn(
+            child, _probeSetup("--sleep", "30"), theirs.fileno(), ()
+        )
+        theirs.close()
+        orphan = transport.pid
+        self.addCleanup(os.kill, orphan, signal.SIGKILL)
+        os.kill(self.spawner._helperTransport.pid, signal.SIGKILL)
+        reason = (yield child.ended).reason
+        self.assertIsInstance(reason.value, ProcessTerminated)
+        self.assertTrue(
+            any("can no longer" in e.get("log_format", "") for e in self.logged)
+        )
+        for _ in range(100):  # until the reactor has seen the helper go
+            if self.spawner._helperTransport is None:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        info = yield self.probe(_probeSetup())
+        self.assertEqual(info["fds"], [0, 1, 2])
+
+    @defer.inlineCallbacks
+    def test_backPressure(self) -> None:
+        """While the helper is stopped, spawns queue, are reported backed up, then all run."""
+        changes: List[bool] = []
+        self.spawner.onBackPressure = changes.append
+        self.spawner._control.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        helperPid = self.spawner._helperTransport.pid
+        os.kill(helperPid, signal.SIGSTOP)
+        children, results = [], []
+        setup = ChildSetup("/bin/true", ("true",))
+        for _ in range(300):
+            if self.spawner.isBackedUp() and len(children) > 20:
+                break
+            ours, theirs = socket.socketpair()
+            child = _Child()
+            children.append(child)
+            self.spawner.spawn(child, setup, theirs.fileno(), ())
+            theirs.close()
+            ours.close()
+        backedUp = self.spawner.isBackedUp()
+        os.kill(helperPid, signal.SIGCONT)
+        self.assertTrue(backedUp)
+        for child in children:
+            results.append((yield child.ended).reason)
+        self.assertEqual(
+            [type(r.value) for r in results], [ProcessDone] * len(children)
+        )
+        self.assertEqual(changes, [True, False])
+        self.assertFalse(self.spawner.isBackedUp())
+
+    @defer.inlineCallbacks
+    def test_queueBound(self) -> None:
+        """Past maxQueued a spawn fails with SpawnError instead of queueing."""
+        self.spawner.maxQueued = 0
+        self.spawner._queue.append((b"", -1))  # pretend the helper is behind
+        try:
+            d = self.spawner.spawn(_Child(), _probeSetup(), 0, ())
+            yield self.assertFailure(d, SpawnError)
+        finally:
+            self.spawner._queue.clear()
+
+    @defer.inlineCallbacks
+    def test_noLeaksNoZombies(self) -> None:
+        """Many spawns leave no fd open in the daemon and no zombie in the helper."""
+        setup = ChildSetup("/bin/true", ("true",), uid=NOBODY.pw_uid if ROOT else None)
+        yield self.spawnOne(setup)
+        before = sorted(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            yield defer.gatherResults([self.spawnOne(setup) for _ in range(20)])
+        self.assertEqual(sorted(os.listdir("/proc/self/fd")), before)
+        helperPid = self.spawner._helperTransport.pid
+        with open(f"/proc/{helperPid}/task/{helperPid}/children") as f:
+            self.assertEqual(f.read().split(), [])

@@ -1,0 +1,192 @@
+"""
+Tests for L{xinetd_twisted.spawn.setup} and the spawn helper's wire format.
+"""
+
+from __future__ import annotations
+
+import resource
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from xinetd_twisted.config.model import UNLIMITED, Location, ServiceConfig
+from xinetd_twisted.spawn import helper
+from xinetd_twisted.spawn.interfaces import ChildSetup
+from xinetd_twisted.spawn.setup import childSetupFor, connectionEnvironment
+
+
+def _service(**kw: object) -> ServiceConfig:
+    values: dict = dict(
+        name="probe",
+        serviceId="probe",
+        location=Location("t.conf", 1),
+        socketType="stream",
+        protocol="tcp",
+        wait=False,
+        server="/usr/sbin/in.probe",
+        argv=("in.probe", "-x"),
+        user="nobody",
+        uid=65534,
+        gid=65534,
+    )
+    values.update(kw)
+    return ServiceConfig(**values)  # type: ignore[arg-type]
+
+
+def _setup(service: ServiceConfig, **kw: object) -> ChildSetup:
+    args: dict = dict(
+        daemonEnviron={"PATH": "/bin", "HOME": "/root"},
+        daemonUmask=0o077,
+        isRoot=True,
+        nofileHardLimit=4096,
+    )
+    args.update(kw)
+    return childSetupFor(service, **args)
+
+
+class ChildSetupForTests(SynchronousTestCase):
+    def test_wholeEnvironmentWithoutPassenv(self) -> None:
+        """Without passenv the child gets the daemon's whole environment plus env."""
+        setup = _setup(_service(env=("A=1",)))
+        self.assertEqual(
+            setup.environment, (("PATH", "/bin"), ("HOME", "/root"), ("A", "1"))
+        )
+
+    def test_passenvOnlyListedNamesThatExist(self) -> None:
+        """passenv keeps only the listed names the daemon has, in passenv order."""
+        setup = _setup(_service(passenv=("HOME", "NOPE", "PATH")))
+        self.assertEqual(setup.environment, (("HOME", "/root"), ("PATH", "/bin")))
+
+    def test_emptyPassenvPassesNothing(self) -> None:
+        """An empty passenv passes nothing but env."""
+        setup = _setup(_service(passenv=(), env=("X=y=z",)))
+        self.assertEqual(setup.environment, (("X", "y=z"),))
+
+    def test_envOverridesPassedVariable(self) -> None:
+        """env replaces a passed variable of the same name instead of duplicating it."""
+        setup = _setup(_service(env=("PATH=/x",)))
+        self.assertEqual(setup.environment, (("HOME", "/root"), ("PATH", "/x")))
+
+    def test_umaskDefaultsToDaemonUmaskOr022(self) -> None:
+        """Without umask the child gets the daemon's umask | 022."""
+        self.assertEqual(_setup(_service(), daemonUmask=0o002).umask, 0o022)
+        self.assertEqual(_setup(_service(), daemonUmask=0o077).umask, 0o077)
+
+    def test_umaskAttribute(self) -> None:
+        """The umask attribute is used as is."""
+        self.assertEqual(_setup(_service(umask=0o007)).umask, 0o007)
+
+    def test_nofileDefaultsToHardLimit(self) -> None:
+        """Without rlimit_files the child gets soft = hard = the daemon's hard limit."""
+        setup = _setup(_service(), nofileHardLimit=1234)
+        self.assertEqual(setup.rlimits, ((resource.RLIMIT_NOFILE, 1234, 1234),))
+
+    def test_writtenRlimits(self) -> None:
+        """Written rlimits become soft = hard, UNLIMITED is RLIM_INFINITY."""
+        setup = _setup(
+            _service(rlimits=(("RLIMIT_NOFILE", 77), ("RLIMIT_CPU", UNLIMITED)))
+        )
+        self.assertEqual(
+            setup.rlimits,
+            (
+                (resource.RLIMIT_NOFILE, 77, 77),
+                (resource.RLIMIT_CPU, resource.RLIM_INFINITY, resource.RLIM_INFINITY),
+            ),
+        )
+
+    def test_credentialsWhenRoot(self) -> None:
+        """A root daemon sets uid, gid and the exact supplementary groups."""
+        setup = _setup(_service(groups=True, supplementaryGroups=(5, 6)))
+        self.assertEqual(
+            (setup.uid, setup.gid, setup.supplementaryGroups), (65534, 65534, (5, 6))
+        )
+
+    def test_groupsClearedByDefault(self) -> None:
+        """groups = no gives an empty supplementary list, which clears them."""
+        self.assertEqual(_setup(_service()).supplementaryGroups, ())
+
+    def test_noCredentialsWhenNotRoot(self) -> None:
+        """A daemon that is not root changes no credentials."""
+        setup = _setup(_service(), isRoot=False)
+        self.assertEqual(
+            (setup.uid, setup.gid, setup.supplementaryGroups), (None, None, None)
+        )
+
+    def test_programFields(self) -> None:
+        """executable, argv, nice, chroot, cwd / and a new session come from the service."""
+        setup = _setup(_service(nice=5, chroot="/srv/jail"))
+        self.assertEqual(
+            (setup.executable, setup.argv, setup.nice, setup.chroot),
+            ("/usr/sbin/in.probe", ("in.probe", "-x"), 5, "/srv/jail"),
+        )
+        self.assertEqual((setup.workingDirectory, setup.newSession), ("/", True))
+
+    def test_connectionEnvironment(self) -> None:
+        """The per-connection environment is REMOTE_HOST only."""
+        self.assertEqual(
+            connectionEnvironment("::ffff:1.2.3.4"),
+            (("REMOTE_HOST", "::ffff:1.2.3.4"),),
+        )
+
+
+class WireFormatTests(SynchronousTestCase):
+    def test_spawnMessageRoundTrip(self) -> None:
+        """A spawn message carries request id, template id and NAME=value bytes."""
+        data = helper.spawnMessage(7, 3, (("REMOTE_HOST", "1.2.3.4"),))
+        self.assertEqual(helper.decode(data), ("S", 7, 3, [b"REMOTE_HOST=1.2.3.4"]))
+
+    def test_signalMessageRoundTrip(self) -> None:
+        """A signal message carries pid and signal number."""
+        self.assertEqual(helper.decode(helper.signalMessage(42, 15)), ("K", 42, 15))
+
+    def test_templateRoundTrip(self) -> None:
+        """An encoded template decodes in the helper to the same fields."""
+        blob = helper.encodeTemplate(
+            "/bin/x",
+            ("x", "-y"),
+            (("A", "b"),),
+            1,
+            2,
+            (3,),
+            0o22,
+            4,
+            ((7, 8, 9),),
+            "/j",
+            "/",
+            True,
+        )
+        t = helper._Template(blob, {})
+        self.assertEqual(
+            (t.executable, t.argv, t.env, t.uid, t.gid, t.groups, t.umask, t.nice),
+            (b"/bin/x", [b"x", b"-y"], [b"A=b"], 1, 2, [3], 0o22, 4),
+        )
+        self.assertEqual(
+            (t.rlimits, t.chroot, t.cwd, t.newSession), ([(7, 8, 9)], b"/j", b"/", True)
+        )
+
+    def test_inheritedLimitsNeedNoCall(self) -> None:
+        """Limits equal to the helper's own are dropped from the template."""
+        blob = helper.encodeTemplate(
+            "/x",
+            ("x",),
+            (),
+            None,
+            None,
+            None,
+            0o22,
+            None,
+            ((7, 8, 8),),
+            None,
+            "/",
+            True,
+        )
+        self.assertEqual(helper._Template(blob, {7: (8, 8)}).rlimits, [])
+
+    def test_largeTemplateInParts(self) -> None:
+        """A template larger than one message is split and reassembles exactly."""
+        blob = bytes(range(256)) * 600
+        messages = helper.templateMessages(9, blob)
+        self.assertGreater(len(messages), 1)
+        decoded = [helper.decode(m) for m in messages]
+        self.assertTrue(all(len(m) <= helper.MAX_MESSAGE for m in messages))
+        self.assertEqual(b"".join(d[2] for d in decoded), blob)
+        self.assertEqual([d[3] for d in decoded], [False] * (len(decoded) - 1) + [True])
