@@ -156,16 +156,21 @@ def makeDaemons(
     services: Sequence[Workload],
     log: bool,
     idle: Sequence[Workload] = (),
+    spawners: Sequence[str] = (),
 ) -> List[Daemon]:
     """
     Write one config per daemon (same text, own ports) and describe how each
     daemon is started; nothing runs yet.
 
     @param idle: services configured (each listening) but never connected to.
+    @param spawners: values for our C{--spawner} option, one daemon each
+        (named C{ours-<spawner>}); empty for one daemon C{ours} with the
+        plugin's default spawner.
     """
     daemons = []
-    for name in ("xinetd", "ours"):
-        if only not in ("both", name):
+    ours = [f"ours-{s}" for s in spawners] or ["ours"]
+    for name in ["xinetd", *ours]:
+        if only != "both" and not name.startswith(only):
             continue
         ports = {w.name: benchlib.freePort() for w in services}
         ports.update({w.name: benchlib.freePort() for w in idle})
@@ -190,6 +195,8 @@ def makeDaemons(
                 "--config",
                 str(cfg),
             ]
+            if name != "ours":
+                argv += ["--spawner", name[len("ours-") :]]
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
@@ -279,6 +286,12 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         "--time-limit", type=float, default=60.0, help="seconds per client run"
     )
     p.add_argument(
+        "--spawner",
+        default="",
+        help="comma-separated --spawner values for our daemon, one daemon each"
+        " (e.g. helper,plain); default: the plugin's default, one daemon",
+    )
+    p.add_argument(
         "--extra-services",
         type=int,
         default=0,
@@ -290,6 +303,7 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         args.connections, args.rounds = 800, 1
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.workloads = args.workloads.split(",")
+    args.spawner = [s for s in args.spawner.split(",") if s]
     return args
 
 
@@ -319,7 +333,7 @@ def main(argv: Sequence[str]) -> int:
     idle = [
         attr.evolve(known["hello"], name=f"idle{i}") for i in range(args.extra_services)
     ]
-    daemons = makeDaemons(args.only, tmp, services, args.log, idle)
+    daemons = makeDaemons(args.only, tmp, services, args.log, idle, args.spawner)
     print(machineFacts())
     print(f"configs and logs in {tmp}")
     status = 0
