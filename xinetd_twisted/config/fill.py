@@ -137,6 +137,11 @@ class Filler:
                 argv = serverArgs
             else:
                 argv = (os.path.basename(v["server"]),) + serverArgs
+            if v.get("chroot") is None and not os.path.isabs(v["server"]):
+                # xinetd checks a relative server against its start-up
+                # directory but execs it from "/" (it chdirs after the first
+                # load), so relative servers break; we anchor them once.
+                v["server"] = os.path.abspath(v["server"])
 
         def fromDefaults(key: str, fallback: Any) -> Any:
             if key in spec:
