@@ -135,6 +135,30 @@ class UnitTests(SynchronousTestCase):
             [("made", "fwd"), ("ended", "fwd", Traffic(0, 0, False))],
         )
 
+    def test_connectFailed(self) -> None:
+        """
+        A failed connect reports xinetd's message, closes the client, and
+        ends with connected=False once the client is gone.
+        """
+        factory = self.reactor.tcpClients[0][2]
+        factory.clientConnectionFailed(
+            self.reactor.connectors[0],
+            Failure(ConnectionRefusedError(errno.ECONNREFUSED, "refused")),
+        )
+        self.assertEqual(
+            self.observer.events[1],
+            (
+                "failed",
+                "fwd",
+                "can't connect to remote host 10.0.0.9: Connection refused",
+            ),
+        )
+        self.assertTrue(self.client.disconnecting)
+        self.protocol.connectionLost(Failure(Exception("closed")))
+        self.assertEqual(
+            self.observer.events[-1], ("ended", "fwd", Traffic(0, 0, False))
+        )
+
     def test_failureReasons(self) -> None:
         """
         Failures are described with strerror text, as xinetd's %m.

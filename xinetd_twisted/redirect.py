@@ -155,7 +155,8 @@ def _tuneSocket(transport: object, keepAlive: bool) -> None:
 
 def _close(transport: object) -> None:
     # A transport with a registered producer never finishes closing.
-    transport.unregisterProducer()  # type: ignore[attr-defined]
+    if getattr(transport, "producer", None) is not None:
+        transport.unregisterProducer()  # type: ignore[attr-defined]
     transport.loseConnection()  # type: ignore[attr-defined]
 
 
