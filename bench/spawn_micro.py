@@ -43,13 +43,30 @@ def _cpu() -> float:
 
 
 def _procCPU(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """
+    CPU of the helper and its sub-helpers (children with its command line),
+    not of the spawned programs.
+    """
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmdline = f.read()
+    total = 0.0
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        kids = [int(k) for k in f.read().split()]
+    for p in [pid] + kids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if p != pid and f.read() != cmdline:
+                    continue
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def runOne(spawner, setup, n: int, concurrency: int, helperPid):
-    finished = defer.Deferred()
+    finished: defer.Deferred = defer.Deferred()
     state = {"started": 0, "ended": 0}
 
     def one():
@@ -63,7 +80,9 @@ def runOne(spawner, setup, n: int, concurrency: int, helperPid):
             elif state["ended"] == n:
                 finished.callback(None)
 
-        d = spawner.spawn(_Ended(done), setup, b.fileno(), (("REMOTE_HOST", "127.0.0.1"),))
+        d = spawner.spawn(
+            _Ended(done), setup, b.fileno(), (("REMOTE_HOST", "127.0.0.1"),)
+        )
         b.close()
         a.close()
         d.addErrback(lambda f: print(f.getErrorMessage()))
@@ -97,15 +116,23 @@ def main(args):
             spawner = ReactorSpawner(reactor, lenient=True)
             helperPid = None
         else:
-            env = {"XINETD_TWISTED_HELPER_NO_FORK_EXEC": "1"} if mode == "helper-osfork" else {}
+            env = (
+                {"XINETD_TWISTED_HELPER_NO_FORK_EXEC": "1"}
+                if mode == "helper-osfork"
+                else {}
+            )
             spawner = HelperSpawner(reactor, helperEnvironment=env)
         yield spawner.start()
         if mode != "reactor":
             helperPid = spawner._helperTransport.pid
-        yield runOne(spawner, setup, min(200, args.n), args.concurrency, helperPid)  # warm
+        yield runOne(
+            spawner, setup, min(200, args.n), args.concurrency, helperPid
+        )  # warm
         results = []
         for _ in range(args.repeat):
-            results.append((yield runOne(spawner, setup, args.n, args.concurrency, helperPid)))
+            results.append(
+                (yield runOne(spawner, setup, args.n, args.concurrency, helperPid))
+            )
         results.sort(key=lambda r: r[2])
         reactorUs, helperUs, rate = results[len(results) // 2]
         print(
@@ -125,4 +152,4 @@ if __name__ == "__main__":
     parser.add_argument("--modes", default="helper,helper-osfork,reactor")
     args = parser.parse_args()
     reactor.callWhenRunning(main, args)
-    reactor.run()
+    reactor.run()  # type: ignore[misc]

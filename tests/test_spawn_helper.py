@@ -37,6 +37,31 @@ ROOT = os.getuid() == 0
 NOBODY = pwd.getpwnam("nobody") if ROOT else None
 
 
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+def _descendants(pid: int, state: str = "") -> List[int]:
+    """
+    Pids below C{pid} (in C{state}, a /proc state letter, if given).
+    """
+    found, todo = [], [pid]
+    for _ in range(10000):
+        if not todo:
+            break
+        parent = todo.pop()
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            kids = [int(k) for k in f.read().split()]
+        todo.extend(kids)
+        for kid in kids:
+            with open(f"/proc/{kid}/stat") as f:
+                kidState = f.read().rsplit(")", 1)[1].split()[0]
+            if not state or kidState == state:
+                found.append(kid)
+    return found
+
+
 class _Child(ProcessProtocol):
     def __init__(self) -> None:
         self.ended: defer.Deferred = defer.Deferred()
@@ -75,12 +100,15 @@ def _readAll(sock: socket.socket) -> bytes:
 
 
 class HelperSpawnerTests(TestCase):
-    def setUp(self) -> None:
+    def setUp(self) -> Any:
         self.spawner = HelperSpawner(reactor)
         self.addCleanup(self.spawner.stop)
         self.logged: List[dict] = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        globalLogPublisher.addObserver(self.logged.append)  # type: ignore[arg-type]
+        self.addCleanup(
+            globalLogPublisher.removeObserver,
+            self.logged.append,  # type: ignore[arg-type]
+        )
         return self.spawner.start()
 
     @defer.inlineCallbacks
@@ -112,7 +140,7 @@ class HelperSpawnerTests(TestCase):
         verifyObject(ISpawner, self.spawner)
 
     @defer.inlineCallbacks
-    def test_stdioIsTheSocketAndNothingElseIsOpen(self) -> None:
+    def test_stdioIsTheSocketAndNothingElseIsOpen(self):
         """The child gets the socket on 0, 1 and 2, blocking, and no other fd."""
         info = yield self.probe(_probeSetup())
         self.assertEqual(info["fds"], [0, 1, 2])
@@ -122,7 +150,7 @@ class HelperSpawnerTests(TestCase):
             self.assertFalse(info["stdio"][fd]["nonblocking"])
 
     @defer.inlineCallbacks
-    def test_argvAndExactEnvironment(self) -> None:
+    def test_argvAndExactEnvironment(self):
         """argv is passed as is and the environment is the setup's plus the extra."""
         setup = _probeSetup("a b", "", environment=(("A", "1"), ("B", "x=y")))
         info = yield self.probe(setup, (("REMOTE_HOST", "::ffff:127.0.0.1"),))
@@ -132,7 +160,7 @@ class HelperSpawnerTests(TestCase):
         )
 
     @defer.inlineCallbacks
-    def test_sessionCwdUmaskSignals(self) -> None:
+    def test_sessionCwdUmaskSignals(self):
         """The child leads a new session in /, with the umask and an empty mask."""
         info = yield self.probe(_probeSetup(umask=0o027))
         self.assertEqual((info["sid"], info["pgid"]), (info["pid"], info["pid"]))
@@ -142,7 +170,7 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(sorted(set(info["sigIgn"]) - {13, 25}), [])
 
     @defer.inlineCallbacks
-    def test_noIgnoredSignalsAtExec(self) -> None:
+    def test_noIgnoredSignalsAtExec(self):
         """A non-Python child starts with no ignored signal (SIGPIPE reset too)."""
         setup = ChildSetup("/bin/sh", ("sh", "-c", "grep Sig /proc/$$/status"))
         _t, reason, output, _c = yield self.spawnOne(setup)
@@ -150,7 +178,7 @@ class HelperSpawnerTests(TestCase):
         self.assertIn(b"SigBlk:\t0000000000000000", output)
 
     @defer.inlineCallbacks
-    def test_niceAndRlimits(self) -> None:
+    def test_niceAndRlimits(self):
         """nice and rlimits are applied in the child."""
         setup = _probeSetup(
             nice=4,
@@ -163,7 +191,7 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(info["fds"], [0, 1, 2])
 
     @defer.inlineCallbacks
-    def test_defaultNofileIsHardLimit(self) -> None:
+    def test_defaultNofileIsHardLimit(self):
         """Without rlimits the child's NOFILE soft limit equals the hard one."""
         info = yield self.probe(_probeSetup())
         soft, hard = info["rlimits"]["NOFILE"]
@@ -171,7 +199,7 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
     @defer.inlineCallbacks
-    def test_credentials(self) -> None:
+    def test_credentials(self):
         """uid, gid and an empty group list are set exactly."""
         if not ROOT:
             raise self.skipTest("needs root")
@@ -184,7 +212,7 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(info["groups"], [])
 
     @defer.inlineCallbacks
-    def test_supplementaryGroupsExact(self) -> None:
+    def test_supplementaryGroupsExact(self):
         """groups = yes: exactly the given supplementary groups."""
         if not ROOT:
             raise self.skipTest("needs root")
@@ -195,7 +223,7 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(info["groups"], [4, 24])
 
     @defer.inlineCallbacks
-    def test_credentialsOnSlowPath(self) -> None:
+    def test_credentialsOnSlowPath(self):
         """Credentials are also exact when nice forces the Python child path."""
         if not ROOT:
             raise self.skipTest("needs root")
@@ -216,7 +244,7 @@ class HelperSpawnerTests(TestCase):
         )
 
     @defer.inlineCallbacks
-    def test_chroot(self) -> None:
+    def test_chroot(self):
         """chroot: the program runs inside the new root, with cwd /."""
         if not ROOT:
             raise self.skipTest("needs root")
@@ -244,7 +272,7 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(output, b"inside /\n")
 
     @defer.inlineCallbacks
-    def test_execFailure(self) -> None:
+    def test_execFailure(self):
         """A program that cannot be executed ends with 127 and is logged."""
         for nice in (None, 1):  # both child paths
             setup = ChildSetup("/nonexistent/prog", ("prog",), nice=nice)
@@ -262,7 +290,7 @@ class HelperSpawnerTests(TestCase):
             del self.logged[:]
 
     @defer.inlineCallbacks
-    def test_exitCodeAndSignal(self) -> None:
+    def test_exitCodeAndSignal(self):
         """Exit codes and deaths by signal are reported like Twisted's own."""
         _t, reason, output, child = yield self.spawnOne(_probeSetup("--exit", "3"))
         self.assertEqual((reason.value.exitCode, reason.value.signal), (3, None))
@@ -272,7 +300,7 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual((reason.value.exitCode, reason.value.signal), (None, 9))
 
     @defer.inlineCallbacks
-    def test_transportAndSignalChild(self) -> None:
+    def test_transportAndSignalChild(self):
         """The transport has the pid; signalProcess reaches the running child."""
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
@@ -292,7 +320,7 @@ class HelperSpawnerTests(TestCase):
         self.spawner.signalChild(12345678, signal.SIGTERM)  # unknown: ignored
 
     @defer.inlineCallbacks
-    def test_helperDeathAndRestart(self) -> None:
+    def test_helperDeathAndRestart(self):
         """A killed helper ends running children's tracking and the next spawn restarts it."""
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
@@ -317,7 +345,38 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(info["fds"], [0, 1, 2])
 
     @defer.inlineCallbacks
-    def test_backPressure(self) -> None:
+    def test_subHelperDeath(self):
+        """A killed sub-helper's running child is still reported; the next spawn works."""
+        if not ROOT:
+            raise self.skipTest("needs root")
+        creds = dict(uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=())
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = _Child()
+        setup = _probeSetup("--sleep", "30", **creds)
+        transport = yield self.spawner.spawn(child, setup, theirs.fileno(), ())
+        theirs.close()
+        orphan = transport.pid
+        helperPid = self.spawner._helperTransport.pid
+        subs = [
+            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
+        ]
+        self.assertEqual(len(subs), 1)
+        os.kill(subs[0], signal.SIGKILL)
+        for _ in range(200):  # until the orphan is the helper's own child
+            if orphan in _descendants(helperPid) and subs[0] not in _descendants(
+                helperPid
+            ):
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        os.kill(orphan, signal.SIGKILL)
+        reason = (yield child.ended).reason
+        self.assertEqual(reason.value.signal, signal.SIGKILL)
+        info = yield self.probe(_probeSetup(**creds))
+        self.assertEqual(info["uid"], NOBODY.pw_uid)
+
+    @defer.inlineCallbacks
+    def test_backPressure(self):
         """While the helper is stopped, spawns queue, are reported backed up, then all run."""
         changes: List[bool] = []
         self.spawner.onBackPressure = changes.append
@@ -347,7 +406,7 @@ class HelperSpawnerTests(TestCase):
         self.assertFalse(self.spawner.isBackedUp())
 
     @defer.inlineCallbacks
-    def test_queueBound(self) -> None:
+    def test_queueBound(self):
         """Past maxQueued a spawn fails with SpawnError instead of queueing."""
         self.spawner.maxQueued = 0
         self.spawner._queue.append((b"", -1))  # pretend the helper is behind
@@ -358,7 +417,7 @@ class HelperSpawnerTests(TestCase):
             self.spawner._queue.clear()
 
     @defer.inlineCallbacks
-    def test_noLeaksNoZombies(self) -> None:
+    def test_noLeaksNoZombies(self):
         """Many spawns leave no fd open in the daemon and no zombie in the helper."""
         setup = ChildSetup("/bin/true", ("true",), uid=NOBODY.pw_uid if ROOT else None)
         yield self.spawnOne(setup)
@@ -367,5 +426,8 @@ class HelperSpawnerTests(TestCase):
             yield defer.gatherResults([self.spawnOne(setup) for _ in range(20)])
         self.assertEqual(sorted(os.listdir("/proc/self/fd")), before)
         helperPid = self.spawner._helperTransport.pid
-        with open(f"/proc/{helperPid}/task/{helperPid}/children") as f:
-            self.assertEqual(f.read().split(), [])
+        # Left: only sub-helpers (same command line as the helper), no
+        # zombie anywhere below the helper.
+        self.assertEqual(_descendants(helperPid, "Z"), [])
+        for pid in _descendants(helperPid):
+            self.assertEqual(_cmdline(pid), _cmdline(helperPid))

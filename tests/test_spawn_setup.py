@@ -154,7 +154,7 @@ class WireFormatTests(SynchronousTestCase):
             "/",
             True,
         )
-        t = helper._Template(blob, {})
+        t = helper._Template(blob, {}, False)
         self.assertEqual(
             (t.executable, t.argv, t.env, t.uid, t.gid, t.groups, t.umask, t.nice),
             (b"/bin/x", [b"x", b"-y"], [b"A=b"], 1, 2, [3], 0o22, 4),
@@ -179,7 +179,32 @@ class WireFormatTests(SynchronousTestCase):
             "/",
             True,
         )
-        self.assertEqual(helper._Template(blob, {7: (8, 8)}).rlimits, [])
+        self.assertEqual(helper._Template(blob, {7: (8, 8)}, False).rlimits, [])
+
+    def test_credentialTemplatesGoToASubHelper(self) -> None:
+        """A template with credentials and no Python-only setting is keyed by them."""
+        blob = helper.encodeTemplate(
+            "/x", ("x",), (), 1, 2, (), 0o22, None, (), None, "/", True
+        )
+        self.assertEqual(helper._Template(blob, {}, False).credentials, (1, 2, ()))
+
+    def test_subHelperDropsCredentials(self) -> None:
+        """In a sub-helper the template carries no credentials (it already has them)."""
+        blob = helper.encodeTemplate(
+            "/x", ("x",), (), 1, 2, (), 0o22, None, (), None, "/", True
+        )
+        t = helper._Template(blob, {}, True)
+        self.assertEqual(
+            (t.uid, t.gid, t.groups, t.credentials), (None, None, None, None)
+        )
+
+    def test_niceKeepsTemplateInRootHelper(self) -> None:
+        """nice needs Python in the child, done by the root helper before setuid."""
+        blob = helper.encodeTemplate(
+            "/x", ("x",), (), 1, 2, (), 0o22, 5, (), None, "/", True
+        )
+        t = helper._Template(blob, {}, False)
+        self.assertEqual((t.fast, t.credentials), (False, None))
 
     def test_largeTemplateInParts(self) -> None:
         """A template larger than one message is split and reassembles exactly."""

@@ -478,6 +478,11 @@ class HelperSpawner:
                 reason=os.strerror(code),
             )
             d.errback(SpawnError(f"fork failed: {os.strerror(code)}", code))
+        elif kind == "g":
+            for requestId in event[1]:
+                lost = self._pending.pop(requestId, None)
+                if lost is not None:
+                    lost[2].errback(SpawnError("spawn sub-helper died"))
         elif kind == "r":
             self._isReady = True
             ready, self._ready = self._ready, []
