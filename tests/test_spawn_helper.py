@@ -274,8 +274,11 @@ class HelperSpawnerTests(TestCase):
     @defer.inlineCallbacks
     def test_execFailure(self):
         """A program that cannot be executed ends with 127 and is logged."""
-        for nice in (None, 1):  # both child paths
-            setup = ChildSetup("/nonexistent/prog", ("prog",), nice=nice)
+        variants: List[dict] = [{}, {"nice": 1}]  # fork_exec and Python child
+        if ROOT:  # and through a sub-helper
+            variants.append({"uid": NOBODY.pw_uid, "gid": NOBODY.pw_gid})
+        for kw in variants:
+            setup = ChildSetup("/nonexistent/prog", ("prog",), **kw)
             _t, reason, output, _c = yield self.spawnOne(setup)
             self.assertIsInstance(reason.value, ProcessTerminated)
             self.assertEqual(reason.value.exitCode, 127)
