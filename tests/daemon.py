@@ -61,7 +61,11 @@ def waitForPort(host: str, port: int, timeout: float = 15.0) -> None:
 
 
 def fetch(
-    host: str, port: int, send: bytes = b"", timeout: float = 10.0, halfClose: bool = True
+    host: str,
+    port: int,
+    send: bytes = b"",
+    timeout: float = 10.0,
+    halfClose: bool = True,
 ) -> bytes:
     """
     Connect, send C{send}, optionally half-close, and read until EOF.
@@ -106,15 +110,19 @@ class Daemon:
     def start(self, waitFor: Optional[tuple] = None, timeout: float = 20.0) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = twistdCommand() + [
-            "-n",
-            "--pidfile=",
-            "--logfile",
-            self.logPath,
-            "xinetd",
-            "--config",
-            self.configPath,
-        ] + self.extraArgs
+        cmd = (
+            twistdCommand()
+            + [
+                "-n",
+                "--pidfile=",
+                "--logfile",
+                self.logPath,
+                "xinetd",
+                "--config",
+                self.configPath,
+            ]
+            + self.extraArgs
+        )
         self.process = subprocess.Popen(
             cmd,
             cwd=REPO,

@@ -40,7 +40,9 @@ class SocketSpecTests(SynchronousTestCase):
         IPV6_V6ONLY off, as xinetd does.
         """
         spec = SocketSpec.forService(service())
-        self.assertEqual((spec.family, spec.address, spec.v6only), (socket.AF_INET6, "::", False))
+        self.assertEqual(
+            (spec.family, spec.address, spec.v6only), (socket.AF_INET6, "::", False)
+        )
 
     def test_bindAddressChoosesFamily(self) -> None:
         """
@@ -58,7 +60,9 @@ class SocketSpecTests(SynchronousTestCase):
         spec = SocketSpec.forService(
             service(flags=frozenset({"NODELAY", "KEEPALIVE"}), v6only=True)
         )
-        self.assertEqual((spec.nodelay, spec.keepalive, spec.v6only), (True, True, True))
+        self.assertEqual(
+            (spec.nodelay, spec.keepalive, spec.v6only), (True, True, True)
+        )
 
     def test_noPort(self) -> None:
         """
@@ -122,7 +126,9 @@ class OpenSocketTests(SynchronousTestCase):
         first, spec, _ = openServiceSocket(service(bind="127.0.0.1"))
         self.addCleanup(first.close)
         port = first.getsockname()[1]
-        self.assertRaises(OSError, openServiceSocket, service(bind="127.0.0.1", port=port))
+        self.assertRaises(
+            OSError, openServiceSocket, service(bind="127.0.0.1", port=port)
+        )
 
     def test_dgram(self) -> None:
         """

@@ -1,10 +1,16 @@
 # -*- test-case-name: tests.test_runtime -*-
 """
-One running service: its socket, its children and their bookkeeping.
+One running service: its socket, its policy, its log, its children.
 
 A L{ServiceRuntime} is the only place where a service's state lives.  The
 configuration it serves (a frozen L{ServiceConfig}) can be swapped in place on
-reload while the socket and the running children are kept.
+reload while the socket, the counters and the running children are kept.
+
+This module holds what every kind of service shares (the per-connection
+pipeline: banner, policy, refusal, log) and the kinds that start programs:
+stream C{wait = no} (the connection becomes the child's fds 0-2) and
+C{wait = yes} (the socket itself goes to the child).  Internal services,
+redirect and tcpmux are in L{xinetd_twisted.inprocess}.
 """
 
 from __future__ import annotations
@@ -12,19 +18,29 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import attr
-from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.model import FileLog, ServiceConfig
+from xinetd_twisted.ident import queryIdent
 from xinetd_twisted.listen.sockets import SocketSpec, numericHost, openServiceSocket
 from xinetd_twisted.listen.stream import StreamAcceptor
+from xinetd_twisted.listen.wait import WaitDescriptor
+from xinetd_twisted.logs import ServiceLog, wallDuration
+from xinetd_twisted.logsinks import SyslogConnection, openSink
+from xinetd_twisted.policy.access import PolicyContext, Refusal, ServicePolicy
 from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner
 from xinetd_twisted.spawn.setup import childSetupFor
+
+BANNER_LIMIT = 64 * 1024
+"""
+Banners are read at load time and sent without blocking; bytes past this
+size (or past what the socket buffer takes at once) are not sent.
+"""
 
 
 @attr.s(auto_attribs=True)
@@ -41,28 +57,78 @@ class DaemonContext:
     @ivar isRoot: whether children may change credentials.
     @ivar nofileHardLimit: the daemon's hard RLIMIT_NOFILE, xinetd's default
         for the child's soft and hard limits.
+    @ivar policy: what every service's policy shares (kept across reloads).
+    @ivar syslog: the daemon's one connection to syslog.
+    @ivar fileSinks: open FILE logs by their configuration, shared by the
+        services that name the same file with the same limits.
     @ivar wallClock: seconds since the epoch (for DURATION).
+    @ivar identTimeout: seconds to wait for the client's identd (USERID).
     """
 
-    reactor: object
+    reactor: Any
     spawner: ISpawner
     environ: Dict[str, str]
     umask: int
     isRoot: bool
     nofileHardLimit: int
+    policy: PolicyContext
+    syslog: SyslogConnection
+    fileSinks: Dict[FileLog, Any] = attr.Factory(dict)
     wallClock: Callable[[], float] = time.time
+    identTimeout: float = 30.0
+    extras: Dict[str, Any] = attr.Factory(dict)
+
+    def sinkFor(self, service: ServiceConfig) -> Any:
+        """
+        The log sink of a service: shared per FILE configuration, or a
+        syslog sink, or L{None}.
+        """
+        logType = service.logType
+        if isinstance(logType, FileLog):
+            sink = self.fileSinks.get(logType)
+            if sink is None:
+                sink = openSink(service.serviceId, logType, self.syslog)
+                self.fileSinks[logType] = sink
+            return sink
+        return openSink(service.serviceId, logType, self.syslog)
+
+
+def readBanner(path: Optional[str]) -> bytes:
+    """
+    The bytes of a banner file, or C{b""} when unset or unreadable (xinetd
+    silently sends nothing then).
+    """
+    if not path:
+        return b""
+    try:
+        with open(path, "rb") as f:
+            return f.read(BANNER_LIMIT)
+    except OSError:
+        return b""
+
+
+def _sendNoWait(fd: int, data: bytes) -> None:
+    """
+    Write a banner to a fresh connection without blocking the reactor: what
+    the socket buffer does not take at once is not sent.
+    """
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 class _Child(ProcessProtocol):
     """
     Follows one child from start to reaping for its service.
-
-    @ivar _runtime: the owning service.
-    @ivar peer: the client's numeric address.
-    @ivar started: wall-clock start time (for DURATION).
     """
 
-    def __init__(self, runtime: ServiceRuntime, peer: str, started: float) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, peer: Optional[str], started: float
+    ) -> None:
         self._runtime = runtime
         self.peer = peer
         self.started = started
@@ -78,26 +144,43 @@ class _Child(ProcessProtocol):
 
 class ServiceRuntime:
     """
-    A service that spawns a program per stream connection (C{wait = no}).
+    What every kind of service shares.  Subclasses implement L{_open},
+    L{_close} and the way a connection is served.
 
     @ivar service: the configuration in force (swapped on reload).
-    @ivar spec: the socket identity (kept across reloads when equal).
+    @ivar requested: the socket the configuration asks for (compared on
+        reload; the bound one may differ after an IPv6 -> IPv4 fallback).
+    @ivar spec: the socket actually bound.
+    @ivar policy: access control and limits (state kept across reloads).
+    @ivar log: the service's xinetd log.
     @ivar running: children started and not yet reaped, by pid.
     """
 
-    log = Logger()
+    log_ = Logger()
+    countsInstances = True
 
     def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
         self._context = context
         self.service = service
+        self.requested: Optional[SocketSpec] = (
+            SocketSpec.forService(service) if service.port is not None else None
+        )
         self.spec: Optional[SocketSpec] = None
-        self._setup: ChildSetup = self._makeSetup(service)
-        self._acceptor: Optional[StreamAcceptor] = None
+        self.policy = ServicePolicy(service, context.policy)
+        self.log = ServiceLog.fromConfig(service, context.sinkFor(service))
+        self._setup: Optional[ChildSetup] = self._makeSetup(service)
+        self._banners = self._readBanners(service)
         self.running: Dict[int, _Child] = {}
-        self._pending = 0
         self.connections = 0
+        self.refused = 0
+        self._reactivation: Any = None
+        self.active = False
 
-    def _makeSetup(self, service: ServiceConfig) -> ChildSetup:
+    # --- configuration -----------------------------------------------------
+
+    def _makeSetup(self, service: ServiceConfig) -> Optional[ChildSetup]:
+        if service.server is None or service.redirect is not None or service.isInternal:
+            return None
         ctx = self._context
         return childSetupFor(
             service,
@@ -107,9 +190,35 @@ class ServiceRuntime:
             nofileHardLimit=ctx.nofileHardLimit,
         )
 
+    @staticmethod
+    def _readBanners(service: ServiceConfig) -> Tuple[bytes, bytes, bytes]:
+        return (
+            readBanner(service.banner),
+            readBanner(service.bannerSuccess),
+            readBanner(service.bannerFail),
+        )
+
     @property
     def serviceId(self) -> str:
         return self.service.serviceId
+
+    def update(self, service: ServiceConfig) -> None:
+        """
+        Take a new configuration in place, keeping the socket, the counters
+        and the children.
+        """
+        self.service = service
+        self.requested = (
+            SocketSpec.forService(service) if service.port is not None else None
+        )
+        self.policy = self.policy.reconfigured(service, self._context.policy)
+        if self.log.sink is not None:
+            self.log.sink.reopen()
+        self.log = ServiceLog.fromConfig(service, self._context.sinkFor(service))
+        self._setup = self._makeSetup(service)
+        self._banners = self._readBanners(service)
+
+    # --- life ----------------------------------------------------------------
 
     def activate(self) -> None:
         """
@@ -119,97 +228,304 @@ class ServiceRuntime:
         """
         sock, spec, notice = openServiceSocket(self.service)
         if notice:
-            self.log.info(notice)
+            self.log_.info(notice)
         self.spec = spec
-        self._acceptor = StreamAcceptor(
-            self._context.reactor, sock, self._connection, self.serviceId
-        )
-        self._acceptor.startReading()
-        self.log.info(
+        self._open(sock)
+        self.active = True
+        self.log_.info(
             "service {service} listening on {where}",
             service=self.serviceId,
             where=spec.describe(),
         )
 
-    def update(self, service: ServiceConfig) -> None:
-        """
-        Take a new configuration in place, keeping the socket and children.
-        """
-        self.service = service
-        self._setup = self._makeSetup(service)
-
     def deactivate(self) -> None:
         """
         Stop serving and close our socket.  Running children are left alone.
         """
+        if self._reactivation is not None and self._reactivation.active():
+            self._reactivation.cancel()
+        self._reactivation = None
+        if self.active:
+            self.active = False
+            self._close()
+
+    def _open(self, sock: socket.socket) -> None:
+        raise NotImplementedError()
+
+    def _close(self) -> None:
+        raise NotImplementedError()
+
+    def killChildren(self, signum: int) -> None:
+        """
+        Send C{signum} to every running child (reload dropped the service).
+        """
+        for pid in list(self.running):
+            self._context.spawner.signalChild(pid, signum)
+
+    # --- the per-connection pipeline -----------------------------------------
+
+    def _admit(self, fd: int, peer: Optional[str]) -> bool:
+        """
+        Banner, then access control and limits, for a stream connection.
+        On refusal: FAIL log line, banner_fail, and (cps) deactivation.
+        """
+        self.connections += 1
+        banner, _, bannerFail = self._banners
+        if banner:
+            _sendNoWait(fd, banner)
+        refusal = self.policy.check(peer)
+        if refusal is None:
+            return True
+        self._refuse(refusal, peer)
+        if bannerFail:
+            try:
+                _sendNoWait(fd, bannerFail)
+            except OSError:
+                pass
+        return False
+
+    def _refuse(self, refusal: Refusal, peer: Optional[str]) -> None:
+        self.refused += 1
+        if refusal.reason in ("load", "libwrap") or (
+            refusal.reason == "address" and "equally" in refusal.message
+        ):
+            self.log_.error("{message}", message=refusal.message)
+        self.log.fail(refusal.reason, peer)
+        if refusal.deactivated and refusal.deactivateUntil is not None:
+            self.log_.error("{message}", message=refusal.message)
+            self._deactivateFor(refusal.deactivateUntil)
+        if refusal.sensor is not None and refusal.sensor.name == "ADDED":
+            self.log_.critical(
+                "{pid} {{process_sensor}} Adding {peer} to the global_no_access "
+                "list for {minutes} minutes",
+                pid=os.getpid(),
+                peer=peer,
+                minutes=self.service.denyTime,
+            )
+
+    def _deactivateFor(self, until: float) -> None:
+        """
+        cps tripped: close the socket (clients get ECONNREFUSED, as with
+        xinetd) and bind it again when the pause ends.
+        """
+        if not self.active:
+            return
+        self.active = False
+        self._close()
+        clock = self._context.reactor
+        delay = max(0.0, until - self._context.policy.seconds())
+        self._reactivation = clock.callLater(delay, self._reactivate)
+
+    def _reactivate(self) -> None:
+        self._reactivation = None
+        try:
+            self.activate()
+        except OSError as e:
+            self.log_.error(
+                "Error activating service {service}: {error}; retrying in 10 s",
+                service=self.serviceId,
+                error=e.strerror or str(e),
+            )
+            self._reactivation = self._context.reactor.callLater(10, self._reactivate)
+            return
+        self.log_.error("Activating service {service}", service=self.serviceId)
+
+    # --- children ------------------------------------------------------------
+
+    def _spawn(
+        self, fd: int, peer: Optional[str], setup: Optional[ChildSetup] = None
+    ) -> None:
+        """
+        Start the server on C{fd} (the caller closes its copy afterwards).
+        """
+        setup = setup or self._setup
+        assert setup is not None
+        child = _Child(self, peer, self._context.wallClock())
+        if self.countsInstances:
+            self.policy.started(peer)
+        extra: Tuple[Tuple[str, str], ...] = (
+            (("REMOTE_HOST", peer),) if peer is not None else ()
+        )
+        d = self._context.spawner.spawn(child, setup, fd, extra)
+        d.addErrback(self._spawnFailed, child)
+
+    def _spawnFailed(self, reason: Failure, child: _Child) -> None:
+        if self.countsInstances:
+            self.policy.ended(child.peer)
+        self.log_.error(
+            "{service}: fork failed: {reason}",
+            service=self.serviceId,
+            reason=reason.getErrorMessage(),
+        )
+        self.log.fail("fork", child.peer)
+        self._childGone()
+
+    def _childStarted(self, child: _Child) -> None:
+        assert child.pid is not None
+        self.running[child.pid] = child
+        self.log.start(child.pid, child.peer)
+
+    def _childEnded(self, child: _Child, reason: Failure) -> None:
+        if child.pid is not None:
+            self.running.pop(child.pid, None)
+        if self.countsInstances:
+            self.policy.ended(child.peer)
+        self.log.exitFromReason(
+            child.pid or 0,
+            reason,
+            wallDuration(child.started, self._context.wallClock()),
+        )
+        if self.log.sink is not None and hasattr(self.log.sink, "sizeCheck"):
+            self.log.sink.sizeCheck()
+        self._childGone()
+
+    def _childGone(self) -> None:
+        """
+        A child ended (or never started): wait-mode services resume here.
+        """
+
+
+class SpawningStreamRuntime(ServiceRuntime):
+    """
+    Stream C{wait = no} with a program: each connection becomes a child's
+    fds 0, 1 and 2; the parent keeps nothing, so the client sees EOF when
+    the child exits.
+    """
+
+    _acceptor: Optional[StreamAcceptor] = None
+
+    def _open(self, sock: socket.socket) -> None:
+        self._acceptor = StreamAcceptor(
+            self._context.reactor, sock, self._connection, self.serviceId
+        )
+        self._acceptor.startReading()
+
+    def _close(self) -> None:
         if self._acceptor is not None:
             self._acceptor.close()
             self._acceptor = None
 
     def _connection(self, fd: int, address: object) -> None:
-        """
-        A client connected: give it a server.
-        """
         try:
             peer = numericHost(address)
-            self.connections += 1
-            child = _Child(self, peer, self._context.wallClock())
-            self._pending += 1
-            d = self._context.spawner.spawn(
-                child, self._setup, fd, (("REMOTE_HOST", peer),)
-            )
+            if not self._admit(fd, peer):
+                return
+            if "USERID" in self.service.logOnSuccess:
+                self._identThenSpawn(fd, peer, address)
+                return
+            success = self._banners[1]
+            if success:
+                _sendNoWait(fd, success)
+            self._spawn(fd, peer)
         finally:
             os.close(fd)
-        d.addErrback(self._spawnFailed, child)
 
-    def _spawnFailed(self, reason: Failure, child: _Child) -> None:
-        self._pending -= 1
-        self.log.error(
-            "{service}: fork failed: {reason}",
-            service=self.serviceId,
-            reason=reason.getErrorMessage(),
-            event="fail",
-            failReason="fork",
-            peer=child.peer,
-        )
-
-    def _childStarted(self, child: _Child) -> None:
-        self._pending -= 1
-        assert child.pid is not None
-        self.running[child.pid] = child
-        self.log.info(
-            "START: {service} pid={pid} from={peer}",
-            service=self.serviceId,
-            pid=child.pid,
-            peer=child.peer,
-            event="start",
-        )
-
-    def _childEnded(self, child: _Child, reason: Failure) -> None:
-        if child.pid is not None:
-            self.running.pop(child.pid, None)
-        status: Optional[int] = None
-        signal: Optional[int] = None
-        value = reason.value
-        if isinstance(value, ProcessDone):
-            status = 0
-        elif isinstance(value, ProcessTerminated):
-            status = value.exitCode
-            signal = value.signal
-        duration = int(self._context.wallClock() - child.started)
-        self.log.info(
-            "EXIT: {service} status={status} signal={signal} pid={pid} "
-            "duration={duration}(sec)",
-            service=self.serviceId,
-            status=status,
-            signal=signal,
-            pid=child.pid,
-            duration=duration,
-            event="exit",
-        )
-
-    def socketFamily(self) -> int:
+    def _identThenSpawn(self, fd: int, peer: str, address: Any) -> None:
         """
-        The family of the bound socket (for reload decisions).
+        USERID logging: ask the client's identd.  With IDONLY the server
+        starts only once identd has answered; otherwise it starts at once
+        and the answer is logged when it comes (xinetd makes every client
+        wait for it).
         """
-        return self.spec.family if self.spec is not None else socket.AF_UNSPEC
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            localAddress = sock.getsockname()
+        finally:
+            sock.close()
+        d = queryIdent(
+            self._context.reactor,
+            localAddress,
+            address,
+            timeout=None
+            if "IDONLY" in self.service.flags
+            else self._context.identTimeout,
+        )
+        if "IDONLY" not in self.service.flags:
+            d.addCallback(self.log.identified, peer)
+            success = self._banners[1]
+            if success:
+                _sendNoWait(fd, success)
+            self._spawn(fd, peer)
+            return
+        held = os.dup(fd)
+        if self.countsInstances:
+            self.policy.started(peer)
+
+        def answered(result: Any) -> None:
+            try:
+                if self.countsInstances:
+                    self.policy.ended(peer)
+                self.log.identified(result, peer)
+                if result.userid is None:
+                    return
+                success = self._banners[1]
+                if success:
+                    _sendNoWait(held, success)
+                self._spawn(held, peer)
+            finally:
+                os.close(held)
+
+        d.addCallback(answered)
+
+
+class WaitRuntime(ServiceRuntime):
+    """
+    C{wait = yes} with a program: the child gets the socket itself (the
+    listening socket for stream, the bound socket with the datagram still
+    queued for dgram) and the daemon stops watching it until the child
+    exits.
+    """
+
+    _waiter: Optional[WaitDescriptor] = None
+    countsInstances = True
+
+    def _open(self, sock: socket.socket) -> None:
+        self._waiter = WaitDescriptor(
+            self._context.reactor, sock, self._ready, self.serviceId
+        )
+        self._waiter.startReading()
+
+    def _close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+
+    def _ready(self, address: Optional[object]) -> None:
+        waiter = self._waiter
+        assert waiter is not None
+        peer = numericHost(address) if address is not None else None
+        self.connections += 1
+        refusal = self.policy.check(peer)
+        if refusal is not None:
+            self._refuse(refusal, peer)
+            self._drainRefused(waiter)
+            return
+        self._spawn(waiter.fileno(), peer)
+
+    def _drainRefused(self, waiter: WaitDescriptor) -> None:
+        """
+        A refused datagram is read and dropped (xinetd drains); a refused
+        stream connection is accepted and closed.
+        """
+        sock = waiter.socket
+        try:
+            if sock.type == socket.SOCK_DGRAM:
+                sock.recvfrom(1, socket.MSG_DONTWAIT)
+            else:
+                conn, _ = sock.accept()
+                conn.close()
+        except OSError:
+            pass
+        if self._waiter is waiter:
+            waiter.childDone()
+
+    def _childGone(self) -> None:
+        if self._waiter is not None and self.active:
+            dropped = self._waiter.childDone()
+            if dropped is not None:
+                self.log_.warn(
+                    "service {service}: the server exited without reading the "
+                    "datagram from {peer}; discarded it",
+                    service=self.serviceId,
+                    peer=numericHost(dropped),
+                )

@@ -38,9 +38,33 @@ class Options(usage.Options):
             "a new session, nice, rlimits, chroot or exact groups).",
         ],
     ]
-    compData = usage.Completions(
-        optActions={"config": usage.CompleteFiles("*.conf")}
-    )
+    optParameters += [
+        [
+            "limit",
+            None,
+            None,
+            "Most servers running at once, all services together (xinetd's "
+            "-limit); beyond it connections fail with process_limit.",
+            int,
+        ],
+        [
+            "syslog-path",
+            None,
+            "/dev/log",
+            "The syslog socket that services with log_type = SYSLOG write to.",
+        ],
+        [
+            "hosts-allow",
+            None,
+            "/etc/hosts.allow",
+            "tcp_wrappers allow file (libwrap-compatible checks).",
+        ],
+        ["hosts-deny", None, "/etc/hosts.deny", "tcp_wrappers deny file."],
+    ]
+    optFlags = [
+        ["no-libwrap", None, "Do not consult hosts.allow/hosts.deny at all."],
+    ]
+    compData = usage.Completions(optActions={"config": usage.CompleteFiles("*.conf")})
 
     def postOptions(self) -> None:
         if self["spawner"] not in ("helper", "plain"):
@@ -62,11 +86,18 @@ def makeService(options: Any) -> IService:
     """
     Build the super-server for twistd.
     """
-    from xinetd_twisted.server import SuperServer, makeSpawner
+    from xinetd_twisted.server import DaemonOptions, SuperServer, makeSpawner
 
+    daemonOptions = DaemonOptions(
+        processLimit=options["limit"],
+        syslogPath=options["syslog-path"],
+        hostsAllow=None if options["no-libwrap"] else options["hosts-allow"],
+        hostsDeny=options["hosts-deny"],
+    )
     return SuperServer(
         options["loadedConfig"],
         options["config"],
         loadConfig,
         makeSpawner(options["spawner"]),
+        options=daemonOptions,
     )

@@ -144,16 +144,18 @@ def openServiceSocket(
         if spec.family != socket.AF_INET6 or service.bind or not _noIPv6(e):
             raise
     fallback = attr.evolve(spec, family=socket.AF_INET, address="0.0.0.0", v6only=False)
-    notice = (
-        f"IPv6 socket creation failed for service {service.serviceId}, trying IPv4"
-    )
+    notice = f"IPv6 socket creation failed for service {service.serviceId}, trying IPv4"
     return openSocket(fallback, backlog), fallback, notice
 
 
 def _noIPv6(error: OSError) -> bool:
     import errno
 
-    return error.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
+    return error.errno in (
+        errno.EAFNOSUPPORT,
+        errno.EADDRNOTAVAIL,
+        errno.EPROTONOSUPPORT,
+    )
 
 
 def numericHost(address: object) -> str:
