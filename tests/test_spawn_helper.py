@@ -379,6 +379,31 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(info["uid"], NOBODY.pw_uid)
 
     @defer.inlineCallbacks
+    def test_subHelperDeathFailsUnstartedSpawns(self):
+        """Spawns a killed sub-helper had not started fail with SpawnError."""
+        if not ROOT:
+            raise self.skipTest("needs root")
+        creds = dict(uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=())
+        yield self.probe(_probeSetup(**creds))  # the sub-helper now exists
+        helperPid = self.spawner._helperTransport.pid
+        [sub] = [
+            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
+        ]
+        os.kill(sub, signal.SIGSTOP)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        d = self.spawner.spawn(_Child(), _probeSetup(**creds), theirs.fileno(), ())
+        theirs.close()
+        # Let the root helper forward the request into the stopped
+        # sub-helper's queue (nothing observable says when it has).
+        yield deferLater(reactor, 0.2, lambda: None)
+        os.kill(sub, signal.SIGKILL)
+        yield self.assertFailure(d, SpawnError)
+        self.assertTrue(
+            any("sub-helper died" in e.get("log_format", "") for e in self.logged)
+        )
+
+    @defer.inlineCallbacks
     def test_backPressure(self):
         """While the helper is stopped, spawns queue, are reported backed up, then all run."""
         changes: List[bool] = []

@@ -482,6 +482,10 @@ class HelperSpawner:
             for requestId in event[1]:
                 lost = self._pending.pop(requestId, None)
                 if lost is not None:
+                    _log.error(
+                        "{executable}: the spawn sub-helper died before starting it",
+                        executable=lost[1].executable,
+                    )
                     lost[2].errback(SpawnError("spawn sub-helper died"))
         elif kind == "r":
             self._isReady = True
