@@ -223,6 +223,23 @@ def rssKiB(pids: Iterable[int], proc: Path = Path("/proc")) -> int:
     return total
 
 
+def pssKiB(pids: Iterable[int], proc: Path = Path("/proc")) -> int:
+    """
+    Sum of the proportional set size over C{pids}, in KiB: unlike RSS it does
+    not count twice the pages a forked helper shares with its parent.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            text = (proc / str(pid) / "smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    return total
+
+
 def runClient(
     client: Path,
     port: int,
@@ -263,6 +280,8 @@ class Round:
 
     @ivar result: the load client's JSON fields.
     @ivar daemonCpuSeconds: CPU of the daemon's long-lived processes.
+    @ivar parentCpuSeconds: the part of it spent by the daemon process itself
+        (the rest is its helpers').
     """
 
     workload: str
@@ -270,6 +289,7 @@ class Round:
     concurrency: int
     result: Mapping[str, float]
     daemonCpuSeconds: float
+    parentCpuSeconds: float = 0.0
 
 
 def summarise(
@@ -289,6 +309,7 @@ def summarise(
         rates = [r.result["rate"] for r in rs]
         completed = sum(r.result["completed"] for r in rs)
         cpu = sum(r.daemonCpuSeconds for r in rs)
+        parentCpu = sum(r.parentCpuSeconds for r in rs)
         readBytes = sum(r.result["bytes_read"] for r in rs)
         perConnection = expected[workload]
         rows.append(
@@ -305,6 +326,7 @@ def summarise(
                     r.result["client_cpu_share"] for r in rs
                 ),
                 "daemonUsPerConn": cpu * 1e6 / completed if completed else 0.0,
+                "parentUsPerConn": parentCpu * 1e6 / completed if completed else 0.0,
                 "errors": sum(r.result["errors"] for r in rs),
                 "completed": completed,
                 "bytesOk": perConnection is None
@@ -321,7 +343,7 @@ def formatTable(rows: Sequence[Mapping], baseline: str = "xinetd") -> str:
     """
     out = [
         "| workload | daemon | C | conns/s (median) | min-max | p50 ms | p99 ms "
-        "| daemon CPU us/conn | client CPU | errors | replies ok |",
+        "| daemon CPU us/conn (parent) | client CPU | errors | replies ok |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -329,7 +351,8 @@ def formatTable(rows: Sequence[Mapping], baseline: str = "xinetd") -> str:
             f"| {r['workload']} | {r['daemon']} | {r['concurrency']} "
             f"| {r['rate']:.0f} | {r['rateMin']:.0f}-{r['rateMax']:.0f} "
             f"| {r['p50us'] / 1000:.2f} | {r['p99us'] / 1000:.2f} "
-            f"| {r['daemonUsPerConn']:.0f} | {r['clientCpu'] * 100:.0f}% "
+            f"| {r['daemonUsPerConn']:.0f} ({r['parentUsPerConn']:.0f}) "
+            f"| {r['clientCpu'] * 100:.0f}% "
             f"| {r['errors']:.0f} | {'yes' if r['bytesOk'] else 'NO'} |"
         )
     base = {

@@ -7,7 +7,8 @@ so that C{user = nobody} works, and are measured in alternation: for each
 workload and concurrency, R rounds of N connections, each round running the
 daemons in swapped order.  Prints a Markdown table of medians, the ratio
 ours/xinetd, the daemons' CPU per connection (parent and long-lived helpers,
-not the spawned children) and their idle RSS.
+the parent's share in parentheses; never the spawned children) and their
+idle memory.
 
     sudo python3 bench/run_spawn.py                 # hello + cat, C = 1 and 8
     sudo python3 bench/run_spawn.py --only xinetd --quick
@@ -67,6 +68,8 @@ class Daemon:
         self.env = env
         self.process: Optional[subprocess.Popen] = None
         self.idleRssKiB = 0
+        self.idlePssKiB = 0
+        self.idleProcesses = 0
 
     @property
     def pid(self) -> int:
@@ -205,6 +208,17 @@ def makeDaemons(
     return daemons
 
 
+def loadavg() -> str:
+    """
+    The 1, 5 and 15 minute load averages: other work on the machine skews
+    every number here, and this is how the reader sees it.
+    """
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def machineFacts() -> str:
     """
     The facts a reader needs to compare a results table with another.
@@ -255,7 +269,10 @@ def measure(
                     )
                     after = benchlib.processTree(d.pid)
                     cpu = benchlib.longLivedCpu(before, after) / TICK
-                    results.append(Round(w.name, d.name, conc, res, cpu))
+                    parent = benchlib.longLivedCpu(
+                        {k: v for k, v in before.items() if k[0] == d.pid}, after
+                    )
+                    results.append(Round(w.name, d.name, conc, res, cpu, parent / TICK))
                     print(
                         f"  {w.name:8} {d.name:7} C={conc:<3} round {r + 1}: "
                         f"{res['rate']:7.0f} conns/s  errors {res['errors']:.0f}"
@@ -335,6 +352,7 @@ def main(argv: Sequence[str]) -> int:
     ]
     daemons = makeDaemons(args.only, tmp, services, args.log, idle, args.spawner)
     print(machineFacts())
+    loadBefore = loadavg()
     print(f"configs and logs in {tmp}")
     status = 0
     try:
@@ -351,11 +369,13 @@ def main(argv: Sequence[str]) -> int:
                 print(d.log()[-4000:])
                 return 1
             time.sleep(0.5)
-            d.idleRssKiB = benchlib.rssKiB(
-                pid for pid, _ in benchlib.processTree(d.pid)
-            )
+            pids = [pid for pid, _ in benchlib.processTree(d.pid)]
+            d.idleRssKiB = benchlib.rssKiB(pids)
+            d.idlePssKiB = benchlib.pssKiB(pids)
+            d.idleProcesses = len(pids)
         for d in daemons:
-            for w in services:  # warm-up: caches, page tables, the JIT-less rest
+            # Warm-up: page cache, allocator, and helpers started on first use.
+            for w in services:
                 benchlib.runClient(client, d.ports[w.name], 4, 300, 20.0, w.payload)
         rounds = measure(
             daemons,
@@ -376,11 +396,15 @@ def main(argv: Sequence[str]) -> int:
         print(benchlib.formatTable(rows))
         print()
         for d in daemons:
-            after = benchlib.rssKiB(pid for pid, _ in benchlib.processTree(d.pid))
+            pids = [pid for pid, _ in benchlib.processTree(d.pid)]
             print(
-                f"- {d.name} RSS: idle {d.idleRssKiB / 1024:.1f} MiB, "
-                f"after the runs {after / 1024:.1f} MiB"
+                f"- {d.name}: idle {d.idleProcesses} process(es), "
+                f"RSS {d.idleRssKiB / 1024:.1f} MiB, PSS {d.idlePssKiB / 1024:.1f} MiB;"
+                f" after the runs {len(pids)} process(es), "
+                f"RSS {benchlib.rssKiB(pids) / 1024:.1f} MiB, "
+                f"PSS {benchlib.pssKiB(pids) / 1024:.1f} MiB"
             )
+        print(f"- load average before {loadBefore}, after {loadavg()}")
         if any(r["errors"] or not r["bytesOk"] for r in rows):
             status = 3
     finally:

@@ -138,6 +138,15 @@ class ProcTests(SynchronousTestCase):
             )
         self.assertEqual(benchlib.rssKiB([10, 11, 99], self.proc), 3500)
 
+    def test_pss(self) -> None:
+        """PSS sums the Pss line of smaps_rollup and skips pids that are gone."""
+        for pid, kib in ((10, 1700), (11, 300)):
+            (self.proc / str(pid)).mkdir()
+            (self.proc / str(pid) / "smaps_rollup").write_text(
+                f"00400000-7fff [rollup]\nRss:\t{kib * 2} kB\nPss:\t{kib} kB\n"
+            )
+        self.assertEqual(benchlib.pssKiB([10, 11, 99], self.proc), 2000)
+
 
 class SummaryTests(SynchronousTestCase):
     """
@@ -147,7 +156,7 @@ class SummaryTests(SynchronousTestCase):
     def _rounds(self):
         R = benchlib.Round
         return [
-            R("hello", "xinetd", 8, _result(1000, 100, 2800), 0.01),
+            R("hello", "xinetd", 8, _result(1000, 100, 2800), 0.01, 0.004),
             R("hello", "ours", 8, _result(1100, 100, 2800), 0.02),
             R("hello", "xinetd", 8, _result(3000, 100, 2800), 0.01),
             R("hello", "ours", 8, _result(1500, 100, 2800), 0.02),
@@ -162,6 +171,7 @@ class SummaryTests(SynchronousTestCase):
         self.assertEqual((xinetd["daemon"], xinetd["rate"]), ("xinetd", 2000))
         self.assertEqual((xinetd["rateMin"], xinetd["rateMax"]), (1000, 3000))
         self.assertAlmostEqual(xinetd["daemonUsPerConn"], 100.0)
+        self.assertAlmostEqual(xinetd["parentUsPerConn"], 4e-3 * 1e6 / 300)
         self.assertEqual(ours["rate"], 1200)
 
     def test_bytesChecked(self) -> None:
