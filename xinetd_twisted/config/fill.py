@@ -376,7 +376,7 @@ class Filler:
             raise Drop(
                 f"Service {name} has socket_type dgram, but does not wait", "wait"
             )
-        self._checkRequired(sc, spec, types)
+        self._checkRequired(sc, spec, types, warnings)
         if "INTERNAL" not in types:
             self._checkServer(sc)
             self._checkCredentials(sc)
@@ -401,10 +401,22 @@ class Filler:
             logOnFailure=logOnFailure,
         )
 
-    def _checkRequired(self, sc: ServiceConfig, spec, types) -> None:
+    def _checkRequired(self, sc: ServiceConfig, spec, types, warnings) -> None:
         must = ["socket_type", "wait"]
         if "INTERNAL" not in types:
             must += ["user", "server"]
+            if not self.env.isRoot and "user" not in spec:
+                # Our extension: an unprivileged daemon can only run servers
+                # as itself, so naming that user adds nothing.
+                must.remove("user")
+                warnings.append(
+                    (
+                        f"Service {sc.serviceId} has no user; the daemon is not "
+                        "root, so it runs as the daemon's user (xinetd would "
+                        "drop the service)",
+                        "user",
+                    )
+                )
             if "UNLISTED" in types:
                 must += (
                     ["protocol"]
