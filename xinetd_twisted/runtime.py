@@ -255,6 +255,23 @@ class ServiceRuntime:
     def _close(self) -> None:
         raise NotImplementedError()
 
+    def pause(self) -> None:
+        """
+        Stop taking connections for a while (the spawner is backed up);
+        they wait in the kernel's backlog.
+        """
+        acceptor = getattr(self, "_acceptor", None)
+        if acceptor is not None:
+            acceptor.stopReading()
+
+    def resume(self) -> None:
+        """
+        Take connections again after L{pause}.
+        """
+        acceptor = getattr(self, "_acceptor", None)
+        if acceptor is not None and self.active:
+            acceptor.startReading()
+
     def killChildren(self, signum: int) -> None:
         """
         Send C{signum} to every running child (reload dropped the service).

@@ -239,6 +239,8 @@ class SuperServer(Service):
         self._activated = True
         logProblems(self.log, self.config.problems)
         self._context.spawner.start()
+        if hasattr(self._context.spawner, "onBackPressure"):
+            self._context.spawner.onBackPressure = self._onBackPressure  # type: ignore[attr-defined]
         self._startAll(self.config)
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
         self.log.info(
@@ -281,6 +283,18 @@ class SuperServer(Service):
         self._context.syslog.disconnect()
         self._activated = False
         return self._context.spawner.stop()
+
+    def _onBackPressure(self, backedUp: bool) -> None:
+        """
+        The spawner cannot keep up: stop accepting for services that spawn
+        until it has caught up, instead of queueing without bound.
+        """
+        for runtime in self.runtimes.values():
+            if runtime._setup is not None:
+                if backedUp:
+                    runtime.pause()
+                else:
+                    runtime.resume()
 
     def _scrubSensor(self) -> None:
         sensor = self._context.policy.sensorList
