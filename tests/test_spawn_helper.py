@@ -64,6 +64,7 @@ def _descendants(pid: int, state: str = "") -> List[int]:
 
 _GLIBC_RESERVED = frozenset({32, 33})
 
+
 class _Child(ProcessProtocol):
     def __init__(self) -> None:
         self.ended: defer.Deferred = defer.Deferred()

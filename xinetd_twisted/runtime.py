@@ -363,7 +363,7 @@ class ServiceRuntime:
         extra: Tuple[Tuple[str, str], ...] = (
             (("REMOTE_HOST", peer),) if peer is not None else ()
         )
-        d = self._context.spawner.spawn(child, setup, fd, extra)
+        d: Any = self._context.spawner.spawn(child, setup, fd, extra)
         d.addErrback(self._spawnFailed, child)
 
     def _spawnFailed(self, reason: Failure, child: _Child) -> None:

@@ -184,7 +184,7 @@ class SuperServer(Service):
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
-        self._reactor = reactor
+        self._reactor: Any = reactor
         self.configPath = configPath
         self.config = config
         self._loader = loader
