@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_cli -*-
 """
 C{xinetd-twisted} command line: C{check} validates a configuration the way
-the daemon would load it.
+the daemon would load it; C{convert} turns an inetd.conf into xinetd.conf.
 
 Each subcommand is a function taking the parsed arguments and the output
 streams; add one by writing it and registering it in L{_parser}.
@@ -14,7 +14,9 @@ import sys
 from typing import Callable, List, Optional, TextIO
 
 from xinetd_twisted.config import dumpService, loadConfig
+from xinetd_twisted.config.inetdconf import parseInetdConf, renderXinetd
 from xinetd_twisted.config.model import ConfigError, Severity
+from xinetd_twisted.config.sysfiles import readServices
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
 
@@ -49,6 +51,31 @@ def check(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if config.dropped or failed else 0
 
 
+def convert(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """
+    Write the xinetd.conf equivalent of an inetd.conf (a file, or standard
+    input) to C{out}; lines that cannot be converted go to C{err} with
+    their line number, and make the status 1.
+    """
+    if options.inetdconf == "-":
+        source, text = "standard input", sys.stdin.read()
+    else:
+        source = options.inetdconf
+        try:
+            with open(source, "rb") as f:
+                text = f.read().decode("utf-8", "surrogateescape")
+        except OSError as e:
+            print(f"{source}: cannot read: {e.strerror}", file=err)
+            return 1
+    name = "inetd.conf" if options.inetdconf == "-" else options.inetdconf
+    conf = parseInetdConf(text, name, readServices(options.services))
+    for problem in conf.problems:
+        print(problem, file=err)
+    out.write(renderXinetd(conf, source))
+    failed = any(p.severity is not Severity.WARNING for p in conf.problems)
+    return 1 if failed else 0
+
+
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
@@ -67,6 +94,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     checkParser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     checkParser.set_defaults(run=check)
+    convertParser = commands.add_parser(
+        "convert",
+        help="write the xinetd.conf equivalent of an inetd.conf to standard output",
+    )
+    convertParser.add_argument(
+        "--services",
+        default="/etc/services",
+        help="services database used to find ports (default /etc/services)",
+    )
+    convertParser.add_argument(
+        "inetdconf",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="the inetd.conf to convert (default: standard input)",
+    )
+    convertParser.set_defaults(run=convert)
     return parser
 
 

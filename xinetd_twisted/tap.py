@@ -60,6 +60,13 @@ class Options(usage.Options):
             "tcp_wrappers allow file (libwrap-compatible checks).",
         ],
         ["hosts-deny", None, "/etc/hosts.deny", "tcp_wrappers deny file."],
+        [
+            "inetd-compat",
+            None,
+            None,
+            "Also read this inetd.conf after the xinetd files (xinetd's "
+            "-inetd_compat; conventionally /etc/inetd.conf).",
+        ],
     ]
     optFlags = [
         ["no-libwrap", None, "Do not consult hosts.allow/hosts.deny at all."],
@@ -70,7 +77,7 @@ class Options(usage.Options):
         if self["spawner"] not in ("helper", "plain"):
             raise usage.UsageError("--spawner must be 'helper' or 'plain'")
         try:
-            config = loadConfig(self["config"])
+            config = loadConfig(self["config"], inetdConf=self["inetd-compat"])
         except ConfigError as e:
             raise usage.UsageError(
                 f"cannot use configuration {self['config']}:\n{e}"
@@ -86,6 +93,8 @@ def makeService(options: Any) -> IService:
     """
     Build the super-server for twistd.
     """
+    from functools import partial
+
     from xinetd_twisted.server import DaemonOptions, SuperServer, makeSpawner
 
     daemonOptions = DaemonOptions(
@@ -97,7 +106,7 @@ def makeService(options: Any) -> IService:
     return SuperServer(
         options["loadedConfig"],
         options["config"],
-        loadConfig,
+        partial(loadConfig, inetdConf=options["inetd-compat"]),
         makeSpawner(options["spawner"]),
         options=daemonOptions,
     )

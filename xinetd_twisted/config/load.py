@@ -7,13 +7,14 @@ L{Config}.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 from xinetd_twisted.config.addresses import makeResolver
 from xinetd_twisted.config.build import Builder
 from xinetd_twisted.config.fill import Environment, Filler
+from xinetd_twisted.config.inetdconf import InetdConf, readInetdConf
 from xinetd_twisted.config.model import Config, ConfigError, Location, Problem, Severity
-from xinetd_twisted.config.parser import Reader
+from xinetd_twisted.config.parser import Line, Reader
 from xinetd_twisted.config.sysfiles import (
     readNetworks,
     readProtocols,
@@ -32,6 +33,7 @@ def loadConfig(
     protocolsFile: str = "/etc/protocols",
     rpcFile: str = "/etc/rpc",
     networksFile: str = "/etc/networks",
+    inetdConf: Optional[str] = None,
 ) -> Config:
     """
     Read, fill and check the configuration at C{path} and everything it
@@ -42,6 +44,10 @@ def loadConfig(
     @param isRoot: whether the daemon runs as root; default
         C{os.geteuid() == 0}.  When not, services that ask for another user
         or group are dropped.
+    @param inetdConf: an inetd.conf (conventionally C{/etc/inetd.conf}) to
+        read after the xinetd files, as xinetd's C{-inetd_compat}; its lines
+        take the xinetd defaults, and an xinetd service with the same id
+        hides a line.
     @raise ConfigError: the main file cannot be read, or a value in
         C{defaults} is bad (xinetd exits then).
     """
@@ -61,7 +67,14 @@ def loadConfig(
         ) from None
     reader.readText(text, path)
     return _finish(
-        reader, environ, isRoot, servicesFile, protocolsFile, rpcFile, networksFile
+        reader,
+        environ,
+        isRoot,
+        servicesFile,
+        protocolsFile,
+        rpcFile,
+        networksFile,
+        inetdConf,
     )
 
 
@@ -75,6 +88,7 @@ def parseConfigText(
     protocolsFile: str = "/etc/protocols",
     rpcFile: str = "/etc/rpc",
     networksFile: str = "/etc/networks",
+    inetdConf: Optional[str] = None,
 ) -> Config:
     """
     Like L{loadConfig}, for text in hand (C{path} names it in messages;
@@ -83,7 +97,14 @@ def parseConfigText(
     reader = Reader()
     reader.readText(text, path)
     return _finish(
-        reader, environ, isRoot, servicesFile, protocolsFile, rpcFile, networksFile
+        reader,
+        environ,
+        isRoot,
+        servicesFile,
+        protocolsFile,
+        rpcFile,
+        networksFile,
+        inetdConf,
     )
 
 
@@ -95,6 +116,7 @@ def _finish(
     protocolsFile: str,
     rpcFile: str,
     networksFile: str,
+    inetdConf: Optional[str] = None,
 ) -> Config:
     services = readServices(servicesFile)
     ctx = ParseContext(
@@ -106,6 +128,12 @@ def _finish(
     builder = Builder(ctx)
     for block in reader.blocks:
         builder.add(block)
+    files = list(reader.files)
+    if inetdConf is not None:
+        # xinetd reads inetd.conf after every xinetd file, into the same
+        # list, so its lines get every defaults value.
+        _addInetd(builder, reader, readInetdConf(inetdConf, services))
+        files.append(inetdConf)
     problems = list(reader.problems) + builder.problems
     if builder.fatal:
         raise ConfigError(tuple(problems))
@@ -124,6 +152,41 @@ def _finish(
     return Config(
         services=tuple(filler.services),
         problems=tuple(problems),
-        files=tuple(reader.files),
+        files=tuple(files),
         dropped=tuple(builder.dropped + filler.dropped),
     )
+
+
+def _addInetd(builder: Builder, reader: Reader, conf: InetdConf) -> None:
+    """
+    Give the builder the inetd.conf lines that no xinetd service hides.
+
+    Debian's packages register a service both in /etc/xinetd.d and with
+    update-inetd, and README.Debian promises that the xinetd one hides the
+    inetd.conf line even when it is disabled; so every xinetd block counts,
+    whether it runs or not.
+    """
+    xinetdIds: Dict[str, Location] = {}
+    for block in reader.blocks:
+        if block.kind != "service":
+            continue
+        serviceId = block.name
+        for line in block.lines:
+            if isinstance(line, Line) and line.name == "id" and line.values:
+                serviceId = line.values[0]
+        xinetdIds.setdefault(serviceId.lower(), block.location)
+    builder.problems.extend(conf.problems)
+    for service in conf.services:
+        hiddenBy = xinetdIds.get(service.baseId.lower())
+        if hiddenBy is not None:
+            builder.problems.append(
+                Problem(
+                    service.block.location,
+                    Severity.WARNING,
+                    f"the xinetd service at {hiddenBy} has the same id; this "
+                    "inetd.conf line is not used",
+                    service.baseId,
+                )
+            )
+            continue
+        builder.add(service.block)
