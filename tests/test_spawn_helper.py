@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
 from xinetd_twisted.spawn.helperspawner import HelperSpawner
@@ -137,6 +137,39 @@ class HelperSpawnerTests(TestCase):
         _t, reason, output, _c = yield self.spawnOne(setup, extra)
         self.assertIsInstance(reason.value, ProcessDone, output)
         return json.loads(output)
+
+    @defer.inlineCallbacks
+    def test_firstSpawnOfACredentialSetGivesEOF(self):
+        """
+        The first child of a new credential set (which starts a sub-helper)
+        leaves no copy of the connection behind: the peer sees EOF as soon
+        as the child exits.
+        """
+        if not ROOT:
+            raise SkipTest("needs root to run children as nobody")
+        setup = ChildSetup(
+            "/bin/sh",
+            ("sh", "-c", "echo hi"),
+            uid=NOBODY.pw_uid,
+            gid=NOBODY.pw_gid,
+            supplementaryGroups=(),
+        )
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = _Child()
+        try:
+            yield self.spawner.spawn(child, setup, theirs.fileno(), ())
+        finally:
+            theirs.close()
+        yield child.ended
+        ours.settimeout(5)
+        received = b""
+        while True:
+            data = ours.recv(100)
+            if not data:
+                break
+            received += data
+        self.assertEqual(received, b"hi\n")
 
     def test_interface(self) -> None:
         """HelperSpawner provides ISpawner."""

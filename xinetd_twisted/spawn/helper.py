@@ -225,6 +225,18 @@ def _forkExecCaller():
 _FORK_EXEC = _forkExecCaller()
 
 
+def _closeAllBut(keep: tuple) -> None:
+    """
+    Close every descriptor from 3 up except those in C{keep}.
+    """
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
 def _forkChild(t, argv, env, fd, errW):
     """
     Create a child with C{os.fork} and set it up in Python: the path for
@@ -412,6 +424,10 @@ class _Helper:
                 self.errW.close()
                 for wake in self.wake:
                     os.close(wake)
+                # Whatever else the root helper holds right now (above all
+                # the connection being forwarded) must not live on in the
+                # sub-helper: the client would never see EOF.
+                _closeAllBut((theirs.fileno(), self.ctl.fileno()))
                 uid, gid, groups = credentials
                 if groups is not None:
                     os.setgroups(groups)
