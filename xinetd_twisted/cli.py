@@ -67,7 +67,7 @@ def convert(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except OSError as e:
             print(f"{source}: cannot read: {e.strerror}", file=err)
             return 1
-    name = "inetd.conf" if options.inetdconf == "-" else options.inetdconf
+    name = "<stdin>" if options.inetdconf == "-" else options.inetdconf
     conf = parseInetdConf(text, name, readServices(options.services))
     for problem in conf.problems:
         print(problem, file=err)
