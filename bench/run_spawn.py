@@ -111,8 +111,14 @@ class Daemon:
                 if not expected or reply == expected:
                     return
                 lastError = f"unexpected reply {reply[:80]!r}"
+                print(f"  {self.name}: {service}: {lastError}; retrying")
+            except ConnectionRefusedError as e:
+                lastError = str(e)  # not listening yet: the normal case
             except OSError as e:
+                # Accepted but no EOF in time, or reset: worth seeing, since
+                # each such attempt is one more connection in the logs.
                 lastError = str(e)
+                print(f"  {self.name}: {service}: {lastError}; retrying")
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not serving {service}: {lastError}")
 
