@@ -6,6 +6,7 @@ L{xinetd_twisted.config.load.loadConfig}.
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 from typing import Dict, Tuple
 
@@ -493,3 +494,31 @@ class LoadTests(SynchronousTestCase):
             f.write("")
         config = loadConfig(main, isRoot=True, servicesFile=SERVICES)
         self.assertEqual(config.files, (main,))
+
+
+class TapOptionTests(SynchronousTestCase):
+    """
+    The twistd plugin's C{--inetd-compat PATH}.
+    """
+
+    def test_inetdCompat(self) -> None:
+        """
+        C{--inetd-compat PATH} loads the inetd.conf services after the xinetd
+        file; without it they are not loaded.
+        """
+        from xinetd_twisted.tap import Options
+
+        main, inetd = self.mktemp(), self.mktemp()
+        with open(main, "w") as f:
+            f.write("")
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        with open(inetd, "w") as f:
+            f.write(f"127.0.0.1:8007 stream tcp nowait {user} /bin/cat cat\n")
+        withInetd = Options()
+        withInetd.parseOptions(["--config", main, "--inetd-compat", inetd])
+        self.assertEqual(
+            [s.serviceId for s in withInetd["loadedConfig"].services], ["8007"]
+        )
+        without = Options()
+        without.parseOptions(["--config", main])
+        self.assertEqual(without["loadedConfig"].services, ())
