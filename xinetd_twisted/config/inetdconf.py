@@ -138,7 +138,7 @@ def parseInetdConf(text: str, path: str, services: Services) -> InetdConf:
                 Problem(location, Severity.ERROR, f"{e}; line not used: {line.strip()}")
             )
             continue
-        serviceId = _uniqueId(block, baseId, fields[2], number, usedIds)
+        serviceId = _uniqueId(baseId, fields[2], number, usedIds)
         if serviceId != baseId:
             block = _withId(block, serviceId)
             remarks.append(
@@ -150,9 +150,7 @@ def parseInetdConf(text: str, path: str, services: Services) -> InetdConf:
     return InetdConf(tuple(found), tuple(problems))
 
 
-def _uniqueId(
-    block: Block, baseId: str, protocol: str, number: int, usedIds: Dict[str, int]
-) -> str:
+def _uniqueId(baseId: str, protocol: str, number: int, usedIds: Dict[str, int]) -> str:
     """
     C{baseId}, or when an earlier line took it, C{baseId-PROTOCOL}, or else
     C{baseId-lineN}: openbsd-inetd files often serve one service on C{tcp}
@@ -166,7 +164,7 @@ def _uniqueId(
 
 
 def _withId(block: Block, serviceId: str) -> Block:
-    lines = [line for line in block.lines if line.name != "id"]  # type: ignore[union-attr]
+    lines = [line for line in block.lines if getattr(line, "name", None) != "id"]
     idLine = Line("id", "=", (serviceId,), block.location)
     return attr.evolve(block, lines=(idLine, *lines))
 
