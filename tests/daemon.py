@@ -81,7 +81,7 @@ def fetch(
             s.sendall(send)
         if halfClose:
             s.shutdown(socket.SHUT_WR)
-        chunks = []
+        chunks: List[bytes] = []
         while True:
             data = s.recv(65536)
             if not data:
