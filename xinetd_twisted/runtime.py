@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import attr
+from twisted.internet.defer import fail
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,8 +34,18 @@ from xinetd_twisted.listen.wait import WaitDescriptor
 from xinetd_twisted.logs import ServiceLog, wallDuration
 from xinetd_twisted.logsinks import SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext, Refusal, ServicePolicy
-from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner
+from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
 from xinetd_twisted.spawn.setup import childSetupFor
+
+FORK_RETRY_INTERVAL = 5.0
+"""
+Seconds between spawn retries after a fork failure (xinetd's RETRY_INTERVAL).
+"""
+
+MAX_FORK_FAILURES = 5
+"""
+Consecutive failed spawns of one connection before it fails with C{fork}.
+"""
 
 BANNER_LIMIT = 64 * 1024
 """
@@ -142,6 +153,35 @@ class _Child(ProcessProtocol):
         self._runtime._childEnded(self, reason)
 
 
+@attr.s(auto_attribs=True, eq=False)
+class _SpawnAttempt:
+    """
+    One connection on its way to a child, kept while spawns are retried.
+
+    @ivar held: our duplicate of the connection (C{-1}: none, no retry).
+    @ivar failures: consecutive failed spawns.
+    @ivar timer: the pending retry.
+    """
+
+    child: _Child
+    setup: ChildSetup
+    extra: Tuple[Tuple[str, str], ...]
+    held: int = -1
+    failures: int = 0
+    timer: Any = None
+
+    def release(self) -> None:
+        """
+        Cancel any retry and close our copy of the connection.
+        """
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        if self.held >= 0:
+            fd, self.held = self.held, -1
+            os.close(fd)
+
+
 class ServiceRuntime:
     """
     What every kind of service shares.  Subclasses implement L{_open},
@@ -175,6 +215,7 @@ class ServiceRuntime:
         self.refused = 0
         self._reactivation: Any = None
         self.active = False
+        self.retrying: list[_SpawnAttempt] = []
 
     # --- configuration -----------------------------------------------------
 
@@ -245,6 +286,7 @@ class ServiceRuntime:
         if self._reactivation is not None and self._reactivation.active():
             self._reactivation.cancel()
         self._reactivation = None
+        self.cancelRetries()
         if self.active:
             self.active = False
             self._close()
@@ -354,6 +396,8 @@ class ServiceRuntime:
     ) -> None:
         """
         Start the server on C{fd} (the caller closes its copy afterwards).
+        A failed spawn is retried as xinetd does (L{FORK_RETRY_INTERVAL},
+        at most L{MAX_FORK_FAILURES} tries) unless the service has NORETRY.
         """
         setup = setup or self._setup
         assert setup is not None
@@ -363,19 +407,84 @@ class ServiceRuntime:
         extra: Tuple[Tuple[str, str], ...] = (
             (("REMOTE_HOST", peer),) if peer is not None else ()
         )
-        d: Any = self._context.spawner.spawn(child, setup, fd, extra)
-        d.addErrback(self._spawnFailed, child)
+        self._trySpawn(_SpawnAttempt(child, setup, extra), fd)
 
-    def _spawnFailed(self, reason: Failure, child: _Child) -> None:
-        if self.countsInstances:
-            self.policy.ended(child.peer)
+    def _trySpawn(self, attempt: _SpawnAttempt, fd: int) -> None:
+        if "NORETRY" not in self.service.flags:
+            # The caller closes fd when we return, but a retry needs the
+            # client connection: keep our own copy until the child exists.
+            try:
+                attempt.held = os.dup(fd)
+            except OSError:
+                attempt.held = -1
+        try:
+            d: Any = self._context.spawner.spawn(
+                attempt.child, attempt.setup, fd, attempt.extra
+            )
+        except Exception:
+            d = fail()
+        d.addCallbacks(
+            self._spawned,
+            self._spawnFailed,
+            callbackArgs=(attempt,),
+            errbackArgs=(attempt,),
+        )
+
+    def _spawned(self, transport: Any, attempt: _SpawnAttempt) -> Any:
+        attempt.release()
+        return transport
+
+    def _spawnFailed(self, reason: Failure, attempt: _SpawnAttempt) -> None:
+        attempt.failures += 1
         self.log_.error(
             "{service}: fork failed: {reason}",
             service=self.serviceId,
             reason=reason.getErrorMessage(),
         )
-        self.log.fail("fork", child.peer)
+        if (
+            reason.check(SpawnError)
+            and attempt.held >= 0
+            and attempt.failures < MAX_FORK_FAILURES
+            and self.active
+        ):
+            attempt.timer = self._context.reactor.callLater(
+                FORK_RETRY_INTERVAL, self._retrySpawn, attempt
+            )
+            self.retrying.append(attempt)
+            return
+        if attempt.failures >= MAX_FORK_FAILURES:
+            self.log_.error(
+                "service {service}: too many consecutive fork failures",
+                service=self.serviceId,
+            )
+        self._giveUp(attempt, logFailure=True)
+
+    def _retrySpawn(self, attempt: _SpawnAttempt) -> None:
+        attempt.timer = None
+        if attempt in self.retrying:
+            self.retrying.remove(attempt)
+        fd, attempt.held = attempt.held, -1
+        try:
+            self._trySpawn(attempt, fd)
+        finally:
+            os.close(fd)
+
+    def _giveUp(self, attempt: _SpawnAttempt, logFailure: bool) -> None:
+        attempt.release()
+        if self.countsInstances:
+            self.policy.ended(attempt.child.peer)
+        if logFailure:
+            self.log.fail("fork", attempt.child.peer)
         self._childGone()
+
+    def cancelRetries(self) -> None:
+        """
+        Forget connections waiting for a spawn retry (the service is gone):
+        their connections are closed, as xinetd's cancel_retry does.
+        """
+        retrying, self.retrying = self.retrying, []
+        for attempt in retrying:
+            self._giveUp(attempt, logFailure=False)
 
     def _childStarted(self, child: _Child) -> None:
         assert child.pid is not None

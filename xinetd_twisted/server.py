@@ -9,10 +9,11 @@ spawning, policy and logs meet here.
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import signal
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attr
 from twisted.application.service import Service
@@ -21,6 +22,7 @@ from twisted.logger import Logger
 from xinetd_twisted.config.model import (
     Config,
     ConfigError,
+    FileLog,
     Problem,
     ServiceConfig,
     Severity,
@@ -59,6 +61,15 @@ class DaemonOptions:
         checks at all.
     @ivar hostsDeny: the libwrap deny file.
     @ivar reloadSignals: signals that re-read the configuration.
+    @ivar stayalive: keep running with no service (xinetd's C{-stayalive});
+        otherwise the daemon exits with status 1 when no service is
+        available at start or after a reload.
+    @ivar dumpFile: where SIGUSR1 appends the state dump.
+    @ivar gracefulStop: on SIGTERM, seconds to wait for running servers
+        before sending them SIGTERM; L{None} for xinetd's behaviour (leave
+        them running).
+    @ivar stopSignals: handle SIGTERM, SIGQUIT and SIGUSR1 as xinetd does
+        (an application composing the super-server may keep its own).
     """
 
     processLimit: Optional[int] = None
@@ -66,6 +77,17 @@ class DaemonOptions:
     hostsAllow: Optional[str] = "/etc/hosts.allow"
     hostsDeny: str = "/etc/hosts.deny"
     reloadSignals: tuple = (signal.SIGHUP, signal.SIGUSR2)
+    stayalive: bool = True
+    dumpFile: str = "/var/run/xinetd-twisted.dump"
+    gracefulStop: Optional[float] = None
+    stopSignals: bool = True
+
+
+TERM_GRACE = 2.0
+"""
+Seconds left to servers sent SIGTERM by a graceful stop to end (and have
+their EXIT lines logged) before the daemon exits anyway.
+"""
 
 
 def currentUmask() -> int:
@@ -165,6 +187,8 @@ class SuperServer(Service):
     @ivar configPath: the main configuration file (re-read on SIGHUP).
     @ivar config: the configuration in force.
     @ivar runtimes: active services by lower-case id.
+    @ivar draining: runtimes of services a reload removed whose servers
+        have not all been reaped yet (for their EXIT lines and the dump).
     """
 
     log = Logger()
@@ -179,7 +203,13 @@ class SuperServer(Service):
         environ: Optional[Dict[str, str]] = None,
         umask: Optional[int] = None,
         options: Optional[DaemonOptions] = None,
+        exitProcess: Optional[Callable[[int], None]] = None,
     ) -> None:
+        """
+        @param exitProcess: called with an exit status when the daemon must
+            end on its own (no services); by default stops the reactor and
+            makes the process exit with that status.
+        """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -189,6 +219,7 @@ class SuperServer(Service):
         self.config = config
         self._loader = loader
         self.options = options if options is not None else DaemonOptions()
+        self._exitProcess = exitProcess or self._stopWithStatus
         policy = PolicyContext.forReactor(
             reactor,
             processLimit=ProcessLimit(self.options.processLimit),
@@ -205,9 +236,11 @@ class SuperServer(Service):
             syslog=SyslogConnection(self.options.syslogPath),
         )
         self.runtimes: Dict[str, ServiceRuntime] = {}
+        self.draining: List[ServiceRuntime] = []
         self._previousHandlers: Dict[int, Any] = {}
         self._activated = False
         self._scrub: Any = None
+        self._terminating = False
 
     @property
     def spawner(self) -> ISpawner:
@@ -255,12 +288,34 @@ class SuperServer(Service):
     def startService(self) -> None:
         """
         Serve (binding now if twistd's privileged start did not run, as with
-        C{twist}), and listen for SIGHUP.
+        C{twist}), and take over xinetd's signals.
         """
         self._activate()
         super().startService()
         for signum in self.options.reloadSignals:
-            self._previousHandlers[signum] = signal.signal(signum, self._onReloadSignal)
+            self._handle(signum, self._onReloadSignal)
+        if self.options.stopSignals:
+            self._handle(signal.SIGUSR1, self._onDumpSignal)
+            # The reactor installs its SIGTERM handler as it starts running
+            # (after this, under twistd): install ours once it runs.
+            self._whenRunning(self._handleStopSignals)
+        self._whenRunning(self._exitIfNothingServed, "no services. Exiting...")
+
+    def _whenRunning(self, f: Callable[..., Any], *args: Any) -> None:
+        whenRunning = getattr(self._reactor, "callWhenRunning", None)
+        if whenRunning is None:
+            f(*args)
+        else:
+            whenRunning(f, *args)
+
+    def _handle(self, signum: int, handler: Callable[[int, Any], None]) -> None:
+        previous = signal.signal(signum, handler)
+        self._previousHandlers.setdefault(signum, previous)
+
+    def _handleStopSignals(self) -> None:
+        if self.running:
+            self._handle(signal.SIGTERM, self._onStopSignal)
+            self._handle(signal.SIGQUIT, self._onStopSignal)
 
     def stopService(self) -> Any:
         """
@@ -277,6 +332,7 @@ class SuperServer(Service):
         for runtime in list(self.runtimes.values()):
             runtime.deactivate()
         self.runtimes.clear()
+        self.draining.clear()
         for sink in self._context.fileSinks.values():
             sink.close()
         self._context.fileSinks.clear()
@@ -327,6 +383,119 @@ class SuperServer(Service):
         self.runtimes[runtime.serviceId.lower()] = runtime
         return runtime
 
+    def _exitIfNothingServed(self, message: str) -> bool:
+        """
+        xinetd exits when no service is available, unless C{-stayalive}.
+
+        @return: whether the daemon goes on.
+        """
+        if self.runtimes or self.options.stayalive:
+            return True
+        self.log.critical(message)
+        self._exitProcess(1)
+        return False
+
+    def _stopWithStatus(self, status: int) -> None:
+        # twistd exits 0 once the reactor has stopped and the pidfile is
+        # removed; the status is set at interpreter exit, after all that.
+        if status:
+            atexit.register(os._exit, status)
+        self._reactor.stop()
+
+    # --- SIGTERM, SIGQUIT, SIGUSR1 -------------------------------------------
+
+    def _onStopSignal(self, signum: int, frame: Any) -> None:
+        self._reactor.callFromThread(
+            self.terminate if signum == signal.SIGTERM else self.quit
+        )
+
+    def _onDumpSignal(self, signum: int, frame: Any) -> None:
+        self._reactor.callFromThread(self.dump)
+        # twistd rotates its --logfile on SIGUSR1: keep doing that too.
+        previous = self._previousHandlers.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    def quit(self) -> None:
+        """
+        SIGQUIT: close every socket and exit with status 0; running servers
+        are left alone.
+        """
+        self.log.warn("Exiting...")
+        self._reactor.stop()
+
+    def terminate(self) -> None:
+        """
+        SIGTERM.  As xinetd: the servers of internal and redirect services
+        end (ours run inside the daemon, so their connections close with
+        it) and ordinary servers are left running.  With L{DaemonOptions}
+        C{gracefulStop}: stop accepting, wait that long for running servers,
+        send the rest SIGTERM, then exit.
+        """
+        grace = self.options.gracefulStop
+        if not grace:
+            self.quit()
+            return
+        if self._terminating:
+            return
+        self._terminating = True
+        for runtime in self.runtimes.values():
+            runtime.deactivate()
+        children = self.runningChildren()
+        self.log.info(
+            "Graceful stop: no longer accepting; waiting up to {grace} s for "
+            "{count} running server(s)",
+            grace=grace,
+            count=len(children),
+        )
+        self._waitForChildren(self._reactor.seconds() + grace, self._endChildren)
+
+    def runningChildren(self) -> List[Tuple[ServiceRuntime, int]]:
+        """
+        C{(runtime, pid)} of every server started and not yet reaped.
+        """
+        self.draining = [r for r in self.draining if r.running]
+        return [
+            (runtime, pid)
+            for runtime in list(self.runtimes.values()) + self.draining
+            for pid in runtime.running
+        ]
+
+    def _waitForChildren(self, deadline: float, then: Callable[[], None]) -> None:
+        if not self.runningChildren() or self._reactor.seconds() >= deadline:
+            then()
+            return
+        self._reactor.callLater(0.1, self._waitForChildren, deadline, then)
+
+    def _endChildren(self) -> None:
+        children = self.runningChildren()
+        for runtime, pid in children:
+            self.log.warn(
+                "Sending signal 15 to {service} server {pid}",
+                service=runtime.serviceId,
+                pid=pid,
+            )
+            self._context.spawner.signalChild(pid, signal.SIGTERM)
+        self._waitForChildren(self._reactor.seconds() + TERM_GRACE, self.quit)
+
+    def dump(self) -> None:
+        """
+        SIGUSR1: append the state dump to L{DaemonOptions.dumpFile}.
+        """
+        from xinetd_twisted.dump import appendDump, formatDump
+
+        path = self.options.dumpFile
+        try:
+            appendDump(path, formatDump(self, now=self._context.wallClock()))
+        except OSError as e:
+            self.log.error(
+                "cannot write the state dump to {path}: {error}",
+                path=path,
+                error=e.strerror or str(e),
+            )
+            return
+        self.log.info("State dump appended to {path}", path=path)
+
     # --- reconfiguration ---------------------------------------------------
 
     def _onReloadSignal(self, signum: int, frame: Any) -> None:
@@ -334,71 +503,106 @@ class SuperServer(Service):
         # schedule the work.
         self._reactor.callFromThread(self.reload)
 
+    def _loadForReload(self) -> Optional[Config]:
+        try:
+            return self._loader(self.configPath)
+        except ConfigError as e:
+            logProblems(self.log, e.problems)
+            reason = "the configuration has errors"
+        except OSError as e:
+            reason = e.strerror or str(e)
+        except Exception:
+            self.log.failure("reading {path}", path=self.configPath)
+            reason = "unexpected error"
+        self.log.warn(
+            "reconfiguration failed ({reason}); keeping the running configuration",
+            reason=reason,
+        )
+        return None
+
     def reload(self) -> Optional[Config]:
         """
         Re-read the configuration and apply the difference: services whose
         socket is unchanged keep it (and their children) and take the new
-        settings in place; others are rebound, dropped or added.  A
+        settings in place; the others are dropped (their servers killed,
+        as xinetd does) and, when still configured, bound again.  A
         configuration that cannot be loaded leaves everything as it was.
 
         @return: the new configuration, or L{None} when it was refused.
         """
-        self.log.info("Starting reconfiguration")
-        try:
-            config = self._loader(self.configPath)
-        except ConfigError as e:
-            logProblems(self.log, e.problems)
-            self.log.warn("reconfiguration failed; keeping the running configuration")
+        if self._terminating:
             return None
-        except OSError as e:
-            self.log.warn(
-                "reconfiguration failed ({error}); keeping the running configuration",
-                error=e,
-            )
+        self.log.info("Starting reconfiguration")
+        config = self._loadForReload()
+        if config is None:
             return None
         logProblems(self.log, config.problems)
         self._context.policy.hostsAccess = self._readHosts()
         subservices = [s for s in config.services if s.isTcpmuxSubservice]
         old = dict(self.runtimes)
-        kept = new = dropped = 0
+        keep: List[Tuple[ServiceRuntime, ServiceConfig]] = []
+        start: List[ServiceConfig] = []
         for service in config.services:
-            key = service.serviceId.lower()
-            runtime = old.pop(key, None)
-            if runtime is not None and _sameSocket(runtime, service):
-                runtime.update(service)
-                if isinstance(runtime, TcpmuxRuntime):
-                    runtime.setSubservices(subservices)
-                kept += 1
-                self.log.info(
-                    "readjusting service {service}", service=service.serviceId
-                )
+            if service.isTcpmuxSubservice and not service.isInternal:
                 continue
-            if runtime is not None:
-                self._drop(runtime)
-                dropped += 1
-            if self._startRuntime(service, subservices) is not None:
-                new += 1
+            runtime = old.get(service.serviceId.lower())
+            if runtime is not None and _sameSocket(runtime, service):
+                del old[service.serviceId.lower()]
+                keep.append((runtime, service))
+            else:
+                start.append(service)
+        # Drop first: a new service may want a port a dropped one holds.
         for runtime in old.values():
             self._drop(runtime)
-            dropped += 1
+        for runtime, service in keep:
+            runtime.update(service)
+            if isinstance(runtime, TcpmuxRuntime):
+                runtime.setSubservices(subservices)
+            self.log.info("readjusting service {service}", service=service.serviceId)
+        new = sum(1 for service in start if self._startRuntime(service, subservices))
         self.config = config
+        self._closeUnusedSinks()
         self.log.info(
             "Reconfigured: new={new} old={old} dropped={dropped} (services)",
             new=new,
-            old=kept,
-            dropped=dropped,
+            old=len(keep),
+            dropped=len(old),
         )
+        self._exitIfNothingServed("No available services. Exiting")
         return config
 
     def _drop(self, runtime: ServiceRuntime) -> None:
         """
-        A service is gone (or changed identity): close its socket and end its
-        servers as xinetd does (SIGKILL for programs).
+        A service is gone (or changed identity): close its socket, forget
+        its pending spawn retries and end its servers as xinetd does
+        (SIGKILL for programs).
         """
         runtime.deactivate()
+        for pid in sorted(runtime.running):
+            self.log.info(
+                "Sending signal 9 to {service} server {pid}",
+                service=runtime.serviceId,
+                pid=pid,
+            )
         runtime.killChildren(signal.SIGKILL)
         self.runtimes.pop(runtime.serviceId.lower(), None)
+        if runtime.running:
+            self.draining.append(runtime)
         self.log.info("service {service} deactivated", service=runtime.serviceId)
+
+    def _closeUnusedSinks(self) -> None:
+        """
+        Close FILE logs no service writes to any more (removed services
+        whose servers still run keep theirs for the EXIT lines).
+        """
+        self.draining = [r for r in self.draining if r.running]
+        used = {
+            r.service.logType
+            for r in list(self.runtimes.values()) + self.draining
+            if isinstance(r.service.logType, FileLog)
+        }
+        for key in [k for k in self._context.fileSinks if k not in used]:
+            self._context.fileSinks.pop(key).close()
 
 
 def _sameSocket(runtime: ServiceRuntime, service: ServiceConfig) -> bool:

@@ -1,0 +1,281 @@
+"""
+Tests for L{xinetd_twisted.server}: the reload diff, SIGTERM/SIGQUIT,
+C{stayalive}, driven with a spawner spy, a memory reactor and real
+loopback sockets (bound, never served).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+from typing import Any, List, Optional
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.daemon import freePort
+from xinetd_twisted.config.load import loadConfig
+from xinetd_twisted.config.model import Config
+from xinetd_twisted.server import DaemonOptions, SuperServer
+from xinetd_twisted.spawn.testing import SpawnRecord, spawnerSpy
+
+
+def serviceBlock(
+    serviceId: str,
+    port: int,
+    bind: str = "127.0.0.1",
+    args: str = "a",
+    extra: str = "",
+) -> str:
+    return f"""
+service {serviceId}
+{{
+	type		= UNLISTED
+	port		= {port}
+	socket_type	= stream
+	wait		= no
+	bind		= {bind}
+	user		= root
+	server		= /bin/cat
+	server_args	= {args}
+{extra}
+}}
+"""
+
+
+class ServerHarness:
+    """
+    A super-server on a configuration file the test rewrites.
+    """
+
+    def __init__(self, case: SynchronousTestCase, text: str, **options: Any) -> None:
+        self.directory = tempfile.mkdtemp(prefix="xt-server-")
+        self.path = os.path.join(self.directory, "xinetd.conf")
+        self.write(text)
+        self.reactor = MemoryReactorClock()
+        self.spawner, self.records = spawnerSpy()
+        self.exits: List[int] = []
+        options.setdefault("hostsAllow", None)
+        options.setdefault("stopSignals", False)
+        options.setdefault("reloadSignals", ())
+        self.server = SuperServer(
+            loadConfig(self.path),
+            self.path,
+            loadConfig,
+            self.spawner,
+            reactor=self.reactor,
+            environ={},
+            umask=0o022,
+            options=DaemonOptions(**options),
+            exitProcess=self.exits.append,
+        )
+        self.server.privilegedStartService()
+        case.addCleanup(self.cleanup)
+
+    def write(self, text: str) -> None:
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    def reload(self, text: str) -> Optional[Config]:
+        self.write(text)
+        return self.server.reload()
+
+    def connect(self, serviceId: str) -> SpawnRecord:
+        """
+        Feed the service one connection (a socketpair end) and return the
+        spawn it caused.
+        """
+        ours, theirs = socket.socketpair()
+        self.sockets = getattr(self, "sockets", []) + [ours]
+        before = len(self.records)
+        runtime = self.server.runtimes[serviceId]
+        runtime._connection(theirs.detach(), ("127.0.0.1", 4242))  # type: ignore[attr-defined]
+        assert len(self.records) == before + 1, "no spawn"
+        return self.records[-1]
+
+    def cleanup(self) -> None:
+        self.server.stopService()
+        for s in getattr(self, "sockets", []):
+            s.close()
+        for name in os.listdir(self.directory):
+            os.unlink(os.path.join(self.directory, name))
+        os.rmdir(self.directory)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+class ReloadTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.port = freePort()
+        self.other = freePort()
+
+    def test_unchangedServiceKeepsSocketAndChildren(self) -> None:
+        """A reload that keeps a service keeps its socket, runtime and children, with the new server_args."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        runtime = h.server.runtimes["probe"]
+        fd = runtime._acceptor.fileno()  # type: ignore[attr-defined]
+        h.connect("probe").started(100)
+        h.reload(serviceBlock("probe", self.port, args="b"))
+        self.assertIs(h.server.runtimes["probe"], runtime)
+        self.assertEqual(runtime._acceptor.fileno(), fd)  # type: ignore[attr-defined]
+        self.assertEqual(list(runtime.running), [100])
+        self.assertEqual(h.spawner.signalled, [])
+        assert runtime._setup is not None
+        self.assertEqual(runtime._setup.argv, ("cat", "b"))
+
+    def test_countersKept(self) -> None:
+        """Connection counters and running-server counts survive a reload in place."""
+        h = ServerHarness(self, serviceBlock("probe", self.port, extra="instances = 1"))
+        h.connect("probe").started(100)
+        h.reload(serviceBlock("probe", self.port, extra="instances = 1"))
+        runtime = h.server.runtimes["probe"]
+        self.assertEqual(runtime.connections, 1)
+        self.assertIsNotNone(runtime.policy.check("127.0.0.1"))
+
+    def test_changedBindRebindsAndKills(self) -> None:
+        """A changed bind address rebinds the service and SIGKILLs its servers."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        old = h.server.runtimes["probe"]
+        h.connect("probe").started(100)
+        h.reload(serviceBlock("probe", self.port, bind="127.0.0.2"))
+        self.assertIsNot(h.server.runtimes["probe"], old)
+        self.assertFalse(old.active)
+        self.assertEqual(h.spawner.signalled, [(100, signal.SIGKILL)])
+        spec = h.server.runtimes["probe"].spec
+        assert spec is not None
+        self.assertEqual(spec.address, "127.0.0.2")
+
+    def test_removedServiceClosedAndKilled(self) -> None:
+        """A removed service's socket is closed and its servers SIGKILLed; it drains until they are reaped."""
+        h = ServerHarness(
+            self, serviceBlock("probe", self.port) + serviceBlock("other", self.other)
+        )
+        record = h.connect("probe")
+        record.started(100)
+        h.reload(serviceBlock("other", self.other))
+        self.assertNotIn("probe", h.server.runtimes)
+        self.assertFalse(_listening(self.port))
+        self.assertEqual(h.spawner.signalled, [(100, signal.SIGKILL)])
+        self.assertEqual(len(h.server.draining), 1)
+        record.ended(signal.SIGKILL)
+        self.assertEqual(h.server.runningChildren(), [])
+        self.assertEqual(h.server.draining, [])
+
+    def test_renamedServiceTakesPort(self) -> None:
+        """A service removed and another added on its port in one reload: the new one binds."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        h.reload(serviceBlock("renamed", self.port))
+        self.assertEqual(list(h.server.runtimes), ["renamed"])
+        self.assertTrue(h.server.runtimes["renamed"].active)
+
+    def test_badConfigKeepsEverything(self) -> None:
+        """A configuration that fails to load (a defaults error) leaves the running services untouched."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        runtime = h.server.runtimes["probe"]
+        config = h.server.config
+        self.assertIsNone(h.reload("defaults\n{\n\tinstances = lots\n}\n"))
+        self.assertIs(h.server.runtimes["probe"], runtime)
+        self.assertTrue(runtime.active)
+        self.assertIs(h.server.config, config)
+
+    def test_missingConfigKeepsEverything(self) -> None:
+        """A configuration file that vanished leaves the running services untouched."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        os.unlink(h.path)
+        self.assertIsNone(h.server.reload())
+        self.assertTrue(h.server.runtimes["probe"].active)
+        h.write("")
+
+    def test_addedService(self) -> None:
+        """A service added by a reload is bound and served."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        h.reload(serviceBlock("probe", self.port) + serviceBlock("other", self.other))
+        self.assertTrue(_listening(self.other))
+        self.assertTrue(h.server.runtimes["other"].active)
+
+    def test_noServicesAfterReloadExits(self) -> None:
+        """Without stayalive, a reload that leaves no service exits with status 1."""
+        h = ServerHarness(self, serviceBlock("probe", self.port), stayalive=False)
+        h.reload("")
+        self.assertEqual(h.exits, [1])
+
+    def test_stayaliveKeepsRunning(self) -> None:
+        """With stayalive, a reload that leaves no service does not exit."""
+        h = ServerHarness(self, serviceBlock("probe", self.port), stayalive=True)
+        h.reload("")
+        self.assertEqual(h.exits, [])
+
+    def test_noServicesAtStartExits(self) -> None:
+        """Without stayalive, starting with no service exits with status 1."""
+        h = ServerHarness(self, "", stayalive=False)
+        h.server.startService()
+        self.assertEqual(h.exits, [])
+        h.reactor.run()
+        self.assertEqual(h.exits, [1])
+
+
+class StopTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.port = freePort()
+
+    def test_quitLeavesChildren(self) -> None:
+        """SIGQUIT stops the reactor and signals no server."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        h.connect("probe").started(100)
+        h.server.quit()
+        self.assertTrue(h.reactor.hasStopped)
+        self.assertEqual(h.spawner.signalled, [])
+
+    def test_terminateLeavesChildren(self) -> None:
+        """SIGTERM without graceful stop exits at once and leaves ordinary servers running."""
+        h = ServerHarness(self, serviceBlock("probe", self.port))
+        h.connect("probe").started(100)
+        h.server.terminate()
+        self.assertTrue(h.reactor.hasStopped)
+        self.assertEqual(h.spawner.signalled, [])
+
+    def test_gracefulWaitsThenTerms(self) -> None:
+        """A graceful stop closes the sockets, waits the grace period, then SIGTERMs the servers."""
+        h = ServerHarness(self, serviceBlock("probe", self.port), gracefulStop=3.0)
+        record = h.connect("probe")
+        record.started(100)
+        h.server.terminate()
+        self.assertFalse(h.server.runtimes["probe"].active)
+        self.assertFalse(_listening(self.port))
+        h.reactor.advance(2.9)
+        self.assertEqual(h.spawner.signalled, [])
+        h.reactor.pump([0.1] * 2)
+        self.assertEqual(h.spawner.signalled, [(100, signal.SIGTERM)])
+        self.assertFalse(h.reactor.hasStopped)
+        record.ended(signal.SIGTERM)
+        h.reactor.advance(0.1)
+        self.assertTrue(h.reactor.hasStopped)
+
+    def test_gracefulEndsEarly(self) -> None:
+        """A graceful stop exits as soon as the last server has ended."""
+        h = ServerHarness(self, serviceBlock("probe", self.port), gracefulStop=30.0)
+        record = h.connect("probe")
+        record.started(100)
+        h.server.terminate()
+        h.reactor.advance(1)
+        record.ended(0)
+        h.reactor.advance(0.1)
+        self.assertTrue(h.reactor.hasStopped)
+        self.assertEqual(h.spawner.signalled, [])
+
+    def test_reloadIgnoredWhileStopping(self) -> None:
+        """A reload during a graceful stop does not reopen sockets."""
+        h = ServerHarness(self, serviceBlock("probe", self.port), gracefulStop=30.0)
+        h.connect("probe").started(100)
+        h.server.terminate()
+        self.assertIsNone(h.server.reload())
+        self.assertFalse(_listening(self.port))
