@@ -67,15 +67,38 @@ class Options(usage.Options):
             "Also read this inetd.conf after the xinetd files (xinetd's "
             "-inetd_compat; conventionally /etc/inetd.conf).",
         ],
+        [
+            "dump-file",
+            None,
+            "/var/run/xinetd-twisted.dump",
+            "Where SIGUSR1 appends the state dump (never through a symlink).",
+        ],
+        [
+            "graceful-stop",
+            None,
+            None,
+            "On SIGTERM, stop accepting and wait up to this many seconds for "
+            "running servers, then send them SIGTERM (default: leave them "
+            "running, as xinetd).",
+            float,
+        ],
     ]
     optFlags = [
         ["no-libwrap", None, "Do not consult hosts.allow/hosts.deny at all."],
+        [
+            "stayalive",
+            None,
+            "Keep running when no service is available (xinetd's -stayalive; "
+            "implied by twistd -n, as -dontfork implies it).",
+        ],
     ]
     compData = usage.Completions(optActions={"config": usage.CompleteFiles("*.conf")})
 
     def postOptions(self) -> None:
         if self["spawner"] not in ("helper", "plain"):
             raise usage.UsageError("--spawner must be 'helper' or 'plain'")
+        if self["graceful-stop"] is not None and self["graceful-stop"] < 0:
+            raise usage.UsageError("--graceful-stop must be a number of seconds")
         try:
             config = loadConfig(self["config"], inetdConf=self["inetd-compat"])
         except ConfigError as e:
@@ -102,6 +125,9 @@ def makeService(options: Any) -> IService:
         syslogPath=options["syslog-path"],
         hostsAllow=None if options["no-libwrap"] else options["hosts-allow"],
         hostsDeny=options["hosts-deny"],
+        stayalive=options["stayalive"] or _foreground(options),
+        dumpFile=options["dump-file"],
+        gracefulStop=options["graceful-stop"],
     )
     return SuperServer(
         options["loadedConfig"],
@@ -110,3 +136,16 @@ def makeService(options: Any) -> IService:
         makeSpawner(options["spawner"]),
         options=daemonOptions,
     )
+
+
+def _foreground(options: Any) -> bool:
+    """
+    Whether twistd runs in the foreground (C{-n}): like xinetd's
+    C{-dontfork}, that implies C{--stayalive} (a supervisor restarting a
+    daemon that exits for want of services would only loop).
+    """
+    parent = getattr(options, "parent", None)
+    try:
+        return bool(parent is not None and parent["nodaemon"])
+    except KeyError:
+        return False
