@@ -198,6 +198,7 @@ class AccessDaemon:
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET
         port = freePort(family)
         self.ports[name] = port
+        cpsLine = f"\tcps\t\t= {cps}" if cps else ""
         self._services.append(
             f"""
 service {name}
@@ -211,7 +212,7 @@ service {name}
 \tuser\t\t= {_userName()}
 \tserver\t\t= {self.backend}
 \tserver_args\t= {"hold" if hold else "once"}
-\tcps\t\t= {cps}
+{cpsLine}
 {lines}
 }}
 """
@@ -473,6 +474,28 @@ class AddressTests(AccessTestCase):
         self.assertRefused(d, "four", "::1", "address")
 
 
+class BannerTests(AccessTestCase):
+    """
+    C{banner} goes to every client before the checks; C{banner_fail} only
+    to the refused.
+    """
+
+    def test_bannerThenBannerFail(self) -> None:
+        """
+        A refused client reads banner then banner_fail; a served one reads
+        banner then the server's output.
+        """
+        d = self.access()
+        with open(d.path("banner.txt"), "wb") as f:
+            f.write(b"hello\r\n")
+        d.service(
+            "svc", f"\tbanner\t\t= {d.path('banner.txt')}\n\tonly_from\t= 127.0.0.1\n"
+        )
+        d.start()
+        self.assertEqual(d.fetch("svc", "127.0.0.2"), b"hello\r\n" + FAIL_BANNER)
+        self.assertEqual(d.fetch("svc", "127.0.0.1"), b"hello\r\nserved 127.0.0.1\n")
+
+
 class SpawnTests(AccessTestCase):
     """
     What the access tests rely on from the spawning path.
@@ -518,6 +541,19 @@ class TimeTests(AccessTestCase):
         self.assertRefused(d, "closed", "127.0.0.1", "time")
         self.assertServed(d, "open", "127.0.0.1")
 
+    def test_severalWindows(self) -> None:
+        """
+        Several windows: being inside any one of them is enough.
+        """
+        now = time.localtime()
+        here = f"{now.tm_hour:02d}:00-{now.tm_hour:02d}:59"
+        d = self.access()
+        d.service("svc", f"\taccess_times\t= {_windowExcluding(now)} {here}\n")
+        d.start()
+        if time.localtime().tm_hour != now.tm_hour:
+            raise SkipTest("the hour changed while the daemon started")
+        self.assertServed(d, "svc", "127.0.0.1")
+
 
 class LimitTests(AccessTestCase):
     """
@@ -539,6 +575,15 @@ class LimitTests(AccessTestCase):
         self.assertEqual(d.backends(), 2)
         self.release(d, first, "svc")
         self.held(d, "svc", "127.0.0.3")
+
+    def test_instancesZero(self) -> None:
+        """
+        C{instances = 0} refuses every client with FAIL service_limit.
+        """
+        d = self.access()
+        d.service("svc", "\tinstances\t= 0\n")
+        d.start()
+        self.assertRefused(d, "svc", "127.0.0.1", "service_limit")
 
     def test_perSource(self) -> None:
         """
@@ -608,6 +653,26 @@ class ConnectionRateTests(AccessTestCase):
         self.assertTrue(2.0 <= paused <= 5.0, paused)
         d.waitForTwistdLog("Activating service svc")
         self.assertServed(d, "svc", "127.0.0.2")
+
+    def test_defaultIsFiftyTen(self) -> None:
+        """
+        Without C{cps}, xinetd's default 50 10 applies: a burst of 60
+        connections deactivates the service for 10 seconds.
+        """
+        d = self.access()
+        port = d.service("svc", "\tonly_from\t= 127.0.0.1\n", cps="")
+        d.start()
+        answers = []
+        for _ in range(60):
+            try:
+                answers.append(fetchFrom("127.0.0.2", "127.0.0.1", port))
+            except ConnectionRefusedError:
+                answers.append(b"refused")
+        d.waitForLog("FAIL: svc connections per second from=127.0.0.2")
+        d.waitForTwistdLog("Restarting in 10 seconds.")
+        self.assertEqual(answers.count(FAIL_BANNER), 51)
+        self.assertEqual(answers[51:], [b"refused"] * 9)
+        self.assertEqual(d.spawns(), [])
 
     def test_instancesSurviveReactivation(self) -> None:
         """
