@@ -86,16 +86,17 @@ class _AdoptingRuntime(ServiceRuntime):
 
     def _connection(self, fd: int, address: object) -> None:
         try:
-            if not self._admit(fd, numericHost(address)):
-                return
-            success = self._banners[1]
-            if success:
-                _sendNoWait(fd, success)
-            self._context.reactor.adoptStreamConnection(
-                fd, self._family, self._currentFactory
-            )
+            self._admit(fd, numericHost(address), self._adopt)
         finally:
             os.close(fd)
+
+    def _adopt(self, fd: int) -> None:
+        success = self._banners[1]
+        if success:
+            _sendNoWait(fd, success)
+        self._context.reactor.adoptStreamConnection(
+            fd, self._family, self._currentFactory
+        )
 
 
 @implementer(IBuiltinObserver)
@@ -177,7 +178,7 @@ class InternalDatagramRuntime(ServiceRuntime):
 
     def _admitDatagram(self, peer: Tuple[str, int]) -> bool:
         self.connections += 1
-        refusal = self.policy.check(peer[0])
+        refusal = self.policy.check(peer[0], self._cachedName(peer[0]))
         if refusal is None:
             return True
         now = self._context.policy.seconds()

@@ -87,6 +87,7 @@ class DaemonContext:
     fileSinks: Dict[FileLog, Any] = attr.Factory(dict)
     wallClock: Callable[[], float] = time.time
     identTimeout: float = 30.0
+    names: Any = None
     extras: Dict[str, Any] = attr.Factory(dict)
 
     def sinkFor(self, service: ServiceConfig) -> Any:
@@ -323,25 +324,74 @@ class ServiceRuntime:
 
     # --- the per-connection pipeline -----------------------------------------
 
-    def _admit(self, fd: int, peer: Optional[str]) -> bool:
+    def _admit(
+        self, fd: int, peer: Optional[str], proceed: Callable[[int], None]
+    ) -> None:
         """
-        Banner, then access control and limits, for a stream connection.
-        On refusal: FAIL log line, banner_fail, and (cps) deactivation.
+        Banner, then limits and access control, for a stream connection;
+        C{proceed(fd)} serves it once admitted (at once, or after the
+        client's name came back from a reverse lookup, with a duplicate of
+        the descriptor that is closed afterwards).  On refusal: FAIL log
+        line, banner_fail, and (cps) deactivation.
         """
         self.connections += 1
-        banner, _, bannerFail = self._banners
+        banner = self._banners[0]
         if banner:
             _sendNoWait(fd, banner)
-        refusal = self.policy.check(peer)
+        refusal = self.policy.checkLimits(peer)
         if refusal is None:
-            return True
+            name: Optional[str] = None
+            names = self._context.names
+            if names is not None and peer is not None and self.policy.needsName(peer):
+                known, name = names.cached(peer)
+                if not known:
+                    held = os.dup(fd)
+                    d = names.lookup(peer)
+                    d.addCallback(self._admitNamed, held, peer, proceed)
+                    return
+            refusal = self.policy.checkAccess(peer, name)
+        if refusal is None:
+            proceed(fd)
+        else:
+            self._refuseConnection(fd, refusal, peer)
+
+    def _admitNamed(
+        self,
+        name: Optional[str],
+        held: int,
+        peer: str,
+        proceed: Callable[[int], None],
+    ) -> None:
+        try:
+            refusal = self.policy.checkAccess(peer, name)
+            if refusal is None:
+                proceed(held)
+            else:
+                self._refuseConnection(held, refusal, peer)
+        except Exception:
+            self.log_.failure("service {service}: admitting", service=self.serviceId)
+        finally:
+            os.close(held)
+
+    def _refuseConnection(self, fd: int, refusal: Refusal, peer: Optional[str]) -> None:
         self._refuse(refusal, peer)
+        bannerFail = self._banners[2]
         if bannerFail:
-            try:
-                _sendNoWait(fd, bannerFail)
-            except OSError:
-                pass
-        return False
+            _sendNoWait(fd, bannerFail)
+
+    def _cachedName(self, peer: Optional[str]) -> Optional[str]:
+        """
+        For checks that cannot wait (datagrams, wait mode): the client's
+        name if already known, else start a lookup for next time and treat
+        it as unknown now.
+        """
+        names = self._context.names
+        if names is None or peer is None or not self.policy.needsName(peer):
+            return None
+        known, name = names.cached(peer)
+        if not known:
+            names.lookup(peer)
+        return name
 
     def _refuse(self, refusal: Refusal, peer: Optional[str]) -> None:
         self.refused += 1
@@ -534,17 +584,18 @@ class SpawningStreamRuntime(ServiceRuntime):
     def _connection(self, fd: int, address: object) -> None:
         try:
             peer = numericHost(address)
-            if not self._admit(fd, peer):
-                return
-            if "USERID" in self.service.logOnSuccess:
-                self._identThenSpawn(fd, peer, address)
-                return
-            success = self._banners[1]
-            if success:
-                _sendNoWait(fd, success)
-            self._spawn(fd, peer)
+            self._admit(fd, peer, lambda admitted: self._serve(admitted, peer, address))
         finally:
             os.close(fd)
+
+    def _serve(self, fd: int, peer: str, address: Any) -> None:
+        if "USERID" in self.service.logOnSuccess:
+            self._identThenSpawn(fd, peer, address)
+            return
+        success = self._banners[1]
+        if success:
+            _sendNoWait(fd, success)
+        self._spawn(fd, peer)
 
     def _identThenSpawn(self, fd: int, peer: str, address: Any) -> None:
         """
@@ -621,7 +672,7 @@ class WaitRuntime(ServiceRuntime):
         assert waiter is not None
         peer = numericHost(address) if address is not None else None
         self.connections += 1
-        refusal = self.policy.check(peer)
+        refusal = self.policy.check(peer, self._cachedName(peer))
         if refusal is not None:
             self._refuse(refusal, peer)
             self._drainRefused(waiter)

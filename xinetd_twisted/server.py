@@ -35,6 +35,7 @@ from xinetd_twisted.inprocess import (
 )
 from xinetd_twisted.listen.sockets import SocketSpec
 from xinetd_twisted.logsinks import SyslogConnection
+from xinetd_twisted.names import ReverseResolver
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.hostsaccess import HostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
@@ -235,6 +236,8 @@ class SuperServer(Service):
             policy=policy,
             syslog=SyslogConnection(self.options.syslogPath),
         )
+        # Client names for host/domain rules, looked up without blocking.
+        self._context.names = ReverseResolver.forReactor(reactor)
         self.runtimes: Dict[str, ServiceRuntime] = {}
         self.draining: List[ServiceRuntime] = []
         self._previousHandlers: Dict[int, Any] = {}
