@@ -279,9 +279,6 @@ class SuperServer(Service):
             self._context.spawner.onBackPressure = self._onBackPressure  # type: ignore[attr-defined]
         self._startAll(self.config)
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
-        self.log.info(
-            "Started working: {count} available service(s)", count=len(self.runtimes)
-        )
 
     def _startAll(self, config: Config) -> None:
         subservices = [s for s in config.services if s.isTcpmuxSubservice]
@@ -299,10 +296,24 @@ class SuperServer(Service):
             self._handle(signum, self._onReloadSignal)
         if self.options.stopSignals:
             self._handle(signal.SIGUSR1, self._onDumpSignal)
-            # The reactor installs its SIGTERM handler as it starts running
-            # (after this, under twistd): install ours once it runs.
-            self._whenRunning(self._handleStopSignals)
-        self._whenRunning(self._exitIfNothingServed, "no services. Exiting...")
+        # The reactor installs its SIGTERM handler as it starts running
+        # (after this, under twistd): take over once it runs.
+        self._whenRunning(self._ready)
+
+    def _ready(self) -> None:
+        """
+        The reactor runs: handle SIGTERM/SIGQUIT, and say so only now, when
+        every signal does what xinetd's does.
+        """
+        if not self.running:
+            return
+        if self.options.stopSignals:
+            self._handle(signal.SIGTERM, self._onStopSignal)
+            self._handle(signal.SIGQUIT, self._onStopSignal)
+        self.log.info(
+            "Started working: {count} available service(s)", count=len(self.runtimes)
+        )
+        self._exitIfNothingServed("no services. Exiting...")
 
     def _whenRunning(self, f: Callable[..., Any], *args: Any) -> None:
         whenRunning = getattr(self._reactor, "callWhenRunning", None)
@@ -314,11 +325,6 @@ class SuperServer(Service):
     def _handle(self, signum: int, handler: Callable[[int, Any], None]) -> None:
         previous = signal.signal(signum, handler)
         self._previousHandlers.setdefault(signum, previous)
-
-    def _handleStopSignals(self) -> None:
-        if self.running:
-            self._handle(signal.SIGTERM, self._onStopSignal)
-            self._handle(signal.SIGQUIT, self._onStopSignal)
 
     def stopService(self) -> Any:
         """
@@ -413,11 +419,12 @@ class SuperServer(Service):
         )
 
     def _onDumpSignal(self, signum: int, frame: Any) -> None:
-        self._reactor.callFromThread(self.dump)
-        # twistd rotates its --logfile on SIGUSR1: keep doing that too.
+        # twistd rotates its --logfile on SIGUSR1: keep doing that too,
+        # first, so that the dump's messages go to the new file.
         previous = self._previousHandlers.get(signum)
         if callable(previous):
             previous(signum, frame)
+        self._reactor.callFromThread(self.dump)
 
     def quit(self) -> None:
         """
@@ -478,7 +485,7 @@ class SuperServer(Service):
                 service=runtime.serviceId,
                 pid=pid,
             )
-            self._context.spawner.signalChild(pid, signal.SIGTERM)
+            self._context.spawner.signalChild(pid, int(signal.SIGTERM))
         self._waitForChildren(self._reactor.seconds() + TERM_GRACE, self.quit)
 
     def dump(self) -> None:
@@ -587,7 +594,7 @@ class SuperServer(Service):
                 service=runtime.serviceId,
                 pid=pid,
             )
-        runtime.killChildren(signal.SIGKILL)
+        runtime.killChildren(int(signal.SIGKILL))
         self.runtimes.pop(runtime.serviceId.lower(), None)
         if runtime.running:
             self.draining.append(runtime)

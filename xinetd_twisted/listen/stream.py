@@ -12,6 +12,7 @@ callable that owns it from then on.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Callable, Optional
 
@@ -133,17 +134,24 @@ class StreamAcceptor:
                     error=e,
                 )
                 return
+            try:
+                handler(fd, address)
+            except Exception as e:
+                if isinstance(e, OSError) and e.errno in _OUT_OF_RESOURCES:
+                    # The handler needed a descriptor (a dup for a
+                    # transport) and there was none: that connection is
+                    # lost; pause as for accept() instead of accepting and
+                    # dropping in a loop.
+                    self._outOfResources(e)
+                    return
+                self.log.failure(
+                    "service {service}: unhandled error for a connection",
+                    service=self._name,
+                )
             if self._starved:
                 self._starved = False
                 self.log.info(
                     "service {service}: descriptors available again, accepting",
-                    service=self._name,
-                )
-            try:
-                handler(fd, address)
-            except Exception:
-                self.log.failure(
-                    "service {service}: unhandled error for a connection",
                     service=self._name,
                 )
             if not self._reading:
@@ -169,9 +177,29 @@ class StreamAcceptor:
 
     def _retryAccept(self) -> None:
         self._retry = None
-        if not self._paused and self._fileno >= 0:
-            self._reading = True
-            self._fdset.addReader(self)
+        if self._paused or self._fileno < 0:
+            return
+        if not self._headroom():
+            # Accepting now would only drop the connection we cannot serve.
+            self._retry = self._clock.callLater(self._retryDelay, self._retryAccept)
+            return
+        self._reading = True
+        self._fdset.addReader(self)
+
+    def _headroom(self) -> bool:
+        """
+        Whether two descriptors are free (the accepted one and a copy).
+        """
+        spare = []
+        try:
+            for _ in range(2):
+                spare.append(os.dup(self._fileno))
+        except OSError:
+            return False
+        finally:
+            for fd in spare:
+                os.close(fd)
+        return True
 
     def connectionLost(self, reason: Failure) -> None:
         self.close()
