@@ -25,6 +25,7 @@ from xinetd_twisted.builtins import (
     datagramProtocol,
     streamFactory,
 )
+from xinetd_twisted.builtins.formats import daytimeString, timeBytes
 from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
@@ -34,6 +35,8 @@ from xinetd_twisted.redirect import IRedirectObserver, RedirectFactory, Traffic
 from xinetd_twisted.runtime import DaemonContext, ServiceRuntime, _sendNoWait
 from xinetd_twisted.spawn.interfaces import ChildSetup
 from xinetd_twisted.spawn.setup import childSetupFor
+
+_INLINE = {"daytime": daytimeString, "time": timeBytes}
 
 FORKING_BUILTINS = frozenset({"echo", "discard", "chargen"})
 """
@@ -115,6 +118,27 @@ class InternalStreamRuntime(_AdoptingRuntime):
             "discard" if "SENSOR" in self.service.flags else self.service.name.lower()
         )
         return streamFactory(name, self.serviceId, self._context.reactor, observer=self)
+
+    def _adopt(self, fd: int) -> None:
+        """
+        daytime and time write a few bytes and close, as xinetd does inline:
+        answered straight on the descriptor, no transport is built for them.
+        """
+        name = self.service.name.lower()
+        if name not in _INLINE or "SENSOR" in self.service.flags:
+            super()._adopt(fd)
+            return
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            peer = numericHost(sock.getpeername())
+            success = self._banners[1]
+            payload = _INLINE[name](self._context.reactor.seconds())
+            sock.send(success + payload, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+        except OSError:
+            return
+        finally:
+            sock.close()
+        self.log.start(0, peer)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
         host = _host(peer)

@@ -62,7 +62,8 @@ class ReverseResolver:
 
     @ivar _hosts: the /etc/hosts answers.
     @ivar _dns: a L{twisted.names} resolver (anything with
-        C{lookupPointer(name, timeout)}), or L{None} for no DNS.
+        C{lookupPointer(name, timeout)}), a callable making one on first
+        use, or L{None} for no DNS.
     @ivar _cache: address -> (name or None, expiry).
     """
 
@@ -96,14 +97,16 @@ class ReverseResolver:
                 hosts = parseHosts(f.read())
         except OSError:
             hosts = {}
-        dns: Any = None
-        try:
-            from twisted.names.client import Resolver
 
-            dns = Resolver(resolv=resolvConf, reactor=reactor)
-        except Exception:  # no resolv.conf, no servers: names stay unknown
-            dns = None
-        return cls(reactor.seconds, hosts, dns)
+        def makeDNS() -> Any:
+            try:
+                from twisted.names.client import Resolver
+
+                return Resolver(resolv=resolvConf, reactor=reactor)
+            except Exception:  # no resolv.conf, no servers: names stay unknown
+                return None
+
+        return cls(reactor.seconds, hosts, makeDNS)
 
     def cached(self, host: str) -> Tuple[bool, Optional[str]]:
         """
@@ -126,8 +129,14 @@ class ReverseResolver:
         failed or timed out.  Never fails.
         """
         known, name = self.cached(host)
-        if known or self._dns is None:
+        if known:
             return succeed(name)
+        if callable(self._dns) and not hasattr(self._dns, "lookupPointer"):
+            # Made on first use: twisted.names re-reads resolv.conf on a
+            # timer, which a daemon without name rules does not need.
+            self._dns = self._dns()
+        if self._dns is None:
+            return succeed(None)
         address = _plain(host)
         assert address is not None
         pointer = ipaddress.ip_address(address).reverse_pointer
@@ -152,3 +161,12 @@ class ReverseResolver:
         d.addErrback(lambda _failure: None)
         d.addCallback(remember)
         return d
+
+    def stop(self) -> None:
+        """
+        Cancel the DNS resolver's timer (it re-reads resolv.conf every
+        minute).
+        """
+        call = getattr(self._dns, "_parseCall", None)
+        if call is not None and call.active():
+            call.cancel()

@@ -346,6 +346,8 @@ class SuperServer(Service):
             sink.close()
         self._context.fileSinks.clear()
         self._context.syslog.disconnect()
+        if self._context.names is not None:
+            self._context.names.stop()
         self._activated = False
         return self._context.spawner.stop()
 
