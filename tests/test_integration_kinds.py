@@ -403,14 +403,24 @@ class RedirectTests(_KindsTestCase):
     C{redirect}: a TCP proxy to a loopback echo server.
     """
 
-    def start(self, target: int) -> None:
+    def start(self, target: str) -> None:
+        """
+        Serve a redirect to C{target}: C{"echo"}, C{"daytime"} (both
+        internal services of the same daemon) or C{"refused"} (a port
+        nothing listens on).
+        """
         self.port = freePort()
         self.echo = freePort()
+        self.daytime = freePort()
         self.logFile = ""
+        targetPort = {"echo": self.echo, "daytime": self.daytime}.get(target)
 
         def build(d: Daemon) -> str:
             self.logFile = os.path.join(d.directory, "redir.log")
-            return _internal("echo", "stream", self.echo) + _service(
+            internals = _internal("echo", "stream", self.echo) + _internal(
+                "daytime", "stream", self.daytime
+            )
+            return internals + _service(
                 "redir",
                 _attrs(
                     type="UNLISTED",
@@ -419,7 +429,7 @@ class RedirectTests(_KindsTestCase):
                     wait="no",
                     bind=HOST,
                     user="root",
-                    redirect=f"{HOST} {target or self.echo}",
+                    redirect=f"{HOST} {targetPort or freePort()}",
                     log_type=f"FILE {self.logFile}",
                     log_on_success="PID HOST EXIT DURATION TRAFFIC",
                 ),
@@ -439,7 +449,7 @@ class RedirectTests(_KindsTestCase):
         Bytes go to the target and back; EOF from the client closes both
         sides; the TRAFFIC line counts each direction.
         """
-        self.start(0)
+        self.start("echo")
         payload = os.urandom(100000)
         with socket.create_connection((HOST, self.port), timeout=10) as s:
             s.sendall(payload)
@@ -456,12 +466,21 @@ class RedirectTests(_KindsTestCase):
         self.assertTrue(_waitFor(lambda: traffic in self.log()), self.log())
         self.assertRegex(self.log(), r"START: redir pid=\d+ from=127\.0\.0\.1\n")
 
+    def test_targetEOFClosesClient(self) -> None:
+        """
+        When the target closes, the client gets its bytes and then EOF while
+        its own side is still open.
+        """
+        self.start("daytime")
+        reply = fetch(HOST, self.port, halfClose=False, timeout=5)
+        self.assertRegex(reply, DAYTIME)
+
     def test_refusedTargetClosesClient(self) -> None:
         """
         When the target refuses, the client is closed at once and no
         TRAFFIC line is written.
         """
-        self.start(freePort())
+        self.start("refused")
         self.assertEqual(fetch(HOST, self.port, halfClose=False, timeout=5), b"")
         self.assertTrue(
             _waitFor(lambda: "can't connect to remote host" in self.d.log()),
@@ -558,6 +577,17 @@ class TcpmuxTests(_KindsTestCase):
         """
         reply = fetch(HOST, self.port, send=b"own\r\n", halfClose=False)
         self.assertEqual(reply, b"+OK here\r\nown daemon\n")
+
+    def test_pipelinedDataRefusedNotLost(self) -> None:
+        """
+        Bytes sent after the name line in the same packet cannot reach the
+        server (the daemon read them): the client is told with a C{-} line
+        instead of the bytes being lost silently.
+        """
+        reply = fetch(HOST, self.port, send=b"own\r\nextra\n", halfClose=False)
+        self.assertEqual(
+            reply, b"-own: data after the service name is not supported\r\n"
+        )
 
     def test_unknownName(self) -> None:
         """
