@@ -14,11 +14,15 @@ that the only differences are these documented ones (docs/differences.md):
   2. Probe report: C{ppid} is our spawn helper, not the daemon (pids
      themselves are never compared; C{sid == pid} and C{pgid == pid} are).
      Environment keys that differ by design: L{ENV_DIFFERENT_BY_DESIGN}.
-  3. Service log lines (times, non-zero pids and durations masked):
+  3. dgram C{wait = yes}: when the server exits xinetd discards every
+     datagram queued meanwhile; we keep them for the next server (a burst
+     of three to a one-datagram server: one answer from xinetd, three here).
+  4. Service log lines (times, non-zero pids and durations masked):
      - echo/discard/chargen over TCP are forked by xinetd (C{START pid=N},
        C{EXIT status=0 pid=N}); we serve them in the daemon (C{pid=0}).
      - redirect: xinetd forks a proxy child (C{pid=N}); ours is in the
        daemon (C{pid=0}).
+     - the dgram wait burst above: one START/EXIT from xinetd, three here.
      - an address refusal: xinetd forks first and logs C{START} + C{FAIL} +
        C{EXIT}; we refuse in the parent and log only C{FAIL}.
      - tcpmux: a sub-service's START/EXIT carry the tcpmux service id and
@@ -69,6 +73,13 @@ Environment variables a spawned server sees differently under the two
 daemons by design.  (Both pass their start-up environment, C{env} and
 C{REMOTE_HOST}; the tests give both the same environment, and no key
 differs: twistd adds nothing.)
+"""
+
+ONE_DATAGRAM_SCRIPT = """
+import os, socket
+sock = socket.socket(fileno=0)
+data, peer = sock.recvfrom(2048)
+sock.sendto(b"%s %s" % (os.environ["REMOTE_HOST"].encode(), data), peer)
 """
 
 OWN_SCRIPT = "#!/bin/sh\nprintf '+OK own\\r\\n%s\\n' \"$(id -un)\"\n"
@@ -131,6 +142,19 @@ def differentialConfig(ports: Dict[str, int], shared: str, log: str) -> str:
     )
     block("refused", port=ports["refused"], only_from="10.9.9.9", **probe)
     block(
+        "dwait",
+        type="UNLISTED",
+        socket_type="dgram",
+        protocol="udp",
+        wait="yes",
+        user="nobody",
+        bind=HOST,
+        flags="IPv4",
+        port=ports["dwait"],
+        server=PYTHON,
+        server_args=f"-I -S {shared}/onedatagram.py",
+    )
+    block(
         "redir",
         type="UNLISTED",
         socket_type="stream",
@@ -183,6 +207,7 @@ def _ports() -> Dict[str, int]:
         ports[f"{name}-dgram"] = freePort(kind=socket.SOCK_DGRAM)
     for name in ("probe", "refused", "redir", "tcpmux"):
         ports[name] = freePort()
+    ports["dwait"] = freePort(kind=socket.SOCK_DGRAM)
     return ports
 
 
@@ -279,6 +304,24 @@ def _roundTrip(port: int, payload: bytes) -> bytes:
         return data
 
 
+def _burst(port: int, count: int, quiet: float = 1.5) -> List[bytes]:
+    """
+    Send C{count} datagrams at once; collect replies until none comes for
+    C{quiet} seconds.
+    """
+    replies = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for n in range(count):
+            s.sendto(b"d%d" % n, (HOST, port))
+        s.settimeout(quiet)
+        for _ in range(count):
+            try:
+                replies.append(s.recv(2048))
+            except socket.timeout:
+                break
+    return sorted(replies)
+
+
 def _tcpmux(port: int, name: bytes) -> bytes:
     # xinetd's multiplexer needs the name line alone in its first read.
     return fetch(HOST, port, send=name + b"\r\n", halfClose=False)
@@ -331,6 +374,7 @@ def _runClients(ports: Dict[str, int], log: str) -> _Transcript:
     t.clock["time-dgram"] = time.time()
     r["chargen-dgram"] = _udp(ports["chargen-dgram"])
     r["probe"] = json.loads(fetch(HOST, ports["probe"]))
+    r["dwait"] = _burst(ports["dwait"], 3)
     r["refused"] = fetch(HOST, ports["refused"])
     r["redir"] = _roundTrip(ports["redir"], payload * 10)
     r["tcpmux-plus"] = _tcpmux(ports["tcpmux"], b"probeplus")
@@ -358,6 +402,9 @@ class _Session:
         try:
             os.chmod(shared, 0o755)
             shutil.copy(PROBE, os.path.join(shared, "probe.py"))
+            with open(os.path.join(shared, "onedatagram.py"), "w") as f:
+                f.write(ONE_DATAGRAM_SCRIPT)
+            os.chmod(os.path.join(shared, "onedatagram.py"), 0o644)
             own = os.path.join(shared, "own.sh")
             with open(own, "w") as f:
                 f.write(OWN_SCRIPT)
@@ -462,6 +509,10 @@ EXPECTED_LOG_DIFFERENCES: Dict[str, int] = {
     # The echo client, and the redirect's connection to echo.
     **_forkedByXinetd("echo-stream", 2),
     **_forkedByXinetd("redir"),
+    # A burst of three datagrams to a one-shot dgram wait server: xinetd
+    # serves the first and discards the two queued meanwhile; we serve all.
+    "START: dwait pid=N from=127.0.0.1": -2,
+    "EXIT: dwait status=0 pid=N duration=D(sec)": -2,
     # xinetd forks, then refuses in the child: START + FAIL + EXIT.  We
     # refuse in the parent: FAIL only.
     "START: refused pid=N from=127.0.0.1": 1,
@@ -567,6 +618,18 @@ class DifferentialTests(TestCase):
         self.assertEqual(self.ours.replies["refused"], b"")
         self.assertEqual(self.theirs.replies["redir"], self.ours.replies["redir"])
         self.assertEqual(len(self.ours.replies["redir"]), 256 * 40 * 10)
+
+    def test_dgramWaitBurst(self) -> None:
+        """
+        dgram wait = yes, a server that reads one datagram: xinetd answers
+        the first of a burst and discards the rest when the server exits;
+        we keep them queued and start a server for each.
+        """
+        self.assertEqual(self.theirs.replies["dwait"], [b"127.0.0.1 d0"])
+        self.assertEqual(
+            self.ours.replies["dwait"],
+            [b"127.0.0.1 d0", b"127.0.0.1 d1", b"127.0.0.1 d2"],
+        )
 
     def test_tcpmuxNulIsTheOnlyDifference(self) -> None:
         """

@@ -219,6 +219,71 @@ class WaitModeTests(_KindsTestCase):
         self.startDaemon(build, None)
         return port
 
+    def test_dgramWaitQueuedDatagramsKept(self) -> None:
+        """
+        Datagrams queued while a one-shot server runs are kept for the next
+        servers (xinetd discards them): a burst of three is answered three
+        times, by three servers.
+        """
+        _requireRoot()
+        port = self._dgramDaemon(0)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(10)
+            for n in range(3):
+                s.sendto(b"burst%d" % n, (HOST, port))
+            replies = [s.recv(2048).split() for _ in range(3)]
+        self.assertEqual(
+            sorted(r[3] for r in replies), [b"burst0", b"burst1", b"burst2"]
+        )
+        self.assertEqual(len({r[0] for r in replies}), 3)
+
+    def test_dgramWaitServerThatNeverReads(self) -> None:
+        """
+        A server that exits without reading its datagram is started once
+        for it, not again and again: the unread datagram is discarded, and
+        the service still serves the next one.
+        """
+        _requireRoot()
+        port = freePort(kind=socket.SOCK_DGRAM)
+        logFile = []
+
+        def build(d: Daemon) -> str:
+            logFile.append(os.path.join(d.directory, "dgram.log"))
+            return _service(
+                "lazy",
+                _attrs(
+                    type="UNLISTED",
+                    port=port,
+                    socket_type="dgram",
+                    protocol="udp",
+                    wait="yes",
+                    bind=HOST,
+                    user="nobody",
+                    server="/bin/true",
+                    log_type=f"FILE {logFile[0]}",
+                    log_on_success="PID EXIT",
+                ),
+            )
+
+        d = self.startDaemon(build, None)
+
+        def lines(word: str) -> int:
+            try:
+                with open(logFile[0]) as f:
+                    return f.read().count(word)
+            except FileNotFoundError:
+                return 0
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"unread", (HOST, port))
+            self.assertTrue(_waitFor(lambda: lines("EXIT: lazy") == 1), d.log())
+            # Long enough for a restart loop to show (it would spin at once).
+            time.sleep(1.0)
+            self.assertEqual(lines("START: lazy"), 1, d.log())
+            s.sendto(b"next", (HOST, port))
+            self.assertTrue(_waitFor(lambda: lines("EXIT: lazy") == 2), d.log())
+        self.assertIn("discarded it", d.log())
+
     def test_dgramWaitSeveralClients(self) -> None:
         """
         Each datagram starts a server that reads it from fd 0 and answers
