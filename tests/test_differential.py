@@ -27,8 +27,9 @@ that the only differences are these documented ones (docs/differences.md):
        C{EXIT}; we refuse in the parent and log only C{FAIL}.
      - tcpmux: a sub-service's START/EXIT carry the tcpmux service id and
        the server's pid in both; but a connection that reaches no
-       sub-service (unknown name) is logged by xinetd (its multiplexer is
-       a forked child: C{START: tcpmux pid=N} + C{EXIT}) and not by us.
+       sub-service (unknown name) is logged by xinetd with its forked
+       multiplexer's pid (C{START: tcpmux pid=N} + C{EXIT}) and by us with
+       C{pid=0}.
   See L{EXPECTED_LOG_DIFFERENCES} for the exact lines.
 
 Everything else is identical: every internal service's bytes over TCP and
@@ -517,10 +518,9 @@ EXPECTED_LOG_DIFFERENCES: Dict[str, int] = {
     # refuse in the parent: FAIL only.
     "START: refused pid=N from=127.0.0.1": 1,
     "EXIT: refused status=0 pid=N duration=D(sec)": 1,
-    # An unknown tcpmux name: xinetd's multiplexer child is logged; our
-    # in-process multiplexer logs only connections handed to a sub-service.
-    "START: tcpmux pid=N from=127.0.0.1": 1,
-    "EXIT: tcpmux status=0 pid=N duration=D(sec)": 1,
+    # An unknown tcpmux name: xinetd's multiplexer child logs START/EXIT
+    # with its pid; our in-process multiplexer logs them with pid=0.
+    **_forkedByXinetd("tcpmux"),
 }
 """
 Masked log lines that only xinetd writes (positive count) or only we

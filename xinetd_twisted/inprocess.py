@@ -285,6 +285,7 @@ class TcpmuxRuntime(_AdoptingRuntime):
     ) -> None:
         self._subservices = tuple(subservices)
         self._subSetups: Dict[str, ChildSetup] = {}
+        self._starts: Dict[Any, float] = {}
         super().__init__(context, service)
 
     def setSubservices(self, subservices: Iterable[ServiceConfig]) -> None:
@@ -322,6 +323,7 @@ class TcpmuxRuntime(_AdoptingRuntime):
         return setup
 
     def _handoff(self, sub: ServiceConfig, pipelined: bytes, transport: Any) -> None:
+        self._starts.pop(transport.getPeer(), None)
         peer = _host(transport.getPeer())
         setup = self._setupFor(sub)
         if pipelined or setup is None:
@@ -343,10 +345,20 @@ class TcpmuxRuntime(_AdoptingRuntime):
             sock.close()
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
-        pass
+        self._starts[peer] = self._context.wallClock()
 
     def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
-        pass
+        """
+        A connection that reached no sub-service (unknown name, HELP,
+        refused, timed out) is logged as xinetd logs its multiplexer child,
+        START and EXIT, with pid 0 since it ran in the daemon.  Handed-off
+        connections are logged by the sub-service's child instead.
+        """
+        started = self._starts.pop(peer, self._context.wallClock())
+        self.log.start(0, _host(peer))
+        self.log.exit(
+            0, status=0, duration=wallDuration(started, self._context.wallClock())
+        )
 
     def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
         pass
