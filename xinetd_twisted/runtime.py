@@ -47,6 +47,12 @@ MAX_FORK_FAILURES = 5
 Consecutive failed spawns of one connection before it fails with C{fork}.
 """
 
+IDENT_ON_FAILURE_LIMIT = 15
+"""
+Most ident queries for refused clients in flight at once (xinetd's
+C{-logprocs} default).
+"""
+
 BANNER_LIMIT = 64 * 1024
 """
 Banners are read at load time and sent without blocking; bytes past this
@@ -87,6 +93,7 @@ class DaemonContext:
     fileSinks: Dict[FileLog, Any] = attr.Factory(dict)
     wallClock: Callable[[], float] = time.time
     identTimeout: float = 30.0
+    identPort: int = 113
     names: Any = None
     extras: Dict[str, Any] = attr.Factory(dict)
 
@@ -378,6 +385,40 @@ class ServiceRuntime:
         bannerFail = self._banners[2]
         if bannerFail:
             _sendNoWait(fd, bannerFail)
+        if "USERID" in self.service.logOnFailure:
+            self._identAfterFailure(fd, peer)
+
+    def _identAfterFailure(self, fd: int, peer: Optional[str]) -> None:
+        """
+        C{log_on_failure = USERID}: ask the refused client's identd and log
+        the answer, at most L{IDENT_ON_FAILURE_LIMIT} at a time daemon-wide
+        (xinetd's C{-logprocs}), so a flood of refusals cannot become a
+        flood of ident queries.
+        """
+        extras = self._context.extras
+        if extras.get("identsOnFailure", 0) >= IDENT_ON_FAILURE_LIMIT:
+            return
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            local, remote = sock.getsockname(), sock.getpeername()
+        except OSError:
+            return
+        finally:
+            sock.close()
+        extras["identsOnFailure"] = extras.get("identsOnFailure", 0) + 1
+
+        def done(result: Any) -> None:
+            extras["identsOnFailure"] -= 1
+            self.log.identified(result, peer)
+
+        d = queryIdent(
+            self._context.reactor,
+            local,
+            remote,
+            timeout=self._context.identTimeout,
+            identPort=self._context.identPort,
+        )
+        d.addCallback(done)
 
     def _cachedName(self, peer: Optional[str]) -> Optional[str]:
         """
@@ -616,6 +657,7 @@ class SpawningStreamRuntime(ServiceRuntime):
             timeout=None
             if "IDONLY" in self.service.flags
             else self._context.identTimeout,
+            identPort=self._context.identPort,
         )
         if "IDONLY" not in self.service.flags:
             d.addCallback(self.log.identified, peer)
