@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attr
 from twisted.application.service import Service
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 
 from xinetd_twisted.config.model import (
     Config,
@@ -36,6 +36,7 @@ from xinetd_twisted.inprocess import (
 from xinetd_twisted.listen.sockets import SocketSpec
 from xinetd_twisted.logsinks import SyslogConnection
 from xinetd_twisted.names import ReverseResolver
+from xinetd_twisted.ownlog import DaemonSyslogObserver
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.hostsaccess import HostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
@@ -69,6 +70,8 @@ class DaemonOptions:
     @ivar gracefulStop: on SIGTERM, seconds to wait for running servers
         before sending them SIGTERM; L{None} for xinetd's behaviour (leave
         them running).
+    @ivar syslogFacility: also send the daemon's own messages to syslog at
+        this facility (xinetd's C{-syslog}), or L{None}.
     @ivar stopSignals: handle SIGTERM, SIGQUIT and SIGUSR1 as xinetd does
         (an application composing the super-server may keep its own).
     """
@@ -82,6 +85,7 @@ class DaemonOptions:
     dumpFile: str = "/var/run/xinetd-twisted.dump"
     gracefulStop: Optional[float] = None
     stopSignals: bool = True
+    syslogFacility: Optional[str] = None
 
 
 TERM_GRACE = 2.0
@@ -239,6 +243,7 @@ class SuperServer(Service):
         # Client names for host/domain rules, looked up without blocking.
         self._context.names = ReverseResolver.forReactor(reactor)
         self.runtimes: Dict[str, ServiceRuntime] = {}
+        self._ownSyslog: Any = None
         self.draining: List[ServiceRuntime] = []
         self._previousHandlers: Dict[int, Any] = {}
         self._activated = False
@@ -292,6 +297,11 @@ class SuperServer(Service):
         """
         self._activate()
         super().startService()
+        if self.options.syslogFacility is not None and self._ownSyslog is None:
+            self._ownSyslog = DaemonSyslogObserver(
+                self._context.syslog, self.options.syslogFacility
+            )
+            globalLogPublisher.addObserver(self._ownSyslog)
         for signum in self.options.reloadSignals:
             self._handle(signum, self._onReloadSignal)
         if self.options.stopSignals:
@@ -335,6 +345,9 @@ class SuperServer(Service):
         for signum, handler in self._previousHandlers.items():
             signal.signal(signum, handler)
         self._previousHandlers.clear()
+        if self._ownSyslog is not None:
+            globalLogPublisher.removeObserver(self._ownSyslog)
+            self._ownSyslog = None
         if self._scrub is not None and self._scrub.active():
             self._scrub.cancel()
         self._scrub = None

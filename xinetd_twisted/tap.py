@@ -61,6 +61,13 @@ class Options(usage.Options):
         ],
         ["hosts-deny", None, "/etc/hosts.deny", "tcp_wrappers deny file."],
         [
+            "syslog-facility",
+            None,
+            None,
+            "Also send the daemon's own messages to syslog at this facility "
+            "(xinetd's -syslog), through --syslog-path.",
+        ],
+        [
             "inetd-compat",
             None,
             None,
@@ -99,6 +106,13 @@ class Options(usage.Options):
             raise usage.UsageError("--spawner must be 'helper' or 'plain'")
         if self["graceful-stop"] is not None and self["graceful-stop"] < 0:
             raise usage.UsageError("--graceful-stop must be a number of seconds")
+        facility = self["syslog-facility"]
+        if facility is not None:
+            from xinetd_twisted.logsinks import SYSLOG_FACILITIES
+
+            if facility.lower() not in SYSLOG_FACILITIES:
+                raise usage.UsageError(f"Bad syslog facility: {facility}")
+            self["syslog-facility"] = facility.lower()
         try:
             config = loadConfig(self["config"], inetdConf=self["inetd-compat"])
         except ConfigError as e:
@@ -128,6 +142,7 @@ def makeService(options: Any) -> IService:
         stayalive=options["stayalive"] or _foreground(options),
         dumpFile=options["dump-file"],
         gracefulStop=options["graceful-stop"],
+        syslogFacility=options["syslog-facility"],
     )
     return SuperServer(
         options["loadedConfig"],

@@ -1,0 +1,128 @@
+"""
+Tests for L{xinetd_twisted.ownlog}: the daemon's own messages to syslog.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+
+from twisted.logger import Logger, LogLevel
+from twisted.trial.unittest import SynchronousTestCase
+
+from xinetd_twisted.logs import SERVICE_NAMESPACE
+from xinetd_twisted.logsinks import SyslogConnection
+from xinetd_twisted.ownlog import DaemonSyslogObserver
+
+
+class DaemonSyslogObserverTests(SynchronousTestCase):
+    """
+    L{DaemonSyslogObserver} sends daemon messages, not service lines.
+    """
+
+    def setUp(self) -> None:
+        directory = tempfile.mkdtemp()
+        self.path = os.path.join(directory, "log")
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.server.bind(self.path)
+        self.server.settimeout(2)
+        self.addCleanup(self.server.close)
+        self.connection = SyslogConnection(
+            self.path,
+            now=lambda: time.mktime((2026, 11, 26, 4, 8, 9, 0, 0, -1)),
+            getpid=lambda: 42,
+        )
+        self.addCleanup(self.connection.disconnect)
+        self.observer = DaemonSyslogObserver(self.connection, "local3")
+
+    def test_levelAndFacility(self) -> None:
+        """
+        An error from the daemon goes out at the facility with level err,
+        tagged xinetd[PID].
+        """
+        log = Logger(namespace="xinetd_twisted.server", observer=self.observer)
+        log.error("Service {s} failed to start", s="echo")
+        data = self.server.recv(1024)
+        self.assertEqual(
+            data, b"<155>Nov 26 04:08:09 xinetd[42]: Service echo failed to start"
+        )
+
+    def test_serviceLinesSkipped(self) -> None:
+        """
+        Service START/EXIT/FAIL events are not daemon messages.
+        """
+        self.observer(
+            {
+                "log_namespace": SERVICE_NAMESPACE,
+                "log_level": LogLevel.info,
+                "log_format": "START: x",
+            }
+        )
+        self.observer(
+            {"log_namespace": "x", "log_level": LogLevel.warn, "log_format": "careful"}
+        )
+        self.assertEqual(self.server.recv(1024)[:5], b"<156>")
+
+    def test_badFacility(self) -> None:
+        """
+        An unknown facility is refused.
+        """
+        self.assertRaises(ValueError, DaemonSyslogObserver, self.connection, "bogus")
+
+
+class DaemonOptionTests(SynchronousTestCase):
+    """
+    C{twistd xinetd --syslog-facility} on the real daemon.
+    """
+
+    def test_startMessageReachesSyslog(self) -> None:
+        """
+        The daemon's start-up message arrives at the syslog socket with the
+        facility asked for, and service lines of a SYSLOG service too.
+        """
+        from tests.daemon import Daemon, fetch, freePort
+
+        directory = tempfile.mkdtemp()
+        path = os.path.join(directory, "log")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(path)
+        server.settimeout(10)
+        self.addCleanup(server.close)
+        port = freePort()
+        daemon = Daemon(
+            f"""
+service daytime
+{{
+	type = INTERNAL UNLISTED
+	port = {port}
+	socket_type = stream
+	wait = no
+	bind = 127.0.0.1
+	log_type = SYSLOG local5 notice
+	log_on_success = HOST
+}}
+""",
+            extraArgs=["--syslog-facility", "daemon", "--syslog-path", path],
+        )
+        self.addCleanup(daemon.cleanup)
+        daemon.start(waitFor=("127.0.0.1", port))
+        fetch("127.0.0.1", port)
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            seen.append(server.recv(4096))
+            if any(b"START: daytime" in d for d in seen) and any(
+                b"Started working" in d for d in seen
+            ):
+                break
+        started = [d for d in seen if b"Started working" in d]
+        self.assertTrue(started and started[0].startswith(b"<30>"), seen)
+        self.assertTrue(
+            any(
+                d.startswith(b"<173>") and d.endswith(b"START: daytime from=127.0.0.1")
+                for d in seen
+            ),
+            seen,
+        )
