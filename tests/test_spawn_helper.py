@@ -211,7 +211,9 @@ class HelperSpawnerTests(TestCase):
     @defer.inlineCallbacks
     def test_noIgnoredSignalsAtExec(self):
         """A non-Python child starts with no ignored signal (SIGPIPE reset too)."""
-        setup = ChildSetup("/bin/sh", ("sh", "-c", "grep Sig /proc/$$/status"))
+        # Not the shell's own status: dash blocks every signal around its
+        # forks, and grep could read it at that moment.
+        setup = ChildSetup("/bin/sh", ("sh", "-c", "exec grep Sig /proc/self/status"))
         _t, reason, output, _c = yield self.spawnOne(setup)
         ignored = int(output.split(b"SigIgn:\t")[1].split(b"\n")[0], 16)
         reserved = sum(1 << (n - 1) for n in _GLIBC_RESERVED)
@@ -318,7 +320,7 @@ class HelperSpawnerTests(TestCase):
         variants: List[dict] = [{}, {"nice": 1}]  # fork_exec and Python child
         if ROOT:  # and through a sub-helper
             variants.append({"uid": NOBODY.pw_uid, "gid": NOBODY.pw_gid})
-        for kw in variants:
+        for kw in variants + variants:  # again: straight to a sub-helper
             setup = ChildSetup("/nonexistent/prog", ("prog",), **kw)
             _t, reason, output, _c = yield self.spawnOne(setup)
             self.assertIsInstance(reason.value, ProcessTerminated)
@@ -445,6 +447,146 @@ class HelperSpawnerTests(TestCase):
         )
 
     @defer.inlineCallbacks
+    def routed(self, setup: ChildSetup) -> Any:
+        """
+        Spawn C{setup} once, then wait until the daemon has been handed the
+        channel to the sub-helper that starts its children.
+        """
+        yield self.spawnOne(setup)
+        templateId = self.spawner._templates[setup]
+        for _ in range(200):
+            if templateId in self.spawner._routes:
+                return self.spawner._routes[templateId]
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.fail("no route to a sub-helper")
+
+    def subHelpers(self) -> List[int]:
+        helperPid = self.spawner._helperTransport.pid
+        return [
+            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
+        ]
+
+    @defer.inlineCallbacks
+    def sleeper(self, setup: ChildSetup) -> Any:
+        """
+        Start C{setup} (a child that sleeps), signal it with SIGTERM and
+        return the exception it ended with.
+        """
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = _Child()
+        try:
+            transport = yield self.spawner.spawn(child, setup, theirs.fileno(), ())
+        finally:
+            theirs.close()
+        transport.signalProcess("TERM")
+        return (yield child.ended).reason.value
+
+    @defer.inlineCallbacks
+    def test_credentialedSpawnsBypassTheRootHelper(self):
+        """
+        Once a template's sub-helper is known, its spawns, their exit
+        reports and signals need no help from the (here stopped) root helper.
+        """
+        if not ROOT:
+            raise self.skipTest("needs root")
+        creds = dict(uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=())
+        probe = _probeSetup(**creds)
+        sleeper = _probeSetup("--sleep", "30", **creds)
+        channel = yield self.routed(probe)
+        yield self.sleeper(sleeper)  # through the root helper, once
+        self.assertIs(self.spawner._routes[self.spawner._templates[sleeper]], channel)
+        helperPid = self.spawner._helperTransport.pid
+        os.kill(helperPid, signal.SIGSTOP)
+        self.addCleanup(os.kill, helperPid, signal.SIGCONT)
+        info = yield self.probe(probe)
+        self.assertEqual((info["uid"], info["groups"]), (NOBODY.pw_uid, []))
+        ended = yield self.sleeper(sleeper)
+        self.assertEqual(ended.signal, signal.SIGTERM)
+
+    @defer.inlineCallbacks
+    def test_subHelpersHoldOnlyTheirOwnDescriptors(self):
+        """
+        Each sub-helper holds its stdio, the events socket, its two inboxes,
+        its exec-error socketpair and wake-up pipe: nothing of the others.
+        """
+        if not ROOT:
+            raise self.skipTest("needs root")
+        for uid in (NOBODY.pw_uid, 1):
+            setup = _probeSetup(uid=uid, gid=uid, supplementaryGroups=())
+            yield self.routed(setup)
+            yield self.probe(setup)
+        subs = self.subHelpers()
+        self.assertEqual(len(subs), 2)
+        helperPid = self.spawner._helperTransport.pid
+        shared = {
+            os.readlink(f"/proc/{helperPid}/fd/{fd}") for fd in ("0", "1", "2", "3")
+        }
+        for sub in subs:
+            held = [
+                os.readlink(f"/proc/{sub}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{sub}/fd")
+            ]
+            self.assertEqual(len(held), 10, held)
+            self.assertTrue(shared <= set(held))
+            self.assertEqual(sum(h.startswith("socket:") for h in held), 5, held)
+
+    @defer.inlineCallbacks
+    def test_stopClosesEveryChannel(self):
+        """stop() closes the channels to sub-helpers too; they exit."""
+        if not ROOT:
+            raise self.skipTest("needs root")
+        yield self.spawner.stop()
+        before = sorted(os.listdir("/proc/self/fd"))
+        yield self.spawner.start()
+        yield self.routed(_probeSetup(uid=NOBODY.pw_uid, gid=NOBODY.pw_gid))
+        [sub] = self.subHelpers()
+        yield self.spawner.stop()
+        self.assertEqual(sorted(os.listdir("/proc/self/fd")), before)
+        for _ in range(200):
+            if not os.path.exists(f"/proc/{sub}"):
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertFalse(os.path.exists(f"/proc/{sub}"))
+
+    @defer.inlineCallbacks
+    def test_subHelperBackPressure(self):
+        """
+        While a sub-helper is stopped its spawns queue and are reported
+        backed up, then all run.
+        """
+        if not ROOT:
+            raise self.skipTest("needs root")
+        changes: List[bool] = []
+        self.spawner.onBackPressure = changes.append
+        setup = ChildSetup("/bin/true", ("true",), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
+        channel = yield self.routed(setup)
+        channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        [sub] = self.subHelpers()
+        os.kill(sub, signal.SIGSTOP)
+        children = []
+        for _ in range(300):
+            if self.spawner.isBackedUp() and len(children) > 20:
+                break
+            ours, theirs = socket.socketpair()
+            child = _Child()
+            children.append(child)
+            self.spawner.spawn(child, setup, theirs.fileno(), ())
+            theirs.close()
+            ours.close()
+        backedUp = self.spawner.isBackedUp()
+        os.kill(sub, signal.SIGCONT)
+        self.assertTrue(backedUp)
+        results = []
+        for child in children:
+            results.append((yield child.ended).reason)
+        self.assertEqual(
+            [type(r.value) for r in results], [ProcessDone] * len(children)
+        )
+        self.assertEqual(changes, [True, False])
+        self.assertFalse(self.spawner.isBackedUp())
+
+    @defer.inlineCallbacks
     def test_backPressure(self):
         """While the helper is stopped, spawns queue, are reported backed up, then all run."""
         changes: List[bool] = []
@@ -478,12 +620,12 @@ class HelperSpawnerTests(TestCase):
     def test_queueBound(self):
         """Past maxQueued a spawn fails with SpawnError instead of queueing."""
         self.spawner.maxQueued = 0
-        self.spawner._queue.append((b"", -1))  # pretend the helper is behind
+        self.spawner._control.queue.append((b"", -1, 0))  # pretend the helper is behind
         try:
             d = self.spawner.spawn(_Child(), _probeSetup(), 0, ())
             yield self.assertFailure(d, SpawnError)
         finally:
-            self.spawner._queue.clear()
+            self.spawner._control.queue.clear()
 
     @defer.inlineCallbacks
     def test_noLeaksNoZombies(self):

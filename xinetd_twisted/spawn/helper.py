@@ -25,14 +25,22 @@ Helper to daemon, one message holding a list of events:
   - C{("x", pid, errno, stage)}: the child could not exec (stage C{"exec"})
     or failed while setting itself up (stage C{"setup"});
   - C{("e", pid, status)}: reaped, raw wait status (127 after an C{"x"});
-  - C{("g", [requestId, ...])}: a sub-helper died; those of these requests
-    not yet reported started never will be.
+  - C{("c", subId, templateId, hasFd)}: the template's children are started
+    by sub-helper C{subId}; when C{hasFd} the message's C{SCM_RIGHTS} carry
+    (in event order) a socket connected to that new sub-helper;
+  - C{("g", [requestId, ...], subId)}: sub-helper C{subId} died; those of
+    these requests, and of those sent to it directly, not yet reported
+    started never will be.
 
 Children that need credentials (and nothing that needs Python in the child)
 are started by a sub-helper per credential set, forked from this helper
 with those credentials, which can then use vfork: several times cheaper
-than forking this helper.  Sub-helpers send their events on the same
-socket.
+than forking this helper.  The first spawns of a template reach it through
+this helper; then the daemon registers the template with and sends its
+spawns (C{"T"}, C{"S"}, C{"K"} as above) straight to the sub-helper on the
+socket of the C{"c"} event, one process hop less per connection.
+Sub-helpers send their events on this helper's socket to the daemon, so a
+child's C{"s"} always precedes the C{"g"} of its sub-helper.
 
 This module must import nothing outside the standard library: the helper
 runs with C{-I -S} and no package on C{sys.path}.
@@ -294,34 +302,49 @@ class _Sub:
     service's credentials and starts that service's children with vfork
     (C{fork_exec} without uid/gid/groups), avoiding a full fork of the
     helper, which costs several times more.
+
+    @ivar daemonEnd: the fd of the socket for the daemon, until it is sent.
     """
 
-    __slots__ = ("pid", "sock", "templates", "recent")
+    __slots__ = ("pid", "sock", "templates", "recent", "subId", "creds", "daemonEnd")
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    def __init__(
+        self, pid: int, sock: socket.socket, subId: int, creds: tuple, daemonEnd: int
+    ) -> None:
         self.pid = pid
         self.sock = sock
+        self.subId = subId
+        self.creds = creds
+        self.daemonEnd = daemonEnd
         self.templates: set = set()
         # Requests it may not have started yet when it dies.
         self.recent: collections.deque = collections.deque(maxlen=4096)
 
+    def close(self) -> None:
+        self.sock.close()
+        if self.daemonEnd >= 0:
+            os.close(self.daemonEnd)
+            self.daemonEnd = -1
+
 
 class _Helper:
     def __init__(
-        self, inbox: socket.socket, outbox: socket.socket, isSub: bool = False
+        self, inboxes: list, outbox: socket.socket, isSub: bool = False
     ) -> None:
-        self.inbox = inbox
+        self.inboxes = inboxes
         self.ctl = outbox
         self.isSub = isSub
-        self.subs: dict = {}  # credentials -> _Sub
-        self.subPids: dict = {}  # pid -> credentials
+        self.subs: dict[tuple, _Sub] = {}  # by credentials
+        self.subPids: dict[int, _Sub] = {}  # until reaped
+        self.nextSubId = 1
         self.rawTemplates: dict = {}  # tid -> [raw "T" messages]
         self.templates: dict = {}
-        self.parts: dict = {}
+        self.parts: dict = {}  # (inbox fd, tid) -> [parts]
         self.children: dict = {}  # pid -> None (unreaped)
         self.wake: tuple = ()
         self.execErrors: dict = {}  # pid -> bytes written by the child
         self.out: list = []
+        self.outFds: list = []  # sockets for the daemon, in "c" event order
         self.limits: dict = {}
         import resource
 
@@ -334,7 +357,7 @@ class _Helper:
         self.errR.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.errR.setblocking(False)
 
-    def handle(self, data: bytes, ancdata: list) -> None:
+    def handle(self, inbox: int, data: bytes, ancdata: list) -> None:
         fds: list = []
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -347,17 +370,23 @@ class _Helper:
                 self.spawn(msg, fds[0] if fds else -1)
             elif kind == "T":
                 _, tid, part, final = msg
-                self.parts.setdefault(tid, []).append(part)
-                self.rawTemplates.setdefault(tid, []).append(data)
+                # Parts are per inbox: the root helper and the daemon may
+                # both register a template with a sub-helper.
+                self.parts.setdefault((inbox, tid), []).append(part)
+                if not self.isSub:
+                    self.rawTemplates.setdefault(tid, []).append(data)
                 if final:
-                    blob = b"".join(self.parts.pop(tid))
+                    blob = b"".join(self.parts.pop((inbox, tid)))
                     self.templates[tid] = _Template(blob, self.limits, self.isSub)
                     if self.templates[tid].credentials is None:
-                        del self.rawTemplates[tid]
+                        self.rawTemplates.pop(tid, None)
             elif kind == "K":
                 _, pid, sig = msg
                 for sub in self.subs.values():
-                    sub.sock.sendmsg([data], [], socket.MSG_NOSIGNAL)
+                    try:
+                        sub.sock.sendmsg([data], [], socket.MSG_NOSIGNAL)
+                    except OSError:
+                        pass  # dying: reaped soon
                 if pid in self.children:  # unreaped: cannot be a recycled pid
                     try:
                         os.kill(pid, sig)
@@ -391,43 +420,66 @@ class _Helper:
         self.out.append(("s", rid, pid))
 
     def forward(self, credentials: tuple, tid: int, msg: tuple, fd: int) -> None:
-        sub = self.subs.get(credentials)
-        if sub is None:
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
+        err = 0
+        for _attempt in range(2):
+            sub = self.subs.get(credentials)
             try:
-                sub = self.startSub(credentials)
+                if sub is None:
+                    sub = self.startSub(credentials)
+                newTemplate = tid not in sub.templates
+                if newTemplate:
+                    for raw in self.rawTemplates[tid]:
+                        sub.sock.sendmsg([raw], [], socket.MSG_NOSIGNAL)
+                    sub.templates.add(tid)
+                sub.sock.sendmsg([marshal.dumps(msg)], rights, socket.MSG_NOSIGNAL)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                # Dead but not yet reaped: replace it (reap reports it).
+                if sub is not None and self.subs.get(credentials) is sub:
+                    del self.subs[credentials]
+                    sub.close()
+                err = e.errno or 0
+                continue
             except OSError as e:
                 self.out.append(("f", msg[1], e.errno or 0))
                 return
-        try:
-            if tid not in sub.templates:
-                for raw in self.rawTemplates[tid]:
-                    sub.sock.sendmsg([raw], [], socket.MSG_NOSIGNAL)
-                sub.templates.add(tid)
             sub.recent.append(msg[1])
-            sub.sock.sendmsg(
-                [marshal.dumps(msg)],
-                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))],
-                socket.MSG_NOSIGNAL,
-            )
-        except OSError as e:
-            self.out.append(("f", msg[1], e.errno or 0))
+            if sub.daemonEnd >= 0:
+                self.out.append(("c", sub.subId, tid, True))
+                self.outFds.append(sub.daemonEnd)
+                sub.daemonEnd = -1
+            elif newTemplate:
+                self.out.append(("c", sub.subId, tid, False))
+            return
+        self.out.append(("f", msg[1], err))
 
     def startSub(self, credentials: tuple) -> _Sub:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
+        try:
+            daemonEnd, direct = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
+        try:
+            pid = os.fork()
+        except OSError:
+            for s in (ours, theirs, daemonEnd, direct):
+                s.close()
+            raise
         if pid == 0:
             try:
+                # Whatever else the root helper holds right now (other
+                # sub-helpers' sockets, the connection being forwarded, the
+                # daemon's ends of sockets not yet sent) must not live on in
+                # the sub-helper: a client would never see EOF.
                 ours.close()
+                daemonEnd.close()
                 for other in self.subs.values():
                     other.sock.close()
                 self.errR.close()
                 self.errW.close()
-                for wake in self.wake:
-                    os.close(wake)
-                # Whatever else the root helper holds right now (above all
-                # the connection being forwarded) must not live on in the
-                # sub-helper: the client would never see EOF.
-                _closeAllBut((theirs.fileno(), self.ctl.fileno()))
+                _closeAllBut((theirs.fileno(), direct.fileno(), self.ctl.fileno()))
                 uid, gid, groups = credentials
                 if groups is not None:
                     os.setgroups(groups)
@@ -435,14 +487,16 @@ class _Helper:
                     os.setresgid(gid, gid, gid)
                 if uid is not None:
                     os.setresuid(uid, uid, uid)
-                _Helper(theirs, self.ctl, isSub=True).run()
+                _Helper([theirs, direct], self.ctl, isSub=True).run()
             except BaseException:
                 pass
             os._exit(0)
         theirs.close()
-        sub = _Sub(pid, ours)
+        direct.close()
+        sub = _Sub(pid, ours, self.nextSubId, credentials, daemonEnd.detach())
+        self.nextSubId += 1
         self.subs[credentials] = sub
-        self.subPids[pid] = credentials
+        self.subPids[pid] = sub
         return sub
 
     def drainErrors(self) -> None:
@@ -465,11 +519,14 @@ class _Helper:
                 return
             if pid == 0:
                 return
-            if pid in self.subPids:
-                gone = self.subs.pop(self.subPids.pop(pid))
-                gone.sock.close()
-                # The daemon fails those of these it has not seen started.
-                self.out.append(("g", list(gone.recent)))
+            gone = self.subPids.pop(pid, None)
+            if gone is not None:
+                if self.subs.get(gone.creds) is gone:
+                    del self.subs[gone.creds]
+                gone.close()
+                # The daemon fails those of these, and of the requests it
+                # sent this sub-helper itself, it has not seen started.
+                self.out.append(("g", list(gone.recent), gone.subId))
                 continue
             if pid not in self.children:
                 # A sub-helper's orphan, reparented to us (subreaper).
@@ -490,10 +547,23 @@ class _Helper:
 
     def flush(self) -> None:
         out, self.out = self.out, []
-        for i in range(0, len(out), MAX_EVENTS_PER_MESSAGE):
-            self.ctl.send(
-                marshal.dumps(out[i : i + MAX_EVENTS_PER_MESSAGE]), socket.MSG_NOSIGNAL
-            )
+        fds, self.outFds = self.outFds, []
+        sent = list(fds)
+        try:
+            for i in range(0, len(out), MAX_EVENTS_PER_MESSAGE):
+                chunk = out[i : i + MAX_EVENTS_PER_MESSAGE]
+                data = marshal.dumps(chunk)
+                n = sum(1 for e in chunk if e[0] == "c" and e[3])
+                if not n:
+                    self.ctl.send(data, socket.MSG_NOSIGNAL)
+                    continue
+                payload = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds[:n])
+                del fds[:n]
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, payload)]
+                self.ctl.sendmsg([data], rights, socket.MSG_NOSIGNAL)
+        finally:
+            for fd in sent:  # the daemon has its copies
+                os.close(fd)
 
     def run(self) -> None:
         wakeR, wakeW = self.wake = os.pipe()
@@ -502,8 +572,9 @@ class _Helper:
         signal.set_wakeup_fd(wakeW, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *args: None)
         poller = select.poll()
-        ctlFD = self.inbox.fileno()
-        poller.register(ctlFD, select.POLLIN)
+        inboxes = {inbox.fileno(): inbox for inbox in self.inboxes}
+        for fd in inboxes:
+            poller.register(fd, select.POLLIN)
         poller.register(wakeR, select.POLLIN)
         poller.register(self.errR.fileno(), select.POLLIN)
         flags = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
@@ -514,18 +585,21 @@ class _Helper:
         while True:
             events = poller.poll()
             for fd, _ev in events:
-                if fd == ctlFD:
+                inbox = inboxes.get(fd)
+                if inbox is not None:
                     for _ in range(_BATCH):
                         try:
-                            data, anc, _f, _a = self.inbox.recvmsg(
+                            data, anc, _f, _a = inbox.recvmsg(
                                 MAX_MESSAGE, ancSize, flags
                             )
                         except BlockingIOError:
                             break
                         if not data:
+                            # The daemon or (for a sub-helper) the root
+                            # helper has gone: so do we.
                             self.flush()
                             return
-                        self.handle(data, anc)
+                        self.handle(fd, data, anc)
                 elif fd == wakeR:
                     try:
                         os.read(wakeR, 4096)
@@ -584,7 +658,7 @@ def main(argv: list) -> None:
     os.set_inheritable(ctl.fileno(), False)
     ctl.setblocking(True)
     _becomeSubreaper()
-    helper = _Helper(ctl, ctl)
+    helper = _Helper([ctl], ctl)
     gc.collect()
     gc.freeze()
     gc.disable()

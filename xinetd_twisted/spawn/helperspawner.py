@@ -16,7 +16,7 @@ import os
 import signal as _signal
 import socket
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.address import _ProcessAddress
 from twisted.internet.defer import Deferred, fail, succeed
@@ -40,6 +40,8 @@ _log = Logger(namespace="xinetd_twisted.spawn")
 HELPER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helper.py")
 _SEND_FLAGS = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
 _READ_BATCH = 64
+_RECV_FLAGS = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+_ANC_SIZE = socket.CMSG_SPACE(_wire.MAX_EVENTS_PER_MESSAGE * 4)
 
 
 @implementer(IProcessTransport)
@@ -55,11 +57,17 @@ class HelperProcess:
     """
 
     def __init__(
-        self, spawner: HelperSpawner, pid: int, proto: Any, setup: ChildSetup
+        self,
+        spawner: HelperSpawner,
+        pid: int,
+        proto: Any,
+        setup: ChildSetup,
+        channel: _Channel,
     ) -> None:
         self.pid: Optional[int] = pid
         self.setup = setup
         self.proto = proto
+        self.channel = channel
         self._spawner = spawner
 
     def signalProcess(self, signalID: Any) -> None:
@@ -124,20 +132,31 @@ class _HelperProtocol(ProcessProtocol):
 
 
 @implementer(IReadDescriptor, IWriteDescriptor)
-class _Control:
+class _Channel:
     """
-    The daemon's end of the control socket, as a reactor descriptor.
+    A socket to the root helper (C{subId} L{None}) or straight to one
+    sub-helper, as a reactor descriptor, with its own send queue.
+
+    @ivar queue: C{(message, fd or -1, requestId or 0)} waiting for the
+        peer to read its socket.
+    @ivar templates: template ids registered on this channel (sub-helpers).
     """
 
-    def __init__(self, spawner: HelperSpawner, sock: socket.socket) -> None:
+    def __init__(
+        self, spawner: HelperSpawner, sock: socket.socket, subId: Optional[int]
+    ) -> None:
         self.spawner = spawner
         self.sock = sock
+        self.subId = subId
+        self.queue: List[Tuple[bytes, int, int]] = []
+        self.templates: Set[int] = set()
+        self.closed = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def logPrefix(self) -> str:
-        return "SpawnHelper"
+        return "SpawnHelper" if self.subId is None else "SpawnSubHelper"
 
     def doRead(self) -> None:
         return self.spawner._readEvents(self)
@@ -146,18 +165,21 @@ class _Control:
         return self.spawner._flushQueue(self)
 
     def connectionLost(self, reason: Failure) -> None:
-        self.spawner._controlLost(self, "control socket lost")
+        self.spawner._channelLost(self, "socket lost")
 
 
 @implementer(ISpawner)
 class HelperSpawner:
     """
-    Spawns through a helper process started (as root) by L{start}.
+    Spawns through a helper process started (as root) by L{start}, and
+    through the per-credential sub-helpers it creates, each reached on its
+    own channel once the helper has handed it over.
 
-    @ivar maxQueued: how many messages may wait for the helper to read its
-        socket before L{spawn} fails with L{SpawnError}.
+    @ivar maxQueued: how many messages may wait on one channel for its
+        peer to read before L{spawn} fails with L{SpawnError}.
     @ivar onBackPressure: called with L{True} when messages start to queue
-        and L{False} when the queue is empty again, so listeners can pause.
+        on any channel and L{False} when no channel has a queue any more,
+        so listeners can pause.
     """
 
     def __init__(
@@ -180,13 +202,15 @@ class HelperSpawner:
         self.maxQueued = maxQueued
         self.onBackPressure = onBackPressure
         self._helperEnv = dict(helperEnvironment or {})
-        self._control: Optional[_Control] = None
+        self._control: Optional[_Channel] = None
+        self._subs: Dict[int, _Channel] = {}  # subId -> channel
+        self._routes: Dict[int, _Channel] = {}  # templateId -> sub channel
+        self._backedUp = 0  # channels with a queue
         self._helperProtocol: Optional[_HelperProtocol] = None
         self._helperTransport: Any = None
         self._templates: Dict[ChildSetup, int] = {}
-        self._pending: Dict[int, Tuple[Any, ChildSetup, Deferred]] = {}
+        self._pending: Dict[int, Tuple[Any, ChildSetup, Deferred, _Channel]] = {}
         self._running: Dict[int, HelperProcess] = {}
-        self._queue: List[Tuple[bytes, int]] = []
         self._ready: List[Deferred] = []
         self._ended: List[Deferred] = []
         self._isReady = False
@@ -208,8 +232,8 @@ class HelperSpawner:
 
     def stop(self) -> Deferred:
         """
-        Close the control socket; the helper exits and leaves running
-        children alone.  Fires when the helper process has ended.
+        Close the channels; the helpers exit and leave running children
+        alone.  Fires when the helper process has ended.
         """
         if self._helperProtocol is None:
             return succeed(None)
@@ -217,7 +241,7 @@ class HelperSpawner:
         self._ended.append(d)
         self._running.clear()  # left running: no processEnded will come
         if self._control is not None:
-            self._controlLost(self._control, "spawner stopped")
+            self._channelLost(self._control, "spawner stopped")
         return d
 
     def spawn(
@@ -233,32 +257,49 @@ class HelperSpawner:
         if self._control is None:
             _log.info("starting the spawn helper")
             self._launch()
-        if len(self._queue) >= self.maxQueued:
-            return fail(SpawnError("the spawn helper is backed up"))
         templateId = self._templates.get(setup)
         if templateId is None:
             templateId = self._register(setup)
-        requestId = self._nextId
-        self._nextId += 1
-        d: Deferred = Deferred()
-        self._pending[requestId] = (processProtocol, setup, d)
-        self._send(
-            _wire.spawnMessage(requestId, templateId, extraEnvironment), socketFD
+        channel = self._routes.get(templateId)
+        if channel is not None and not channel.closed:
+            if len(channel.queue) >= self.maxQueued:
+                return fail(SpawnError("the spawn sub-helper is backed up"))
+            requestId = self._sendSpawn(
+                channel, templateId, setup, socketFD, extraEnvironment
+            )
+            if requestId:
+                return self._expect(requestId, processProtocol, setup, channel)
+            # That sub-helper has gone: the root helper starts another.
+        control = self._control
+        if control is None:
+            return fail(SpawnError("spawn helper: control socket lost"))
+        if len(control.queue) >= self.maxQueued:
+            return fail(SpawnError("the spawn helper is backed up"))
+        requestId = self._sendSpawn(
+            control, templateId, setup, socketFD, extraEnvironment
         )
-        return d
+        if not requestId:
+            return fail(SpawnError("spawn helper: control socket lost"))
+        return self._expect(requestId, processProtocol, setup, control)
 
     def signalChild(self, pid: int, signal: int) -> None:
         """
         See L{ISpawner.signalChild}.
         """
-        if pid in self._running and self._control is not None:
-            self._send(_wire.signalMessage(pid, signal), -1)
+        process = self._running.get(pid)
+        if process is None or self._control is None:
+            return
+        channel = process.channel
+        if channel.closed:
+            # The root helper passes it on to every sub-helper.
+            channel = self._control
+        self._send(channel, _wire.signalMessage(pid, signal), -1)
 
     def isBackedUp(self) -> bool:
         """
-        Whether messages are waiting for the helper to catch up.
+        Whether messages are waiting on any channel for a helper to catch up.
         """
-        return bool(self._queue)
+        return self._backedUp > 0
 
     # --- helper lifecycle ---------------------------------------------
 
@@ -284,8 +325,9 @@ class HelperSpawner:
         ours.setblocking(False)
         self._helperProtocol = proto
         self._helperTransport = transport
-        self._control = _Control(self, ours)
+        self._control = _Channel(self, ours, None)
         self._templates = {}
+        self._routes = {}
         self._isReady = False
         self._reactor.addReader(self._control)
 
@@ -293,32 +335,57 @@ class HelperSpawner:
         if proto is not self._helperProtocol:
             return
         if self._control is not None:
-            self._controlLost(self._control, "spawn helper ended")
+            self._channelLost(self._control, "spawn helper ended")
         self._helperProtocol = None
         self._helperTransport = None
         ended, self._ended = self._ended, []
         for d in ended:
             d.callback(None)
 
-    def _controlLost(self, control: _Control, why: str) -> None:
-        if control is not self._control:
-            return
-        self._control = None
-        self._reactor.removeReader(control)
-        self._reactor.removeWriter(control)
-        control.sock.close()
-        for _data, fd in self._queue:
+    def _close(self, channel: _Channel) -> List[int]:
+        """
+        Close a channel; return the request ids of its unsent spawns.
+        """
+        channel.closed = True
+        self._reactor.removeReader(channel)
+        self._reactor.removeWriter(channel)
+        channel.sock.close()
+        unsent = []
+        for _data, fd, requestId in channel.queue:
             if fd >= 0:
                 os.close(fd)
-        wasBackedUp = bool(self._queue)
-        self._queue = []
-        if wasBackedUp and self.onBackPressure is not None:
-            self.onBackPressure(False)
+            if requestId:
+                unsent.append(requestId)
+        if channel.queue:
+            channel.queue = []
+            self._queueChanged(-1)
+        if channel.subId is not None:
+            self._subs.pop(channel.subId, None)
+            for templateId in [t for t, c in self._routes.items() if c is channel]:
+                del self._routes[templateId]
+        return unsent
+
+    def _channelLost(self, channel: _Channel, why: str) -> None:
+        if channel.closed:
+            return
+        if channel.subId is not None:
+            # The children it started are reaped by the root helper; the
+            # spawns it may still have started fail on its "g" event, which
+            # comes after all it said.  Unsent ones fail now.
+            for requestId in self._close(channel):
+                self._subHelperDied(requestId)
+            return
+        if channel is not self._control:
+            return
+        self._control = None
+        self._close(channel)
+        for sub in list(self._subs.values()):
+            self._close(sub)
         pending, self._pending = self._pending, {}
         ready, self._ready = self._ready, []
         for d in ready:
             d.errback(SpawnError(f"spawn helper: {why}"))
-        for _proto, _setup, d in pending.values():
+        for _proto, _setup, d, _channel in pending.values():
             d.errback(SpawnError(f"spawn helper: {why}"))
         running, self._running = self._running, {}
         for pid, process in running.items():
@@ -339,6 +406,13 @@ class HelperSpawner:
     def _register(self, setup: ChildSetup) -> int:
         templateId = self._nextId
         self._nextId += 1
+        assert self._control is not None
+        for message in self._templateMessages(templateId, setup):
+            self._send(self._control, message, -1)
+        self._templates[setup] = templateId
+        return templateId
+
+    def _templateMessages(self, templateId: int, setup: ChildSetup) -> List[bytes]:
         blob = _wire.encodeTemplate(
             setup.executable,
             setup.argv,
@@ -353,90 +427,131 @@ class HelperSpawner:
             setup.workingDirectory,
             setup.newSession,
         )
-        for message in _wire.templateMessages(templateId, blob):
-            self._send(message, -1)
-        self._templates[setup] = templateId
-        return templateId
+        return _wire.templateMessages(templateId, blob)
 
-    def _send(self, data: bytes, fd: int) -> None:
-        control = self._control
-        assert control is not None
-        if not self._queue:
+    def _sendSpawn(
+        self,
+        channel: _Channel,
+        templateId: int,
+        setup: ChildSetup,
+        socketFD: int,
+        extraEnvironment: Tuple[Tuple[str, str], ...],
+    ) -> int:
+        """
+        Send a start request on C{channel} (registering the template with a
+        sub-helper first); return its request id, 0 if the channel is lost.
+        """
+        if channel.subId is not None and templateId not in channel.templates:
+            for message in self._templateMessages(templateId, setup):
+                if not self._send(channel, message, -1):
+                    return 0
+            channel.templates.add(templateId)
+        requestId = self._nextId
+        self._nextId += 1
+        message = _wire.spawnMessage(requestId, templateId, extraEnvironment)
+        if not self._send(channel, message, socketFD, requestId):
+            return 0
+        return requestId
+
+    def _expect(
+        self, requestId: int, proto: Any, setup: ChildSetup, channel: _Channel
+    ) -> Deferred:
+        d: Deferred = Deferred()
+        self._pending[requestId] = (proto, setup, d, channel)
+        return d
+
+    def _send(
+        self, channel: _Channel, data: bytes, fd: int, requestId: int = 0
+    ) -> bool:
+        """
+        Send or queue a message; L{False} when the channel is lost (and the
+        message was neither sent nor queued).
+        """
+        if not channel.queue:
             try:
-                if fd >= 0:
-                    fds = array.array("i", (fd,))
-                    control.sock.sendmsg(
-                        [data],
-                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
-                        _SEND_FLAGS,
-                    )
-                else:
-                    control.sock.send(data, _SEND_FLAGS)
-                return
+                self._sendNow(channel, data, fd)
+                return True
             except BlockingIOError:
                 pass
             except OSError as e:
-                self._controlLost(control, f"send failed: {os.strerror(e.errno or 0)}")
-                return
+                self._channelLost(channel, f"send failed: {os.strerror(e.errno or 0)}")
+                return False
         # The caller closes its fd when we return: keep our own copy.
-        self._queue.append((data, os.dup(fd) if fd >= 0 else -1))
-        if len(self._queue) == 1:
-            self._reactor.addWriter(control)
-            if self.onBackPressure is not None:
-                self.onBackPressure(True)
+        channel.queue.append((data, os.dup(fd) if fd >= 0 else -1, requestId))
+        if len(channel.queue) == 1:
+            self._reactor.addWriter(channel)
+            self._queueChanged(+1)
+        return True
 
-    def _flushQueue(self, control: _Control) -> None:
-        while self._queue:
-            data, fd = self._queue[0]
+    @staticmethod
+    def _sendNow(channel: _Channel, data: bytes, fd: int) -> None:
+        if fd >= 0:
+            fds = array.array("i", (fd,))
+            channel.sock.sendmsg(
+                [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], _SEND_FLAGS
+            )
+        else:
+            channel.sock.send(data, _SEND_FLAGS)
+
+    def _queueChanged(self, delta: int) -> None:
+        self._backedUp += delta
+        if self.onBackPressure is not None and self._backedUp == (delta > 0):
+            self.onBackPressure(delta > 0)
+
+    def _flushQueue(self, channel: _Channel) -> None:
+        while channel.queue:
+            data, fd, _requestId = channel.queue[0]
             try:
-                if fd >= 0:
-                    fds = array.array("i", (fd,))
-                    control.sock.sendmsg(
-                        [data],
-                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)],
-                        _SEND_FLAGS,
-                    )
-                else:
-                    control.sock.send(data, _SEND_FLAGS)
+                self._sendNow(channel, data, fd)
             except BlockingIOError:
                 return
             except OSError as e:
-                self._controlLost(control, f"send failed: {os.strerror(e.errno or 0)}")
+                self._channelLost(channel, f"send failed: {os.strerror(e.errno or 0)}")
                 return
-            del self._queue[0]
+            del channel.queue[0]
             if fd >= 0:
                 os.close(fd)
-        self._reactor.removeWriter(control)
-        if self.onBackPressure is not None:
-            self.onBackPressure(False)
+        self._reactor.removeWriter(channel)
+        self._queueChanged(-1)
 
     # --- receiving ------------------------------------------------------
 
-    def _readEvents(self, control: _Control) -> None:
+    def _readEvents(self, channel: _Channel) -> None:
         for _ in range(_READ_BATCH):
-            if control is not self._control:
+            if channel.closed:
                 return
             try:
-                data = control.sock.recv(_wire.MAX_MESSAGE, socket.MSG_DONTWAIT)
+                data, anc, _flags, _addr = channel.sock.recvmsg(
+                    _wire.MAX_MESSAGE, _ANC_SIZE, _RECV_FLAGS
+                )
             except BlockingIOError:
                 return
             except OSError as e:
-                self._controlLost(
-                    control, f"receive failed: {os.strerror(e.errno or 0)}"
+                self._channelLost(
+                    channel, f"receive failed: {os.strerror(e.errno or 0)}"
                 )
                 return
+            fds: List[int] = []
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    n = len(payload) - len(payload) % 4
+                    fds.extend(memoryview(payload)[:n].cast("i"))
             if not data:
-                self._controlLost(control, "the helper closed its socket")
+                self._channelLost(channel, "the helper closed its socket")
                 return
-            for event in _wire.decode(data):
-                self._dispatch(event)
+            try:
+                for event in _wire.decode(data):
+                    self._dispatch(event, fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
 
-    def _dispatch(self, event: tuple) -> None:
+    def _dispatch(self, event: tuple, fds: List[int]) -> None:
         kind = event[0]
         if kind == "s":
             _, requestId, pid = event
-            proto, setup, d = self._pending.pop(requestId)
-            process = HelperProcess(self, pid, proto, setup)
+            proto, setup, d, channel = self._pending.pop(requestId)
+            process = HelperProcess(self, pid, proto, setup, channel)
             self._running[pid] = process
             proto.makeConnection(process)
             d.callback(process)
@@ -471,27 +586,59 @@ class HelperSpawner:
                 )
         elif kind == "f":
             _, requestId, code = event
-            _proto, setup, d = self._pending.pop(requestId)
+            _proto, setup, d, _channel = self._pending.pop(requestId)
             _log.error(
                 "{executable}: fork failed: {reason}",
                 executable=setup.executable,
                 reason=os.strerror(code),
             )
             d.errback(SpawnError(f"fork failed: {os.strerror(code)}", code))
+        elif kind == "c":
+            self._route(event, fds)
         elif kind == "g":
-            for requestId in event[1]:
-                lost = self._pending.pop(requestId, None)
-                if lost is not None:
-                    _log.error(
-                        "{executable}: the spawn sub-helper died before starting it",
-                        executable=lost[1].executable,
-                    )
-                    lost[2].errback(SpawnError("spawn sub-helper died"))
+            _, forwarded, subId = event
+            lost = [
+                requestId
+                for requestId, entry in self._pending.items()
+                if entry[3].subId == subId
+            ]
+            for requestId in list(forwarded) + lost:
+                self._subHelperDied(requestId)
+            gone = self._subs.get(subId)
+            if gone is not None:
+                self._close(gone)
         elif kind == "r":
             self._isReady = True
             ready, self._ready = self._ready, []
             for d in ready:
                 d.callback(None)
+
+    def _route(self, event: tuple, fds: List[int]) -> None:
+        """
+        Send the template's next spawns straight to the sub-helper that
+        starts its children.
+        """
+        _, subId, templateId, hasFd = event
+        if hasFd:
+            if not fds:  # truncated: keep going through the root helper
+                return
+            sock = socket.socket(fileno=fds.pop(0))
+            sock.setblocking(False)
+            new = _Channel(self, sock, subId)
+            self._subs[subId] = new
+            self._reactor.addReader(new)
+        channel = self._subs.get(subId)
+        if channel is not None:
+            self._routes[templateId] = channel
+
+    def _subHelperDied(self, requestId: int) -> None:
+        lost = self._pending.pop(requestId, None)
+        if lost is not None:
+            _log.error(
+                "{executable}: the spawn sub-helper died before starting it",
+                executable=lost[1].executable,
+            )
+            lost[2].errback(SpawnError("spawn sub-helper died"))
 
 
 __all__ = ["HelperSpawner", "HelperProcess", "HELPER_PATH"]
