@@ -32,7 +32,7 @@ from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.logs import wallDuration
 from xinetd_twisted.redirect import IRedirectObserver, RedirectFactory, Traffic
-from xinetd_twisted.runtime import DaemonContext, ServiceRuntime, _sendNoWait
+from xinetd_twisted.runtime import DaemonContext, ServiceRuntime, sendNoWait
 from xinetd_twisted.spawn.interfaces import ChildSetup
 from xinetd_twisted.spawn.setup import childSetupFor
 
@@ -96,7 +96,7 @@ class _AdoptingRuntime(ServiceRuntime):
     def _adopt(self, fd: int) -> None:
         success = self._banners[1]
         if success:
-            _sendNoWait(fd, success)
+            sendNoWait(fd, success)
         self._context.reactor.adoptStreamConnection(
             fd, self._family, self._currentFactory
         )

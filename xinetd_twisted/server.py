@@ -40,11 +40,10 @@ from xinetd_twisted.ownlog import DaemonSyslogObserver
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.hostsaccess import HostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
+from xinetd_twisted.programs import SpawningStreamRuntime, WaitRuntime
 from xinetd_twisted.runtime import (
     DaemonContext,
     ServiceRuntime,
-    SpawningStreamRuntime,
-    WaitRuntime,
 )
 from xinetd_twisted.spawn.interfaces import ISpawner
 
