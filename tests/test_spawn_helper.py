@@ -171,6 +171,32 @@ class HelperSpawnerTests(TestCase):
             received += data
         self.assertEqual(received, b"hi\n")
 
+    @defer.inlineCallbacks
+    def test_protocolErrorIsLoggedNotFatal(self):
+        """
+        A process protocol raising in processEnded is logged; the helper
+        keeps running and spawning.
+        """
+
+        class Raising(_Child):
+            def processEnded(self, reason: Any) -> None:
+                _Child.processEnded(self, reason)
+                raise RuntimeError("a bug in the protocol")
+
+        helperPid = self.spawner._helperTransport.pid
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = Raising()
+        yield self.spawner.spawn(
+            child, ChildSetup("/bin/true", ("true",)), theirs.fileno(), ()
+        )
+        theirs.close()
+        yield child.ended  # fired just before the raise
+        yield deferLater(reactor, 0, lambda: None)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        info = yield self.probe(_probeSetup())
+        self.assertEqual(info["ppid"], helperPid)
+
     def test_interface(self) -> None:
         """HelperSpawner provides ISpawner."""
         verifyObject(ISpawner, self.spawner)

@@ -541,7 +541,12 @@ class HelperSpawner:
                 return
             try:
                 for event in _wire.decode(data):
-                    self._dispatch(event, fds)
+                    try:
+                        self._dispatch(event, fds)
+                    except Exception:
+                        # A process protocol's bug must not take the channel
+                        # (and every other child's reports) down with it.
+                        _log.failure("spawn helper event {event!r}", event=event)
             finally:
                 for fd in fds:
                     os.close(fd)
