@@ -139,7 +139,9 @@ class ReloadTests(LifeTestCase):
         """Ten reloads that keep a service, while clients hammer it: no connection fails."""
         port, other = freePort(), freePort()
         script = self.script("echo ok$1")
-        base = shService("hammer", port, script, extra="cps = 1000 1")
+        # cps off: a quick client reaches xinetd's default limit (and would
+        # trip any fixed one) by itself, which is not what is tested here.
+        base = shService("hammer", port, script, extra="cps = 0 0")
         d = self.daemon(base)
         d.start(waitFor=(HOST, port))
         failures: List[str] = []
@@ -164,7 +166,7 @@ class ReloadTests(LifeTestCase):
         try:
             for n in range(10):
                 time.sleep(0.2)
-                text = shService("hammer", port, f"{script} {n}", extra="cps = 1000 1")
+                text = shService("hammer", port, f"{script} {n}", extra="cps = 0 0")
                 if n % 2 == 0:
                     text += echoService("toggled", other)
                 self.reloadWith(d, text, n + 1)
