@@ -392,6 +392,20 @@ class HelperSpawnerTests(TestCase):
         self.spawner.signalChild(12345678, signal.SIGTERM)  # unknown: ignored
 
     @defer.inlineCallbacks
+    def test_signalChildTakesSignalsMembers(self):
+        """signalChild accepts a signal.Signals member, as the server passes."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = _Child()
+        transport = yield self.spawner.spawn(
+            child, _probeSetup("--sleep", "30"), theirs.fileno(), ()
+        )
+        theirs.close()
+        self.spawner.signalChild(transport.pid, signal.SIGKILL)
+        reason = (yield child.ended).reason
+        self.assertEqual(reason.value.signal, signal.SIGKILL)
+
+    @defer.inlineCallbacks
     def test_helperDeathAndRestart(self):
         """A killed helper ends running children's tracking and the next spawn restarts it."""
         ours, theirs = socket.socketpair()

@@ -16,6 +16,7 @@ import os
 import signal as _signal
 import socket
 import sys
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.address import _ProcessAddress
@@ -293,7 +294,8 @@ class HelperSpawner:
         if channel.closed:
             # The root helper passes it on to every sub-helper.
             channel = self._control
-        self._send(channel, _wire.signalMessage(pid, signal), -1)
+        # int(): a signal.Signals member does not marshal.
+        self._send(channel, _wire.signalMessage(pid, int(signal)), -1)
 
     def isBackedUp(self) -> bool:
         """
@@ -312,14 +314,18 @@ class HelperSpawner:
         # Starting the helper is rare, so take the fork path when root.
         creds = {"uid": 0, "gid": 0} if os.getuid() == 0 else {}
         try:
-            transport = self._reactor.spawnProcess(
-                proto,
-                sys.executable,
-                [sys.executable, "-I", "-S", HELPER_PATH, "3"],
-                env=self._helperEnv,
-                childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
-                **creds,
-            )
+            with warnings.catch_warnings():
+                # Twisted's fork path then warns, in the child, that it is
+                # asked to become root while already root: it is on purpose.
+                warnings.filterwarnings("ignore", message="tried to drop privileges")
+                transport = self._reactor.spawnProcess(
+                    proto,
+                    sys.executable,
+                    [sys.executable, "-I", "-S", HELPER_PATH, "3"],
+                    env=self._helperEnv,
+                    childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
+                    **creds,
+                )
         finally:
             theirs.close()
         ours.setblocking(False)
