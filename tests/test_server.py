@@ -113,10 +113,19 @@ def _listening(port: int) -> bool:
         return False
 
 
+def _portFreeEverywhere() -> int:
+    """
+    A port free on every address (a test rebinds it on 127.0.0.2).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
 class ReloadTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.port = freePort()
-        self.other = freePort()
+        self.port = _portFreeEverywhere()
+        self.other = _portFreeEverywhere()
 
     def test_unchangedServiceKeepsSocketAndChildren(self) -> None:
         """A reload that keeps a service keeps its socket, runtime and children, with the new server_args."""
