@@ -29,10 +29,14 @@ from xinetd_twisted.builtins.formats import daytimeString, timeBytes
 from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
-from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.logs import wallDuration
 from xinetd_twisted.redirect import IRedirectObserver, RedirectFactory, Traffic
-from xinetd_twisted.runtime import DaemonContext, ServiceRuntime, sendNoWait
+from xinetd_twisted.runtime import (
+    AcceptingRuntime,
+    DaemonContext,
+    ServiceRuntime,
+    sendNoWait,
+)
 from xinetd_twisted.spawn.interfaces import ChildSetup
 from xinetd_twisted.spawn.setup import childSetupFor
 
@@ -58,13 +62,31 @@ def _host(peer: Any) -> Optional[str]:
     return host if isinstance(host, str) else None
 
 
-class _AdoptingRuntime(ServiceRuntime):
+class _QuietObserver:
+    """
+    L{IBuiltinObserver} calls a runtime has nothing to do for.
+    """
+
+    def connectionMade(self, serviceId: str, peer: Any) -> None:
+        pass
+
+    def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
+        pass
+
+    def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
+        pass
+
+    def datagramRefused(
+        self, serviceId: str, peer: Tuple[str, int], reason: str
+    ) -> None:
+        pass
+
+
+class _AdoptingRuntime(AcceptingRuntime):
     """
     A stream service whose connections become Twisted transports after the
     shared pipeline admitted them.
     """
-
-    _acceptor: Optional[StreamAcceptor] = None
 
     def _factory(self) -> Any:
         raise NotImplementedError()
@@ -72,15 +94,7 @@ class _AdoptingRuntime(ServiceRuntime):
     def _open(self, sock: socket.socket) -> None:
         self._family = sock.family
         self._currentFactory = self._factory()
-        self._acceptor = StreamAcceptor(
-            self._context.reactor, sock, self._connection, self.serviceId
-        )
-        self._acceptor.startReading()
-
-    def _close(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.close()
-            self._acceptor = None
+        super()._open(sock)
 
     def update(self, service: ServiceConfig) -> None:
         super().update(service)
@@ -103,7 +117,7 @@ class _AdoptingRuntime(ServiceRuntime):
 
 
 @implementer(IBuiltinObserver)
-class InternalStreamRuntime(_AdoptingRuntime):
+class InternalStreamRuntime(_QuietObserver, _AdoptingRuntime):
     """
     echo, discard, daytime, time, chargen over TCP, answered in-process.
     """
@@ -155,17 +169,9 @@ class InternalStreamRuntime(_AdoptingRuntime):
                 0, status=0, duration=wallDuration(started, self._context.wallClock())
             )
 
-    def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
-        pass
-
-    def datagramRefused(
-        self, serviceId: str, peer: Tuple[str, int], reason: str
-    ) -> None:
-        pass
-
 
 @implementer(IBuiltinObserver)
-class InternalDatagramRuntime(ServiceRuntime):
+class InternalDatagramRuntime(_QuietObserver, ServiceRuntime):
     """
     echo, discard, daytime, time, chargen over UDP: each datagram answered
     in-process, within the reply budget, never to a reply (loop guard).
@@ -216,19 +222,8 @@ class InternalDatagramRuntime(ServiceRuntime):
             self._deactivateFor(refusal.deactivateUntil)
         return False
 
-    def connectionMade(self, serviceId: str, peer: Any) -> None:
-        pass
-
-    def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
-        pass
-
     def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
         self.log.start(0, peer[0])
-
-    def datagramRefused(
-        self, serviceId: str, peer: Tuple[str, int], reason: str
-    ) -> None:
-        pass
 
 
 @implementer(IRedirectObserver)
@@ -270,7 +265,7 @@ class RedirectRuntime(_AdoptingRuntime):
 
 
 @implementer(IBuiltinObserver)
-class TcpmuxRuntime(_AdoptingRuntime):
+class TcpmuxRuntime(_QuietObserver, _AdoptingRuntime):
     """
     The tcpmux multiplexer (RFC 1078): reads a service name and hands the
     connection to that TCPMUX/TCPMUXPLUS sub-service's program, started
@@ -359,14 +354,6 @@ class TcpmuxRuntime(_AdoptingRuntime):
         self.log.exit(
             0, status=0, duration=wallDuration(started, self._context.wallClock())
         )
-
-    def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
-        pass
-
-    def datagramRefused(
-        self, serviceId: str, peer: Tuple[str, int], reason: str
-    ) -> None:
-        pass
 
 
 _log = Logger()

@@ -15,30 +15,16 @@ from typing import Any, Optional
 
 from xinetd_twisted.ident import queryIdent
 from xinetd_twisted.listen.sockets import numericHost
-from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.listen.wait import WaitDescriptor
-from xinetd_twisted.runtime import ServiceRuntime, sendNoWait
+from xinetd_twisted.runtime import AcceptingRuntime, ServiceRuntime, sendNoWait
 
 
-class SpawningStreamRuntime(ServiceRuntime):
+class SpawningStreamRuntime(AcceptingRuntime):
     """
     Stream C{wait = no} with a program: each connection becomes a child's
     fds 0, 1 and 2; the parent keeps nothing, so the client sees EOF when
     the child exits.
     """
-
-    _acceptor: Optional[StreamAcceptor] = None
-
-    def _open(self, sock: socket.socket) -> None:
-        self._acceptor = StreamAcceptor(
-            self._context.reactor, sock, self._connection, self.serviceId
-        )
-        self._acceptor.startReading()
-
-    def _close(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.close()
-            self._acceptor = None
 
     def _connection(self, fd: int, address: object) -> None:
         try:

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from xinetd_twisted.config.model import FileLog, ServiceConfig
 from xinetd_twisted.ident import queryIdent
 from xinetd_twisted.listen.sockets import SocketSpec, openServiceSocket
+from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.logs import ServiceLog, wallDuration
 from xinetd_twisted.logsinks import SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext, Refusal, ServicePolicy
@@ -597,3 +598,26 @@ class ServiceRuntime:
         """
         A child ended (or never started): wait-mode services resume here.
         """
+
+
+class AcceptingRuntime(ServiceRuntime):
+    """
+    A stream service whose connections arrive through a L{StreamAcceptor}
+    and are handed to L{_connection} (which owns and closes the fd).
+    """
+
+    _acceptor: Optional[StreamAcceptor] = None
+
+    def _open(self, sock: socket.socket) -> None:
+        self._acceptor = StreamAcceptor(
+            self._context.reactor, sock, self._connection, self.serviceId
+        )
+        self._acceptor.startReading()
+
+    def _close(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+            self._acceptor = None
+
+    def _connection(self, fd: int, address: object) -> None:
+        raise NotImplementedError()
