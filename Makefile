@@ -21,7 +21,9 @@ run: install
 	$(BIN)/twistd -n --pidfile= xinetd --config conf/xinetd.conf
 
 test: install-test
-	$(BIN)/python -m twisted.trial --reporter=text tests
+	$(BIN)/ruff check xinetd_twisted tests twisted bench
+	$(BIN)/mypy xinetd_twisted
+	$(BIN)/python -m twisted.trial tests
 
 lint: install-test
 	$(BIN)/ruff check xinetd_twisted tests twisted bench
