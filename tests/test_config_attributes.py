@@ -274,16 +274,26 @@ class ValueTests(SynchronousTestCase):
         rpc_version ranges and rpc_number.
         """
         body = EXTERNAL.replace("UNLISTED", "RPC UNLISTED").replace("port = 4000", "")
-        s = one("rpc_version = 2-4\n rpc_number = 300000", body)
-        self.assertEqual((s.rpcVersion, s.rpcNumber, s.port), ((2, 4), 300000, None))
+        config = parse(service(body + "\n rpc_version = 2-4\n rpc_number = 300000"))
+        # Parsed and checked, then dropped: RPC is not supported.
+        self.assertEqual(config.services, ())
+        self.assertEqual(len(messages(config)), 1)
+        self.assertIn(
+            "RPC (portmap registration) is not supported", messages(config)[0]
+        )
+        bad = parse(service(body + "\n rpc_version = 4-2\n rpc_number = 300000"))
+        self.assertNotIn("RPC (portmap", messages(bad)[0])
 
     def test_listedRpc(self) -> None:
         """
-        A listed RPC service takes its number from the rpc file.
+        A listed RPC service must be in the rpc file (and is then dropped:
+        RPC is not supported).
         """
         body = EXTERNAL.replace("UNLISTED", "RPC").replace("port = 4000", "")
         config = parse(service(body + "\n rpc_version = 1", name="rusersd"))
-        self.assertEqual(config.services[0].rpcNumber, 100002)
+        self.assertIn(
+            "RPC (portmap registration) is not supported", messages(config)[0]
+        )
         config = parse(service(body + "\n rpc_version = 1", name="nosuchrpc"))
         self.assertIn("unknown RPC service: nosuchrpc", messages(config)[0])
 

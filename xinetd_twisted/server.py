@@ -388,19 +388,26 @@ class SuperServer(Service):
     def _startRuntime(
         self, service: ServiceConfig, subservices: List[ServiceConfig]
     ) -> Optional[ServiceRuntime]:
-        runtime = runtimeFor(self._context, service)
-        if runtime is None:
-            return None
-        if isinstance(runtime, TcpmuxRuntime):
-            runtime.setSubservices(subservices)
         try:
+            runtime = runtimeFor(self._context, service)
+            if runtime is None:
+                return None
+            if isinstance(runtime, TcpmuxRuntime):
+                runtime.setSubservices(subservices)
             runtime.activate()
         except OSError as e:
             self.log.error(
                 "bind failed for service {service} ({error}); "
                 "Service {service} failed to start and is deactivated.",
-                service=runtime.serviceId,
+                service=service.serviceId,
                 error=e.strerror or str(e),
+            )
+            return None
+        except Exception:
+            # One broken service never takes the others down.
+            self.log.failure(
+                "Service {service} failed to start and is deactivated.",
+                service=service.serviceId,
             )
             return None
         self.runtimes[runtime.serviceId.lower()] = runtime

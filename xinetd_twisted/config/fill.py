@@ -380,6 +380,13 @@ class Filler:
         if "INTERNAL" not in types:
             self._checkServer(sc)
             self._checkCredentials(sc)
+        if "RPC" in types:
+            # Checked last, so that the RPC attributes are still checked.
+            raise Drop(
+                f"Service {sid} is an RPC service: RPC (portmap registration) "
+                "is not supported - DISABLING",
+                "type",
+            )
         logOnSuccess, logOnFailure = sc.logOnSuccess, sc.logOnFailure
         if sc.port == IDENT_PORT and sc.protocol == "tcp":
             for label, mask in (
