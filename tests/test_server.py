@@ -288,3 +288,33 @@ class StopTests(SynchronousTestCase):
         h.server.terminate()
         self.assertIsNone(h.server.reload())
         self.assertFalse(_listening(self.port))
+
+
+class BrokenServiceTests(SynchronousTestCase):
+    """
+    One service whose runtime cannot be built is deactivated alone.
+    """
+
+    def test_othersRun(self) -> None:
+        """
+        An unexpected error while building one service's runtime is logged
+        and that service skipped; the others listen.
+        """
+        import xinetd_twisted.server as serverModule
+
+        real = serverModule.runtimeFor
+
+        def breaking(context: Any, service: Any) -> Any:
+            if service.serviceId == "broken":
+                raise RuntimeError("cannot build")
+            return real(context, service)
+
+        self.patch(serverModule, "runtimeFor", breaking)
+        h = ServerHarness(
+            self,
+            serviceBlock("broken", _portFreeEverywhere())
+            + serviceBlock("fine", _portFreeEverywhere()),
+        )
+        self.assertEqual(list(h.server.runtimes), ["fine"])
+        self.assertTrue(h.server.runtimes["fine"].active)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
