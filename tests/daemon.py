@@ -97,7 +97,12 @@ class Daemon:
     @ivar logPath: twistd's log file.
     """
 
-    def __init__(self, configText: str, extraArgs: Optional[List[str]] = None) -> None:
+    def __init__(
+        self,
+        configText: str,
+        extraArgs: Optional[List[str]] = None,
+        serviceEvents: bool = True,
+    ) -> None:
         self.directory = tempfile.mkdtemp(prefix="xt-daemon-")
         os.chmod(self.directory, 0o755)
         self.configPath = os.path.join(self.directory, "xinetd.conf")
@@ -105,6 +110,7 @@ class Daemon:
             f.write(configText)
         self.logPath = os.path.join(self.directory, "twistd.log")
         self.extraArgs = extraArgs or []
+        self.serviceEvents = serviceEvents
         self.process: Optional[subprocess.Popen] = None
 
     def start(self, waitFor: Optional[tuple] = None, timeout: float = 20.0) -> None:
@@ -121,6 +127,8 @@ class Daemon:
                 "--config",
                 self.configPath,
             ]
+            # Service lines in twistd's log too, where tests read them.
+            + (["--service-events"] if self.serviceEvents else [])
             + self.extraArgs
         )
         self.process = subprocess.Popen(

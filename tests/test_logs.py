@@ -22,6 +22,7 @@ from xinetd_twisted.logs import (
     JSON_LOG_ENVIRONMENT,
     SERVICE_NAMESPACE,
     ServiceLog,
+    enableServiceEvents,
     formatExit,
     formatFail,
     formatNoid,
@@ -368,10 +369,12 @@ class ServiceLogTests(SynchronousTestCase):
         )
 
     def test_defaultNamespace(self) -> None:
-        """Without an injected logger, events go to the global publisher."""
+        """Without an injected logger, events go to the global publisher once enabled."""
         observer = EventLoggingObserver.createWithCleanup(
             cast(Any, self), globalLogPublisher
         )
+        enableServiceEvents(True)
+        self.addCleanup(enableServiceEvents, False)
         log = ServiceLog("g", ALL_SUCCESS, frozenset(), None)
         log.start(2, V4)
         self.assertEqual(len(observer), 1)
@@ -379,10 +382,46 @@ class ServiceLogTests(SynchronousTestCase):
         self.assertEqual(observer[0]["event"], "start")
 
 
+class ServiceEventsSwitchTests(SynchronousTestCase):
+    """
+    Tests for L{enableServiceEvents}.
+    """
+
+    def test_offByDefault(self) -> None:
+        """
+        Without an injected logger and unless enabled, no event reaches the
+        global publisher; the xinetd line still reaches the sink.
+        """
+        enableServiceEvents(False)
+        observer = EventLoggingObserver.createWithCleanup(
+            cast(Any, self), globalLogPublisher
+        )
+        sink = RecordingSink()
+        ServiceLog("g", ALL_SUCCESS, frozenset(), sink).start(2, V4)
+        self.assertEqual(len(observer), 0)
+        self.assertEqual(sink.lines, ["START: g pid=2 from=127.0.0.1"])
+
+    def test_jsonLoggerEnables(self) -> None:
+        """
+        Making the JSON observer turns the service events on.
+        """
+        self.addCleanup(enableServiceEvents, False)
+        jsonLogger({}, stdout=io.StringIO())
+        observer = EventLoggingObserver.createWithCleanup(
+            cast(Any, self), globalLogPublisher
+        )
+        ServiceLog("g", ALL_SUCCESS, frozenset(), None).start(2, V4)
+        self.assertEqual(len(observer), 1)
+
+
 class JsonLoggerTests(SynchronousTestCase):
     """
     Tests for L{jsonLogger}.
     """
+
+    def setUp(self) -> None:
+        # jsonLogger turns the global service events on: undo it.
+        self.addCleanup(enableServiceEvents, False)
 
     def test_stdout(self) -> None:
         """Without the variable, events are JSON lines on standard output."""

@@ -32,6 +32,24 @@ SERVICE_NAMESPACE = "xinetd_twisted.service"
 The L{twisted.logger} namespace of structured service events.
 """
 
+_serviceEvents = {"enabled": False}
+
+
+def enableServiceEvents(enabled: bool = True) -> None:
+    """
+    Send every service event to the global L{twisted.logger} publisher (and
+    so to twistd's log and any observer), or stop doing so.
+
+    Off by default: formatting two events per connection for twistd's text
+    log costs the reactor about as much as the rest of the accept and spawn
+    path, and xinetd's own log does not carry them either (they go where
+    C{log_type} says).  C{twistd xinetd --service-events} turns them on;
+    L{jsonLogger} does too.  A L{ServiceLog} given its own C{logger} always
+    emits to it.
+    """
+    _serviceEvents["enabled"] = enabled
+
+
 JSON_LOG_ENVIRONMENT = "XINETD_TWISTED_JSON_LOG"
 """
 Environment variable naming the file L{jsonLogger} appends to (C{-} or
@@ -237,6 +255,7 @@ class ServiceLog:
         self.sink = sink
         self.mapToIPv4 = mapToIPv4
         self._log = logger if logger is not None else Logger(SERVICE_NAMESPACE)
+        self._always = logger is not None
 
     @classmethod
     def fromConfig(
@@ -270,6 +289,8 @@ class ServiceLog:
     ) -> None:
         if line is not None and self.sink is not None:
             self.sink.write(line)
+        if not (self._always or _serviceEvents["enabled"]):
+            return
         self._log.emit(
             level,
             "{xinetdLine}" if line is not None else "{event}: {service}",
@@ -395,4 +416,6 @@ def jsonLogger(
         out: IO[str] = sys.stdout if stdout is None else stdout
     else:
         out = opener(path, "a", encoding="utf-8", buffering=1)
+    # Asking for the JSON stream is asking for the service events in it.
+    enableServiceEvents(True)
     return cast(ILogObserver, jsonFileLogObserver(out, recordSeparator=""))

@@ -93,6 +93,13 @@ class Options(usage.Options):
     optFlags = [
         ["no-libwrap", None, "Do not consult hosts.allow/hosts.deny at all."],
         [
+            "service-events",
+            None,
+            "Also send every service event (start, exit, refusal, bytes) to "
+            "twistd's log as structured events (on with --logger="
+            "xinetd_twisted.logs.jsonLogger).",
+        ],
+        [
             "stayalive",
             None,
             "Keep running when no service is available (xinetd's -stayalive; "
@@ -133,6 +140,11 @@ def makeService(options: Any) -> IService:
     from functools import partial
 
     from xinetd_twisted.server import DaemonOptions, SuperServer, makeSpawner
+
+    if options["service-events"]:
+        from xinetd_twisted.logs import enableServiceEvents
+
+        enableServiceEvents(True)
 
     daemonOptions = DaemonOptions(
         processLimit=options["limit"],
