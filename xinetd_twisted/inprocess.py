@@ -252,7 +252,7 @@ class RedirectRuntime(_AdoptingRuntime):
         self.log.start(0, _host(peer))
 
     def connectFailed(self, serviceId: str, peer: Any, message: str) -> None:
-        self.log_.error("{message}", message=message)
+        self.daemonLog.error("{message}", message=message)
 
     def connectionEnded(self, serviceId: str, peer: Any, traffic: Traffic) -> None:
         started = self._starts.pop(id(peer), self._context.wallClock())

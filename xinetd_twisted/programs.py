@@ -146,7 +146,7 @@ class WaitRuntime(ServiceRuntime):
         if self._waiter is not None and self.active:
             dropped = self._waiter.childDone()
             if dropped is not None:
-                self.log_.warn(
+                self.daemonLog.warn(
                     "service {service}: the server exited without reading the "
                     "datagram from {peer}; discarded it",
                     service=self.serviceId,

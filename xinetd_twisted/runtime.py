@@ -198,11 +198,12 @@ class ServiceRuntime:
         reload; the bound one may differ after an IPv6 -> IPv4 fallback).
     @ivar spec: the socket actually bound.
     @ivar policy: access control and limits (state kept across reloads).
-    @ivar log: the service's xinetd log.
+    @ivar log: the service's xinetd log (START/EXIT/FAIL lines).
+    @ivar daemonLog: the daemon's own messages about this service.
     @ivar running: children started and not yet reaped, by pid.
     """
 
-    log_ = Logger()
+    daemonLog = Logger()
     countsInstances = True
 
     def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
@@ -275,11 +276,11 @@ class ServiceRuntime:
         """
         sock, spec, notice = openServiceSocket(self.service)
         if notice:
-            self.log_.info(notice)
+            self.daemonLog.info(notice)
         self.spec = spec
         self._open(sock)
         self.active = True
-        self.log_.info(
+        self.daemonLog.info(
             "service {service} listening on {where}",
             service=self.serviceId,
             where=spec.describe(),
@@ -374,7 +375,7 @@ class ServiceRuntime:
             else:
                 self._refuseConnection(held, refusal, peer)
         except Exception:
-            self.log_.failure("service {service}: admitting", service=self.serviceId)
+            self.daemonLog.failure("service {service}: admitting", service=self.serviceId)
         finally:
             os.close(held)
 
@@ -437,13 +438,13 @@ class ServiceRuntime:
         if refusal.reason in ("load", "libwrap") or (
             refusal.reason == "address" and "equally" in refusal.message
         ):
-            self.log_.error("{message}", message=refusal.message)
+            self.daemonLog.error("{message}", message=refusal.message)
         self.log.fail(refusal.reason, peer)
         if refusal.deactivated and refusal.deactivateUntil is not None:
-            self.log_.error("{message}", message=refusal.message)
+            self.daemonLog.error("{message}", message=refusal.message)
             self._deactivateFor(refusal.deactivateUntil)
         if refusal.sensor is not None and refusal.sensor.name == "ADDED":
-            self.log_.critical(
+            self.daemonLog.critical(
                 "{pid} {{process_sensor}} Adding {peer} to the global_no_access "
                 "list for {minutes} minutes",
                 pid=os.getpid(),
@@ -469,14 +470,14 @@ class ServiceRuntime:
         try:
             self.activate()
         except OSError as e:
-            self.log_.error(
+            self.daemonLog.error(
                 "Error activating service {service}: {error}; retrying in 10 s",
                 service=self.serviceId,
                 error=e.strerror or str(e),
             )
             self._reactivation = self._context.reactor.callLater(10, self._reactivate)
             return
-        self.log_.error("Activating service {service}", service=self.serviceId)
+        self.daemonLog.error("Activating service {service}", service=self.serviceId)
 
     # --- children ------------------------------------------------------------
 
@@ -525,7 +526,7 @@ class ServiceRuntime:
 
     def _spawnFailed(self, reason: Failure, attempt: _SpawnAttempt) -> None:
         attempt.failures += 1
-        self.log_.error(
+        self.daemonLog.error(
             "{service}: fork failed: {reason}",
             service=self.serviceId,
             reason=reason.getErrorMessage(),
@@ -542,7 +543,7 @@ class ServiceRuntime:
             self.retrying.append(attempt)
             return
         if attempt.failures >= MAX_FORK_FAILURES:
-            self.log_.error(
+            self.daemonLog.error(
                 "service {service}: too many consecutive fork failures",
                 service=self.serviceId,
             )
