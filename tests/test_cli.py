@@ -104,6 +104,37 @@ class CheckTests(SynchronousTestCase):
         self.assertEqual(status, 0)
         self.assertIn("\nservice a\n{\n\tid              = a\n", output)
 
+    def test_dumpCommand(self) -> None:
+        """
+        C{dump} prints only the effective blocks, which read back as the
+        same services; problems go to standard error.
+        """
+        path = self.write(
+            service(EXTERNAL, name="a")
+            + service(EXTERNAL + "\n wait = maybe", name="b")
+        )
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["dump", path], out=out, err=err)
+        self.assertEqual(status, 0)
+        self.assertTrue(out.getvalue().startswith("service a\n{\n"))
+        self.assertNotIn("service b", out.getvalue())
+        self.assertIn("attribute wait", err.getvalue())
+        again = self.write(out.getvalue())
+        self.assertEqual(self.check("check", again)[0], 0)
+
+    def test_checkInetdCompat(self) -> None:
+        """
+        C{check --inetd-compat FILE} reads the inetd.conf after the xinetd
+        files, as the daemon's option does.
+        """
+        path = self.write("")
+        inetd = self.write("echo stream tcp nowait root internal\n")
+        status, output = self.check("check", "--inetd-compat", inetd, path)
+        self.assertEqual(
+            (status, output.splitlines()[-1]),
+            (0, "1 service would run: echo-stream (0 dropped)"),
+        )
+
     def test_subprocess(self) -> None:
         """
         python -m xinetd_twisted.cli check works as a program.

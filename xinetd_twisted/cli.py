@@ -27,7 +27,7 @@ def check(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     error was found, or the configuration is refused.
     """
     try:
-        config = loadConfig(options.config)
+        config = loadConfig(options.config, inetdConf=options.inetd_compat)
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=out)
@@ -49,6 +49,27 @@ def check(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write(dumpService(service))
     failed = any(p.severity is not Severity.WARNING for p in config.problems)
     return 1 if config.dropped or failed else 0
+
+
+def dump(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """
+    Print the effective configuration of every service that would run (in
+    xinetd.conf syntax, after defaults and implied values); problems go to
+    C{err}.  1 when the configuration is refused.
+    """
+    try:
+        config = loadConfig(options.config, inetdConf=options.inetd_compat)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=err)
+        return 1
+    for problem in config.problems:
+        print(problem, file=err)
+    for index, service in enumerate(config.services):
+        if index:
+            print(file=out)
+        out.write(dumpService(service))
+    return 0
 
 
 def convert(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -94,6 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     checkParser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     checkParser.set_defaults(run=check)
+    dumpParser = commands.add_parser(
+        "dump", help="print the effective configuration of every service"
+    )
+    dumpParser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    dumpParser.set_defaults(run=dump)
+    for sub in (checkParser, dumpParser):
+        sub.add_argument(
+            "--inetd-compat",
+            metavar="INETD_CONF",
+            default=None,
+            help="also read this inetd.conf, as the daemon's --inetd-compat does",
+        )
     convertParser = commands.add_parser(
         "convert",
         help="write the xinetd.conf equivalent of an inetd.conf to standard output",
