@@ -210,6 +210,28 @@ class ReloadTests(LifeTestCase):
         self.assertIn("Sending signal 9 to slow server", d.log())
         self.assertRaises(OSError, socket.create_connection, (HOST, port), 2)
 
+    def test_removedInternalServiceConnectionsEnd(self) -> None:
+        """
+        Removing an internal service ends its in-process connections, as
+        xinetd ends the servers it forked for them; other services' stay.
+        """
+        port, other = freePort(), freePort()
+        d = self.daemon(echoService("gone", port) + echoService("other", other))
+        d.start(waitFor=(HOST, port))
+        gone = self.connect(port)
+        kept = self.connect(other)
+        for s in (gone, kept):
+            s.sendall(b"x")
+            self.assertEqual(s.recv(1), b"x")
+        self.reloadWith(d, echoService("other", other), 1)
+        gone.settimeout(10)
+        try:
+            self.assertEqual(gone.recv(1), b"")
+        except ConnectionResetError:
+            pass  # aborted: a reset is as good as an EOF here
+        kept.sendall(b"y")
+        self.assertEqual(kept.recv(1), b"y")
+
     def test_badConfigKeepsServing(self) -> None:
         """A configuration that fails to load on reload leaves the service running."""
         port = freePort()

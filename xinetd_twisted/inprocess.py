@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from twisted.logger import Logger
@@ -82,6 +83,24 @@ class _QuietObserver:
         pass
 
 
+class _Recording:
+    """
+    Builds protocols with C{factory} and remembers them (weakly), so a
+    dropped service can end its connections.  adoptStreamConnection needs
+    only C{buildProtocol}.
+    """
+
+    def __init__(self, factory: Any, protocols: "weakref.WeakSet[Any]") -> None:
+        self._factory = factory
+        self._protocols = protocols
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = self._factory.buildProtocol(addr)
+        if protocol is not None:
+            self._protocols.add(protocol)
+        return protocol
+
+
 class _AdoptingRuntime(AcceptingRuntime):
     """
     A stream service whose connections become Twisted transports after the
@@ -92,6 +111,8 @@ class _AdoptingRuntime(AcceptingRuntime):
         raise NotImplementedError()
 
     def _open(self, sock: socket.socket) -> None:
+        if not hasattr(self, "_protocols"):
+            self._protocols: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._family = sock.family
         self._currentFactory = self._factory()
         super()._open(sock)
@@ -112,8 +133,20 @@ class _AdoptingRuntime(AcceptingRuntime):
         if success:
             sendNoWait(fd, success)
         self._context.reactor.adoptStreamConnection(
-            fd, self._family, self._currentFactory
+            fd, self._family, _Recording(self._currentFactory, self._protocols)
         )
+
+    def killChildren(self, signum: int) -> None:
+        """
+        The service was dropped: end its in-process connections, as xinetd
+        ends the servers it forked for them (a tcpmux connection handed to a
+        program is that program's, and is left alone).
+        """
+        super().killChildren(signum)
+        for protocol in list(getattr(self, "_protocols", ())):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and not getattr(protocol, "handedOff", False):
+                transport.abortConnection()
 
 
 @implementer(IBuiltinObserver)
