@@ -68,6 +68,21 @@ class SpawnRetryTests(SynchronousTestCase):
         self.assertIn("START: probe pid=100 from=127.0.0.1", self.serviceLog())
         self.assertNotIn("FAIL", self.serviceLog())
 
+    def test_accessCheckedAgainBeforeRetry(self) -> None:
+        """A client blocklisted while its spawn waits for a retry is refused (FAIL address), not spawned."""
+        h = self.harness()
+        client = self.connect(h)
+        h.records[0].failed("fork failed: Resource temporarily unavailable")
+        sensor = h.server.context.policy.sensorList
+        assert sensor is not None
+        sensor.add("127.0.0.1", -1)
+        h.reactor.advance(FORK_RETRY_INTERVAL)
+        self.assertEqual(len(h.records), 1)
+        self.assertEqual(h.server.runtimes["probe"].retrying, [])
+        self.assertIn("FAIL: probe address from=127.0.0.1", self.serviceLog())
+        client.settimeout(1)
+        self.assertEqual(client.recv(1), b"")
+
     def test_heldCopyClosedAfterSuccess(self) -> None:
         """Once the child exists the daemon holds no copy of the connection: the client sees EOF when the child's copy goes."""
         h = self.harness()

@@ -375,7 +375,9 @@ class ServiceRuntime:
             else:
                 self._refuseConnection(held, refusal, peer)
         except Exception:
-            self.daemonLog.failure("service {service}: admitting", service=self.serviceId)
+            self.daemonLog.failure(
+                "service {service}: admitting", service=self.serviceId
+            )
         finally:
             os.close(held)
 
@@ -553,6 +555,14 @@ class ServiceRuntime:
         attempt.timer = None
         if attempt in self.retrying:
             self.retrying.remove(attempt)
+        # As xinetd, the access checks run again before each retry: the
+        # configuration or the SENSOR list may have changed meanwhile.
+        peer = attempt.child.peer
+        refusal = self.policy.checkAccess(peer, self._cachedName(peer))
+        if refusal is not None:
+            self._refuse(refusal, peer)
+            self._giveUp(attempt, logFailure=False)
+            return
         fd, attempt.held = attempt.held, -1
         try:
             self._trySpawn(attempt, fd)
