@@ -130,10 +130,15 @@ class IdentTests(TestCase):
             client.shutdown(socket.SHUT_WR)
             client.settimeout(10)
             self.assertEqual(client.recv(100), b"served\n")
-        content = self.waitFor(log, "USERID: hello UNIX : alice")
-        self.assertIn("START: hello from=127.0.0.1", content)
-        # (The daemon's start-up check connected too: its query comes first.)
-        self.assertEqual(identd.queries[-1], f"{clientPort},{port}\r\n".encode())
+        # (The harness's start-up check connected too, and was asked about
+        # as well: wait for the lines and the query of this connection.)
+        self.waitFor(log, "USERID: hello UNIX : alice")
+        self.waitFor(log, "START: hello from=127.0.0.1")
+        expected = f"{clientPort},{port}\r\n".encode()
+        deadline = time.monotonic() + 10
+        while expected not in identd.queries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(expected, identd.queries)
 
     def test_idonlyWithoutIdentd(self) -> None:
         """
