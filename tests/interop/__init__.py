@@ -101,6 +101,28 @@ class InteropTestCase(TestCase):
     d: Daemon
     serviceLog: str
 
+    def programService(
+        self, name: str, port: int, user: str, server: str, **more: object
+    ) -> str:
+        """
+        A C{type = UNLISTED} stream C{wait = no} service on loopback that logs
+        to L{serviceLog}; C{more} adds or overrides attributes (C{server_args},
+        or C{socket_type}/C{protocol}/C{wait} for a datagram service).
+        """
+        attributes: dict = dict(
+            type="UNLISTED",
+            port=port,
+            socket_type="stream",
+            wait="no",
+            bind=HOST,
+            user=user,
+            server=server,
+            log_type=f"FILE {self.serviceLog}",
+            log_on_success="PID HOST EXIT",
+        )
+        attributes.update(more)
+        return service(name, **attributes)
+
     def startDaemon(
         self,
         build: Callable[[Daemon], str],

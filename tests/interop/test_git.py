@@ -16,7 +16,6 @@ from tests.interop import (
     requireProgram,
     requireRoot,
     run,
-    service,
 )
 
 
@@ -62,18 +61,12 @@ class GitDaemonTests(InteropTestCase):
                 for name in dirs + files:
                     os.lchown(os.path.join(top, name), nobody, -1)
             os.lchown(base, nobody, -1)
-            return service(
+            return self.programService(
                 "git",
-                type="UNLISTED",
-                port=port,
-                socket_type="stream",
-                wait="no",
-                bind=HOST,
-                user="nobody",
-                server=git,
+                port,
+                "nobody",
+                git,
                 server_args=f"daemon --inetd --export-all --base-path={base}",
-                log_type=f"FILE {self.serviceLog}",
-                log_on_success="PID HOST EXIT",
             )
 
         self.startDaemon(build, (HOST, port))

@@ -15,7 +15,6 @@ from tests.interop import (
     requireProgram,
     requireRoot,
     run,
-    service,
 )
 
 
@@ -51,18 +50,8 @@ class RsyncDaemonTests(InteropTestCase):
                     "\tuid = nobody\n"
                     "\tgid = nogroup\n"
                 )
-            return service(
-                "rsync",
-                type="UNLISTED",
-                port=port,
-                socket_type="stream",
-                wait="no",
-                bind=HOST,
-                user="root",
-                server=rsync,
-                server_args=f"--daemon --config={conf}",
-                log_type=f"FILE {self.serviceLog}",
-                log_on_success="PID HOST EXIT",
+            return self.programService(
+                "rsync", port, "root", rsync, server_args=f"--daemon --config={conf}"
             )
 
         self.startDaemon(build, (HOST, port))

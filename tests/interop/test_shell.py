@@ -15,7 +15,6 @@ from tests.interop import (
     freePort,
     requireProgram,
     requireRoot,
-    service,
 )
 
 SCRIPT = """#!/bin/sh
@@ -43,16 +42,7 @@ class ShellBackendTests(InteropTestCase):
             with open(script, "w") as f:
                 f.write(SCRIPT)
             os.chmod(script, 0o755)
-            return service(
-                "hello",
-                type="UNLISTED",
-                port=port,
-                socket_type="stream",
-                wait="no",
-                bind=HOST,
-                user="nobody",
-                server=script,
-            )
+            return self.programService("hello", port, "nobody", script)
 
         self.startDaemon(build, (HOST, port))
         return port

@@ -15,7 +15,6 @@ from tests.interop import (
     requireProgram,
     requireRoot,
     run,
-    service,
 )
 
 PRIVSEP_DIR = "/run/sshd"
@@ -64,18 +63,8 @@ class SshdTests(InteropTestCase):
                     "KbdInteractiveAuthentication no\n"
                     "LogLevel ERROR\n"
                 )
-            return service(
-                "ssh",
-                type="UNLISTED",
-                port=port,
-                socket_type="stream",
-                wait="no",
-                bind=HOST,
-                user="root",
-                server=sshd,
-                server_args=f"-i -f {config}",
-                log_type=f"FILE {self.serviceLog}",
-                log_on_success="PID HOST EXIT",
+            return self.programService(
+                "ssh", port, "root", sshd, server_args=f"-i -f {config}"
             )
 
         self.startDaemon(build, (HOST, port))

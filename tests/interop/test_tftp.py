@@ -18,7 +18,6 @@ from tests.interop import (
     requireProgram,
     requireRoot,
     run,
-    service,
     waitFor,
 )
 
@@ -45,19 +44,15 @@ class TftpTests(InteropTestCase):
             self.content = os.urandom(70000)
             with open(os.path.join(self.root, "boot.bin"), "wb") as f:
                 f.write(self.content)
-            return service(
+            return self.programService(
                 "tftp",
-                type="UNLISTED",
-                port=self.port,
+                self.port,
+                "root",
+                tftpd,
                 socket_type="dgram",
                 protocol="udp",
                 wait="yes",
-                bind=HOST,
-                user="root",
-                server=tftpd,
                 server_args=f"-s {self.root} -c -t 1 -u nobody",
-                log_type=f"FILE {self.serviceLog}",
-                log_on_success="PID HOST EXIT",
             )
 
         self.startDaemon(build)
