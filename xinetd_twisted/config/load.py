@@ -51,7 +51,6 @@ def loadConfig(
     @raise ConfigError: the main file cannot be read, or a value in
         C{defaults} is bad (xinetd exits then).
     """
-    reader = Reader()
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", "surrogateescape")
@@ -65,16 +64,16 @@ def loadConfig(
                 ),
             )
         ) from None
-    reader.readText(text, path)
-    return _finish(
-        reader,
-        environ,
-        isRoot,
-        servicesFile,
-        protocolsFile,
-        rpcFile,
-        networksFile,
-        inetdConf,
+    return parseConfigText(
+        text,
+        path,
+        environ=environ,
+        isRoot=isRoot,
+        servicesFile=servicesFile,
+        protocolsFile=protocolsFile,
+        rpcFile=rpcFile,
+        networksFile=networksFile,
+        inetdConf=inetdConf,
     )
 
 
