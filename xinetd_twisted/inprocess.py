@@ -23,6 +23,7 @@ from zope.interface import implementer
 from xinetd_twisted.builtins import (
     IBuiltinObserver,
     LoopGuard,
+    NullObserver,
     datagramProtocol,
     streamFactory,
 )
@@ -61,26 +62,6 @@ def _host(peer: Any) -> Optional[str]:
     if host is None and isinstance(peer, tuple):
         host = peer[0]
     return host if isinstance(host, str) else None
-
-
-class _QuietObserver:
-    """
-    L{IBuiltinObserver} calls a runtime has nothing to do for.
-    """
-
-    def connectionMade(self, serviceId: str, peer: Any) -> None:
-        pass
-
-    def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
-        pass
-
-    def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
-        pass
-
-    def datagramRefused(
-        self, serviceId: str, peer: Tuple[str, int], reason: str
-    ) -> None:
-        pass
 
 
 class _Recording:
@@ -150,7 +131,7 @@ class _AdoptingRuntime(AcceptingRuntime):
 
 
 @implementer(IBuiltinObserver)
-class InternalStreamRuntime(_QuietObserver, _AdoptingRuntime):
+class InternalStreamRuntime(NullObserver, _AdoptingRuntime):
     """
     echo, discard, daytime, time, chargen over TCP, answered in-process.
     """
@@ -204,7 +185,7 @@ class InternalStreamRuntime(_QuietObserver, _AdoptingRuntime):
 
 
 @implementer(IBuiltinObserver)
-class InternalDatagramRuntime(_QuietObserver, ServiceRuntime):
+class InternalDatagramRuntime(NullObserver, ServiceRuntime):
     """
     echo, discard, daytime, time, chargen over UDP: each datagram answered
     in-process, within the reply budget, never to a reply (loop guard).
@@ -298,7 +279,7 @@ class RedirectRuntime(_AdoptingRuntime):
 
 
 @implementer(IBuiltinObserver)
-class TcpmuxRuntime(_QuietObserver, _AdoptingRuntime):
+class TcpmuxRuntime(NullObserver, _AdoptingRuntime):
     """
     The tcpmux multiplexer (RFC 1078): reads a service name and hands the
     connection to that TCPMUX/TCPMUXPLUS sub-service's program, started
