@@ -603,19 +603,7 @@ class HelperSpawnerTests(TestCase):
         channel = yield self.routed(setup)
         channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         [sub] = self.subHelpers()
-        os.kill(sub, signal.SIGSTOP)
-        children = []
-        for _ in range(300):
-            if self.spawner.isBackedUp() and len(children) > 20:
-                break
-            ours, theirs = socket.socketpair()
-            child = _Child()
-            children.append(child)
-            self.spawner.spawn(child, setup, theirs.fileno(), ())
-            theirs.close()
-            ours.close()
-        backedUp = self.spawner.isBackedUp()
-        os.kill(sub, signal.SIGCONT)
+        children, backedUp = self.floodWhileStopped(sub, setup)
         self.assertTrue(backedUp)
         results = []
         for child in children:
@@ -626,27 +614,39 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(changes, [True, False])
         self.assertFalse(self.spawner.isBackedUp())
 
+    def floodWhileStopped(self, pid: int, setup: ChildSetup) -> Tuple[list, bool]:
+        """
+        Stop the helper process C{pid}, spawn until the spawner says it is
+        backed up (at most 300), let the helper go on; return the children
+        and whether it was backed up.
+        """
+        os.kill(pid, signal.SIGSTOP)
+        children: list = []
+        try:
+            for _ in range(300):
+                if self.spawner.isBackedUp() and len(children) > 20:
+                    break
+                ours, theirs = socket.socketpair()
+                child = _Child()
+                children.append(child)
+                self.spawner.spawn(child, setup, theirs.fileno(), ())
+                theirs.close()
+                ours.close()
+            return children, self.spawner.isBackedUp()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
     @defer.inlineCallbacks
     def test_backPressure(self):
         """While the helper is stopped, spawns queue, are reported backed up, then all run."""
         changes: List[bool] = []
         self.spawner.onBackPressure = changes.append
         self.spawner._control.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        helperPid = self.spawner._helperTransport.pid
-        os.kill(helperPid, signal.SIGSTOP)
-        children, results = [], []
         setup = ChildSetup("/bin/true", ("true",))
-        for _ in range(300):
-            if self.spawner.isBackedUp() and len(children) > 20:
-                break
-            ours, theirs = socket.socketpair()
-            child = _Child()
-            children.append(child)
-            self.spawner.spawn(child, setup, theirs.fileno(), ())
-            theirs.close()
-            ours.close()
-        backedUp = self.spawner.isBackedUp()
-        os.kill(helperPid, signal.SIGCONT)
+        children, backedUp = self.floodWhileStopped(
+            self.spawner._helperTransport.pid, setup
+        )
+        results = []
         self.assertTrue(backedUp)
         for child in children:
             results.append((yield child.ended).reason)
