@@ -20,11 +20,12 @@ install-test: $(BIN)/python
 run: install
 	$(BIN)/twistd -n --pidfile= xinetd --config conf/xinetd.conf
 
-test: install-test
-	$(BIN)/ruff check xinetd_twisted tests twisted bench
-	$(BIN)/mypy xinetd_twisted
+test: lint
 	$(BIN)/python -m twisted.trial tests
 
+LINTED = xinetd_twisted tests twisted bench
+
 lint: install-test
-	$(BIN)/ruff check xinetd_twisted tests twisted bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy xinetd_twisted

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.daemon import freePort
 from xinetd_twisted.config.model import ConfigError
-from xinetd_twisted.server import SuperServer, superServerFromPath
+from xinetd_twisted.daemon.superserver import SuperServer, superServerFromPath
 
 
 class _ReadAll(Protocol):

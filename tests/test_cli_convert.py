@@ -19,8 +19,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.daemon import Daemon, fetch, freePort
 from xinetd_twisted.cli import main
-from xinetd_twisted.config.load import loadConfig, parseConfigText
 from xinetd_twisted.config.model import Config, Location, ServiceConfig
+from xinetd_twisted.config.reader import loadConfig, parseConfigText
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "config", "inetd")
 SERVICES = os.path.join(FIXTURES, "services")

@@ -1,6 +1,6 @@
 """
 Tests for L{xinetd_twisted.config.inetdconf} and the inetd.conf step of
-L{xinetd_twisted.config.load.loadConfig}.
+L{xinetd_twisted.config.reader.loadConfig}.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Dict, Tuple
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.inetdconf import InetdConf, parseInetdConf
-from xinetd_twisted.config.load import loadConfig
 from xinetd_twisted.config.model import Config, Severity
 from xinetd_twisted.config.parser import Line
+from xinetd_twisted.config.reader import loadConfig
 from xinetd_twisted.config.sysfiles import readServices
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "config", "inetd")

@@ -314,7 +314,7 @@ service quick
         A daemon that is not root refuses, when the configuration loads, a
         service that names another user, naming the file and line.
         """
-        from xinetd_twisted.config.load import parseConfigText
+        from xinetd_twisted.config.reader import parseConfigText
 
         other = "nobody" if os.geteuid() != pwd.getpwnam("nobody").pw_uid else "root"
         config = parseConfigText(

@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.logsinks}: FILE logs with limits, syslog datagrams.
+Tests for L{xinetd_twisted.logs.sinks}: FILE logs with limits, syslog datagrams.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from xinetd_twisted.config.model import FileLog, SyslogLog
-from xinetd_twisted.logsinks import (
+from xinetd_twisted.logs.sinks import (
     FileLogSink,
     ILogSink,
     SyslogConnection,

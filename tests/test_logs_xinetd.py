@@ -1,5 +1,5 @@
 """
-Differential tests: real xinetd and L{xinetd_twisted.logs} log the same
+Differential tests: real xinetd and L{xinetd_twisted.logs.service} log the same
 events (START/EXIT/FAIL) with the same bytes, timestamps and pids masked.
 
 Real xinetd runs with C{-dontfork -stayalive} on free 127.0.0.1 ports and is
@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from xinetd_twisted.logs import ServiceLog
-from xinetd_twisted.logsinks import (
+from xinetd_twisted.logs.service import ServiceLog
+from xinetd_twisted.logs.sinks import (
     FileLogSink,
     SyslogConnection,
     SyslogSink,

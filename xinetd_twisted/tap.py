@@ -11,8 +11,8 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from xinetd_twisted.config.load import loadConfig
 from xinetd_twisted.config.model import ConfigError
+from xinetd_twisted.config.reader import loadConfig
 
 
 class Options(usage.Options):
@@ -115,7 +115,7 @@ class Options(usage.Options):
             raise usage.UsageError("--graceful-stop must be a number of seconds")
         facility = self["syslog-facility"]
         if facility is not None:
-            from xinetd_twisted.logsinks import SYSLOG_FACILITIES
+            from xinetd_twisted.logs.sinks import SYSLOG_FACILITIES
 
             if facility.lower() not in SYSLOG_FACILITIES:
                 raise usage.UsageError(f"Bad syslog facility: {facility}")
@@ -139,10 +139,14 @@ def makeService(options: Any) -> IService:
     """
     from functools import partial
 
-    from xinetd_twisted.server import DaemonOptions, SuperServer, makeSpawner
+    from xinetd_twisted.daemon.superserver import (
+        DaemonOptions,
+        SuperServer,
+        makeSpawner,
+    )
 
     if options["service-events"]:
-        from xinetd_twisted.logs import enableServiceEvents
+        from xinetd_twisted.logs.service import enableServiceEvents
 
         enableServiceEvents(True)
 

@@ -5,6 +5,6 @@ Knows nothing of sockets, processes or the reactor.
 """
 
 from xinetd_twisted.config.dump import dumpService
-from xinetd_twisted.config.load import loadConfig, parseConfigText
+from xinetd_twisted.config.reader import loadConfig, parseConfigText
 
 __all__ = ["loadConfig", "parseConfigText", "dumpService"]

@@ -3,7 +3,7 @@
 The immutable configuration model: what a parsed and checked xinetd.conf means.
 
 Everything here is a frozen value.  The parser (L{xinetd_twisted.config.parser})
-builds these; the runtime (L{xinetd_twisted.server}) only reads them.  Nothing in
+builds these; the runtime (L{xinetd_twisted.daemon.superserver}) only reads them.  Nothing in
 this module knows about sockets, processes or the reactor.
 """
 

@@ -28,7 +28,7 @@ from xinetd_twisted.policy.hostsaccess import (
     libwrapName,
 )
 from xinetd_twisted.policy.limits import ProcessLimit, ServiceLimits
-from xinetd_twisted.policy.load import LOAD, LoadAverage, overloaded
+from xinetd_twisted.policy.loadavg import LOAD, LoadAverage, overloaded
 from xinetd_twisted.policy.sensor import SensorList, SensorOutcome
 from xinetd_twisted.policy.times import AccessTimes
 

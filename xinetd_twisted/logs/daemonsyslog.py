@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ownlog -*-
+# -*- test-case-name: tests.test_logs_daemonsyslog -*-
 """
 The daemon's own messages to syslog, as xinetd sends them (its C{-syslog
 facility} option): ident C{xinetd}, the daemon's pid, the message's level.
@@ -14,8 +14,8 @@ from typing import Any, Dict
 from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
-from xinetd_twisted.logs import SERVICE_NAMESPACE
-from xinetd_twisted.logsinks import SYSLOG_FACILITIES, SYSLOG_LEVELS, SyslogConnection
+from xinetd_twisted.logs.service import SERVICE_NAMESPACE
+from xinetd_twisted.logs.sinks import SYSLOG_FACILITIES, SYSLOG_LEVELS, SyslogConnection
 
 _LEVELS: Dict[Any, int] = {
     LogLevel.debug: SYSLOG_LEVELS["debug"],

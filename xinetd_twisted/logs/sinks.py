@@ -69,7 +69,7 @@ _MONTHS = (
     "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()  # noqa: SIM905
 )
 
-_daemonLog = Logger(namespace="xinetd_twisted.logs")
+_daemonLog = Logger(namespace="xinetd_twisted.logs.service")
 
 
 def defaultHardLimit(softLimit: int) -> int:

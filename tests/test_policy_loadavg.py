@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.policy.load}.
+Tests for L{xinetd_twisted.policy.loadavg}.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from xinetd_twisted.policy.load import LoadAverage, overloaded
+from xinetd_twisted.policy.loadavg import LoadAverage, overloaded
 
 
 class LoadAverageTests(SynchronousTestCase):

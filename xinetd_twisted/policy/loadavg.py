@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_policy_load -*-
+# -*- test-case-name: tests.test_policy_loadavg -*-
 """
 C{max_load}: refuse while the 1-minute load average is at or above a value
 (reference 2.1).  The load is read from C{/proc/loadavg} at most once per

@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.logs}: xinetd's line formats and the structured
+Tests for L{xinetd_twisted.logs.service}: xinetd's line formats and the structured
 events.
 """
 
@@ -17,8 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.model import Location, ServiceConfig
-from xinetd_twisted.ident import IdentResult
-from xinetd_twisted.logs import (
+from xinetd_twisted.logs.service import (
     JSON_LOG_ENVIRONMENT,
     SERVICE_NAMESPACE,
     ServiceLog,
@@ -33,6 +32,7 @@ from xinetd_twisted.logs import (
     renderAddress,
     wallDuration,
 )
+from xinetd_twisted.protocols.ident import IdentResult
 
 V4 = IPv4Address("TCP", "127.0.0.1", 40000)
 MAPPED = IPv6Address("TCP", "::ffff:127.0.0.1", 40001)

@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.server}: the reload diff, SIGTERM/SIGQUIT,
+Tests for L{xinetd_twisted.daemon.superserver}: the reload diff, SIGTERM/SIGQUIT,
 C{stayalive}, driven with a spawner spy, a memory reactor and real
 loopback sockets (bound, never served).
 """
@@ -16,9 +16,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import freePort
-from xinetd_twisted.config.load import loadConfig
 from xinetd_twisted.config.model import Config
-from xinetd_twisted.server import DaemonOptions, SuperServer
+from xinetd_twisted.config.reader import loadConfig
+from xinetd_twisted.daemon.superserver import DaemonOptions, SuperServer
 from xinetd_twisted.spawn.testing import SpawnRecord, spawnerSpy
 
 
@@ -300,7 +300,7 @@ class BrokenServiceTests(SynchronousTestCase):
         An unexpected error while building one service's runtime is logged
         and that service skipped; the others listen.
         """
-        import xinetd_twisted.server as serverModule
+        import xinetd_twisted.daemon.superserver as serverModule
 
         real = serverModule.runtimeFor
 

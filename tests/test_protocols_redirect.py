@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.redirect}: the TCP forwarder with TRAFFIC counts.
+Tests for L{xinetd_twisted.protocols.redirect}: the TCP forwarder with TRAFFIC counts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from xinetd_twisted.redirect import (
+from xinetd_twisted.protocols.redirect import (
     IRedirectObserver,
     NullRedirectObserver,
     RedirectFactory,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_logs -*-
+# -*- test-case-name: tests.test_logs_service -*-
 """
 xinetd-compatible service log lines, and the same events as structured
 L{twisted.logger} events.
@@ -6,7 +6,7 @@ L{twisted.logger} events.
 The integrator makes one L{ServiceLog} per service and calls it on each
 event (a server started or exited, a connection was refused, ident
 answered).  It writes the line real xinetd would write to the service's
-sink (L{xinetd_twisted.logsinks}), driven by C{log_on_success} and
+sink (L{xinetd_twisted.logs.sinks}), driven by C{log_on_success} and
 C{log_on_failure} (reference 6.2, 6.4), and always emits a structured event
 in the L{SERVICE_NAMESPACE} namespace, even for services without a
 C{log_type}: that stream is ours, not xinetd's.
@@ -24,8 +24,8 @@ from twisted.logger import ILogObserver, Logger, LogLevel, jsonFileLogObserver
 from twisted.python.failure import Failure
 
 from xinetd_twisted.config.model import ServiceConfig
-from xinetd_twisted.ident import IdentResult
-from xinetd_twisted.logsinks import LogSink
+from xinetd_twisted.logs.sinks import LogSink
+from xinetd_twisted.protocols.ident import IdentResult
 
 SERVICE_NAMESPACE = "xinetd_twisted.service"
 """
@@ -269,7 +269,7 @@ class ServiceLog:
         """
         The log of a configured service.
 
-        @param sink: from L{xinetd_twisted.logsinks.openSink}, or shared.
+        @param sink: from L{xinetd_twisted.logs.sinks.openSink}, or shared.
         """
         return cls(
             config.serviceId,
@@ -379,7 +379,7 @@ class ServiceLog:
 
     def identified(self, result: IdentResult, peer: Peer) -> None:
         """
-        Log what L{xinetd_twisted.ident.queryIdent} found: USERID or NOID.
+        Log what L{xinetd_twisted.protocols.ident.queryIdent} found: USERID or NOID.
         """
         if result.userid is not None:
             self.userid(result.userid)

@@ -8,8 +8,8 @@ reload while the socket, the counters and the running children are kept.
 
 This module holds what every kind of service shares: the per-connection
 pipeline (banner, policy, refusal, log) and the children's bookkeeping.  The
-kinds are in L{xinetd_twisted.programs} (services that start programs) and
-L{xinetd_twisted.inprocess} (internal services, redirect, tcpmux).
+kinds are in L{xinetd_twisted.service.programs} (services that start programs) and
+L{xinetd_twisted.service.inprocess} (internal services, redirect, tcpmux).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from xinetd_twisted.config.model import FileLog, ServiceConfig
-from xinetd_twisted.ident import queryIdent
 from xinetd_twisted.listen.sockets import SocketSpec, openServiceSocket
 from xinetd_twisted.listen.stream import StreamAcceptor
-from xinetd_twisted.logs import ServiceLog, wallDuration
-from xinetd_twisted.logsinks import SyslogConnection, openSink
+from xinetd_twisted.logs.service import ServiceLog, wallDuration
+from xinetd_twisted.logs.sinks import SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext, Refusal, ServicePolicy
+from xinetd_twisted.protocols.ident import queryIdent
 from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
 from xinetd_twisted.spawn.setup import childSetupFor
 

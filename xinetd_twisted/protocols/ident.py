@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ident -*-
+# -*- test-case-name: tests.test_protocols_ident -*-
 """
 The RFC 1413 (ident) client behind C{log_on_success/log_on_failure =
 USERID}, without blocking the reactor.

@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.names}.
+Tests for L{xinetd_twisted.protocols.names}.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
-from xinetd_twisted.names import ReverseResolver, parseHosts
+from xinetd_twisted.protocols.names import ReverseResolver, parseHosts
 
 
 class FakeDNS:

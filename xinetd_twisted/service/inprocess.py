@@ -31,9 +31,13 @@ from xinetd_twisted.builtins.formats import daytimeString, timeBytes
 from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
-from xinetd_twisted.logs import wallDuration
-from xinetd_twisted.redirect import IRedirectObserver, RedirectFactory, Traffic
-from xinetd_twisted.runtime import (
+from xinetd_twisted.logs.service import wallDuration
+from xinetd_twisted.protocols.redirect import (
+    IRedirectObserver,
+    RedirectFactory,
+    Traffic,
+)
+from xinetd_twisted.service.runtime import (
     AcceptingRuntime,
     DaemonContext,
     ServiceRuntime,

@@ -13,10 +13,10 @@ import os
 import socket
 from typing import Any, Optional
 
-from xinetd_twisted.ident import queryIdent
 from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.listen.wait import WaitDescriptor
-from xinetd_twisted.runtime import AcceptingRuntime, ServiceRuntime, sendNoWait
+from xinetd_twisted.protocols.ident import queryIdent
+from xinetd_twisted.service.runtime import AcceptingRuntime, ServiceRuntime, sendNoWait
 
 
 class SpawningStreamRuntime(AcceptingRuntime):

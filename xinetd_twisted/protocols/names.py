@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_names -*-
+# -*- test-case-name: tests.test_protocols_names -*-
 """
 Reverse lookups of client addresses that never block the reactor.
 

@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.ownlog}: the daemon's own messages to syslog.
+Tests for L{xinetd_twisted.logs.daemonsyslog}: the daemon's own messages to syslog.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from xinetd_twisted.logs import SERVICE_NAMESPACE
-from xinetd_twisted.logsinks import SyslogConnection
-from xinetd_twisted.ownlog import DaemonSyslogObserver
+from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver
+from xinetd_twisted.logs.service import SERVICE_NAMESPACE
+from xinetd_twisted.logs.sinks import SyslogConnection
 
 
 class DaemonSyslogObserverTests(SynchronousTestCase):
@@ -42,7 +42,9 @@ class DaemonSyslogObserverTests(SynchronousTestCase):
         An error from the daemon goes out at the facility with level err,
         tagged xinetd[PID].
         """
-        log = Logger(namespace="xinetd_twisted.server", observer=self.observer)
+        log = Logger(
+            namespace="xinetd_twisted.daemon.superserver", observer=self.observer
+        )
         log.error("Service {s} failed to start", s="echo")
         data = self.server.recv(1024)
         self.assertEqual(

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redirect -*-
+# -*- test-case-name: tests.test_protocols_redirect -*-
 """
 xinetd's C{redirect}: forward each accepted TCP connection to a fixed
 address and copy bytes both ways (src/redirect.c), in-process.

@@ -60,7 +60,7 @@ def formatDump(
     server: Any, now: Optional[float] = None, pid: Optional[int] = None
 ) -> str:
     """
-    The text of one dump of C{server} (a L{xinetd_twisted.server.SuperServer}).
+    The text of one dump of C{server} (a L{xinetd_twisted.daemon.superserver.SuperServer}).
 
     @param now: seconds since the epoch (for tests).
     @param pid: the daemon's pid (for tests).

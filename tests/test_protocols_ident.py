@@ -1,5 +1,5 @@
 """
-Tests for L{xinetd_twisted.ident}: the RFC 1413 client.
+Tests for L{xinetd_twisted.protocols.ident}: the RFC 1413 client.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from xinetd_twisted.ident import (
+from xinetd_twisted.protocols.ident import (
     BAD_RESPONSE,
     NO_SERVER,
     RECEIVE_ERROR,

@@ -14,8 +14,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import freePort
-from tests.test_server import ServerHarness, serviceBlock
-from xinetd_twisted.runtime import FORK_RETRY_INTERVAL, MAX_FORK_FAILURES
+from tests.test_daemon_superserver import ServerHarness, serviceBlock
+from xinetd_twisted.service.runtime import FORK_RETRY_INTERVAL, MAX_FORK_FAILURES
 
 
 class SpawnRetryTests(SynchronousTestCase):
