@@ -598,7 +598,7 @@ class HelperSpawnerTests(TestCase):
         if not ROOT:
             raise self.skipTest("needs root")
         changes: List[bool] = []
-        self.spawner.onBackPressure = changes.append
+        self.spawner.observePressure(lambda key, backedUp: changes.append(backedUp))
         setup = ChildSetup("/bin/true", ("true",), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
         channel = yield self.routed(setup)
         channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -640,7 +640,7 @@ class HelperSpawnerTests(TestCase):
     def test_backPressure(self):
         """While the helper is stopped, spawns queue, are reported backed up, then all run."""
         changes: List[bool] = []
-        self.spawner.onBackPressure = changes.append
+        self.spawner.observePressure(lambda key, backedUp: changes.append(backedUp))
         self.spawner._control.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         setup = ChildSetup("/bin/true", ("true",))
         children, backedUp = self.floodWhileStopped(

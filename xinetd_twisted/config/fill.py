@@ -16,6 +16,7 @@ import attr
 
 from xinetd_twisted.config.attributes import Settings
 from xinetd_twisted.config.build import ServiceDraft
+from xinetd_twisted.config.builtins import BUILTINS
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
     Location,
@@ -24,23 +25,6 @@ from xinetd_twisted.config.model import (
     Severity,
 )
 from xinetd_twisted.config.sysfiles import Services
-
-BUILTINS = {
-    ("echo", "stream"),
-    ("echo", "dgram"),
-    ("discard", "stream"),
-    ("discard", "dgram"),
-    ("daytime", "stream"),
-    ("daytime", "dgram"),
-    ("time", "stream"),
-    ("time", "dgram"),
-    ("chargen", "stream"),
-    ("chargen", "dgram"),
-    ("tcpmux", "stream"),
-    ("sensor", "stream"),
-    ("sensor", "dgram"),
-}
-"""Internal services by (name, socket_type), as xinetd's builtin table."""
 
 IDENT_PORT = 113
 

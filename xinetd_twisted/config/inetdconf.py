@@ -25,12 +25,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import attr
 
+from xinetd_twisted.config.builtins import INETD_INTERNALS
 from xinetd_twisted.config.model import Location, Problem, Severity
 from xinetd_twisted.config.parser import Block, Line
 from xinetd_twisted.config.sysfiles import Services
-
-INTERNALS = frozenset({"echo", "discard", "daytime", "time", "chargen"})
-"""Services that C{internal} can name (with socket type stream or dgram)."""
 
 PROTOCOLS: Dict[str, Tuple[str, str]] = {
     "tcp": ("tcp", "4"),
@@ -254,7 +252,7 @@ def _convert(
 
     internal = server.lower() == "internal"
     if internal:
-        if name.lower() not in INTERNALS or port is not None or mux:
+        if name.lower() not in INETD_INTERNALS or port is not None or mux:
             raise _Refused(f"no internal service {name}/{socketType}")
         serviceId = f"{name}-{socketType}"
         types.insert(0, "INTERNAL")

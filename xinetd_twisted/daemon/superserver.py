@@ -279,8 +279,7 @@ class SuperServer(Service):
         self._activated = True
         logProblems(self.log, self.config.problems)
         self._context.spawner.start()
-        if hasattr(self._context.spawner, "onBackPressure"):
-            self._context.spawner.onBackPressure = self._onBackPressure  # type: ignore[attr-defined]
+        self._context.spawner.observePressure(self._onBackPressure)
         self._startAll(self.config)
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
 
@@ -363,7 +362,7 @@ class SuperServer(Service):
         self._activated = False
         return self._context.spawner.stop()
 
-    def _onBackPressure(self, backedUp: bool) -> None:
+    def _onBackPressure(self, key: Any, backedUp: bool) -> None:
         """
         The spawner cannot keep up: stop accepting for services that spawn
         until it has caught up, instead of queueing without bound.

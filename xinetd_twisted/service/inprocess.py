@@ -37,11 +37,11 @@ from xinetd_twisted.protocols.redirect import (
     RedirectFactory,
     Traffic,
 )
+from xinetd_twisted.service.banners import sendNoWait
 from xinetd_twisted.service.runtime import (
     AcceptingRuntime,
     DaemonContext,
     ServiceRuntime,
-    sendNoWait,
 )
 from xinetd_twisted.spawn.interfaces import ChildSetup
 from xinetd_twisted.spawn.setup import childSetupFor
@@ -114,7 +114,7 @@ class _AdoptingRuntime(AcceptingRuntime):
             os.close(fd)
 
     def _adopt(self, fd: int) -> None:
-        success = self._banners[1]
+        success = self._banners.success
         if success:
             sendNoWait(fd, success)
         self._context.reactor.adoptStreamConnection(
@@ -163,7 +163,7 @@ class InternalStreamRuntime(NullObserver, _AdoptingRuntime):
         sock = socket.socket(fileno=os.dup(fd))
         try:
             peer = numericHost(sock.getpeername())
-            success = self._banners[1]
+            success = self._banners.success
             payload = _INLINE[name](self._context.reactor.seconds())
             sock.send(success + payload, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
         except OSError:

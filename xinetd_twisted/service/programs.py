@@ -16,7 +16,8 @@ from typing import Any, Optional
 from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.listen.wait import WaitDescriptor
 from xinetd_twisted.protocols.ident import queryIdent
-from xinetd_twisted.service.runtime import AcceptingRuntime, ServiceRuntime, sendNoWait
+from xinetd_twisted.service.banners import sendNoWait
+from xinetd_twisted.service.runtime import AcceptingRuntime, ServiceRuntime
 
 
 class SpawningStreamRuntime(AcceptingRuntime):
@@ -37,7 +38,7 @@ class SpawningStreamRuntime(AcceptingRuntime):
         if "USERID" in self.service.logOnSuccess:
             self._identThenSpawn(fd, peer, address)
             return
-        success = self._banners[1]
+        success = self._banners.success
         if success:
             sendNoWait(fd, success)
         self._spawn(fd, peer)
@@ -65,7 +66,7 @@ class SpawningStreamRuntime(AcceptingRuntime):
         )
         if "IDONLY" not in self.service.flags:
             d.addCallback(self.log.identified, peer)
-            success = self._banners[1]
+            success = self._banners.success
             if success:
                 sendNoWait(fd, success)
             self._spawn(fd, peer)
@@ -81,7 +82,7 @@ class SpawningStreamRuntime(AcceptingRuntime):
                 self.log.identified(result, peer)
                 if result.userid is None:
                     return
-                success = self._banners[1]
+                success = self._banners.success
                 if success:
                     sendNoWait(held, success)
                 self._spawn(held, peer)

@@ -32,6 +32,7 @@ from xinetd_twisted.logs.service import ServiceLog, wallDuration
 from xinetd_twisted.logs.sinks import SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext, Refusal, ServicePolicy
 from xinetd_twisted.protocols.ident import queryIdent
+from xinetd_twisted.service.banners import Banners, sendNoWait
 from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
 from xinetd_twisted.spawn.setup import childSetupFor
 
@@ -49,12 +50,6 @@ IDENT_ON_FAILURE_LIMIT = 15
 """
 Most ident queries for refused clients in flight at once (xinetd's
 C{-logprocs} default).
-"""
-
-BANNER_LIMIT = 64 * 1024
-"""
-Banners are read at load time and sent without blocking; bytes past this
-size (or past what the socket buffer takes at once) are not sent.
 """
 
 
@@ -108,34 +103,6 @@ class DaemonContext:
                 self.fileSinks[logType] = sink
             return sink
         return openSink(service.serviceId, logType, self.syslog)
-
-
-def readBanner(path: Optional[str]) -> bytes:
-    """
-    The bytes of a banner file, or C{b""} when unset or unreadable (xinetd
-    silently sends nothing then).
-    """
-    if not path:
-        return b""
-    try:
-        with open(path, "rb") as f:
-            return f.read(BANNER_LIMIT)
-    except OSError:
-        return b""
-
-
-def sendNoWait(fd: int, data: bytes) -> None:
-    """
-    Write a banner to a fresh connection without blocking the reactor: what
-    the socket buffer does not take at once is not sent.
-    """
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
-        sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-    except OSError:
-        pass
-    finally:
-        sock.close()
 
 
 class _Child(ProcessProtocol):
@@ -216,7 +183,7 @@ class ServiceRuntime:
         self.policy = ServicePolicy(service, context.policy)
         self.log = ServiceLog.fromConfig(service, context.sinkFor(service))
         self._setup: Optional[ChildSetup] = self._makeSetup(service)
-        self._banners = self._readBanners(service)
+        self._banners = Banners.forService(service)
         self.running: Dict[int, _Child] = {}
         self.connections = 0
         self.refused = 0
@@ -238,14 +205,6 @@ class ServiceRuntime:
             nofileHardLimit=ctx.nofileHardLimit,
         )
 
-    @staticmethod
-    def _readBanners(service: ServiceConfig) -> Tuple[bytes, bytes, bytes]:
-        return (
-            readBanner(service.banner),
-            readBanner(service.bannerSuccess),
-            readBanner(service.bannerFail),
-        )
-
     @property
     def serviceId(self) -> str:
         return self.service.serviceId
@@ -264,7 +223,7 @@ class ServiceRuntime:
             self.log.sink.reopen()
         self.log = ServiceLog.fromConfig(service, self._context.sinkFor(service))
         self._setup = self._makeSetup(service)
-        self._banners = self._readBanners(service)
+        self._banners = Banners.forService(service)
 
     # --- life ----------------------------------------------------------------
 
@@ -341,7 +300,7 @@ class ServiceRuntime:
         line, banner_fail, and (cps) deactivation.
         """
         self.connections += 1
-        banner = self._banners[0]
+        banner = self._banners.connect
         if banner:
             sendNoWait(fd, banner)
         refusal = self.policy.checkLimits(peer)
@@ -383,7 +342,7 @@ class ServiceRuntime:
 
     def _refuseConnection(self, fd: int, refusal: Refusal, peer: Optional[str]) -> None:
         self._refuse(refusal, peer)
-        bannerFail = self._banners[2]
+        bannerFail = self._banners.fail
         if bannerFail:
             sendNoWait(fd, bannerFail)
         if "USERID" in self.service.logOnFailure:

@@ -17,7 +17,7 @@ import signal as _signal
 import socket
 import sys
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.address import _ProcessAddress
 from twisted.internet.defer import Deferred, fail, succeed
@@ -33,7 +33,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xinetd_twisted.spawn import helper as _wire
-from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
+from xinetd_twisted.spawn.interfaces import (
+    ChildSetup,
+    ISpawner,
+    PressureObserver,
+    SpawnError,
+)
 from xinetd_twisted.spawn.status import reasonForStatus
 
 _log = Logger(namespace="xinetd_twisted.spawn")
@@ -178,16 +183,15 @@ class HelperSpawner:
 
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
-    @ivar onBackPressure: called with L{True} when messages start to queue
-        on any channel and L{False} when no channel has a queue any more,
-        so listeners can pause.
+    @ivar _pressure: the L{PressureObserver}: told C{(None, True)} when
+        messages start to queue on any channel and C{(None, False)} when no
+        channel has a queue any more, so listeners can pause.
     """
 
     def __init__(
         self,
         reactor: Any = None,
         maxQueued: int = 4096,
-        onBackPressure: Optional[Callable[[bool], None]] = None,
         helperEnvironment: Optional[Dict[str, str]] = None,
     ) -> None:
         """
@@ -201,7 +205,7 @@ class HelperSpawner:
             reactor = _reactor
         self._reactor = reactor
         self.maxQueued = maxQueued
-        self.onBackPressure = onBackPressure
+        self._pressure: Optional[PressureObserver] = None
         self._helperEnv = dict(helperEnvironment or {})
         self._control: Optional[_Channel] = None
         self._subs: Dict[int, _Channel] = {}  # subId -> channel
@@ -282,6 +286,12 @@ class HelperSpawner:
         if not requestId:
             return fail(SpawnError("spawn helper: control socket lost"))
         return self._expect(requestId, processProtocol, setup, control)
+
+    def observePressure(self, observer: Optional[PressureObserver]) -> None:
+        """
+        See L{ISpawner.observePressure}.
+        """
+        self._pressure = observer
 
     def signalChild(self, pid: int, signal: int) -> None:
         """
@@ -501,8 +511,8 @@ class HelperSpawner:
 
     def _queueChanged(self, delta: int) -> None:
         self._backedUp += delta
-        if self.onBackPressure is not None and self._backedUp == (delta > 0):
-            self.onBackPressure(delta > 0)
+        if self._pressure is not None and self._backedUp == (delta > 0):
+            self._pressure(None, delta > 0)
 
     def _flushQueue(self, channel: _Channel) -> None:
         while channel.queue:

@@ -9,7 +9,7 @@ single credential-dropping routine that CVE-2013-4342 teaches us to keep.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import attr
 from zope.interface import Interface
@@ -59,6 +59,28 @@ class ChildSetup:
     newSession: bool = True
 
 
+CredentialKey = Tuple[Optional[int], Optional[int], Optional[Tuple[int, ...]]]
+"""
+C{(uid, gid, supplementaryGroups)}: children with the same key are started
+by the same sub-helper, so they back up (and recover) together.
+"""
+
+
+def credentialKey(setup: ChildSetup) -> CredentialKey:
+    """
+    The credential set a child of C{setup} runs with.
+    """
+    return (setup.uid, setup.gid, setup.supplementaryGroups)
+
+
+PressureObserver = Callable[[Optional[CredentialKey], bool], None]
+"""
+Told C{(key, True)} when spawns for credential set C{key} start to queue and
+C{(key, False)} when they have caught up; C{key} L{None} means every
+credential set at once (the path shared by all is backed up).
+"""
+
+
 class SpawnError(Exception):
     """
     No child could be created (fork failed, the spawn helper is gone).
@@ -101,6 +123,13 @@ class ISpawner(Interface):
         """
         Send C{signal} to a running child of this spawner.  Does nothing when
         the child has already been reaped, so a recycled pid is never hit.
+        """
+
+    def observePressure(observer: Optional[PressureObserver]) -> None:
+        """
+        Set (or, with L{None}, clear) the one L{PressureObserver}, so that
+        listeners can stop accepting for the services whose children back
+        up instead of queueing without bound.
         """
 
     def start() -> object:  # type: ignore[misc]

@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import os
 import resource
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
+from xinetd_twisted.spawn.interfaces import (
+    ChildSetup,
+    ISpawner,
+    PressureObserver,
+    SpawnError,
+)
 
 
 @implementer(ISpawner)
@@ -126,6 +131,12 @@ class ReactorSpawner:
             del self._running[pid]
             return
         transport.signalProcess(signal)
+
+    def observePressure(self, observer: Optional[PressureObserver]) -> None:
+        """
+        See L{ISpawner.observePressure}: C{spawnProcess} never queues, so
+        the observer is never called.
+        """
 
     def start(self) -> Deferred:
         """

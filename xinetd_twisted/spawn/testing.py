@@ -17,7 +17,12 @@ from twisted.internet.interfaces import IProcessProtocol, IProcessTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
+from xinetd_twisted.spawn.interfaces import (
+    ChildSetup,
+    ISpawner,
+    PressureObserver,
+    SpawnError,
+)
 from xinetd_twisted.spawn.status import reasonForStatus
 
 
@@ -125,11 +130,14 @@ class SpawnerSpy:
 
     @ivar signalled: C{(pid, signal)} for every C{signalChild} call.
     @ivar running: between C{start} and C{stop}.
+    @ivar pressureObserver: what C{observePressure} set; a test calls it to
+        play a backed-up spawner.
     """
 
     _records: List[SpawnRecord]
     signalled: List[Tuple[int, int]] = attr.ib(factory=list)
     running: bool = False
+    pressureObserver: Optional[PressureObserver] = None
 
     def spawn(
         self,
@@ -159,6 +167,9 @@ class SpawnerSpy:
         if not isinstance(pid, int) or not isinstance(signal, int):
             raise TypeError("signalChild(pid: int, signal: int)")
         self.signalled.append((pid, signal))
+
+    def observePressure(self, observer: Optional[PressureObserver]) -> None:
+        self.pressureObserver = observer
 
     def start(self) -> Deferred:
         self.running = True
