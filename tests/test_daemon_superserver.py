@@ -91,7 +91,7 @@ class ServerHarness:
         self.sockets = getattr(self, "sockets", []) + [ours]
         before = len(self.records)
         runtime = self.server.runtimes[serviceId]
-        runtime._connection(theirs.detach(), ("127.0.0.1", 4242))  # type: ignore[attr-defined]
+        runtime.kind.acceptRaw(theirs.detach(), ("127.0.0.1", 4242))  # type: ignore[union-attr]
         assert len(self.records) == before + 1, "no spawn"
         return self.records[-1]
 
@@ -131,15 +131,15 @@ class ReloadTests(SynchronousTestCase):
         """A reload that keeps a service keeps its socket, runtime and children, with the new server_args."""
         h = ServerHarness(self, serviceBlock("probe", self.port))
         runtime = h.server.runtimes["probe"]
-        fd = runtime._acceptor.fileno()  # type: ignore[attr-defined]
+        sock = runtime.listeningSocket()
         h.connect("probe").started(100)
         h.reload(serviceBlock("probe", self.port, args="b"))
         self.assertIs(h.server.runtimes["probe"], runtime)
-        self.assertEqual(runtime._acceptor.fileno(), fd)  # type: ignore[attr-defined]
-        self.assertEqual(list(runtime.running), [100])
+        self.assertIs(runtime.listeningSocket(), sock)
+        self.assertEqual(list(runtime.servers), [100])
         self.assertEqual(h.spawner.signalled, [])
-        assert runtime._setup is not None
-        self.assertEqual(runtime._setup.argv, ("cat", "b"))
+        assert runtime.setup is not None
+        self.assertEqual(runtime.setup.argv, ("cat", "b"))
 
     def test_countersKept(self) -> None:
         """Connection counters and running-server counts survive a reload in place."""
@@ -148,7 +148,7 @@ class ReloadTests(SynchronousTestCase):
         h.reload(serviceBlock("probe", self.port, extra="instances = 1"))
         runtime = h.server.runtimes["probe"]
         self.assertEqual(runtime.connections, 1)
-        self.assertIsNotNone(runtime.policy.check("127.0.0.1"))
+        self.assertIsNotNone(runtime.parts.admission.policy.check("127.0.0.1"))
 
     def test_changedBindRebindsAndKills(self) -> None:
         """A changed bind address rebinds the service and SIGKILLs its servers."""
@@ -300,16 +300,16 @@ class BrokenServiceTests(SynchronousTestCase):
         An unexpected error while building one service's runtime is logged
         and that service skipped; the others listen.
         """
-        import xinetd_twisted.daemon.superserver as serverModule
+        import xinetd_twisted.service.runtime as runtimeModule
 
-        real = serverModule.runtimeFor
+        real = runtimeModule.kindFor
 
-        def breaking(context: Any, service: Any) -> Any:
-            if service.serviceId == "broken":
+        def breaking(parts: Any) -> Any:
+            if parts.service.serviceId == "broken":
                 raise RuntimeError("cannot build")
-            return real(context, service)
+            return real(parts)
 
-        self.patch(serverModule, "runtimeFor", breaking)
+        self.patch(runtimeModule, "kindFor", breaking)
         h = ServerHarness(
             self,
             serviceBlock("broken", _portFreeEverywhere())

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import freePort
 from tests.test_daemon_superserver import ServerHarness, serviceBlock
-from xinetd_twisted.service.runtime import FORK_RETRY_INTERVAL, MAX_FORK_FAILURES
+from xinetd_twisted.service.children import FORK_RETRY_INTERVAL, MAX_FORK_FAILURES
 
 
 class SpawnRetryTests(SynchronousTestCase):
@@ -48,7 +48,7 @@ class SpawnRetryTests(SynchronousTestCase):
     def connect(self, h: ServerHarness) -> socket.socket:
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
-        h.server.runtimes["probe"]._connection(theirs.detach(), ("127.0.0.1", 4242))  # type: ignore[attr-defined]
+        h.server.runtimes["probe"].kind.acceptRaw(theirs.detach(), ("127.0.0.1", 4242))  # type: ignore[union-attr]
         return ours
 
     def test_retriedAfterInterval(self) -> None:
@@ -58,13 +58,13 @@ class SpawnRetryTests(SynchronousTestCase):
         h.records[0].failed("fork failed: Resource temporarily unavailable")
         self.assertEqual(len(h.records), 1)
         # The daemon still holds the client's connection.
-        (waiting,) = h.server.runtimes["probe"].retrying
+        (waiting,) = h.server.runtimes["probe"].parts.children.retrying
         os.write(waiting.held, b"hello")
         self.assertEqual(client.recv(5), b"hello")
         h.reactor.advance(FORK_RETRY_INTERVAL)
         self.assertEqual(len(h.records), 2)
         h.records[1].started(100)
-        self.assertEqual(h.server.runtimes["probe"].retrying, [])
+        self.assertEqual(h.server.runtimes["probe"].parts.children.retrying, [])
         self.assertIn("START: probe pid=100 from=127.0.0.1", self.serviceLog())
         self.assertNotIn("FAIL", self.serviceLog())
 
@@ -78,7 +78,7 @@ class SpawnRetryTests(SynchronousTestCase):
         sensor.add("127.0.0.1", -1)
         h.reactor.advance(FORK_RETRY_INTERVAL)
         self.assertEqual(len(h.records), 1)
-        self.assertEqual(h.server.runtimes["probe"].retrying, [])
+        self.assertEqual(h.server.runtimes["probe"].parts.children.retrying, [])
         self.assertIn("FAIL: probe address from=127.0.0.1", self.serviceLog())
         client.settimeout(1)
         self.assertEqual(client.recv(1), b"")
@@ -105,7 +105,9 @@ class SpawnRetryTests(SynchronousTestCase):
         )
         client.settimeout(1)
         self.assertEqual(client.recv(1), b"")
-        self.assertIsNone(h.server.runtimes["probe"].policy.check("127.0.0.1"))
+        self.assertIsNone(
+            h.server.runtimes["probe"].parts.admission.policy.check("127.0.0.1")
+        )
 
     def test_noretryFailsAtOnce(self) -> None:
         """With NORETRY the first failure is final: FAIL fork, no retry."""
@@ -121,7 +123,7 @@ class SpawnRetryTests(SynchronousTestCase):
         h = self.harness("instances = 1")
         self.connect(h)
         h.records[0].failed()
-        refusal = h.server.runtimes["probe"].policy.check("127.0.0.1")
+        refusal = h.server.runtimes["probe"].parts.admission.policy.check("127.0.0.1")
         assert refusal is not None
         self.assertEqual(refusal.reason, "service_limit")
 

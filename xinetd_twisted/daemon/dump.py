@@ -26,7 +26,7 @@ def _when(seconds: float) -> str:
 
 
 def _state(runtime: Any) -> str:
-    if getattr(runtime, "_reactivation", None) is not None:
+    if runtime.reactivationPending:
         return "deactivated (connections per second), reactivation pending"
     if runtime.active:
         return "active"
@@ -37,17 +37,17 @@ def _runtimeLines(runtime: Any, draining: bool = False) -> List[str]:
     spec = runtime.spec
     lines = [
         f"Service = {runtime.serviceId}",
-        f"\tKind = {type(runtime).__name__}",
+        f"\tKind = {type(runtime.kind).__name__}",
         f"\tState = {'removed, servers still running' if draining else _state(runtime)}",
         f"\tSocket = {spec.describe() if spec is not None else '(none)'}",
         f"\tConnections = {runtime.connections}",
         f"\tRefused = {runtime.refused}",
-        f"\tRunning servers = {len(runtime.running)}",
+        f"\tRunning servers = {len(runtime.servers)}",
     ]
-    for pid, child in sorted(runtime.running.items()):
+    for pid, child in sorted(runtime.servers.items()):
         peer = child.peer if child.peer is not None else "<no address>"
         lines.append(f"\t\tpid={pid} from={peer} since={_when(child.started)}")
-    retrying = getattr(runtime, "retrying", ())
+    retrying = runtime.parts.children.retrying
     lines.append(f"\tSpawn retries pending = {len(retrying)}")
     if not draining:
         lines.append("\tConfiguration:")

@@ -13,39 +13,35 @@ import atexit
 import os
 import resource
 import signal
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attr
-from twisted.application.service import Service
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger, globalLogPublisher
 
 from xinetd_twisted.config.model import (
     Config,
-    ConfigError,
-    FileLog,
     Problem,
     ServiceConfig,
     Severity,
 )
-from xinetd_twisted.listen.sockets import SocketSpec
+from xinetd_twisted.daemon.plan import Plan, ownsSocket, planReload
+from xinetd_twisted.daemon.signals import SignalHandlers
 from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver
 from xinetd_twisted.logs.sinks import SyslogConnection
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.hostsaccess import HostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
 from xinetd_twisted.protocols.names import ReverseResolver
-from xinetd_twisted.service.inprocess import (
-    InternalDatagramRuntime,
-    InternalStreamRuntime,
-    RedirectRuntime,
-    TcpmuxRuntime,
-)
-from xinetd_twisted.service.programs import SpawningStreamRuntime, WaitRuntime
-from xinetd_twisted.service.runtime import (
+from xinetd_twisted.service.context import (
     DaemonContext,
-    ServiceRuntime,
+    IServiceHooks,
+    LogSinks,
+    NoHooks,
 )
-from xinetd_twisted.spawn.interfaces import ISpawner
+from xinetd_twisted.service.runtime import ServiceRuntime
+from xinetd_twisted.spawn.interfaces import CredentialKey, ISpawner
 
 ConfigLoader = Callable[[str], Config]
 
@@ -113,28 +109,6 @@ def logProblems(log: Logger, problems: tuple[Problem, ...]) -> None:
         emit("{problem}", problem=str(problem))
 
 
-def runtimeFor(
-    context: DaemonContext, service: ServiceConfig
-) -> Optional[ServiceRuntime]:
-    """
-    The runtime that serves C{service}, by its kind; L{None} for tcpmux
-    sub-services, which have no socket of their own.
-    """
-    if service.isTcpmuxSubservice and not service.isInternal:
-        return None
-    if service.isInternal:
-        if service.name.lower() == "tcpmux" and service.socketType == "stream":
-            return TcpmuxRuntime(context, service)
-        if service.socketType == "dgram":
-            return InternalDatagramRuntime(context, service)
-        return InternalStreamRuntime(context, service)
-    if service.redirect is not None:
-        return RedirectRuntime(context, service)
-    if service.wait:
-        return WaitRuntime(context, service)
-    return SpawningStreamRuntime(context, service)
-
-
 def makeSpawner(kind: str = "helper", reactor: Optional[Any] = None) -> ISpawner:
     """
     The spawner named by C{kind}: C{"helper"} (the fast, faithful fork
@@ -167,7 +141,7 @@ def superServerFromPath(
     Build the super-server for a configuration file, for composing into any
     Twisted application::
 
-        from xinetd_twisted.daemon.superserver import superServerFromPath
+        from xinetd_twisted.server import superServerFromPath
         superServerFromPath("/etc/xinetd.conf").setServiceParent(application)
 
     @raise ConfigError: when the configuration cannot be used at all.
@@ -184,18 +158,49 @@ def superServerFromPath(
     )
 
 
-class SuperServer(Service):
+def buildContext(
+    reactor: Any,
+    spawner: ISpawner,
+    options: DaemonOptions,
+    hostsAccess: Optional[HostsAccess],
+    environ: Mapping[str, str],
+    umask: int,
+    hooks: Optional[IServiceHooks] = None,
+) -> DaemonContext:
     """
-    xinetd: listens for every configured service and serves each connection.
+    The context every service of one daemon shares.
+    """
+    policy = PolicyContext.forReactor(
+        reactor,
+        processLimit=ProcessLimit(options.processLimit),
+        hostsAccess=hostsAccess,
+    )
+    return DaemonContext(
+        reactor=reactor,
+        spawner=spawner,
+        environ=dict(environ),
+        umask=umask,
+        isRoot=os.geteuid() == 0,
+        nofileHardLimit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        policy=policy,
+        sinks=LogSinks(SyslogConnection(options.syslogPath)),
+        names=ReverseResolver.forReactor(reactor),
+        hooks=hooks if hooks is not None else NoHooks(),
+    )
+
+
+class SuperServer(MultiService):
+    """
+    xinetd: a L{MultiService} whose children are the L{ServiceRuntime} of
+    every configured service, named by service id.
 
     @ivar configPath: the main configuration file (re-read on SIGHUP).
     @ivar config: the configuration in force.
-    @ivar runtimes: active services by lower-case id.
     @ivar draining: runtimes of services a reload removed whose servers
         have not all been reaped yet (for their EXIT lines and the dump).
     """
 
-    log = Logger()
+    log = Logger(namespace="xinetd_twisted.daemon")
 
     def __init__(
         self,
@@ -204,16 +209,19 @@ class SuperServer(Service):
         loader: ConfigLoader,
         spawner: ISpawner,
         reactor: Optional[Any] = None,
-        environ: Optional[Dict[str, str]] = None,
+        environ: Optional[Mapping[str, str]] = None,
         umask: Optional[int] = None,
         options: Optional[DaemonOptions] = None,
         exitProcess: Optional[Callable[[int], None]] = None,
+        hooks: Optional[IServiceHooks] = None,
     ) -> None:
         """
         @param exitProcess: called with an exit status when the daemon must
             end on its own (no services); by default stops the reactor and
             makes the process exit with that status.
+        @param hooks: told of every service event (metrics).
         """
+        super().__init__()
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -224,38 +232,32 @@ class SuperServer(Service):
         self._loader = loader
         self.options = options if options is not None else DaemonOptions()
         self._exitProcess = exitProcess or self._stopWithStatus
-        policy = PolicyContext.forReactor(
+        self.context = buildContext(
             reactor,
-            processLimit=ProcessLimit(self.options.processLimit),
-            hostsAccess=self._readHosts(),
+            spawner,
+            self.options,
+            self._readHosts(),
+            os.environ if environ is None else environ,
+            currentUmask() if umask is None else umask,
+            hooks,
         )
-        self._context = DaemonContext(
-            reactor=reactor,
-            spawner=spawner,
-            environ=dict(os.environ if environ is None else environ),
-            umask=currentUmask() if umask is None else umask,
-            isRoot=os.geteuid() == 0,
-            nofileHardLimit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-            policy=policy,
-            syslog=SyslogConnection(self.options.syslogPath),
-        )
-        # Client names for host/domain rules, looked up without blocking.
-        self._context.names = ReverseResolver.forReactor(reactor)
-        self.runtimes: Dict[str, ServiceRuntime] = {}
-        self._ownSyslog: Any = None
         self.draining: List[ServiceRuntime] = []
-        self._previousHandlers: Dict[int, Any] = {}
+        self._signals = SignalHandlers(reactor)
+        self._ownSyslog: Optional[DaemonSyslogObserver] = None
         self._activated = False
         self._scrub: Any = None
         self._terminating = False
 
     @property
     def spawner(self) -> ISpawner:
-        return self._context.spawner
+        return self.context.spawner
 
     @property
-    def context(self) -> DaemonContext:
-        return self._context
+    def runtimes(self) -> Dict[str, ServiceRuntime]:
+        """
+        The running services by lower-case id.
+        """
+        return {s.name.lower(): s for s in self}
 
     def _readHosts(self) -> Optional[HostsAccess]:
         if self.options.hostsAllow is None:
@@ -270,7 +272,6 @@ class SuperServer(Service):
         """
         Start the spawner and bind every socket while still privileged.
         """
-        super().privilegedStartService()
         self._activate()
 
     def _activate(self) -> None:
@@ -278,15 +279,13 @@ class SuperServer(Service):
             return
         self._activated = True
         logProblems(self.log, self.config.problems)
-        self._context.spawner.start()
-        self._context.spawner.observePressure(self._onBackPressure)
-        self._startAll(self.config)
+        self.context.spawner.start()
+        self.context.spawner.observePressure(self._onPressure)
+        subservices = [s for s in self.config.services if s.isTcpmuxSubservice]
+        for service in self.config.services:
+            if ownsSocket(service):
+                self._startRuntime(service, subservices)
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
-
-    def _startAll(self, config: Config) -> None:
-        subservices = [s for s in config.services if s.isTcpmuxSubservice]
-        for service in config.services:
-            self._startRuntime(service, subservices)
 
     def startService(self) -> None:
         """
@@ -294,19 +293,28 @@ class SuperServer(Service):
         C{twist}), and take over xinetd's signals.
         """
         self._activate()
-        super().startService()
+        for runtime in list(self):
+            runtime.startService()
+        self.running = 1
         if self.options.syslogFacility is not None and self._ownSyslog is None:
             self._ownSyslog = DaemonSyslogObserver(
-                self._context.syslog, self.options.syslogFacility
+                self.context.sinks.syslog, self.options.syslogFacility
             )
             globalLogPublisher.addObserver(self._ownSyslog)
-        for signum in self.options.reloadSignals:
-            self._handle(signum, self._onReloadSignal)
+        self._signals.handle(self.options.reloadSignals, self._onReload, "reloading")
         if self.options.stopSignals:
-            self._handle(signal.SIGUSR1, self._onDumpSignal)
+            # twistd rotates its --logfile on SIGUSR1: keep doing that too,
+            # first, so that the dump's messages go to the new file.
+            self._signals.handle(
+                (signal.SIGUSR1,), self._onDump, "dumping state", chain=True
+            )
         # The reactor installs its SIGTERM handler as it starts running
         # (after this, under twistd): take over once it runs.
-        self._whenRunning(self._ready)
+        whenRunning = getattr(self._reactor, "callWhenRunning", None)
+        if whenRunning is None:
+            self._ready()
+        else:
+            whenRunning(self._ready)
 
     def _ready(self) -> None:
         """
@@ -316,84 +324,74 @@ class SuperServer(Service):
         if not self.running:
             return
         if self.options.stopSignals:
-            self._handle(signal.SIGTERM, self._onStopSignal)
-            self._handle(signal.SIGQUIT, self._onStopSignal)
+            self._signals.handle((signal.SIGTERM,), self._onStop, "stopping")
+            self._signals.handle((signal.SIGQUIT,), self._onStop, "exiting")
         self.log.info(
-            "Started working: {count} available service(s)", count=len(self.runtimes)
+            "Started working: {count} available service(s)",
+            count=len(self.namedServices),
         )
         self._exitIfNothingServed("no services. Exiting...")
 
-    def _whenRunning(self, f: Callable[..., Any], *args: Any) -> None:
-        whenRunning = getattr(self._reactor, "callWhenRunning", None)
-        if whenRunning is None:
-            f(*args)
-        else:
-            whenRunning(f, *args)
-
-    def _handle(self, signum: int, handler: Callable[[int, Any], None]) -> None:
-        previous = signal.signal(signum, handler)
-        self._previousHandlers.setdefault(signum, previous)
-
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred:
         """
         Close every socket and stop the spawner; running servers are left
         alone, as xinetd leaves them.
         """
-        super().stopService()
-        for signum, handler in self._previousHandlers.items():
-            signal.signal(signum, handler)
-        self._previousHandlers.clear()
+        self.running = 0
+        self._signals.restore()
         if self._ownSyslog is not None:
             globalLogPublisher.removeObserver(self._ownSyslog)
             self._ownSyslog = None
         if self._scrub is not None and self._scrub.active():
             self._scrub.cancel()
         self._scrub = None
-        for runtime in list(self.runtimes.values()):
-            runtime.deactivate()
-        self.runtimes.clear()
+        stopped = [runtime.stopService() for runtime in reversed(list(self))]
+        for runtime in list(self):
+            self._forget(runtime)
         self.draining.clear()
-        for sink in self._context.fileSinks.values():
-            sink.close()
-        self._context.fileSinks.clear()
-        self._context.syslog.disconnect()
-        if self._context.names is not None:
-            self._context.names.stop()
+        self.context.sinks.close()
+        if self.context.names is not None:
+            self.context.names.stop()
         self._activated = False
-        return self._context.spawner.stop()
+        stopped.append(self.context.spawner.stop())  # type: ignore[arg-type]
+        return DeferredList(stopped).addCallback(lambda _: None)
 
-    def _onBackPressure(self, key: Any, backedUp: bool) -> None:
+    def _forget(self, runtime: ServiceRuntime) -> None:
+        # Removed without stopService: the caller has dealt with it.
+        self.services.remove(runtime)
+        del self.namedServices[runtime.name]
+        runtime.parent = None
+
+    def _onPressure(self, key: Optional[CredentialKey], backedUp: bool) -> None:
         """
-        The spawner cannot keep up: stop accepting for services that spawn
-        until it has caught up, instead of queueing without bound.
+        The spawner cannot keep up for credential set C{key} (L{None}: all):
+        stop accepting for the services whose children it starts until it
+        has caught up, instead of queueing without bound.
         """
-        for runtime in self.runtimes.values():
-            if runtime._setup is not None:
-                if backedUp:
-                    runtime.pause()
-                else:
-                    runtime.resume()
+        for runtime in self:
+            credentials = runtime.credentials()
+            if credentials is None or (key is not None and credentials != key):
+                continue
+            if backedUp:
+                runtime.pause()
+            else:
+                runtime.resume()
 
     def _scrubSensor(self) -> None:
-        sensor = self._context.policy.sensorList
-        if sensor is not None:
-            expired = sensor.scrub()
-            if expired:
-                self.log.info(
-                    "At least 1 DENY_TIME has expired, global_no_access list updated"
-                )
+        sensor = self.context.policy.sensorList
+        if sensor is not None and sensor.scrub():
+            self.log.info(
+                "At least 1 DENY_TIME has expired, global_no_access list updated"
+            )
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
 
     def _startRuntime(
         self, service: ServiceConfig, subservices: List[ServiceConfig]
     ) -> Optional[ServiceRuntime]:
         try:
-            runtime = runtimeFor(self._context, service)
-            if runtime is None:
-                return None
-            if isinstance(runtime, TcpmuxRuntime):
-                runtime.setSubservices(subservices)
-            runtime.activate()
+            runtime = ServiceRuntime(self.context, service)
+            runtime.setSubservices(subservices)
+            runtime.privilegedStartService()
         except OSError as e:
             self.log.error(
                 "bind failed for service {service} ({error}); "
@@ -409,7 +407,9 @@ class SuperServer(Service):
                 service=service.serviceId,
             )
             return None
-        self.runtimes[runtime.serviceId.lower()] = runtime
+        self.addService(runtime)
+        if self.running:
+            runtime.startService()
         return runtime
 
     def _exitIfNothingServed(self, message: str) -> bool:
@@ -418,7 +418,7 @@ class SuperServer(Service):
 
         @return: whether the daemon goes on.
         """
-        if self.runtimes or self.options.stayalive:
+        if self.namedServices or self.options.stayalive:
             return True
         self.log.critical(message)
         self._exitProcess(1)
@@ -433,18 +433,17 @@ class SuperServer(Service):
 
     # --- SIGTERM, SIGQUIT, SIGUSR1 -------------------------------------------
 
-    def _onStopSignal(self, signum: int, frame: Any) -> None:
-        self._reactor.callFromThread(
-            self.terminate if signum == signal.SIGTERM else self.quit
-        )
+    def _onReload(self, signum: int) -> None:
+        self.reload()
 
-    def _onDumpSignal(self, signum: int, frame: Any) -> None:
-        # twistd rotates its --logfile on SIGUSR1: keep doing that too,
-        # first, so that the dump's messages go to the new file.
-        previous = self._previousHandlers.get(signum)
-        if callable(previous):
-            previous(signum, frame)
-        self._reactor.callFromThread(self.dump)
+    def _onStop(self, signum: int) -> None:
+        if signum == signal.SIGTERM:
+            self.terminate()
+        else:
+            self.quit()
+
+    def _onDump(self, signum: int) -> None:
+        self.dump()
 
     def quit(self) -> None:
         """
@@ -462,6 +461,8 @@ class SuperServer(Service):
         C{gracefulStop}: stop accepting, wait that long for running servers,
         send the rest SIGTERM, then exit.
         """
+        from xinetd_twisted.daemon.stopping import gracefulStop
+
         grace = self.options.gracefulStop
         if not grace:
             self.quit()
@@ -469,44 +470,20 @@ class SuperServer(Service):
         if self._terminating:
             return
         self._terminating = True
-        for runtime in self.runtimes.values():
+        for runtime in self:
             runtime.deactivate()
-        children = self.runningChildren()
-        self.log.info(
-            "Graceful stop: no longer accepting; waiting up to {grace} s for "
-            "{count} running server(s)",
-            grace=grace,
-            count=len(children),
-        )
-        self._waitForChildren(self._reactor.seconds() + grace, self._endChildren)
+        gracefulStop(self, grace)
 
     def runningChildren(self) -> List[Tuple[ServiceRuntime, int]]:
         """
         C{(runtime, pid)} of every server started and not yet reaped.
         """
-        self.draining = [r for r in self.draining if r.running]
+        self.draining = [r for r in self.draining if r.servers]
         return [
             (runtime, pid)
-            for runtime in list(self.runtimes.values()) + self.draining
-            for pid in runtime.running
+            for runtime in list(self) + self.draining
+            for pid in runtime.servers
         ]
-
-    def _waitForChildren(self, deadline: float, then: Callable[[], None]) -> None:
-        if not self.runningChildren() or self._reactor.seconds() >= deadline:
-            then()
-            return
-        self._reactor.callLater(0.1, self._waitForChildren, deadline, then)
-
-    def _endChildren(self) -> None:
-        children = self.runningChildren()
-        for runtime, pid in children:
-            self.log.warn(
-                "Sending signal 15 to {service} server {pid}",
-                service=runtime.serviceId,
-                pid=pid,
-            )
-            self._context.spawner.signalChild(pid, int(signal.SIGTERM))
-        self._waitForChildren(self._reactor.seconds() + TERM_GRACE, self.quit)
 
     def dump(self) -> None:
         """
@@ -516,7 +493,7 @@ class SuperServer(Service):
 
         path = self.options.dumpFile
         try:
-            appendDump(path, formatDump(self, now=self._context.wallClock()))
+            appendDump(path, formatDump(self, now=self.context.wallClock()))
         except OSError as e:
             self.log.error(
                 "cannot write the state dump to {path}: {error}",
@@ -528,78 +505,57 @@ class SuperServer(Service):
 
     # --- reconfiguration ---------------------------------------------------
 
-    def _onReloadSignal(self, signum: int, frame: Any) -> None:
-        # Runs between two bytecodes, possibly inside reactor code: only
-        # schedule the work.
-        self._reactor.callFromThread(self.reload)
-
-    def _loadForReload(self) -> Optional[Config]:
-        try:
-            return self._loader(self.configPath)
-        except ConfigError as e:
-            logProblems(self.log, e.problems)
-            reason = "the configuration has errors"
-        except OSError as e:
-            reason = e.strerror or str(e)
-        except Exception:
-            self.log.failure("reading {path}", path=self.configPath)
-            reason = "unexpected error"
-        self.log.warn(
-            "reconfiguration failed ({reason}); keeping the running configuration",
-            reason=reason,
-        )
-        return None
-
     def reload(self) -> Optional[Config]:
         """
-        Re-read the configuration and apply the difference: services whose
-        socket is unchanged keep it (and their children) and take the new
-        settings in place; the others are dropped (their servers killed,
-        as xinetd does) and, when still configured, bound again.  A
+        Re-read the configuration and apply the L{planReload} plan.  A
         configuration that cannot be loaded leaves everything as it was.
 
         @return: the new configuration, or L{None} when it was refused.
         """
+        from xinetd_twisted.daemon.reload import loadForReload
+
         if self._terminating:
             return None
         self.log.info("Starting reconfiguration")
-        config = self._loadForReload()
+        config = loadForReload(self._loader, self.configPath, self.log)
         if config is None:
             return None
         logProblems(self.log, config.problems)
-        self._context.policy.hostsAccess = self._readHosts()
-        subservices = [s for s in config.services if s.isTcpmuxSubservice]
-        old = dict(self.runtimes)
-        keep: List[Tuple[ServiceRuntime, ServiceConfig]] = []
-        start: List[ServiceConfig] = []
-        for service in config.services:
-            if service.isTcpmuxSubservice and not service.isInternal:
-                continue
-            runtime = old.get(service.serviceId.lower())
-            if runtime is not None and _sameSocket(runtime, service):
-                del old[service.serviceId.lower()]
-                keep.append((runtime, service))
-            else:
-                start.append(service)
-        # Drop first: a new service may want a port a dropped one holds.
-        for runtime in old.values():
-            self._drop(runtime)
-        for runtime, service in keep:
-            runtime.update(service)
-            if isinstance(runtime, TcpmuxRuntime):
-                runtime.setSubservices(subservices)
-            self.log.info("readjusting service {service}", service=service.serviceId)
-        new = sum(1 for service in start if self._startRuntime(service, subservices))
+        self.context.policy.hostsAccess = self._readHosts()
+        running = {runtime.name: runtime.service for runtime in self}
+        self.apply(planReload(running, config))
         self.config = config
-        self._closeUnusedSinks()
-        self.log.info(
-            "Reconfigured: new={new} old={old} dropped={dropped} (services)",
-            new=new,
-            old=len(keep),
-            dropped=len(old),
-        )
         self._exitIfNothingServed("No available services. Exiting")
         return config
+
+    def apply(self, plan: Plan) -> None:
+        """
+        Carry out a reload plan.
+        """
+        # Stop first: a new service may want a port a stopped one holds.
+        for serviceId in plan.stop:
+            self._drop(self.getServiceNamed(serviceId))
+        for serviceId, service in plan.update:
+            runtime = self.getServiceNamed(serviceId)
+            if service.serviceId != runtime.name:
+                # Same service, id spelled differently: keep it, renamed.
+                self._forget(runtime)
+                runtime.name = service.serviceId
+                self.addService(runtime)
+            runtime.update(service)
+            runtime.setSubservices(plan.subservices)
+            self.log.info("readjusting service {service}", service=service.serviceId)
+        started = [
+            s for s in plan.start if self._startRuntime(s, list(plan.subservices))
+        ]
+        self.draining = [r for r in self.draining if r.servers]
+        self.context.sinks.closeUnused([r.service for r in list(self) + self.draining])
+        self.log.info(
+            "Reconfigured: new={new} old={old} dropped={dropped} (services)",
+            new=len(started),
+            old=len(plan.update),
+            dropped=len(plan.stop),
+        )
 
     def _drop(self, runtime: ServiceRuntime) -> None:
         """
@@ -608,51 +564,14 @@ class SuperServer(Service):
         (SIGKILL for programs).
         """
         runtime.deactivate()
-        for pid in sorted(runtime.running):
+        for pid in sorted(runtime.servers):
             self.log.info(
                 "Sending signal 9 to {service} server {pid}",
                 service=runtime.serviceId,
                 pid=pid,
             )
-        runtime.killChildren(int(signal.SIGKILL))
-        self.runtimes.pop(runtime.serviceId.lower(), None)
-        if runtime.running:
+        runtime.endServers(int(signal.SIGKILL))
+        self._forget(runtime)
+        if runtime.servers:
             self.draining.append(runtime)
         self.log.info("service {service} deactivated", service=runtime.serviceId)
-
-    def _closeUnusedSinks(self) -> None:
-        """
-        Close FILE logs no service writes to any more (removed services
-        whose servers still run keep theirs for the EXIT lines).
-        """
-        self.draining = [r for r in self.draining if r.running]
-        used = {
-            r.service.logType
-            for r in list(self.runtimes.values()) + self.draining
-            if isinstance(r.service.logType, FileLog)
-        }
-        for key in [k for k in self._context.fileSinks if k not in used]:
-            self._context.fileSinks.pop(key).close()
-
-
-def _sameSocket(runtime: ServiceRuntime, service: ServiceConfig) -> bool:
-    """
-    Whether a reloaded service is the same service on the same socket
-    (xinetd's identity: id, type, wait, protocol, socket type, port) and the
-    same bind address and family (which otherwise force a rebind).
-    """
-    current = runtime.service
-    if service.port is None or runtime.requested is None:
-        return False
-    wanted = SocketSpec.forService(service)
-    return (
-        wanted
-        == attr.evolve(
-            runtime.requested, nodelay=wanted.nodelay, keepalive=wanted.keepalive
-        )
-        and current.wait == service.wait
-        and current.isInternal == service.isInternal
-        and (current.redirect is None) == (service.redirect is None)
-        and current.types == service.types
-        and current.name.lower() == service.name.lower()
-    )

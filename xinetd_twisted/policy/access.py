@@ -53,6 +53,8 @@ class Refusal:
     @ivar deactivated: for cps, this very connection deactivated the
         service (log "Deactivating ..." and close the socket now).
     @ivar sensor: for a SENSOR service, what happened to the blocklist.
+    @ivar daemonMessage: xinetd also writes C{message} to its own log (load,
+        libwrap, a double address match).
     """
 
     reason: str
@@ -60,6 +62,7 @@ class Refusal:
     deactivateUntil: Optional[float] = None
     deactivated: bool = False
     sensor: Optional[SensorOutcome] = None
+    daemonMessage: bool = False
 
 
 @attr.s(auto_attribs=True)
@@ -216,7 +219,9 @@ class ServicePolicy:
             return Refusal(CPS, message, until, self.rate.justDeactivated)
         if config.maxLoad and overloaded(config.maxLoad, self._loadAverage):
             return Refusal(
-                LOAD, f"refused connect from {peerHost} due to excessive load"
+                LOAD,
+                f"refused connect from {peerHost} due to excessive load",
+                daemonMessage=True,
             )
         if self._times is not None and not self._times.allowedAt(
             self._context.localtime(self._seconds())
@@ -263,7 +268,7 @@ class ServicePolicy:
                         )
                     else:
                         message = f"{peerHost} is not allowed by only_from/no_access"
-                    return Refusal(ADDRESS, message)
+                    return Refusal(ADDRESS, message, daemonMessage=decision.bothMatched)
         elif self._isSensor:
             return Refusal(ADDRESS, f"unknown address hit sensor {config.serviceId}")
         if self._wrap is not None and not self._wrap.allowed(peer, peerName):
@@ -271,6 +276,7 @@ class ServicePolicy:
                 LIBWRAP,
                 f"libwrap refused connection to {config.serviceId} "
                 f"(libwrap={self.libwrapName}) from {peerHost}",
+                daemonMessage=True,
             )
         return None
 

@@ -1,12 +1,12 @@
-# -*- test-case-name: tests.test_inprocess -*-
+# -*- test-case-name: tests.test_builtins_xinetd -*-
 """
-Services served inside the daemon: internal services (stream and
+The kinds served inside the daemon: internal services (stream and
 datagram), redirect, and the tcpmux multiplexer (which hands the chosen
 sub-service's program the connection).
 
-Connections still arrive through L{StreamAcceptor} and the shared pipeline
-of L{ServiceRuntime} (banner, policy, refusal, log) before a Twisted
-transport is made for them.
+Stream connections arrive by either door (our own socket, or the factory
+from any endpoint), go through the service's admission, then get an inner
+protocol from the builtins, the redirect relay or tcpmux.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import socket
 import weakref
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-from twisted.logger import Logger
+from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xinetd_twisted.builtins import (
     IBuiltinObserver,
-    LoopGuard,
     NullObserver,
     datagramProtocol,
     streamFactory,
@@ -31,29 +30,26 @@ from xinetd_twisted.builtins.formats import daytimeString, timeBytes
 from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
+from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.logs.service import wallDuration
 from xinetd_twisted.protocols.redirect import (
     IRedirectObserver,
     RedirectFactory,
     Traffic,
 )
-from xinetd_twisted.service.banners import sendNoWait
-from xinetd_twisted.service.runtime import (
-    AcceptingRuntime,
-    DaemonContext,
-    ServiceRuntime,
+from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
+from xinetd_twisted.service.factory import (
+    IStreamKind,
+    ServiceFactory,
+    ServiceProtocol,
+    detachSocket,
+    plainSocket,
 )
+from xinetd_twisted.service.parts import ServiceParts
+from xinetd_twisted.service.program import setupFor
 from xinetd_twisted.spawn.interfaces import ChildSetup
-from xinetd_twisted.spawn.setup import childSetupFor
 
 _INLINE = {"daytime": daytimeString, "time": timeBytes}
-
-FORKING_BUILTINS = frozenset({"echo", "discard", "chargen"})
-"""
-Internal stream services xinetd runs in a forked child: they count towards
-C{instances}/C{per_source} and get an EXIT line, as there.  daytime and
-time are answered inline by xinetd (START pid=0, no EXIT).
-"""
 
 DGRAM_FAIL_INTERVAL = 60.0
 """
@@ -61,18 +57,10 @@ xinetd logs a refused datagram source at most once a minute per service.
 """
 
 
-def _host(peer: Any) -> Optional[str]:
-    host = getattr(peer, "host", None)
-    if host is None and isinstance(peer, tuple):
-        host = peer[0]
-    return host if isinstance(host, str) else None
-
-
-class _Recording:
+class _Recording(Factory):
     """
-    Builds protocols with C{factory} and remembers them (weakly), so a
-    dropped service can end its connections.  adoptStreamConnection needs
-    only C{buildProtocol}.
+    Builds inner protocols with C{factory} and remembers them (weakly), so
+    a removed service can end its connections.
     """
 
     def __init__(self, factory: Any, protocols: "weakref.WeakSet[Any]") -> None:
@@ -86,204 +74,303 @@ class _Recording:
         return protocol
 
 
-class _AdoptingRuntime(AcceptingRuntime):
+def _handedOff(protocol: Any) -> bool:
+    inner = getattr(protocol, "inner", None)
+    return bool(
+        getattr(protocol, "handedOff", False) or getattr(inner, "handedOff", False)
+    )
+
+
+@implementer(IStreamKind)
+class InProcessStreamKind:
     """
-    A stream service whose connections become Twisted transports after the
-    shared pipeline admitted them.
+    What the in-process stream kinds share: both doors, admission, then an
+    inner protocol from L{innerFactory}.
+
+    @ivar factory: the factory door.
     """
 
-    def _factory(self) -> Any:
+    def __init__(self, parts: ServiceParts) -> None:
+        self._parts = parts
+        self._protocols: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._acceptor: Optional[StreamAcceptor] = None
+        self._family = socket.AF_INET
+        self._inner = self.innerFactory()
+        self.factory = ServiceFactory(self, parts.service.serviceId)
+
+    def innerFactory(self) -> Any:
+        """
+        The factory of the protocols that serve admitted connections.
+        """
         raise NotImplementedError()
 
-    def _open(self, sock: socket.socket) -> None:
-        if not hasattr(self, "_protocols"):
-            self._protocols: "weakref.WeakSet[Any]" = weakref.WeakSet()
-        self._family = sock.family
-        self._currentFactory = self._factory()
-        super()._open(sock)
-
     def update(self, service: ServiceConfig) -> None:
-        super().update(service)
-        if self.active:
-            self._currentFactory = self._factory()
+        self._inner = self.innerFactory()
 
-    def _connection(self, fd: int, address: object) -> None:
+    def open(self, sock: socket.socket) -> None:
+        self._family = sock.family
+        self._acceptor = StreamAcceptor(
+            self._parts.context.reactor,
+            sock,
+            self.acceptRaw,
+            self._parts.service.serviceId,
+        )
+        self._acceptor.startReading()
+
+    @property
+    def listeningSocket(self) -> Optional[socket.socket]:
+        return None if self._acceptor is None else self._acceptor.socket
+
+    def close(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+            self._acceptor = None
+
+    def pause(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.stopReading()
+
+    def resume(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.startReading()
+
+    def endConnections(self) -> None:
+        """
+        The service was removed: end its in-process connections, as xinetd
+        ends the servers it forked for them (a tcpmux connection handed to
+        a program is that program's, and is left alone).
+        """
+        for protocol in list(self._protocols):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and not _handedOff(protocol):
+                transport.abortConnection()
+
+    # --- the fast door -----------------------------------------------------
+
+    def acceptRaw(self, fd: int, address: object) -> None:
         try:
-            self._admit(fd, numericHost(address), self._adopt)
+            connection = Connection.fromDescriptor(
+                fd, address, self._family, self._parts.seconds()
+            )
+            self._parts.admission.admit(connection, self.adopt)
         finally:
             os.close(fd)
 
-    def _adopt(self, fd: int) -> None:
-        success = self._banners.success
-        if success:
-            sendNoWait(fd, success)
-        self._context.reactor.adoptStreamConnection(
-            fd, self._family, _Recording(self._currentFactory, self._protocols)
+    def adopt(self, connection: Connection) -> None:
+        """
+        Make an admitted raw connection a transport served by the inner
+        protocol.
+        """
+        connection.send(self._parts.admission.banners.success)
+        self._parts.context.reactor.adoptStreamConnection(
+            connection.fd, self._family, _Recording(self._inner, self._protocols)
         )
 
-    def killChildren(self, signum: int) -> None:
-        """
-        The service was dropped: end its in-process connections, as xinetd
-        ends the servers it forked for them (a tcpmux connection handed to a
-        program is that program's, and is left alone).
-        """
-        super().killChildren(signum)
-        for protocol in list(getattr(self, "_protocols", ())):
-            transport = getattr(protocol, "transport", None)
-            if transport is not None and not getattr(protocol, "handedOff", False):
-                transport.abortConnection()
+    # --- the factory door --------------------------------------------------
+
+    def connected(self, protocol: ServiceProtocol) -> None:
+        transport = protocol.transport
+        peer = transport.getPeer()
+        connection = Connection(
+            peer=hostOf(peer),
+            remote=socketAddress(peer),
+            local=socketAddress(transport.getHost()),
+            transport=transport,
+            accepted=self._parts.seconds(),
+        )
+
+        def attach(admitted: Connection) -> None:
+            if not transport.connected:
+                return
+            admitted.send(self._parts.admission.banners.success)
+            inner = self._inner.buildProtocol(peer)
+            self._protocols.add(protocol)
+            protocol.attach(inner)
+
+        self._parts.admission.admit(connection, attach)
 
 
 @implementer(IBuiltinObserver)
-class InternalStreamRuntime(NullObserver, _AdoptingRuntime):
+class InternalStreamKind(NullObserver, InProcessStreamKind):
     """
     echo, discard, daytime, time, chargen over TCP, answered in-process.
     """
 
-    def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
-        super().__init__(context, service)
-        self.countsInstances = service.name.lower() in FORKING_BUILTINS
+    def __init__(self, parts: ServiceParts) -> None:
         self._starts: Dict[int, float] = {}
+        InProcessStreamKind.__init__(self, parts)
 
-    def _factory(self) -> Any:
-        name = (
-            "discard" if "SENSOR" in self.service.flags else self.service.name.lower()
+    def innerFactory(self) -> Any:
+        service = self._parts.service
+        name = "discard" if "SENSOR" in service.flags else service.name.lower()
+        return streamFactory(
+            name, service.serviceId, self._parts.context.reactor, observer=self
         )
-        return streamFactory(name, self.serviceId, self._context.reactor, observer=self)
 
-    def _adopt(self, fd: int) -> None:
+    def adopt(self, connection: Connection) -> None:
         """
         daytime and time write a few bytes and close, as xinetd does inline:
         answered straight on the descriptor, no transport is built for them.
         """
-        name = self.service.name.lower()
-        if name not in _INLINE or "SENSOR" in self.service.flags:
-            super()._adopt(fd)
+        service = self._parts.service
+        name = service.name.lower()
+        if name not in _INLINE or "SENSOR" in service.flags:
+            super().adopt(connection)
             return
-        sock = socket.socket(fileno=os.dup(fd))
+        sock = socket.socket(fileno=os.dup(connection.fd))
         try:
             peer = numericHost(sock.getpeername())
-            success = self._banners.success
-            payload = _INLINE[name](self._context.reactor.seconds())
-            sock.send(success + payload, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            payload = _INLINE[name](self._parts.context.reactor.seconds())
+            sock.send(
+                self._parts.admission.banners.success + payload,
+                socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL,
+            )
         except OSError:
             return
         finally:
             sock.close()
-        self.log.start(0, peer)
+        self._parts.context.hooks.connection(service.serviceId)
+        self._parts.log.start(0, peer)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
-        host = _host(peer)
-        self._starts[id(peer)] = self._context.wallClock()
-        if self.countsInstances:
-            self.policy.started(host)
-        self.log.start(0, host)
+        parts = self._parts
+        host = hostOf(peer)
+        self._starts[id(peer)] = parts.context.wallClock()
+        if parts.children.countsInstances:
+            parts.admission.policy.started(host)
+        parts.context.hooks.connection(serviceId)
+        parts.log.start(0, host)
 
     def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
-        started = self._starts.pop(id(peer), self._context.wallClock())
-        if self.countsInstances:
-            self.policy.ended(_host(peer))
-            self.log.exit(
-                0, status=0, duration=wallDuration(started, self._context.wallClock())
+        parts = self._parts
+        started = self._starts.pop(id(peer), parts.context.wallClock())
+        if parts.children.countsInstances:
+            parts.admission.policy.ended(hostOf(peer))
+            parts.log.exit(
+                0, status=0, duration=wallDuration(started, parts.context.wallClock())
             )
 
 
 @implementer(IBuiltinObserver)
-class InternalDatagramRuntime(NullObserver, ServiceRuntime):
+class InternalDatagramKind(NullObserver):
     """
     echo, discard, daytime, time, chargen over UDP: each datagram answered
     in-process, within the reply budget, never to a reply (loop guard).
+
+    @ivar protocol: the L{DatagramProtocol} that serves the socket.
     """
 
-    countsInstances = False
-    _port: Any = None
+    factory = None
 
-    def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
-        super().__init__(context, service)
+    def __init__(self, parts: ServiceParts) -> None:
+        self._parts = parts
         self._failLogged: Dict[Tuple[str, int], float] = {}
-
-    def _open(self, sock: socket.socket) -> None:
-        guard = self._context.extras.setdefault("loopGuard", LoopGuard())
-        protocol = datagramProtocol(
-            self.service.name.lower(),
-            self.serviceId,
-            self._context.reactor,
+        self._port: Any = None
+        service = parts.service
+        self.protocol = datagramProtocol(
+            service.name.lower(),
+            service.serviceId,
+            parts.context.reactor,
             observer=self,
-            guard=guard,
+            guard=parts.context.loopGuard,
             admit=self._admitDatagram,
         )
+
+    def update(self, service: ServiceConfig) -> None:
+        pass
+
+    @property
+    def listeningSocket(self) -> Optional[socket.socket]:
+        return None if self._port is None else self._port.socket
+
+    def open(self, sock: socket.socket) -> None:
         try:
-            self._port = self._context.reactor.adoptDatagramPort(
-                sock.fileno(), sock.family, protocol
+            self._port = self._parts.context.reactor.adoptDatagramPort(
+                sock.fileno(), sock.family, self.protocol
             )
         finally:
             sock.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._port is not None:
             self._port.stopListening()
             self._port = None
 
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    def endConnections(self) -> None:
+        pass
+
     def _admitDatagram(self, peer: Tuple[str, int]) -> bool:
-        self.connections += 1
-        refusal = self.policy.check(peer[0], self._cachedName(peer[0]))
+        admission = self._parts.admission
+        admission.connections += 1
+        refusal = admission.check(peer[0])
         if refusal is None:
             return True
-        now = self._context.policy.seconds()
+        now = self._parts.seconds()
         last = self._failLogged.get(peer)
         if last is None or now - last >= DGRAM_FAIL_INTERVAL:
             if len(self._failLogged) > 4096:
                 self._failLogged.clear()
             self._failLogged[peer] = now
-            self._refuse(refusal, peer[0])
-        elif refusal.deactivated and refusal.deactivateUntil is not None:
-            self._deactivateFor(refusal.deactivateUntil)
+            admission.refuse(refusal, peer[0])
+        else:
+            admission.deactivationPending(refusal)
         return False
 
     def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
-        self.log.start(0, peer[0])
+        self._parts.context.hooks.connection(serviceId)
+        self._parts.log.start(0, peer[0])
 
 
 @implementer(IRedirectObserver)
-class RedirectRuntime(_AdoptingRuntime):
+class RedirectKind(InProcessStreamKind):
     """
     C{redirect = host port}: a TCP proxy, with the TRAFFIC line at the end.
     """
 
-    def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
-        super().__init__(context, service)
+    def __init__(self, parts: ServiceParts) -> None:
         self._starts: Dict[int, float] = {}
+        InProcessStreamKind.__init__(self, parts)
 
-    def _factory(self) -> Any:
-        assert self.service.redirect is not None
+    def innerFactory(self) -> Any:
+        service = self._parts.service
+        assert service.redirect is not None
         return RedirectFactory(
-            self.serviceId,
-            self.service.redirect,
-            self._context.reactor,
+            service.serviceId,
+            service.redirect,
+            self._parts.context.reactor,
             observer=self,
-            keepAlive="KEEPALIVE" in self.service.flags,
+            keepAlive="KEEPALIVE" in service.flags,
         )
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
-        self._starts[id(peer)] = self._context.wallClock()
-        self.policy.started(_host(peer))
-        self.log.start(0, _host(peer))
+        parts = self._parts
+        self._starts[id(peer)] = parts.context.wallClock()
+        parts.admission.policy.started(hostOf(peer))
+        parts.context.hooks.connection(serviceId)
+        parts.log.start(0, hostOf(peer))
 
     def connectFailed(self, serviceId: str, peer: Any, message: str) -> None:
-        self.daemonLog.error("{message}", message=message)
+        self._parts.daemonLog.error("{message}", message=message)
 
     def connectionEnded(self, serviceId: str, peer: Any, traffic: Traffic) -> None:
-        started = self._starts.pop(id(peer), self._context.wallClock())
-        self.policy.ended(_host(peer))
+        parts = self._parts
+        started = self._starts.pop(id(peer), parts.context.wallClock())
+        parts.admission.policy.ended(hostOf(peer))
         if traffic.connected:
-            self.log.traffic(traffic.bytesIn, traffic.bytesOut)
-        self.log.exit(
-            0, status=0, duration=wallDuration(started, self._context.wallClock())
+            parts.log.traffic(traffic.bytesIn, traffic.bytesOut)
+        parts.log.exit(
+            0, status=0, duration=wallDuration(started, parts.context.wallClock())
         )
 
 
 @implementer(IBuiltinObserver)
-class TcpmuxRuntime(NullObserver, _AdoptingRuntime):
+class TcpmuxKind(NullObserver, InProcessStreamKind):
     """
     The tcpmux multiplexer (RFC 1078): reads a service name and hands the
     connection to that TCPMUX/TCPMUXPLUS sub-service's program, started
@@ -291,15 +378,12 @@ class TcpmuxRuntime(NullObserver, _AdoptingRuntime):
     """
 
     def __init__(
-        self,
-        context: DaemonContext,
-        service: ServiceConfig,
-        subservices: Iterable[ServiceConfig] = (),
+        self, parts: ServiceParts, subservices: Iterable[ServiceConfig] = ()
     ) -> None:
         self._subservices = tuple(subservices)
         self._subSetups: Dict[str, ChildSetup] = {}
         self._starts: Dict[Any, float] = {}
-        super().__init__(context, service)
+        InProcessStreamKind.__init__(self, parts)
 
     def setSubservices(self, subservices: Iterable[ServiceConfig]) -> None:
         """
@@ -307,15 +391,14 @@ class TcpmuxRuntime(NullObserver, _AdoptingRuntime):
         """
         self._subservices = tuple(subservices)
         self._subSetups.clear()
-        if self.active:
-            self._currentFactory.setSubservices(self._subservices)
+        self._inner.setSubservices(self._subservices)
 
-    def _factory(self) -> Any:
+    def innerFactory(self) -> Any:
         return TcpmuxFactory(
-            self.serviceId,
+            self._parts.service.serviceId,
             self._subservices,
             self._handoff,
-            self._context.reactor,
+            self._parts.context.reactor,
             observer=self,
         )
 
@@ -324,41 +407,36 @@ class TcpmuxRuntime(NullObserver, _AdoptingRuntime):
             return None
         setup = self._subSetups.get(sub.serviceId)
         if setup is None:
-            ctx = self._context
-            setup = childSetupFor(
-                sub,
-                daemonEnviron=ctx.environ,
-                daemonUmask=ctx.umask,
-                isRoot=ctx.isRoot,
-                nofileHardLimit=ctx.nofileHardLimit,
-            )
+            setup = setupFor(self._parts.context, sub)
             self._subSetups[sub.serviceId] = setup
         return setup
 
     def _handoff(self, sub: ServiceConfig, pipelined: bytes, transport: Any) -> None:
         self._starts.pop(transport.getPeer(), None)
-        peer = _host(transport.getPeer())
+        peer = hostOf(transport.getPeer())
         setup = self._setupFor(sub)
-        if pipelined or setup is None:
+        sock = plainSocket(transport)
+        if pipelined or setup is None or sock is None:
             # The bytes after the name line were read by us; a child could
             # not see them.  Say so rather than lose them.
-            why = "data after the service name" if pipelined else "not runnable"
+            why = (
+                "data after the service name"
+                if pipelined
+                else "not runnable"
+                if setup is None
+                else "this transport"
+            )
             transport.write(f"-{sub.name}: {why} is not supported\r\n".encode())
             transport.loseConnection()
             return
-        sock = transport.getHandle()
-        reactor = self._context.reactor
-        reactor.removeReader(transport)
-        reactor.removeWriter(transport)
-        sock.setblocking(True)
+        fd = detachSocket(transport, sock)
         try:
-            self._spawn(sock.fileno(), peer, setup)
+            self._parts.children.spawn(fd, peer, setup, self._parts.seconds())
         finally:
-            # Never loseConnection(): it would shut the child's socket down.
-            sock.close()
+            os.close(fd)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
-        self._starts[peer] = self._context.wallClock()
+        self._starts[peer] = self._parts.context.wallClock()
 
     def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
         """
@@ -367,11 +445,17 @@ class TcpmuxRuntime(NullObserver, _AdoptingRuntime):
         START and EXIT, with pid 0 since it ran in the daemon.  Handed-off
         connections are logged by the sub-service's child instead.
         """
-        started = self._starts.pop(peer, self._context.wallClock())
-        self.log.start(0, _host(peer))
-        self.log.exit(
-            0, status=0, duration=wallDuration(started, self._context.wallClock())
+        parts = self._parts
+        started = self._starts.pop(peer, parts.context.wallClock())
+        parts.log.start(0, hostOf(peer))
+        parts.log.exit(
+            0, status=0, duration=wallDuration(started, parts.context.wallClock())
         )
 
 
-_log = Logger()
+__all__ = [
+    "InternalStreamKind",
+    "InternalDatagramKind",
+    "RedirectKind",
+    "TcpmuxKind",
+]

@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.test_daemon_plan -*-
+"""
+The reload plan: a pure function from the services running now and a newly
+loaded configuration to what must happen to each service (keep and update
+in place, rebind, start, stop), tested without sockets.
+"""
+
+from __future__ import annotations
+
+from typing import List, Mapping, Tuple
+
+import attr
+
+from xinetd_twisted.config.model import Config, ServiceConfig
+from xinetd_twisted.listen.sockets import SocketSpec
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Plan:
+    """
+    What a reload does, in this order: L{stop}, then L{update}, then
+    L{start}.
+
+    @ivar stop: running service ids to stop (removed, or rebound: those
+        appear in L{start} too).
+    @ivar update: C{(running id, new configuration)}: same socket, new
+        settings in place (socket, counters and children kept).
+    @ivar start: configurations to bind and start.
+    @ivar subservices: the tcpmux sub-services of the new configuration.
+    """
+
+    stop: Tuple[str, ...] = ()
+    update: Tuple[Tuple[str, ServiceConfig], ...] = ()
+    start: Tuple[ServiceConfig, ...] = ()
+    subservices: Tuple[ServiceConfig, ...] = ()
+
+    @property
+    def rebound(self) -> Tuple[str, ...]:
+        """
+        Services stopped only to be bound again with their new socket.
+        """
+        starting = {s.serviceId.lower() for s in self.start}
+        return tuple(s for s in self.stop if s.lower() in starting)
+
+
+def sameSocket(current: ServiceConfig, new: ServiceConfig) -> bool:
+    """
+    Whether a reloaded service is the same service on the same socket
+    (xinetd's identity: id, type, wait, protocol, socket type, port) and the
+    same bind address and family (which otherwise force a rebind).
+    """
+    if new.port is None or current.port is None:
+        return False
+    wanted = SocketSpec.forService(new)
+    requested = SocketSpec.forService(current)
+    return (
+        wanted
+        == attr.evolve(requested, nodelay=wanted.nodelay, keepalive=wanted.keepalive)
+        and current.wait == new.wait
+        and current.isInternal == new.isInternal
+        and (current.redirect is None) == (new.redirect is None)
+        and current.types == new.types
+        and current.name.lower() == new.name.lower()
+    )
+
+
+def ownsSocket(service: ServiceConfig) -> bool:
+    """
+    Whether a service has a runtime of its own (tcpmux sub-services have no
+    socket: the multiplexer serves them).
+    """
+    return service.isInternal or not service.isTcpmuxSubservice
+
+
+def planReload(running: Mapping[str, ServiceConfig], config: Config) -> Plan:
+    """
+    The plan that takes C{running} (id -> the configuration it runs) to
+    C{config}.
+    """
+    byLower = {serviceId.lower(): serviceId for serviceId in running}
+    stop: List[str] = []
+    update: List[Tuple[str, ServiceConfig]] = []
+    start: List[ServiceConfig] = []
+    seen = set()
+    for service in config.services:
+        if not ownsSocket(service):
+            continue
+        current = byLower.get(service.serviceId.lower())
+        if current is not None:
+            seen.add(current)
+            if sameSocket(running[current], service):
+                update.append((current, service))
+                continue
+            stop.append(current)
+        start.append(service)
+    stop.extend(s for s in running if s not in seen)
+    return Plan(
+        stop=tuple(stop),
+        update=tuple(update),
+        start=tuple(start),
+        subservices=tuple(s for s in config.services if s.isTcpmuxSubservice),
+    )

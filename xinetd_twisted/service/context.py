@@ -1,0 +1,194 @@
+# -*- test-case-name: tests.test_service_context -*-
+"""
+What every service runtime shares with the daemon: one typed, immutable
+L{DaemonContext} of named parts (the loop guard, the ident limiter, the log
+sink pool, the hooks), built once by the daemon.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+
+import attr
+from zope.interface import Interface, implementer
+
+from xinetd_twisted.builtins.datagram import LoopGuard
+from xinetd_twisted.config.model import FileLog, ServiceConfig
+from xinetd_twisted.logs.sinks import LogSink, SyslogConnection, openSink
+from xinetd_twisted.policy.access import PolicyContext
+from xinetd_twisted.protocols.names import ReverseResolver
+from xinetd_twisted.spawn.interfaces import ISpawner
+
+IDENT_ON_FAILURE_LIMIT = 15
+"""
+Most ident queries for refused clients in flight at once (xinetd's
+C{-logprocs} default).
+"""
+
+
+class IServiceHooks(Interface):
+    """
+    Told of what every service does, for counters such as metrics.  Calls
+    must be cheap and must not raise.
+    """
+
+    def connection(serviceId: str) -> None:
+        """
+        A connection (or datagram) was handed to a server or an in-process
+        handler.
+        """
+
+    def refused(serviceId: str, reason: str) -> None:
+        """
+        A connection was refused with xinetd's FAIL C{reason}.
+        """
+
+    def serverStarted(serviceId: str, spawnSeconds: Optional[float]) -> None:
+        """
+        A server started, C{spawnSeconds} after its connection was accepted
+        (L{None} for in-process servers).
+        """
+
+    def serverExited(serviceId: str) -> None:
+        """
+        A server (or in-process connection) ended.
+        """
+
+
+@implementer(IServiceHooks)
+class NoHooks:
+    """
+    The default: nothing is counted.
+    """
+
+    def connection(self, serviceId: str) -> None:
+        pass
+
+    def refused(self, serviceId: str, reason: str) -> None:
+        pass
+
+    def serverStarted(self, serviceId: str, spawnSeconds: Optional[float]) -> None:
+        pass
+
+    def serverExited(self, serviceId: str) -> None:
+        pass
+
+
+@attr.s(auto_attribs=True, eq=False)
+class IdentLimiter:
+    """
+    Bounds the ident queries made for refused clients, daemon-wide, so a
+    flood of refusals cannot become a flood of queries.
+
+    @ivar limit: most queries in flight at once.
+    @ivar inFlight: queries in flight now.
+    """
+
+    limit: int = IDENT_ON_FAILURE_LIMIT
+    inFlight: int = 0
+
+    def acquire(self) -> bool:
+        """
+        Take a slot; L{False} when none is free.
+        """
+        if self.inFlight >= self.limit:
+            return False
+        self.inFlight += 1
+        return True
+
+    def release(self) -> None:
+        """
+        Give a slot back.
+        """
+        self.inFlight -= 1
+
+
+@attr.s(auto_attribs=True, eq=False)
+class LogSinks:
+    """
+    The daemon's log sinks: one syslog connection, and one FILE sink per
+    C{log_type = FILE} configuration, shared by every service naming it.
+    """
+
+    syslog: SyslogConnection
+    _files: Dict[FileLog, LogSink] = attr.ib(factory=dict)
+
+    def sinkFor(self, service: ServiceConfig) -> Optional[LogSink]:
+        """
+        The sink a service writes to, or L{None} when it logs nothing.
+        """
+        logType = service.logType
+        if isinstance(logType, FileLog):
+            sink = self._files.get(logType)
+            if sink is None:
+                sink = openSink(service.serviceId, logType, self.syslog)
+                assert sink is not None
+                self._files[logType] = sink
+            return sink
+        return openSink(service.serviceId, logType, self.syslog)
+
+    def closeUnused(self, used: Iterable[ServiceConfig]) -> None:
+        """
+        Close the FILE sinks none of C{used} writes to any more.
+        """
+        keep = {s.logType for s in used if isinstance(s.logType, FileLog)}
+        for key in [k for k in self._files if k not in keep]:
+            self._files.pop(key).close()
+
+    def close(self) -> None:
+        """
+        Close every sink and the syslog connection.
+        """
+        for sink in self._files.values():
+            sink.close()
+        self._files.clear()
+        self.syslog.disconnect()
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class DaemonContext:
+    """
+    What every service runtime shares with the daemon.
+
+    @ivar reactor: the reactor (injected everywhere, never imported): an
+        C{IReactorTime}, C{IReactorFDSet}, C{IReactorSocket} and
+        C{IReactorTCP} provider (no one interface names them all, hence
+        C{Any}).
+    @ivar spawner: the one L{ISpawner} every child goes through.
+    @ivar environ: the daemon's environment at start-up (xinetd's "standard
+        environment", passed to children unless C{passenv} is set).
+    @ivar umask: the daemon's umask at start-up; children get it | 022
+        unless the service sets C{umask}.
+    @ivar isRoot: whether children may change credentials.
+    @ivar nofileHardLimit: the daemon's hard RLIMIT_NOFILE, xinetd's default
+        for the child's soft and hard limits.
+    @ivar policy: what every service's policy shares (kept across reloads).
+    @ivar sinks: the log sink pool.
+    @ivar names: client names for host and domain rules, looked up without
+        blocking, or L{None} for none.
+    @ivar loopGuard: shared by every UDP internal service, so that two of
+        ours never answer each other.
+    @ivar identLimiter: bounds ident queries for refused clients.
+    @ivar hooks: told of every connection, refusal, start and exit.
+    @ivar wallClock: seconds since the epoch (for DURATION).
+    @ivar identTimeout: seconds to wait for the client's identd (USERID,
+        and IDONLY before the server starts).
+    @ivar identPort: the port identd is asked on.
+    """
+
+    reactor: Any
+    spawner: ISpawner
+    environ: Mapping[str, str]
+    umask: int
+    isRoot: bool
+    nofileHardLimit: int
+    policy: PolicyContext
+    sinks: LogSinks
+    names: Optional[ReverseResolver] = None
+    loopGuard: LoopGuard = attr.Factory(LoopGuard)
+    identLimiter: IdentLimiter = attr.Factory(IdentLimiter)
+    hooks: IServiceHooks = attr.Factory(NoHooks)
+    wallClock: Callable[[], float] = time.time
+    identTimeout: float = 30.0
+    identPort: int = 113

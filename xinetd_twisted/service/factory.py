@@ -1,0 +1,242 @@
+# -*- test-case-name: tests.test_service_factory -*-
+"""
+The factory door: every stream service's C{factory}, an
+L{IProtocolFactory} that serves the service on any Twisted endpoint (TCP,
+UNIX, adopted sockets, TLS) exactly as on the daemon's own socket.
+
+Each connection's L{ServiceProtocol} holds the transport while admission
+decides, then hands it to the service's kind: a program gets the plain
+socket itself when there is one, or a socketpair the daemon relays (TLS);
+an in-process service gets an inner protocol attached to the transport.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Optional
+
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IProtocolFactory,
+    ISSLTransport,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+
+class IStreamKind(Interface):
+    """
+    What a stream kind does with a connection that arrived by the factory
+    door.
+    """
+
+    def connected(protocol: ServiceProtocol) -> None:
+        """
+        A connection was made: admit it and serve it (attaching an inner
+        protocol, taking its socket, or closing it).
+        """
+
+
+def plainSocket(transport: Any) -> Optional[socket.socket]:
+    """
+    The transport's own socket when it carries the client's bytes as they
+    are (TCP, UNIX): one a child can be given.  L{None} under TLS or any
+    other transport that transforms the stream.
+    """
+    if ISSLTransport.providedBy(transport):
+        return None
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is None:
+        return None
+    handle = getHandle()
+    return handle if isinstance(handle, socket.socket) else None
+
+
+def detachSocket(transport: Any, sock: socket.socket) -> int:
+    """
+    Take a plain socket away from its transport without shutting it down:
+    the reactor stops watching it and the caller gets a blocking duplicate
+    to hand on.  The transport's own descriptor is closed (never
+    loseConnection: that would shut down the child's connection too).
+    """
+    reactor = getattr(transport, "reactor", None)
+    if reactor is not None:
+        reactor.removeReader(transport)
+        reactor.removeWriter(transport)
+    fd = sock.dup().detach()
+    sock.close()
+    os.set_blocking(fd, True)
+    return fd
+
+
+@implementer(IHalfCloseableProtocol)
+class ServiceProtocol(Protocol):
+    """
+    One connection of the factory door.  Until something is attached it
+    reads nothing (admission may wait for a name lookup); afterwards it
+    passes every event to the attached protocol.
+
+    @ivar inner: the attached protocol, or L{None}.
+    @ivar handedOff: the connection now belongs to a child.
+    """
+
+    transport: Any
+
+    def __init__(self, kind: IStreamKind) -> None:
+        self._kind = kind
+        self.inner: Optional[Protocol] = None
+        self.handedOff = False
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()
+        self._kind.connected(self)
+
+    def attach(self, inner: Protocol) -> None:
+        """
+        Serve the connection with C{inner} from now on.
+        """
+        self.inner = inner
+        inner.makeConnection(self.transport)
+        if self.transport.connected and not self.handedOff:
+            self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        inner = self.inner
+        if inner is not None and IHalfCloseableProtocol.providedBy(inner):
+            inner.readConnectionLost()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        inner = self.inner
+        if inner is not None and IHalfCloseableProtocol.providedBy(inner):
+            inner.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self.inner is not None:
+            self.inner.connectionLost(reason)
+
+
+@implementer(IProtocolFactory)
+class ServiceFactory(Factory):
+    """
+    A service's factory: serve it on any stream endpoint with
+    C{endpoint.listen(runtime.factory)}.
+    """
+
+    noisy = False
+
+    def __init__(self, kind: IStreamKind, serviceId: str) -> None:
+        self._kind = kind
+        self.serviceId = serviceId
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> ServiceProtocol:
+        protocol = ServiceProtocol(self._kind)
+        protocol.factory = self
+        return protocol
+
+    def logPrefix(self) -> str:
+        return f"xinetd:{self.serviceId}"
+
+
+@implementer(IHalfCloseableProtocol)
+class ChildRelay(Protocol):
+    """
+    The daemon's end of the socketpair a child got instead of a plain
+    socket: bytes go both ways between it and the client's transport, each
+    side the other's producer, so neither buffers without bound.
+    """
+
+    transport: Any
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self._client, True)
+        self._client.registerProducer(self.transport, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._client.write(data)
+
+    def readConnectionLost(self) -> None:
+        # The child closed its output (or exited): the client has it all.
+        self._end()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._end()
+
+    def _end(self) -> None:
+        client = self._client
+        if getattr(client, "producer", None) is not None:
+            client.unregisterProducer()
+        client.loseConnection()
+
+
+@implementer(IHalfCloseableProtocol)
+class ClientToChild(Protocol):
+    """
+    Attached to the client's transport: what the client sends goes to the
+    child's socketpair; the client's half-close becomes the child's EOF.
+    """
+
+    transport: Any
+
+    def __init__(self) -> None:
+        self.child: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.child is not None:
+            self.child.write(data)
+
+    def readConnectionLost(self) -> None:
+        if self.child is not None:
+            self.child.loseWriteConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        child = self.child
+        if child is not None:
+            if getattr(child, "producer", None) is not None:
+                child.unregisterProducer()
+            child.loseConnection()
+
+
+class _RelayFactory(Factory):
+    noisy = False
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.built: Optional[ChildRelay] = None
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> ChildRelay:
+        self.built = ChildRelay(self._client)
+        return self.built
+
+
+def relayToChild(reactor: Any, protocol: ServiceProtocol, ours: socket.socket) -> None:
+    """
+    Relay the client connection of C{protocol} to C{ours}, the daemon's end
+    of a socketpair whose other end a child has on its fds 0-2.
+    """
+    factory = _RelayFactory(protocol.transport)
+    try:
+        reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, factory)
+    finally:
+        ours.close()
+    assert factory.built is not None
+    toChild = ClientToChild()
+    toChild.child = factory.built.transport
+    protocol.attach(toChild)

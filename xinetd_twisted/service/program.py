@@ -1,0 +1,320 @@
+# -*- test-case-name: tests.test_integration_stream -*-
+"""
+The kinds that start a program: stream C{wait = no} (each connection
+becomes a child's fds 0-2) and C{wait = yes} (the socket itself goes to
+the child).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Optional
+
+from zope.interface import implementer
+
+from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.listen.sockets import numericHost
+from xinetd_twisted.listen.stream import StreamAcceptor
+from xinetd_twisted.listen.wait import WaitDescriptor
+from xinetd_twisted.protocols.ident import queryIdent
+from xinetd_twisted.service.connection import Connection, socketAddress
+from xinetd_twisted.service.context import DaemonContext
+from xinetd_twisted.service.factory import (
+    IStreamKind,
+    ServiceFactory,
+    ServiceProtocol,
+    detachSocket,
+    plainSocket,
+    relayToChild,
+)
+from xinetd_twisted.service.parts import ServiceParts
+from xinetd_twisted.spawn.interfaces import ChildSetup
+from xinetd_twisted.spawn.setup import childSetupFor
+
+
+def setupFor(context: DaemonContext, service: ServiceConfig) -> ChildSetup:
+    """
+    The L{ChildSetup} of a service's program, computed once per load.
+    """
+    return childSetupFor(
+        service,
+        daemonEnviron=context.environ,
+        daemonUmask=context.umask,
+        isRoot=context.isRoot,
+        nofileHardLimit=context.nofileHardLimit,
+    )
+
+
+@implementer(IStreamKind)
+class ProgramKind:
+    """
+    Stream C{wait = no} with a program: each admitted connection becomes a
+    child's fds 0, 1 and 2; the parent keeps nothing, so the client sees EOF
+    when the child exits.
+
+    Two doors, one behaviour: L{acceptRaw} takes descriptors from our own
+    socket (no transport is ever built), L{factory} takes transports from
+    any endpoint.
+
+    @ivar setup: the child's setup.
+    @ivar factory: the factory door.
+    """
+
+    def __init__(self, parts: ServiceParts) -> None:
+        self._parts = parts
+        self.setup = setupFor(parts.context, parts.service)
+        self.factory = ServiceFactory(self, parts.service.serviceId)
+        self._acceptor: Optional[StreamAcceptor] = None
+        self._family = socket.AF_INET
+
+    def update(self, service: ServiceConfig) -> None:
+        self.setup = setupFor(self._parts.context, service)
+
+    def open(self, sock: socket.socket) -> None:
+        self._family = sock.family
+        self._acceptor = StreamAcceptor(
+            self._parts.context.reactor,
+            sock,
+            self.acceptRaw,
+            self._parts.service.serviceId,
+        )
+        self._acceptor.startReading()
+
+    @property
+    def listeningSocket(self) -> Optional[socket.socket]:
+        return None if self._acceptor is None else self._acceptor.socket
+
+    def close(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+            self._acceptor = None
+
+    def pause(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.stopReading()
+
+    def resume(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.startReading()
+
+    def endConnections(self) -> None:
+        """
+        Programs own their connections; nothing of ours to end.
+        """
+
+    # --- the fast door -----------------------------------------------------
+
+    def acceptRaw(self, fd: int, address: object) -> None:
+        """
+        A connection accepted on our own socket; C{fd} is closed when this
+        returns (the child has its own copy by then).
+        """
+        try:
+            connection = Connection.fromDescriptor(
+                fd, address, self._family, self._parts.seconds()
+            )
+            self._parts.admission.admit(connection, self._serve)
+        finally:
+            os.close(fd)
+
+    # --- the factory door --------------------------------------------------
+
+    def connected(self, protocol: ServiceProtocol) -> None:
+        transport = protocol.transport
+        sock = plainSocket(transport)
+        if sock is not None:
+            # A plain socket: from here on it is the fast door's path.
+            protocol.handedOff = True
+            family = sock.family
+            fd = detachSocket(transport, sock)
+            try:
+                connection = Connection.fromDescriptor(
+                    fd, transport.getPeer(), family, self._parts.seconds()
+                )
+                connection.local = socketAddress(transport.getHost())
+                self._parts.admission.admit(connection, self._serve)
+            finally:
+                os.close(fd)
+            return
+        connection = Connection(
+            peer=getattr(transport.getPeer(), "host", None),
+            remote=socketAddress(transport.getPeer()),
+            local=socketAddress(transport.getHost()),
+            transport=transport,
+            accepted=self._parts.seconds(),
+        )
+        self._parts.admission.admit(
+            connection, lambda admitted: self._serveRelayed(admitted, protocol)
+        )
+
+    # --- serving -----------------------------------------------------------
+
+    def _serve(self, connection: Connection) -> None:
+        parts = self._parts
+        if "USERID" in parts.service.logOnSuccess:
+            self._identThenStart(connection, self._start)
+            return
+        connection.send(parts.admission.banners.success)
+        self._start(connection)
+
+    def _start(self, connection: Connection) -> None:
+        self._parts.children.spawn(
+            connection.fd, connection.peer, self.setup, connection.accepted
+        )
+
+    def _serveRelayed(self, connection: Connection, protocol: ServiceProtocol) -> None:
+        def start(admitted: Connection) -> None:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self._parts.children.spawn(
+                    theirs.fileno(),
+                    admitted.peer,
+                    self.setup,
+                    admitted.accepted,
+                )
+            finally:
+                theirs.close()
+            relayToChild(self._parts.context.reactor, protocol, ours)
+
+        if "USERID" in self._parts.service.logOnSuccess:
+            self._identThenStart(connection, start)
+            return
+        connection.send(self._parts.admission.banners.success)
+        start(connection)
+
+    def _identThenStart(self, connection: Connection, start: Any) -> None:
+        """
+        USERID logging: ask the client's identd.  With IDONLY the server
+        starts only once identd has answered with a user (within the ident
+        timeout); otherwise it starts at once and the answer is logged when
+        it comes (xinetd makes every client wait for it).
+        """
+        parts = self._parts
+        local, remote = connection.localAddress(), connection.remote
+        if local is None or remote is None:
+            start(connection)
+            return
+        context = parts.context
+        d = queryIdent(
+            context.reactor,
+            local,
+            remote,
+            timeout=context.identTimeout,
+            identPort=context.identPort,
+        )
+        peer = connection.peer
+        if "IDONLY" not in parts.service.flags:
+            d.addCallback(lambda result: parts.log.identified(result, peer))
+            connection.send(parts.admission.banners.success)
+            start(connection)
+            return
+        held = connection.hold()
+        policy = parts.admission.policy
+        policy.started(peer)
+
+        def answered(result: Any) -> None:
+            try:
+                policy.ended(peer)
+                parts.log.identified(result, peer)
+                if result.userid is None:
+                    held.close()
+                    return
+                held.send(parts.admission.banners.success)
+                start(held)
+            finally:
+                held.release()
+
+        d.addCallback(answered)
+
+
+class WaitKind:
+    """
+    C{wait = yes} with a program: the child gets the socket itself (the
+    listening socket for stream, the bound socket with the datagram still
+    queued for dgram) and the daemon stops watching it until the child
+    exits.  There is no factory door: the child does the accepting.
+    """
+
+    factory = None
+
+    def __init__(self, parts: ServiceParts) -> None:
+        self._parts = parts
+        self.setup = setupFor(parts.context, parts.service)
+        self._waiter: Optional[WaitDescriptor] = None
+        parts.children.onChildGone = self._childGone
+
+    def update(self, service: ServiceConfig) -> None:
+        self.setup = setupFor(self._parts.context, service)
+
+    def open(self, sock: socket.socket) -> None:
+        self._waiter = WaitDescriptor(
+            self._parts.context.reactor,
+            sock,
+            self._ready,
+            self._parts.service.serviceId,
+        )
+        self._waiter.startReading()
+
+    @property
+    def listeningSocket(self) -> Optional[socket.socket]:
+        return None if self._waiter is None else self._waiter.socket
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+
+    def pause(self) -> None:
+        if self._waiter is not None:
+            self._waiter.stopReading()
+
+    def resume(self) -> None:
+        if self._waiter is not None:
+            self._waiter.startReading()
+
+    def endConnections(self) -> None:
+        """
+        The child owns the socket; nothing of ours to end.
+        """
+
+    def _ready(self, address: Optional[object]) -> None:
+        waiter = self._waiter
+        assert waiter is not None
+        parts = self._parts
+        peer = numericHost(address) if address is not None else None
+        parts.admission.connections += 1
+        refusal = parts.admission.check(peer)
+        if refusal is not None:
+            parts.admission.refuse(refusal, peer)
+            self._drainRefused(waiter)
+            return
+        parts.children.spawn(waiter.fileno(), peer, self.setup, parts.seconds())
+
+    def _drainRefused(self, waiter: WaitDescriptor) -> None:
+        """
+        A refused datagram is read and dropped (xinetd drains); a refused
+        stream connection is accepted and closed.
+        """
+        sock = waiter.socket
+        try:
+            if sock.type == socket.SOCK_DGRAM:
+                sock.recvfrom(1, socket.MSG_DONTWAIT)
+            else:
+                conn, _ = sock.accept()
+                conn.close()
+        except OSError:
+            pass
+        if self._waiter is waiter:
+            waiter.childDone()
+
+    def _childGone(self) -> None:
+        if self._waiter is not None and self._parts.active:
+            dropped = self._waiter.childDone()
+            if dropped is not None:
+                self._parts.daemonLog.warn(
+                    "service {service}: the server exited without reading the "
+                    "datagram from {peer}; discarded it",
+                    service=self._parts.service.serviceId,
+                    peer=numericHost(dropped),
+                )
