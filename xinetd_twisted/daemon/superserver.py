@@ -279,13 +279,21 @@ class SuperServer(MultiService):
             return
         self._activated = True
         logProblems(self.log, self.config.problems)
-        self.context.spawner.start()
+        started: Any = self.context.spawner.start()
+        started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self._onPressure)
         subservices = [s for s in self.config.services if s.isTcpmuxSubservice]
         for service in self.config.services:
             if ownsSocket(service):
                 self._startRuntime(service, subservices)
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
+
+    def _spawnerNotStarted(self, reason: Any) -> None:
+        # Stopped before it was ready, or it could not start: spawns fail
+        # (and are logged) until a later one restarts it.
+        self.log.warn(
+            "the spawner did not start: {reason}", reason=reason.getErrorMessage()
+        )
 
     def startService(self) -> None:
         """

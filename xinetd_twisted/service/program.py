@@ -18,7 +18,7 @@ from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.listen.wait import WaitDescriptor
 from xinetd_twisted.protocols.ident import queryIdent
-from xinetd_twisted.service.connection import Connection, socketAddress
+from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.factory import (
     IStreamKind,
@@ -122,6 +122,7 @@ class ProgramKind:
 
     def connected(self, protocol: ServiceProtocol) -> None:
         transport = protocol.transport
+        peer, host = transport.getPeer(), transport.getHost()
         sock = plainSocket(transport)
         if sock is not None:
             # A plain socket: from here on it is the fast door's path.
@@ -130,17 +131,17 @@ class ProgramKind:
             fd = detachSocket(transport, sock)
             try:
                 connection = Connection.fromDescriptor(
-                    fd, transport.getPeer(), family, self._parts.seconds()
+                    fd, peer, family, self._parts.seconds()
                 )
-                connection.local = socketAddress(transport.getHost())
+                connection.local = socketAddress(host)
                 self._parts.admission.admit(connection, self._serve)
             finally:
                 os.close(fd)
             return
         connection = Connection(
-            peer=getattr(transport.getPeer(), "host", None),
-            remote=socketAddress(transport.getPeer()),
-            local=socketAddress(transport.getHost()),
+            peer=hostOf(peer),
+            remote=socketAddress(peer),
+            local=socketAddress(host),
             transport=transport,
             accepted=self._parts.seconds(),
         )
