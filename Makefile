@@ -23,7 +23,7 @@ run: install
 test: lint
 	$(BIN)/python -m twisted.trial tests
 
-LINTED = xinetd_twisted tests twisted bench
+LINTED = xinetd_twisted tests twisted bench examples
 
 lint: install-test
 	$(BIN)/ruff check $(LINTED)

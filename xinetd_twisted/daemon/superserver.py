@@ -247,6 +247,10 @@ class SuperServer(MultiService):
         self._activated = False
         self._scrub: Any = None
         self._terminating = False
+        subservices = [s for s in config.services if s.isTcpmuxSubservice]
+        for service in config.services:
+            if ownsSocket(service):
+                self._addRuntime(service, subservices)
 
     @property
     def spawner(self) -> ISpawner:
@@ -282,10 +286,8 @@ class SuperServer(MultiService):
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self._onPressure)
-        subservices = [s for s in self.config.services if s.isTcpmuxSubservice]
-        for service in self.config.services:
-            if ownsSocket(service):
-                self._startRuntime(service, subservices)
+        for runtime in list(self):
+            self._bind(runtime)
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
 
     def _spawnerNotStarted(self, reason: Any) -> None:
@@ -393,32 +395,58 @@ class SuperServer(MultiService):
             )
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
 
-    def _startRuntime(
+    def _addRuntime(
         self, service: ServiceConfig, subservices: List[ServiceConfig]
     ) -> Optional[ServiceRuntime]:
+        """
+        Build a service's runtime and make it a child; one that cannot be
+        built is logged and left out (one broken service never takes the
+        others down).
+        """
         try:
             runtime = ServiceRuntime(self.context, service)
             runtime.setSubservices(subservices)
-            runtime.privilegedStartService()
-        except OSError as e:
-            self.log.error(
-                "bind failed for service {service} ({error}); "
-                "Service {service} failed to start and is deactivated.",
-                service=service.serviceId,
-                error=e.strerror or str(e),
-            )
-            return None
         except Exception:
-            # One broken service never takes the others down.
             self.log.failure(
                 "Service {service} failed to start and is deactivated.",
                 service=service.serviceId,
             )
             return None
         self.addService(runtime)
-        if self.running:
-            runtime.startService()
         return runtime
+
+    def _bind(self, runtime: ServiceRuntime) -> bool:
+        """
+        Bind a runtime's socket; one that cannot be bound is logged and
+        removed.
+        """
+        try:
+            runtime.privilegedStartService()
+        except OSError as e:
+            self.log.error(
+                "bind failed for service {service} ({error}); "
+                "Service {service} failed to start and is deactivated.",
+                service=runtime.serviceId,
+                error=e.strerror or str(e),
+            )
+        except Exception:
+            self.log.failure(
+                "Service {service} failed to start and is deactivated.",
+                service=runtime.serviceId,
+            )
+        else:
+            if self.running:
+                runtime.startService()
+            return True
+        self._forget(runtime)
+        runtime.deactivate()
+        return False
+
+    def _startRuntime(
+        self, service: ServiceConfig, subservices: List[ServiceConfig]
+    ) -> bool:
+        runtime = self._addRuntime(service, subservices)
+        return runtime is not None and self._bind(runtime)
 
     def _exitIfNothingServed(self, message: str) -> bool:
         """
