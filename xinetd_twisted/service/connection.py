@@ -59,6 +59,9 @@ class Connection:
     @ivar transport: the Twisted transport, or L{None} on the fast door.
     @ivar family: the socket family, for adopting C{fd} into a transport.
     @ivar accepted: the clock time it was accepted (spawn latency).
+    @ivar environment: per-connection variables for a spawned program,
+        besides REMOTE_HOST (which comes from L{peer}): what the listener
+        knows of the client (TLS subject, UNIX peer credentials).
     """
 
     peer: Optional[str]
@@ -68,6 +71,7 @@ class Connection:
     transport: Any = None
     family: int = socket.AF_INET
     accepted: float = 0.0
+    environment: Tuple[Tuple[str, str], ...] = ()
 
     @classmethod
     def fromDescriptor(

@@ -161,7 +161,11 @@ class ProgramKind:
 
     def _start(self, connection: Connection) -> None:
         self._parts.children.spawn(
-            connection.fd, connection.peer, self.setup, connection.accepted
+            connection.fd,
+            connection.peer,
+            self.setup,
+            connection.accepted,
+            connection.environment,
         )
 
     def _serveRelayed(self, connection: Connection, protocol: ServiceProtocol) -> None:
@@ -173,6 +177,7 @@ class ProgramKind:
                     admitted.peer,
                     self.setup,
                     admitted.accepted,
+                    admitted.environment,
                 )
             finally:
                 theirs.close()
