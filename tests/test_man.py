@@ -15,6 +15,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 from typing import List, Optional, Set
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -244,3 +246,40 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(
             dataFiles["share/man/man5"], ["docs/man/xinetd-twisted.conf.5"]
         )
+
+    def test_pipInstallsPages(self) -> None:
+        """pip install --prefix P puts both pages where man finds them under P/share/man."""
+        directory = tempfile.mkdtemp(prefix="xt-man-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        source = os.path.join(directory, "src")
+        shutil.copytree(
+            ROOT,
+            source,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "_trial_temp*", "build", "*.egg-info", "__pycache__"
+            ),
+        )
+        prefix = os.path.join(directory, "prefix")
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
+            + ["--prefix", prefix, source],
+            capture_output=True,
+            timeout=300,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        manTree = os.path.join(prefix, "share", "man")
+        for sub, page in (("man8", DAEMON_PAGE), ("man5", CONF_PAGE)):
+            installed = os.path.join(manTree, sub, os.path.basename(page))
+            self.assertEqual(read(installed), read(page))
+        man = shutil.which("man")
+        if man is not None:
+            found = subprocess.run(
+                [man, "-w", "xinetd-twisted.conf"],
+                capture_output=True,
+                timeout=60,
+                env={**os.environ, "MANPATH": manTree},
+            )
+            self.assertEqual(
+                found.stdout.decode().strip(),
+                os.path.join(manTree, "man5", "xinetd-twisted.conf.5"),
+            )
