@@ -269,33 +269,27 @@ class WatchdogTests(SynchronousTestCase):
         notifier.startWatchdog()
         self.assertEqual(len(clock.getDelayedCalls()), 1)
 
-    def test_notOurs(self) -> None:
-        """With WATCHDOG_PID set to another process nothing is scheduled."""
+    def startedFor(self, watchdogPid: str) -> tuple[Supervisor, Clock]:
+        """
+        A watchdog started by pid 4242 with C{WATCHDOG_PID=watchdogPid}.
+        """
         supervisor = Supervisor(self)
         clock = Clock()
-        notifier = notifierFor(
-            supervisor,
-            clock,
-            {"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"},
-            pid=4242,
-        )
+        environ = {"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": watchdogPid}
+        notifier = notifierFor(supervisor, clock, environ, pid=4242)
         self.addCleanup(notifier.close)
         notifier.startWatchdog()
+        return supervisor, clock
+
+    def test_notOurs(self) -> None:
+        """With WATCHDOG_PID set to another process nothing is scheduled."""
+        supervisor, clock = self.startedFor("1")
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertEqual(supervisor.received(), [])
 
     def test_ourPid(self) -> None:
         """With WATCHDOG_PID equal to our pid the watchdog runs."""
-        supervisor = Supervisor(self)
-        clock = Clock()
-        notifier = notifierFor(
-            supervisor,
-            clock,
-            {"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "4242"},
-            pid=4242,
-        )
-        self.addCleanup(notifier.close)
-        notifier.startWatchdog()
+        supervisor, clock = self.startedFor("4242")
         self.assertEqual(supervisor.received(), [["WATCHDOG=1"]])
 
     def test_closeStopsWatchdog(self) -> None:
