@@ -29,6 +29,7 @@ from xinetd_twisted.status import (
     fromMetrics,
     main,
     metricsURL,
+    readTail,
 )
 
 
@@ -73,6 +74,20 @@ class MetricsTextTests(SynchronousTestCase):
         self.assertEqual(metricsURL("127.0.0.1:9100"), "http://127.0.0.1:9100/metrics")
         self.assertEqual(metricsURL("http://[::1]:9100"), "http://[::1]:9100/metrics")
         self.assertEqual(metricsURL("http://h:1/x/y"), "http://h:1/x/y")
+
+    def test_endpointURL(self) -> None:
+        """The daemon's own --metrics endpoint is accepted (wildcards mean loopback)."""
+        for endpoint, url in (
+            ("tcp:9100:interface=127.0.0.2", "http://127.0.0.2:9100/metrics"),
+            ("tcp:port=9100", "http://127.0.0.1:9100/metrics"),
+            ("tcp6:9100:interface=\\:\\:1", "http://[::1]:9100/metrics"),
+            ("tcp6:port=9100:interface=\\:\\:", "http://[::1]:9100/metrics"),
+        ):
+            self.assertEqual(metricsURL(endpoint), url, endpoint)
+
+    def test_endpointWithoutPort(self) -> None:
+        """An endpoint without a port is a StatusError."""
+        self.assertRaises(StatusError, metricsURL, "tcp:interface=127.0.0.1")
 
     def test_table(self) -> None:
         """A heading, then one aligned line per service."""
@@ -157,6 +172,15 @@ class DumpTests(SynchronousTestCase):
         """A file with no complete dump is a StatusError."""
         self.assertRaises(StatusError, fromDump, "")
         self.assertRaises(StatusError, fromDump, self.dumpText()[:-20])
+
+    def test_longFile(self) -> None:
+        """Only the end of a long dump file is read, and it holds the last dump."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(self.dumpText() * 50)
+        size = len(self.dumpText()) * 2
+        self.assertLess(len(readTail(path, size)), size + 1)
+        self.assertEqual(fromDump(readTail(path, size)), fromDump(self.dumpText()))
 
     def test_mainReadsDumpFile(self) -> None:
         """status --dump FILE prints the table of the file's last dump."""

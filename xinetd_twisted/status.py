@@ -11,6 +11,8 @@ fine here and nowhere in the daemon.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -100,6 +102,17 @@ def lastDump(text: str) -> str:
     return text[start:end]
 
 
+def readTail(path: str, size: int = MAX_BYTES) -> str:
+    """
+    The last C{size} bytes of the dump file (each SIGUSR1 makes it longer;
+    only the last dump matters).
+    """
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - size))
+        return f.read(size).decode("utf-8", "replace")
+
+
 def fromDump(text: str) -> List[ServiceStatus]:
     """
     The services of the last dump in C{text}, in the dump's order.
@@ -141,15 +154,37 @@ def _withDumpField(status: ServiceStatus, name: str, value: str) -> ServiceStatu
 
 def metricsURL(where: str) -> str:
     """
-    The URL to fetch for C{--metrics}: C{HOST:PORT} or a URL; C{/metrics}
-    is the path when none is given.
+    The URL to fetch for C{--metrics}: a URL, C{HOST:PORT}, or the
+    daemon's own C{--metrics} endpoint (C{tcp:9100:interface=127.0.0.1},
+    C{tcp6:port=9100}); C{/metrics} is the path when none is given.
+
+    @raise StatusError: for an endpoint that is not TCP.
     """
+    if where.startswith(("tcp:", "tcp6:")):
+        return _endpointURL(where)
     if "://" not in where:
         where = "http://" + where
-    scheme, _, rest = where.partition("://")
-    if "/" not in rest:
+    if "/" not in where.partition("://")[2]:
         where += "/metrics"
     return where
+
+
+def _endpointURL(description: str) -> str:
+    # Twisted's endpoint syntax: ':' separates arguments, '\:' is a colon
+    # inside one (an IPv6 interface).
+    kind, *words = re.split(r"(?<!\\):", description)
+    positional = [w for w in words if "=" not in w]
+    named = dict(w.split("=", 1) for w in words if "=" in w)
+    port = named.get("port") or (positional[0] if positional else "")
+    if not port.isdigit():
+        raise StatusError(f"{description}: no port in the endpoint")
+    wildcard = "::" if kind == "tcp6" else "0.0.0.0"
+    host = named.get("interface", wildcard).replace("\\:", ":")
+    if host in ("", "0.0.0.0", "::"):
+        host = "::1" if kind == "tcp6" else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/metrics"
 
 
 def fetch(url: str, timeout: float = TIMEOUT) -> str:
@@ -210,8 +245,8 @@ def addArguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--metrics",
         metavar="URL",
-        help="the daemon's metrics page: HOST:PORT or a URL "
-        "(the daemon's --metrics endpoint)",
+        help="the daemon's metrics page: HOST:PORT, a URL, or the endpoint "
+        "given to the daemon's --metrics (tcp:9100:interface=127.0.0.1)",
     )
     source.add_argument(
         "--dump",
@@ -238,8 +273,7 @@ def run(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else:
             path = options.dump or DEFAULT_DUMP
             try:
-                with open(path, "rb") as f:
-                    text = f.read(64 * MAX_BYTES).decode("utf-8", "replace")
+                text = readTail(path)
             except OSError as e:
                 raise StatusError(f"{path}: cannot read: {e.strerror}") from None
             statuses = fromDump(text)
