@@ -10,11 +10,14 @@ import shutil
 import socket
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.logger import Logger
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from xinetd_twisted.daemon.notify import (
     SYSTEMD_VARIABLES,
@@ -63,6 +66,49 @@ class Supervisor:
                 break
             datagrams.append(data.decode("utf-8").split("\n"))
         return datagrams
+
+
+class NotifyCollector(DatagramProtocol):
+    """
+    The systemd side on the real reactor, for tests that run a daemon:
+    bind it with L{listen}, give the daemon C{NOTIFY_SOCKET=collector.path},
+    then wait for a message with L{waitFor}.
+
+    @ivar messages: every datagram received, each as its lines.
+    """
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.messages: List[List[str]] = []
+        self._waiting: List[Tuple[str, Deferred[List[str]]]] = []
+
+    @classmethod
+    def listen(cls, case: TestCase) -> NotifyCollector:
+        collector = cls()
+        collector.path = shortPath(case)
+        port = reactor.listenUNIXDatagram(collector.path, collector)
+        case.addCleanup(port.stopListening)
+        return collector
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        lines = datagram.decode("utf-8", "replace").split("\n")
+        self.messages.append(lines)
+        for entry in list(self._waiting):
+            if entry[0] in lines:
+                self._waiting.remove(entry)
+                entry[1].callback(lines)
+
+    def waitFor(self, assignment: str, timeout: float = 30) -> Deferred[List[str]]:
+        """
+        The first datagram holding C{assignment} (e.g. C{"READY=1"}), at
+        once when one already came; fails after C{timeout} seconds.
+        """
+        for lines in self.messages:
+            if assignment in lines:
+                return succeed(lines)
+        d: Deferred[List[str]] = Deferred()
+        self._waiting.append((assignment, d))
+        return d.addTimeout(timeout, reactor)
 
 
 def notifierFor(
@@ -300,3 +346,24 @@ class WatchdogTests(SynchronousTestCase):
         notifier.startWatchdog()
         notifier.close()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class CollectorTests(TestCase):
+    """
+    The reactor-driven collector that daemon tests use.
+    """
+
+    @inlineCallbacks
+    def test_waitFor(self) -> Any:
+        """waitFor fires with the datagram that holds the assignment, sent or yet to come."""
+        collector = NotifyCollector.listen(self)
+        notifier = SystemdNotifier.fromEnvironment(
+            {"NOTIFY_SOCKET": collector.path}, reactor
+        )
+        self.addCleanup(notifier.close)
+        notifier.status("starting")
+        ready = collector.waitFor("READY=1")
+        notifier.ready("2 services")
+        self.assertEqual((yield ready), ["READY=1", "STATUS=2 services"])
+        again = yield collector.waitFor("STATUS=starting")
+        self.assertEqual(again, ["STATUS=starting"])
