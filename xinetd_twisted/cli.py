@@ -144,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the inetd.conf to convert (default: standard input)",
     )
     convertParser.set_defaults(run=convert)
+    from xinetd_twisted import status
+
+    statusParser = commands.add_parser(
+        "status", help="one line per service of a running daemon"
+    )
+    status.addArguments(statusParser)
+    statusParser.set_defaults(run=status.run)
     return parser
 
 
