@@ -102,6 +102,7 @@ class Daemon:
         configText: str,
         extraArgs: Optional[List[str]] = None,
         serviceEvents: bool = True,
+        environment: Optional[dict] = None,
     ) -> None:
         self.directory = tempfile.mkdtemp(prefix="xt-daemon-")
         os.chmod(self.directory, 0o755)
@@ -111,11 +112,13 @@ class Daemon:
         self.logPath = os.path.join(self.directory, "twistd.log")
         self.extraArgs = extraArgs or []
         self.serviceEvents = serviceEvents
+        self.environment = environment or {}
         self.process: Optional[subprocess.Popen] = None
 
     def start(self, waitFor: Optional[tuple] = None, timeout: float = 20.0) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(self.environment)
         cmd = (
             twistdCommand()
             + [

@@ -118,10 +118,12 @@ def fakeServer() -> Any:
             spec=spec,
             connections=connections,
             refused=refused,
-            running=running,
+            servers=running,
             retrying=[],
             service=config,
             active=True,
+            kindName="ProgramKind",
+            reactivationPending=False,
         )
 
     child = SimpleNamespace(peer="127.0.0.1", started=0.0)

@@ -81,6 +81,13 @@ class Options(usage.Options):
             "Where SIGUSR1 appends the state dump (never through a symlink).",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this Twisted server "
+            "endpoint (e.g. tcp:9100:interface=127.0.0.1); off by default.",
+        ],
+        [
             "graceful-stop",
             None,
             None,
@@ -159,6 +166,7 @@ def makeService(options: Any) -> IService:
         dumpFile=options["dump-file"],
         gracefulStop=options["graceful-stop"],
         syslogFacility=options["syslog-facility"],
+        metrics=options["metrics"],
     )
     return SuperServer(
         options["loadedConfig"],

@@ -37,7 +37,7 @@ def _runtimeLines(runtime: Any, draining: bool = False) -> List[str]:
     spec = runtime.spec
     lines = [
         f"Service = {runtime.serviceId}",
-        f"\tKind = {type(runtime.kind).__name__}",
+        f"\tKind = {runtime.kindName}",
         f"\tState = {'removed, servers still running' if draining else _state(runtime)}",
         f"\tSocket = {spec.describe() if spec is not None else '(none)'}",
         f"\tConnections = {runtime.connections}",
@@ -47,7 +47,7 @@ def _runtimeLines(runtime: Any, draining: bool = False) -> List[str]:
     for pid, child in sorted(runtime.servers.items()):
         peer = child.peer if child.peer is not None else "<no address>"
         lines.append(f"\t\tpid={pid} from={peer} since={_when(child.started)}")
-    retrying = runtime.parts.children.retrying
+    retrying = runtime.retrying
     lines.append(f"\tSpawn retries pending = {len(retrying)}")
     if not draining:
         lines.append("\tConfiguration:")

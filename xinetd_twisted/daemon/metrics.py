@@ -20,7 +20,9 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Tuple
 
 from twisted.internet.defer import Deferred
-from zope.interface import Interface, implementer
+from zope.interface import implementer
+
+from xinetd_twisted.service.context import IServiceHooks
 
 if TYPE_CHECKING:  # pragma: no cover
     from twisted.internet.interfaces import IListeningPort
@@ -49,9 +51,10 @@ SUCCESS = "success"
 FAILURE = "failure"
 
 
-class IMetrics(Interface):
+class IMetrics(IServiceHooks):
     """
-    What the runtime tells the metrics, one call per event.
+    What the runtime tells the metrics, one call per event (the service
+    events of L{IServiceHooks}, and the daemon's).
     """
 
     def connection(serviceId: str) -> None:

@@ -26,6 +26,8 @@ from xinetd_twisted.config.model import (
     ServiceConfig,
     Severity,
 )
+from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
+from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
 from xinetd_twisted.daemon.plan import Plan, ownsSocket, planReload
 from xinetd_twisted.daemon.signals import SignalHandlers
 from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver
@@ -69,6 +71,8 @@ class DaemonOptions:
         this facility (xinetd's C{-syslog}), or L{None}.
     @ivar stopSignals: handle SIGTERM, SIGQUIT and SIGUSR1 as xinetd does
         (an application composing the super-server may keep its own).
+    @ivar metrics: serve Prometheus metrics at C{/metrics} on this Twisted
+        server endpoint description, or L{None}.
     """
 
     processLimit: Optional[int] = None
@@ -81,6 +85,7 @@ class DaemonOptions:
     gracefulStop: Optional[float] = None
     stopSignals: bool = True
     syslogFacility: Optional[str] = None
+    metrics: Optional[str] = None
 
 
 TERM_GRACE = 2.0
@@ -178,7 +183,8 @@ def buildContext(
     return DaemonContext(
         reactor=reactor,
         spawner=spawner,
-        environ=dict(environ),
+        # systemd's variables are the daemon's, never its servers'.
+        environ={k: v for k, v in environ.items() if k not in SYSTEMD_VARIABLES},
         umask=umask,
         isRoot=os.geteuid() == 0,
         nofileHardLimit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
@@ -213,13 +219,17 @@ class SuperServer(MultiService):
         umask: Optional[int] = None,
         options: Optional[DaemonOptions] = None,
         exitProcess: Optional[Callable[[int], None]] = None,
-        hooks: Optional[IServiceHooks] = None,
+        metrics: Optional[IMetrics] = None,
+        notifier: Optional[SystemdNotifier] = None,
     ) -> None:
         """
         @param exitProcess: called with an exit status when the daemon must
             end on its own (no services); by default stops the reactor and
             makes the process exit with that status.
-        @param hooks: told of every service event (metrics).
+        @param metrics: told of every service event; by default a
+            L{Metrics} when L{DaemonOptions.metrics} is set, else nothing.
+        @param notifier: tells systemd about readiness, reloads and stops;
+            by default from C{$NOTIFY_SOCKET}.
         """
         super().__init__()
         if reactor is None:
@@ -232,6 +242,20 @@ class SuperServer(MultiService):
         self._loader = loader
         self.options = options if options is not None else DaemonOptions()
         self._exitProcess = exitProcess or self._stopWithStatus
+        if metrics is None:
+            if self.options.metrics is not None:
+                from xinetd_twisted.daemon.metrics import Metrics
+
+                metrics = Metrics()
+            else:
+                metrics = NullMetrics()
+        self.metrics: IMetrics = metrics
+        self._metricsPort: Any = None
+        self.notifier = (
+            notifier
+            if notifier is not None
+            else SystemdNotifier.fromEnvironment(os.environ, reactor)
+        )
         self.context = buildContext(
             reactor,
             spawner,
@@ -239,7 +263,7 @@ class SuperServer(MultiService):
             self._readHosts(),
             os.environ if environ is None else environ,
             currentUmask() if umask is None else umask,
-            hooks,
+            self.metrics,
         )
         self.draining: List[ServiceRuntime] = []
         self._signals = SignalHandlers(reactor)
@@ -306,6 +330,8 @@ class SuperServer(MultiService):
         for runtime in list(self):
             runtime.startService()
         self.running = 1
+        if self.options.metrics is not None and self._metricsPort is None:
+            self._listenMetrics(self.options.metrics)
         if self.options.syslogFacility is not None and self._ownSyslog is None:
             self._ownSyslog = DaemonSyslogObserver(
                 self.context.sinks.syslog, self.options.syslogFacility
@@ -326,6 +352,30 @@ class SuperServer(MultiService):
         else:
             whenRunning(self._ready)
 
+    def _listenMetrics(self, description: str) -> None:
+        def listening(port: Any) -> None:
+            self._metricsPort = port
+            self.log.info("metrics at {where}/metrics", where=description)
+
+        def failed(reason: Any) -> None:
+            self.log.error(
+                "cannot serve metrics on {where}: {error}",
+                where=description,
+                error=reason.getErrorMessage(),
+            )
+
+        try:
+            d = self.metrics.listen(self._reactor, description)  # type: ignore[attr-defined]
+        except ValueError as e:
+            self.log.error(
+                "cannot serve metrics on {where}: {error}", where=description, error=e
+            )
+            return
+        d.addCallbacks(listening, failed)
+
+    def _readyStatus(self) -> str:
+        return f"{len(self.namedServices)} services"
+
     def _ready(self) -> None:
         """
         The reactor runs: handle SIGTERM/SIGQUIT, and say so only now, when
@@ -340,6 +390,8 @@ class SuperServer(MultiService):
             "Started working: {count} available service(s)",
             count=len(self.namedServices),
         )
+        self.notifier.ready(self._readyStatus())
+        self.notifier.startWatchdog()
         self._exitIfNothingServed("no services. Exiting...")
 
     def stopService(self) -> Deferred:
@@ -348,6 +400,8 @@ class SuperServer(MultiService):
         alone, as xinetd leaves them.
         """
         self.running = 0
+        self.notifier.stopWatchdog()
+        self.notifier.stopping()
         self._signals.restore()
         if self._ownSyslog is not None:
             globalLogPublisher.removeObserver(self._ownSyslog)
@@ -363,6 +417,10 @@ class SuperServer(MultiService):
         if self.context.names is not None:
             self.context.names.stop()
         self._activated = False
+        if self._metricsPort is not None:
+            stopped.append(self._metricsPort.stopListening())
+            self._metricsPort = None
+        self.notifier.close()
         stopped.append(self.context.spawner.stop())  # type: ignore[arg-type]
         return DeferredList(stopped).addCallback(lambda _: None)
 
@@ -437,6 +495,8 @@ class SuperServer(MultiService):
         else:
             if self.running:
                 runtime.startService()
+            if runtime.spec is not None:
+                self.metrics.listening(runtime.serviceId, runtime.spec.describe())
             return True
         self._forget(runtime)
         runtime.deactivate()
@@ -553,14 +613,20 @@ class SuperServer(MultiService):
         if self._terminating:
             return None
         self.log.info("Starting reconfiguration")
+        self.notifier.reloading()
         config = loadForReload(self._loader, self.configPath, self.log)
         if config is None:
+            self.metrics.reloaded(False)
+            self.notifier.ready(self._readyStatus())
+            self.notifier.status(f"reload failed; {self._readyStatus()}")
             return None
         logProblems(self.log, config.problems)
         self.context.policy.hostsAccess = self._readHosts()
         running = {runtime.name: runtime.service for runtime in self}
         self.apply(planReload(running, config))
         self.config = config
+        self.metrics.reloaded(True)
+        self.notifier.ready(self._readyStatus())
         self._exitIfNothingServed("No available services. Exiting")
         return config
 
@@ -608,6 +674,7 @@ class SuperServer(MultiService):
             )
         runtime.endServers(int(signal.SIGKILL))
         self._forget(runtime)
+        self.metrics.removed(runtime.serviceId)
         if runtime.servers:
             self.draining.append(runtime)
         self.log.info("service {service} deactivated", service=runtime.serviceId)

@@ -249,10 +249,10 @@ class Children:
         assert child.pid is not None
         self.running[child.pid] = child
         self._log().start(child.pid, child.peer)
-        latency = None
+        hooks = self._context.hooks
+        hooks.serverStarted(self._service.serviceId)
         if child.accepted:
-            latency = max(0.0, self._seconds() - child.accepted)
-        self._context.hooks.serverStarted(self._service.serviceId, latency)
+            hooks.spawnDuration(max(0.0, self._seconds() - child.accepted))
 
     def childEnded(self, child: Child, reason: Failure) -> None:
         """

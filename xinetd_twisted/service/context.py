@@ -44,10 +44,14 @@ class IServiceHooks(Interface):
         A connection was refused with xinetd's FAIL C{reason}.
         """
 
-    def serverStarted(serviceId: str, spawnSeconds: Optional[float]) -> None:
+    def serverStarted(serviceId: str) -> None:
         """
-        A server started, C{spawnSeconds} after its connection was accepted
-        (L{None} for in-process servers).
+        A server (a child) started.
+        """
+
+    def spawnDuration(seconds: float) -> None:
+        """
+        A child started C{seconds} after its connection was accepted.
         """
 
     def serverExited(serviceId: str) -> None:
@@ -68,7 +72,10 @@ class NoHooks:
     def refused(self, serviceId: str, reason: str) -> None:
         pass
 
-    def serverStarted(self, serviceId: str, spawnSeconds: Optional[float]) -> None:
+    def serverStarted(self, serviceId: str) -> None:
+        pass
+
+    def spawnDuration(self, seconds: float) -> None:
         pass
 
     def serverExited(self, serviceId: str) -> None:

@@ -11,7 +11,7 @@ in C{stopService}; its C{factory} serves it on any other endpoint too.
 from __future__ import annotations
 
 import socket
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import SocketSpec, openServiceSocket
-from xinetd_twisted.service.children import Child
+from xinetd_twisted.service.children import Child, SpawnAttempt
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.inprocess import (
     InternalDatagramKind,
@@ -134,6 +134,20 @@ class ServiceRuntime(Service):
     @property
     def refused(self) -> int:
         return self.parts.admission.refused
+
+    @property
+    def kindName(self) -> str:
+        """
+        What kind of service it is (for the dump).
+        """
+        return type(self.kind).__name__
+
+    @property
+    def retrying(self) -> List[SpawnAttempt]:
+        """
+        Connections waiting for a spawn retry.
+        """
+        return self.parts.children.retrying
 
     @property
     def reactivationPending(self) -> bool:
