@@ -657,10 +657,10 @@ class ConnectionRateTests(AccessTestCase):
     def test_defaultIsFiftyTen(self) -> None:
         """
         Without C{cps}, xinetd's default 50 10 applies: a burst of 60
-        connections deactivates the service for 10 seconds.
+        served connections deactivates the service for 10 seconds.
         """
         d = self.access()
-        port = d.service("svc", "\tonly_from\t= 127.0.0.1\n", cps="")
+        port = d.service("svc", cps="")
         d.start()
         answers = []
         for _ in range(60):
@@ -670,9 +670,26 @@ class ConnectionRateTests(AccessTestCase):
                 answers.append(b"refused")
         d.waitForLog("FAIL: svc connections per second from=127.0.0.2")
         d.waitForTwistdLog("Restarting in 10 seconds.")
-        self.assertEqual(answers.count(FAIL_BANNER), 51)
+        # The start-up probe was the first connection of the window.
+        self.assertEqual(answers.count(b"served 127.0.0.2\n"), 50)
+        self.assertEqual(answers.count(FAIL_BANNER), 1)
         self.assertEqual(answers[51:], [b"refused"] * 9)
-        self.assertEqual(d.spawns(), [])
+
+    def test_refusedByAddressNotCounted(self) -> None:
+        """
+        Connections refused by address do not count toward cps (xinetd
+        counts them, so refused clients can close a service to everyone):
+        after 60 refused from 127.0.0.2 under the default 50 10, 127.0.0.1
+        is still served.
+        """
+        d = self.access()
+        port = d.service("svc", "\tonly_from\t= 127.0.0.1\n", cps="")
+        d.start()
+        answers = [fetchFrom("127.0.0.2", "127.0.0.1", port) for _ in range(60)]
+        self.assertEqual(answers, [FAIL_BANNER] * 60)
+        d.waitForLog("FAIL: svc address from=127.0.0.2", 60)
+        self.assertNotIn("connections per second", d.serviceLog())
+        self.assertServed(d, "svc", "127.0.0.1")
 
     def test_instancesSurviveReactivation(self) -> None:
         """
@@ -841,6 +858,31 @@ class InternalTests(AccessTestCase):
         self.assertTrue(d.fetch("daytime", "127.0.0.1").endswith(b"\r\n"))
         self.assertRefused(d, "daytime", "127.0.0.2", "address")
 
+    def test_tcpmuxWaitingCounts(self) -> None:
+        """
+        tcpmux connections still waiting for their name line count against
+        instances and per_source, as xinetd's forked multiplexers do: with
+        instances = 5 and per_source = 3, of 30 idle connections from one
+        address 3 are held, and a sixth from anywhere is refused.
+        """
+        d = self.access()
+        d.internal("tcpmux", "mux", "stream", "\tinstances\t= 5\n\tper_source\t= 3\n")
+        d.start()
+        held = []
+        for _ in range(3):
+            s = connectFrom("127.0.0.1", "127.0.0.1", d.ports["mux"])
+            self.addCleanup(s.close)
+            held.append(s)
+        for _ in range(27):
+            self.assertEqual(d.fetch("mux", "127.0.0.1"), FAIL_BANNER)
+        d.waitForLog("FAIL: mux per_source_limit from=127.0.0.1", 27)
+        for _ in range(2):
+            s = connectFrom("127.0.0.2", "127.0.0.1", d.ports["mux"])
+            self.addCleanup(s.close)
+            held.append(s)
+        self.assertEqual(d.fetch("mux", "127.0.0.3"), FAIL_BANNER)
+        d.waitForLog("FAIL: mux service_limit from=127.0.0.3")
+
     def test_internalDatagram(self) -> None:
         """
         An internal UDP service answers a listed client, drops a refused
@@ -964,6 +1006,35 @@ class FloodTests(AccessTestCase):
     A flood of refused connections costs no process and does not stop the
     service for others.
     """
+
+    def test_refusedFloodDefaultCps(self) -> None:
+        """
+        With the default C{cps = 50 10}, a flood of refused connections
+        from 127.0.0.2 (at most 400, 10 s) does not deactivate the service:
+        40 connections from 127.0.0.1 meanwhile are all served.
+        """
+        d = self.access()
+        d.service("svc", "\tonly_from\t= 127.0.0.1\n", cps="")
+        d.start()
+        port = d.ports["svc"]
+        deadline = time.monotonic() + FLOOD_SECONDS
+        refused: List[bytes] = []
+
+        def flood() -> None:
+            while time.monotonic() < deadline and len(refused) < 400:
+                try:
+                    refused.append(fetchFrom("127.0.0.2", "127.0.0.1", port))
+                except OSError as e:
+                    refused.append(repr(e).encode())
+
+        thread = threading.Thread(target=flood)
+        thread.start()
+        try:
+            served = [d.fetch("svc", "127.0.0.1") for _ in range(40)]
+        finally:
+            thread.join(FLOOD_SECONDS + 30)
+        self.assertEqual(served, [b"served 127.0.0.1\n"] * 40)
+        self.assertEqual(set(refused), {FAIL_BANNER})
 
     def test_refusedFloodKeepsServingOthers(self) -> None:
         """

@@ -184,3 +184,82 @@ class IdentTests(TestCase):
         self.assertEqual(fetch("127.0.0.1", port), b"")
         content = self.waitFor(log, "USERID: hello UNIX : mallory")
         self.assertIn("FAIL: hello address from=127.0.0.1", content)
+
+
+def _kindService(kind: str, port: int, log: str, extra: str, upstream: int = 0) -> str:
+    """
+    An internal echo, a redirect to C{upstream}, or the tcpmux multiplexer,
+    logging to C{log}.
+    """
+    common = (
+        f"\tport = {port}\n\tsocket_type = stream\n\twait = no\n"
+        f"\tbind = 127.0.0.1\n\tlog_type = FILE {log}\n{extra}"
+    )
+    if kind == "internal":
+        return f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n{common}}}\n"
+    if kind == "redirect":
+        return (
+            f"service relay\n{{\n\ttype = UNLISTED\n{common}"
+            f"\tuser = nobody\n\tredirect = 127.0.0.1 {upstream}\n}}\n"
+        )
+    return (
+        f"service tcpmux\n{{\n\ttype = INTERNAL UNLISTED\n{common}}}\n"
+        "service hello\n{\n\ttype = TCPMUXPLUS UNLISTED\n\tsocket_type = stream\n"
+        "\tprotocol = tcp\n"
+        "\twait = no\n\tuser = nobody\n\tserver = /bin/echo\n"
+        "\tserver_args = muxed\n}\n"
+    )
+
+
+class EveryKindIdentTests(TestCase):
+    """
+    USERID and IDONLY work for internal, redirect and tcpmux services too.
+    """
+
+    def start(self, kind: str, extra: str, upstream: int = 0) -> tuple:
+        _requireRoot()
+        port = freePort()
+        daemon = Daemon("")
+        self.addCleanup(daemon.cleanup)
+        log = os.path.join(daemon.directory, "service.log")
+        with open(daemon.configPath, "w") as f:
+            f.write(_kindService(kind, port, log, extra, upstream))
+        daemon.start(waitFor=("127.0.0.1", port))
+        return daemon, port, log
+
+    waitFor = IdentTests.waitFor
+
+    def test_internalUserid(self) -> None:
+        """An internal service logs the client's identd answer."""
+        identd = FakeIdentd("carol")
+        self.addCleanup(identd.stop)
+        daemon, port, log = self.start("internal", "\tlog_on_success = HOST USERID\n")
+        self.assertEqual(fetch("127.0.0.1", port, b"ping"), b"ping")
+        self.waitFor(log, "USERID: echo UNIX : carol")
+
+    def test_redirectUserid(self) -> None:
+        """A redirect logs the client's identd answer."""
+        identd = FakeIdentd("dave")
+        self.addCleanup(identd.stop)
+        upstream = socket.socket()
+        upstream.bind(("127.0.0.1", 0))
+        upstream.listen(5)
+        self.addCleanup(upstream.close)
+        daemon, port, log = self.start(
+            "redirect", "\tlog_on_success = HOST USERID\n", upstream.getsockname()[1]
+        )
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            self.waitFor(log, "USERID: relay UNIX : dave")
+            del client
+
+    def test_tcpmuxIdonly(self) -> None:
+        """The tcpmux multiplexer asks identd and, with IDONLY, waits for it."""
+        identd = FakeIdentd("erin")
+        self.addCleanup(identd.stop)
+        daemon, port, log = self.start(
+            "tcpmux", "\tlog_on_success = HOST USERID\n\tflags = IDONLY\n"
+        )
+        self.assertEqual(
+            fetch("127.0.0.1", port, b"hello\r\n", halfClose=False), b"+Go\r\nmuxed\n"
+        )
+        self.waitFor(log, "USERID: tcpmux UNIX : erin")

@@ -246,8 +246,18 @@ class ServicePolicy:
         """
         What xinetd checks in the child: the SENSOR list (or, for a SENSOR
         service, record the client and refuse), only_from/no_access, then
-        hosts.allow/deny.
+        hosts.allow/deny.  A client refused here is taken back out of the
+        cps count (unlike xinetd, where a flood of refused clients closes
+        the service to everyone).
         """
+        refusal = self._checkAccess(peerHost, peerName)
+        if refusal is not None:
+            self.rate.uncount()
+        return refusal
+
+    def _checkAccess(
+        self, peerHost: Optional[str], peerName: Optional[str]
+    ) -> Optional[Refusal]:
         config = self.config
         peer = self._peer(peerHost)
         if peer is not None:

@@ -60,6 +60,15 @@ class ConnectionRate:
         self.maximum = maximum
         self.wait = wait
 
+    def uncount(self) -> None:
+        """
+        Take back one connection L{check} let through and counted: it was
+        refused by address afterwards, and a refused client must not be
+        able to close the service to everyone else.
+        """
+        if self._count > 0:
+            self._count -= 1
+
     def isActive(self) -> bool:
         """
         Whether the service is accepting (not paused by cps).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import weakref
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
@@ -45,6 +45,7 @@ from xinetd_twisted.service.factory import (
     detachSocket,
     plainSocket,
 )
+from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
 from xinetd_twisted.spawn.interfaces import ChildSetup
@@ -152,16 +153,26 @@ class InProcessStreamKind:
             connection = Connection.fromDescriptor(
                 fd, address, self._family, self._parts.seconds()
             )
-            self._parts.admission.admit(connection, self.adopt)
+            self._parts.admission.admit(
+                connection, lambda admitted: self._admitted(admitted, self.adopt)
+            )
         finally:
             os.close(fd)
+
+    def _admitted(
+        self, connection: Connection, serve: Callable[[Connection], None]
+    ) -> None:
+        if "USERID" in self._parts.service.logOnSuccess:
+            identThenServe(self._parts, connection, serve)
+            return
+        connection.send(self._parts.admission.banners.success)
+        serve(connection)
 
     def adopt(self, connection: Connection) -> None:
         """
         Make an admitted raw connection a transport served by the inner
         protocol.
         """
-        connection.send(self._parts.admission.banners.success)
         self._parts.context.reactor.adoptStreamConnection(
             connection.fd, self._family, _Recording(self._inner, self._protocols)
         )
@@ -182,12 +193,13 @@ class InProcessStreamKind:
         def attach(admitted: Connection) -> None:
             if not transport.connected:
                 return
-            admitted.send(self._parts.admission.banners.success)
             inner = self._inner.buildProtocol(peer)
             self._protocols.add(protocol)
             protocol.attach(inner)
 
-        self._parts.admission.admit(connection, attach)
+        self._parts.admission.admit(
+            connection, lambda admitted: self._admitted(admitted, attach)
+        )
 
 
 @implementer(IBuiltinObserver)
@@ -221,10 +233,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
         try:
             peer = numericHost(sock.getpeername())
             payload = _INLINE[name](self._parts.context.reactor.seconds())
-            sock.send(
-                self._parts.admission.banners.success + payload,
-                socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL,
-            )
+            sock.send(payload, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
         except OSError:
             return
         finally:
@@ -414,6 +423,9 @@ class TcpmuxKind(NullObserver, InProcessStreamKind):
     def _handoff(self, sub: ServiceConfig, pipelined: bytes, transport: Any) -> None:
         self._starts.pop(transport.getPeer(), None)
         peer = hostOf(transport.getPeer())
+        # The wait for the name line is over: from here the sub-service's
+        # child is counted (or, refused, nothing is).
+        self._parts.admission.policy.ended(peer)
         setup = self._setupFor(sub)
         sock = plainSocket(transport)
         if pipelined or setup is None or sock is None:
@@ -436,7 +448,10 @@ class TcpmuxKind(NullObserver, InProcessStreamKind):
             os.close(fd)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
+        # Waiting for its name line, a connection holds a descriptor as
+        # xinetd's forked multiplexer holds a process: it counts.
         self._starts[peer] = self._parts.context.wallClock()
+        self._parts.admission.policy.started(hostOf(peer))
 
     def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
         """
@@ -447,6 +462,7 @@ class TcpmuxKind(NullObserver, InProcessStreamKind):
         """
         parts = self._parts
         started = self._starts.pop(peer, parts.context.wallClock())
+        parts.admission.policy.ended(hostOf(peer))
         parts.log.start(0, hostOf(peer))
         parts.log.exit(
             0, status=0, duration=wallDuration(started, parts.context.wallClock())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Optional
+from typing import Optional
 
 from zope.interface import implementer
 
@@ -17,7 +17,6 @@ from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.listen.wait import WaitDescriptor
-from xinetd_twisted.protocols.ident import queryIdent
 from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.factory import (
@@ -28,6 +27,7 @@ from xinetd_twisted.service.factory import (
     plainSocket,
     relayToChild,
 )
+from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.spawn.interfaces import ChildSetup
 from xinetd_twisted.spawn.setup import childSetupFor
@@ -154,7 +154,7 @@ class ProgramKind:
     def _serve(self, connection: Connection) -> None:
         parts = self._parts
         if "USERID" in parts.service.logOnSuccess:
-            self._identThenStart(connection, self._start)
+            identThenServe(parts, connection, self._start)
             return
         connection.send(parts.admission.banners.success)
         self._start(connection)
@@ -184,54 +184,10 @@ class ProgramKind:
             relayToChild(self._parts.context.reactor, protocol, ours)
 
         if "USERID" in self._parts.service.logOnSuccess:
-            self._identThenStart(connection, start)
+            identThenServe(self._parts, connection, start)
             return
         connection.send(self._parts.admission.banners.success)
         start(connection)
-
-    def _identThenStart(self, connection: Connection, start: Any) -> None:
-        """
-        USERID logging: ask the client's identd.  With IDONLY the server
-        starts only once identd has answered with a user (within the ident
-        timeout); otherwise it starts at once and the answer is logged when
-        it comes (xinetd makes every client wait for it).
-        """
-        parts = self._parts
-        local, remote = connection.localAddress(), connection.remote
-        if local is None or remote is None:
-            start(connection)
-            return
-        context = parts.context
-        d = queryIdent(
-            context.reactor,
-            local,
-            remote,
-            timeout=context.identTimeout,
-            identPort=context.identPort,
-        )
-        peer = connection.peer
-        if "IDONLY" not in parts.service.flags:
-            d.addCallback(lambda result: parts.log.identified(result, peer))
-            connection.send(parts.admission.banners.success)
-            start(connection)
-            return
-        held = connection.hold()
-        policy = parts.admission.policy
-        policy.started(peer)
-
-        def answered(result: Any) -> None:
-            try:
-                policy.ended(peer)
-                parts.log.identified(result, peer)
-                if result.userid is None:
-                    held.close()
-                    return
-                held.send(parts.admission.banners.success)
-                start(held)
-            finally:
-                held.release()
-
-        d.addCallback(answered)
 
 
 class WaitKind:
