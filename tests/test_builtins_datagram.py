@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.builtins import (
+    AmplificationBudget,
     LoopGuard,
     ReplyBudget,
     UnknownBuiltin,
@@ -201,12 +202,55 @@ class BudgetTests(SynchronousTestCase):
 
     def test_defaultBudget(self) -> None:
         """
-        Without a budget, a service answers a burst of 50 at one instant.
+        Without a budget, a service answers a burst of 1000 at one instant
+        (a client's burst), and bounds a loop to that.
         """
         protocol, transport = start("echo")
-        for _ in range(200):
+        for _ in range(1200):
             protocol.datagramReceived(b"x", CLIENT)
-        self.assertEqual(len(transport.written), 50)
+        self.assertEqual(len(transport.written), 1000)
+
+
+class AmplificationTests(SynchronousTestCase):
+    """
+    What a service sends beyond what it received is bounded per source and
+    in all.
+    """
+
+    def test_echoCostsNothing(self) -> None:
+        """Replies no larger than their datagram are always allowed."""
+        budget = AmplificationBudget(Clock(), perSourceBurst=10, totalBurst=10)
+        self.assertTrue(all(budget.allow("10.0.0.1", 100, 100) for _ in range(1000)))
+
+    def test_perSource(self) -> None:
+        """One source gets its burst of excess bytes, then its refill rate."""
+        clock = Clock()
+        budget = AmplificationBudget(clock, perSourceRate=100, perSourceBurst=1000)
+        self.assertEqual(sum(budget.allow("10.0.0.1", 1, 101) for _ in range(20)), 10)
+        self.assertTrue(budget.allow("10.0.0.2", 1, 101))
+        clock.advance(1)
+        self.assertEqual(sum(budget.allow("10.0.0.1", 1, 101) for _ in range(20)), 1)
+
+    def test_total(self) -> None:
+        """Rotating source addresses gains nothing past the shared bucket."""
+        budget = AmplificationBudget(Clock(), totalBurst=1000, maxSources=3)
+        allowed = sum(budget.allow(f"10.0.0.{i}", 1, 101) for i in range(100))
+        self.assertEqual(allowed, 10)
+
+    def test_chargenFromOneSource(self) -> None:
+        """
+        A thousand 1-byte datagrams to chargen from one source get at most
+        64 KiB more than they sent; another source is still answered.
+        """
+        protocol, transport = start("chargen")
+        for _ in range(1000):
+            protocol.datagramReceived(b"x", CLIENT)
+        sent = sum(len(data) for data, _ in transport.written)
+        self.assertLessEqual(sent - 1000, 64 * 1024)
+        self.assertGreater(sent, 32 * 1024)
+        before = len(transport.written)
+        protocol.datagramReceived(b"x", ("10.0.0.9", 5000))
+        self.assertEqual(len(transport.written), before + 1)
 
 
 class GuardTests(SynchronousTestCase):

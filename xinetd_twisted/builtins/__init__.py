@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from .datagram import (
     DATAGRAM_SERVICES,
+    AmplificationBudget,
     InternalDatagramProtocol,
     LoopGuard,
     Peer,
@@ -33,6 +34,7 @@ __all__ = [
     "IBuiltinObserver",
     "NullObserver",
     "LoopGuard",
+    "AmplificationBudget",
     "ReplyBudget",
     "ChargenRing",
     "globalChargenRing",
@@ -75,10 +77,11 @@ def datagramProtocol(
     budget: Optional[ReplyBudget] = None,
     ring: Optional[ChargenRing] = None,
     admit: Optional[Callable[[Peer], bool]] = None,
+    amplification: Optional[AmplificationBudget] = None,
 ) -> InternalDatagramProtocol:
     """
     The protocol of the internal datagram service C{name}.  Pass the same
-    L{LoopGuard} to every one of them.
+    L{LoopGuard} and L{AmplificationBudget} to every one of them.
 
     @raise UnknownBuiltin: for an unknown name.
     """
@@ -87,5 +90,5 @@ def datagramProtocol(
     except KeyError:
         raise UnknownBuiltin(f"{name}/dgram") from None
     return InternalDatagramProtocol(
-        serviceId, reply, clock, observer, guard, budget, ring, admit
+        serviceId, reply, clock, observer, guard, budget, ring, admit, amplification
     )

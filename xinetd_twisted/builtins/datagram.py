@@ -11,7 +11,7 @@ per-service reply budget.
 
 from __future__ import annotations
 
-from typing import Any, Callable, FrozenSet, Optional, Set, Tuple, cast
+from typing import Any, Callable, Dict, FrozenSet, Optional, Set, Tuple, cast
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
@@ -59,20 +59,80 @@ class ReplyBudget:
         self._tokens = float(burst)
         self._last: float = self._clock.seconds()
 
-    def take(self) -> bool:
-        """
-        Spend one token if there is one.
-
-        @return: whether a reply may be sent now.
-        """
+    def _refill(self) -> None:
         now = self._clock.seconds()
         # max(): a clock that steps backwards must not drain the bucket.
         elapsed = max(0.0, now - self._last)
         self._last = now
         self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
-        if self._tokens < 1.0:
+
+    def available(self, tokens: float = 1.0) -> bool:
+        """
+        Whether C{tokens} could be spent now.
+        """
+        self._refill()
+        return self._tokens >= tokens
+
+    def take(self, tokens: float = 1.0) -> bool:
+        """
+        Spend C{tokens} if there are that many.
+
+        @return: whether a reply may be sent now.
+        """
+        if not self.available(tokens):
             return False
-        self._tokens -= 1.0
+        self._tokens -= tokens
+        return True
+
+
+class AmplificationBudget:
+    """
+    Bounds what a UDP service can be made to send beyond what it received:
+    chargen, daytime and time answer a 1-byte datagram with up to 512
+    bytes, an amplifier for spoofed sources.  Each source address has a
+    bucket of excess bytes (L{perSourceBurst}, refilled at
+    L{perSourceRate} per second), and all sources together share one
+    (L{totalBurst}, L{totalRate}), so that rotating spoofed addresses gains
+    nothing.  Replies no larger than their datagram (echo) cost nothing.
+
+    @ivar maxSources: most source addresses tracked; past it the table
+        starts again (the shared bucket still bounds the total).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        perSourceRate: float = 8 * 1024,
+        perSourceBurst: int = 64 * 1024,
+        totalRate: float = 256 * 1024,
+        totalBurst: int = 1024 * 1024,
+        maxSources: int = 4096,
+    ) -> None:
+        self._clock: Any = cast(Any, clock)
+        self._perSourceRate = perSourceRate
+        self._perSourceBurst = perSourceBurst
+        self._total = ReplyBudget(clock, totalRate, totalBurst)
+        self._sources: Dict[str, ReplyBudget] = {}
+        self.maxSources = maxSources
+
+    def allow(self, source: str, received: int, sending: int) -> bool:
+        """
+        Whether C{sending} bytes may answer C{received} from C{source}; the
+        excess is spent from both buckets when it may.
+        """
+        excess = sending - received
+        if excess <= 0:
+            return True
+        bucket = self._sources.get(source)
+        if bucket is None:
+            if len(self._sources) >= self.maxSources:
+                self._sources.clear()
+            bucket = ReplyBudget(self._clock, self._perSourceRate, self._perSourceBurst)
+            self._sources[source] = bucket
+        if not bucket.available(excess) or not self._total.available(excess):
+            return False
+        bucket.take(excess)
+        self._total.take(excess)
         return True
 
 
@@ -161,11 +221,15 @@ class InternalDatagramProtocol(DatagramProtocol):
         budget: Optional[ReplyBudget] = None,
         ring: Optional[ChargenRing] = None,
         admit: Optional[Callable[[Peer], bool]] = None,
+        amplification: Optional[AmplificationBudget] = None,
     ) -> None:
         """
         @param reply: a value of L{DATAGRAM_SERVICES}.
         @param guard: shared loop guard; a private default one if not given.
-        @param budget: this service's budget; 100/s, burst 50 if not given.
+        @param budget: this service's reply budget (it bounds a loop between
+            two hosts' services); 1000/s, burst 1000 if not given.
+        @param amplification: bounds the bytes sent beyond those received,
+            per source; a private default one if not given.
         @param ring: the chargen ring; the process-wide one if not given.
         @param admit: called with the source address of each datagram that
             passed the guard; C{False} means refused by policy (the admit
@@ -177,7 +241,12 @@ class InternalDatagramProtocol(DatagramProtocol):
         self._clock: Any = clock
         self._observer: Any = observer if observer is not None else NullObserver()
         self._guard = guard if guard is not None else LoopGuard()
-        self._budget = budget if budget is not None else ReplyBudget(clock)
+        self._budget = (
+            budget if budget is not None else ReplyBudget(clock, 1000.0, 1000)
+        )
+        self._amplification = (
+            amplification if amplification is not None else AmplificationBudget(clock)
+        )
         self._ring = ring if ring is not None else globalChargenRing
         self._admit = admit
         self._ownPort: Optional[int] = None
@@ -198,13 +267,21 @@ class InternalDatagramProtocol(DatagramProtocol):
         why = self._guard.check(addr[1])
         if why is None and self._admit is not None and not self._admit(addr):
             why = "policy"
-        if why is None and not self._budget.take():
+        if why is None and not self._budget.available():
             why = "rate"
+        answer = None
+        if why is None:
+            answer = self._reply(datagram, self._clock.seconds(), self._ring)
+            if answer is not None and not self._amplification.allow(
+                addr[0], len(datagram), len(answer)
+            ):
+                why = "amplification"
+            else:
+                self._budget.take()
         if why is not None:
             self._observer.datagramRefused(self.serviceId, addr, why)
             return
         self._observer.datagramServed(self.serviceId, addr)
-        answer = self._reply(datagram, self._clock.seconds(), self._ring)
         if answer is not None:
             try:
                 self.transport.write(answer, addr)

@@ -46,7 +46,7 @@ class IBuiltinObserver(Interface):
         """
         A datagram got no answer because of the loop/reflection guard or the
         reply budget.  C{reason} is one of C{"source port"}, C{"own service"},
-        C{"rate"} or C{"policy"}.  These can arrive at line rate: an observer
+        C{"rate"}, C{"amplification"} or C{"policy"}.  These can arrive at line rate: an observer
         that logs them should aggregate.
         """
 

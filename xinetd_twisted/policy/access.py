@@ -189,25 +189,33 @@ class ServicePolicy:
         return self._addresses.needsName(peer)
 
     def check(
-        self, peerHost: Optional[str], peerName: Optional[str] = None
+        self,
+        peerHost: Optional[str],
+        peerName: Optional[str] = None,
+        countRate: bool = True,
     ) -> Optional[Refusal]:
         """
         All checks in xinetd's order; L{None} means go ahead.  C{peerHost}
         is the numeric client address (L{None} when unknown: address checks
         then pass, as in xinetd); C{peerName} its reverse-lookup name.
+
+        @param countRate: apply cps (datagrams answered in-process are not
+            counted: they cost no process, and their budgets bound them).
         """
-        refusal = self.checkLimits(peerHost)
+        refusal = self.checkLimits(peerHost, countRate)
         if refusal is not None:
             return refusal
         return self.checkAccess(peerHost, peerName)
 
-    def checkLimits(self, peerHost: Optional[str]) -> Optional[Refusal]:
+    def checkLimits(
+        self, peerHost: Optional[str], countRate: bool = True
+    ) -> Optional[Refusal]:
         """
         The parent's checks: cps, max_load, access_times, instances,
         per_source, process limit.
         """
         config = self.config
-        until = self.rate.check()
+        until = self.rate.check() if countRate else None
         if until is not None:
             if self.rate.justDeactivated:
                 message = (

@@ -112,13 +112,15 @@ class Admission:
         finally:
             held.release()
 
-    def check(self, peer: Optional[str]) -> Optional[Refusal]:
+    def check(self, peer: Optional[str], countRate: bool = True) -> Optional[Refusal]:
         """
         Every check at once, for what cannot wait for a name (datagrams,
         wait mode, spawn retries): a name not yet known counts as unknown
         and is looked up for next time.
+
+        @param countRate: apply cps (see L{ServicePolicy.check}).
         """
-        return self.policy.check(peer, self.cachedName(peer))
+        return self.policy.check(peer, self.cachedName(peer), countRate)
 
     def recheckAccess(self, peer: Optional[str]) -> bool:
         """

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 import attr
 from zope.interface import Interface, implementer
 
-from xinetd_twisted.builtins.datagram import LoopGuard
+from xinetd_twisted.builtins.datagram import AmplificationBudget, LoopGuard
 from xinetd_twisted.config.model import FileLog, ServiceConfig
 from xinetd_twisted.logs.sinks import LogSink, SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext
@@ -176,6 +176,8 @@ class DaemonContext:
         blocking, or L{None} for none.
     @ivar loopGuard: shared by every UDP internal service, so that two of
         ours never answer each other.
+    @ivar amplification: bounds what the UDP internal services together
+        send beyond what they received, per source address.
     @ivar identLimiter: bounds ident queries for refused clients.
     @ivar hooks: told of every connection, refusal, start and exit.
     @ivar wallClock: seconds since the epoch (for DURATION).
@@ -194,6 +196,9 @@ class DaemonContext:
     sinks: LogSinks
     names: Optional[ReverseResolver] = None
     loopGuard: LoopGuard = attr.Factory(LoopGuard)
+    amplification: AmplificationBudget = attr.Factory(
+        lambda self: AmplificationBudget(self.reactor), takes_self=True
+    )
     identLimiter: IdentLimiter = attr.Factory(IdentLimiter)
     hooks: IServiceHooks = attr.Factory(NoHooks)
     wallClock: Callable[[], float] = time.time

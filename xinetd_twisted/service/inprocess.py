@@ -264,7 +264,8 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
 class InternalDatagramKind(NullObserver):
     """
     echo, discard, daytime, time, chargen over UDP: each datagram answered
-    in-process, within the reply budget, never to a reply (loop guard).
+    in-process, within the reply and amplification budgets, never to a
+    reply (loop guard).
 
     @ivar protocol: the L{DatagramProtocol} that serves the socket.
     """
@@ -283,6 +284,7 @@ class InternalDatagramKind(NullObserver):
             observer=self,
             guard=parts.context.loopGuard,
             admit=self._admitDatagram,
+            amplification=parts.context.amplification,
         )
 
     def update(self, service: ServiceConfig) -> None:
@@ -317,7 +319,9 @@ class InternalDatagramKind(NullObserver):
     def _admitDatagram(self, peer: Tuple[str, int]) -> bool:
         admission = self._parts.admission
         admission.connections += 1
-        refusal = admission.check(peer[0])
+        # cps guards against process floods: datagrams answered in-process
+        # cost none, and the reply and amplification budgets bound them.
+        refusal = admission.check(peer[0], countRate=False)
         if refusal is None:
             return True
         now = self._parts.seconds()
