@@ -11,9 +11,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from typing import Any
+from typing import Any, Tuple
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
@@ -24,10 +25,14 @@ from twisted.internet.endpoints import (
     serverFromString,
 )
 from twisted.internet.protocol import Protocol
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.daemon import freePort
 from xinetd_twisted.server import superServerFromPath
+from xinetd_twisted.service.context import DescriptorBudget
+from xinetd_twisted.service.factory import ConnectionLimits, ServiceFactory
 
 
 class _Conversation(Protocol):
@@ -191,3 +196,71 @@ class FactoryTests(TestCase):
         )
         self.assertEqual(await client.done, b"got secret\n")
         await self.untilLogged(" EXIT: hello ", 1)
+
+
+class _Kind:
+    """
+    An IStreamKind that attaches an echo-like inner protocol at once.
+    """
+
+    def __init__(self) -> None:
+        self.connected_: list = []
+
+    def connected(self, protocol: Any) -> None:
+        self.connected_.append(protocol)
+        protocol.attach(Protocol())
+
+
+class LimitsTests(SynchronousTestCase):
+    """
+    In-process connections draw on the descriptor budget and are closed
+    when idle.
+    """
+
+    def connect(self, factory: ServiceFactory) -> Tuple[Any, StringTransport]:
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5))
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_idleClosed(self) -> None:
+        """A connection that sends nothing for the idle timeout is aborted."""
+        clock = Clock()
+        limits = ConnectionLimits(DescriptorBudget(), clock, 300.0, 1)
+        protocol, transport = self.connect(ServiceFactory(_Kind(), "echo", limits))
+        clock.advance(299)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"x")
+        clock.advance(299)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_budgetRefuses(self) -> None:
+        """Past the descriptor budget a connection is closed before the kind sees it."""
+        budget = DescriptorBudget(limit=3)
+        kind = _Kind()
+        factory = ServiceFactory(
+            kind, "relay", ConnectionLimits(budget, Clock(), None, 2)
+        )
+        first, _ = self.connect(factory)
+        _, refused = self.connect(factory)
+        self.assertTrue(refused.disconnecting)
+        self.assertEqual(kind.connected_, [first])
+        self.assertEqual(budget.held, 2)
+        self.flushLoggedErrors()
+        first.connectionLost(None)
+        self.assertEqual(budget.held, 0)
+        third, transport = self.connect(factory)
+        self.assertFalse(transport.disconnecting)
+
+    def test_detachedReleases(self) -> None:
+        """A connection handed to a child gives its descriptors back and is never idled."""
+        clock = Clock()
+        budget = DescriptorBudget()
+        limits = ConnectionLimits(budget, clock, 10.0, 1)
+        protocol, transport = self.connect(ServiceFactory(_Kind(), "mux", limits))
+        protocol.detached()
+        self.assertEqual(budget.held, 0)
+        clock.advance(20)
+        self.assertFalse(transport.disconnecting)

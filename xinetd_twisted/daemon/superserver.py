@@ -71,6 +71,9 @@ class DaemonOptions:
         this facility (xinetd's C{-syslog}), or L{None}.
     @ivar stopSignals: handle SIGTERM, SIGQUIT and SIGUSR1 as xinetd does
         (an application composing the super-server may keep its own).
+    @ivar raiseDescriptorLimit: raise the soft RLIMIT_NOFILE to the hard
+        limit at start (an application composing the super-server may keep
+        its own).
     @ivar metrics: serve Prometheus metrics at C{/metrics} on this Twisted
         server endpoint description, or L{None}.
     """
@@ -86,7 +89,14 @@ class DaemonOptions:
     stopSignals: bool = True
     syslogFacility: Optional[str] = None
     metrics: Optional[str] = None
+    raiseDescriptorLimit: bool = True
 
+
+DESCRIPTOR_RESERVE = 256
+"""
+Descriptors in-process connections never take: kept for accepting,
+spawning, logs and the daemon's own needs.
+"""
 
 TERM_GRACE = 2.0
 """
@@ -307,6 +317,7 @@ class SuperServer(MultiService):
             return
         self._activated = True
         logProblems(self.log, self.config.problems)
+        self._budgetDescriptors()
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self._onPressure)
@@ -320,6 +331,24 @@ class SuperServer(MultiService):
         self.log.warn(
             "the spawner did not start: {reason}", reason=reason.getErrorMessage()
         )
+
+    def _budgetDescriptors(self) -> None:
+        """
+        Raise the soft descriptor limit to the hard one, and leave
+        L{DESCRIPTOR_RESERVE} of them (and one per service) out of what
+        in-process connections may hold.
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if self.options.raiseDescriptorLimit and soft != hard:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+            except (OSError, ValueError) as e:
+                self.log.warn("cannot raise the descriptor limit: {error}", error=e)
+        if soft == resource.RLIM_INFINITY:
+            soft = 1 << 20
+        reserve = DESCRIPTOR_RESERVE + len(self.config.services)
+        self.context.descriptors.limit = max(16, soft - reserve)
 
     def startService(self) -> None:
         """

@@ -112,6 +112,40 @@ class IdentLimiter:
 
 
 @attr.s(auto_attribs=True, eq=False)
+class DescriptorBudget:
+    """
+    The descriptors in-process connections may hold, daemon-wide, so that
+    idle clients of internal services, redirects and tcpmux can never take
+    the descriptors other services need to accept and spawn.
+
+    @ivar limit: most descriptors held by in-process connections.
+    @ivar held: descriptors they hold now.
+    @ivar refusedSince: whether a connection was refused since the budget
+        last had room (logged once per episode).
+    """
+
+    limit: int = 1 << 30
+    held: int = 0
+    refusedSince: bool = False
+
+    def acquire(self, count: int) -> bool:
+        """
+        Take C{count} descriptors; L{False} when that would pass the limit.
+        """
+        if self.held + count > self.limit:
+            return False
+        self.held += count
+        self.refusedSince = False
+        return True
+
+    def release(self, count: int) -> None:
+        """
+        Give C{count} descriptors back.
+        """
+        self.held = max(0, self.held - count)
+
+
+@attr.s(auto_attribs=True, eq=False)
 class LogSinks:
     """
     The daemon's log sinks: one syslog connection, and one FILE sink per
@@ -179,6 +213,9 @@ class DaemonContext:
     @ivar amplification: bounds what the UDP internal services together
         send beyond what they received, per source address.
     @ivar identLimiter: bounds ident queries for refused clients.
+    @ivar descriptors: bounds the descriptors in-process connections hold.
+    @ivar idleTimeout: seconds an echo or discard connection may send
+        nothing before it is closed.
     @ivar hooks: told of every connection, refusal, start and exit.
     @ivar wallClock: seconds since the epoch (for DURATION).
     @ivar identTimeout: seconds to wait for the client's identd (USERID,
@@ -200,6 +237,8 @@ class DaemonContext:
         lambda self: AmplificationBudget(self.reactor), takes_self=True
     )
     identLimiter: IdentLimiter = attr.Factory(IdentLimiter)
+    descriptors: DescriptorBudget = attr.Factory(DescriptorBudget)
+    idleTimeout: float = 300.0
     hooks: IServiceHooks = attr.Factory(NoHooks)
     wallClock: Callable[[], float] = time.time
     identTimeout: float = 30.0

@@ -16,6 +16,7 @@ import os
 import socket
 from typing import Any, Optional
 
+import attr
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
@@ -23,8 +24,11 @@ from twisted.internet.interfaces import (
     ISSLTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
+
+from xinetd_twisted.service.context import DescriptorBudget
 
 
 class IStreamKind(Interface):
@@ -62,6 +66,9 @@ def detachSocket(transport: Any, sock: socket.socket) -> int:
     to hand on.  The transport's own descriptor is closed (never
     loseConnection: that would shut down the child's connection too).
     """
+    protocol = getattr(transport, "protocol", None)
+    if isinstance(protocol, ServiceProtocol):
+        protocol.detached()
     reactor = getattr(transport, "reactor", None)
     if reactor is not None:
         reactor.removeReader(transport)
@@ -70,6 +77,23 @@ def detachSocket(transport: Any, sock: socket.socket) -> int:
     sock.close()
     os.set_blocking(fd, True)
     return fd
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class ConnectionLimits:
+    """
+    What bounds one connection kept in the daemon.
+
+    @ivar descriptors: the daemon-wide budget it draws from.
+    @ivar clock: schedules the idle timeout.
+    @ivar idleTimeout: seconds the client may send nothing, or L{None}.
+    @ivar cost: descriptors the connection holds.
+    """
+
+    descriptors: DescriptorBudget
+    clock: Any
+    idleTimeout: Optional[float] = None
+    cost: int = 1
 
 
 @implementer(IHalfCloseableProtocol)
@@ -85,14 +109,58 @@ class ServiceProtocol(Protocol):
 
     transport: Any
 
-    def __init__(self, kind: IStreamKind) -> None:
+    log = Logger(namespace="xinetd_twisted.service")
+
+    def __init__(
+        self, kind: IStreamKind, limits: Optional[ConnectionLimits] = None
+    ) -> None:
         self._kind = kind
+        self._limits = limits
+        self._holds = 0
+        self._idle: Any = None
         self.inner: Optional[Protocol] = None
         self.handedOff = False
 
     def connectionMade(self) -> None:
         self.transport.pauseProducing()
+        limits = self._limits
+        if limits is not None:
+            budget = limits.descriptors
+            if not budget.acquire(limits.cost):
+                if not budget.refusedSince:
+                    budget.refusedSince = True
+                    self.log.error(
+                        "{service}: {held} descriptors held by in-process "
+                        "connections (the most allowed); closing new ones",
+                        service=getattr(self.factory, "serviceId", "?"),
+                        held=budget.held,
+                    )
+                self.transport.abortConnection()
+                return
+            self._holds = limits.cost
+            if limits.idleTimeout is not None:
+                self._idle = limits.clock.callLater(limits.idleTimeout, self._idled)
         self._kind.connected(self)
+
+    def _idled(self) -> None:
+        self._idle = None
+        if not self.handedOff and not _innerHandedOff(self.inner):
+            self.transport.abortConnection()
+
+    def _release(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if self._holds and self._limits is not None:
+            self._limits.descriptors.release(self._holds)
+            self._holds = 0
+
+    def detached(self) -> None:
+        """
+        The socket went to a child: the daemon holds nothing of it now.
+        """
+        self.handedOff = True
+        self._release()
 
     def attach(self, inner: Protocol) -> None:
         """
@@ -104,6 +172,8 @@ class ServiceProtocol(Protocol):
             self.transport.resumeProducing()
 
     def dataReceived(self, data: bytes) -> None:
+        if self._idle is not None:
+            self._idle.reset(self._limits.idleTimeout)  # type: ignore[union-attr]
         if self.inner is not None:
             self.inner.dataReceived(data)
 
@@ -120,8 +190,13 @@ class ServiceProtocol(Protocol):
             inner.writeConnectionLost()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._release()
         if self.inner is not None:
             self.inner.connectionLost(reason)
+
+
+def _innerHandedOff(inner: Any) -> bool:
+    return bool(getattr(inner, "handedOff", False))
 
 
 @implementer(IProtocolFactory)
@@ -133,12 +208,18 @@ class ServiceFactory(Factory):
 
     noisy = False
 
-    def __init__(self, kind: IStreamKind, serviceId: str) -> None:
+    def __init__(
+        self,
+        kind: IStreamKind,
+        serviceId: str,
+        limits: Optional[ConnectionLimits] = None,
+    ) -> None:
         self._kind = kind
         self.serviceId = serviceId
+        self._limits = limits
 
     def buildProtocol(self, addr: Optional[IAddress]) -> ServiceProtocol:
-        protocol = ServiceProtocol(self._kind)
+        protocol = ServiceProtocol(self._kind, self._limits)
         protocol.factory = self
         return protocol
 

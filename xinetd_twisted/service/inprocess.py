@@ -16,7 +16,6 @@ import socket
 import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
-from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -39,6 +38,7 @@ from xinetd_twisted.protocols.redirect import (
 )
 from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
 from xinetd_twisted.service.factory import (
+    ConnectionLimits,
     IStreamKind,
     ServiceFactory,
     ServiceProtocol,
@@ -56,23 +56,6 @@ DGRAM_FAIL_INTERVAL = 60.0
 """
 xinetd logs a refused datagram source at most once a minute per service.
 """
-
-
-class _Recording(Factory):
-    """
-    Builds inner protocols with C{factory} and remembers them (weakly), so
-    a removed service can end its connections.
-    """
-
-    def __init__(self, factory: Any, protocols: "weakref.WeakSet[Any]") -> None:
-        self._factory = factory
-        self._protocols = protocols
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = self._factory.buildProtocol(addr)
-        if protocol is not None:
-            self._protocols.add(protocol)
-        return protocol
 
 
 def _handedOff(protocol: Any) -> bool:
@@ -97,13 +80,33 @@ class InProcessStreamKind:
         self._acceptor: Optional[StreamAcceptor] = None
         self._family = socket.AF_INET
         self._inner = self.innerFactory()
-        self.factory = ServiceFactory(self, parts.service.serviceId)
+        serviceId = parts.service.serviceId
+        self.factory = ServiceFactory(self, serviceId, self.limits())
+        self._admittedFactory = ServiceFactory(
+            _Admitted(self), serviceId, self.limits()
+        )
 
     def innerFactory(self) -> Any:
         """
         The factory of the protocols that serve admitted connections.
         """
         raise NotImplementedError()
+
+    def limits(self) -> ConnectionLimits:
+        """
+        What bounds one in-process connection: the daemon's descriptor
+        budget and, for services a client only talks to, an idle timeout.
+        """
+        context = self._parts.context
+        return ConnectionLimits(context.descriptors, context.reactor, None, 1)
+
+    def serveAdmitted(self, protocol: ServiceProtocol) -> None:
+        """
+        Attach an inner protocol to an admitted connection's protocol.
+        """
+        inner = self._inner.buildProtocol(protocol.transport.getPeer())
+        self._protocols.add(protocol)
+        protocol.attach(inner)
 
     def update(self, service: ServiceConfig) -> None:
         self._inner = self.innerFactory()
@@ -174,7 +177,7 @@ class InProcessStreamKind:
         protocol.
         """
         self._parts.context.reactor.adoptStreamConnection(
-            connection.fd, self._family, _Recording(self._inner, self._protocols)
+            connection.fd, self._family, self._admittedFactory
         )
 
     # --- the factory door --------------------------------------------------
@@ -191,15 +194,25 @@ class InProcessStreamKind:
         )
 
         def attach(admitted: Connection) -> None:
-            if not transport.connected:
-                return
-            inner = self._inner.buildProtocol(peer)
-            self._protocols.add(protocol)
-            protocol.attach(inner)
+            if transport.connected:
+                self.serveAdmitted(protocol)
 
         self._parts.admission.admit(
             connection, lambda admitted: self._admitted(admitted, attach)
         )
+
+
+@implementer(IStreamKind)
+class _Admitted:
+    """
+    The kind of the fast door's adopted transports: admission already ran.
+    """
+
+    def __init__(self, kind: InProcessStreamKind) -> None:
+        self._kind = kind
+
+    def connected(self, protocol: ServiceProtocol) -> None:
+        self._kind.serveAdmitted(protocol)
 
 
 @implementer(IBuiltinObserver)
@@ -211,6 +224,17 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
     def __init__(self, parts: ServiceParts) -> None:
         self._starts: Dict[int, float] = {}
         InProcessStreamKind.__init__(self, parts)
+
+    def limits(self) -> ConnectionLimits:
+        """
+        echo and discard connections that send nothing for
+        L{DaemonContext.idleTimeout} are closed; chargen streams to a
+        silent client, daytime and time close at once.
+        """
+        context = self._parts.context
+        name = self._parts.service.name.lower()
+        idle = context.idleTimeout if name in ("echo", "discard", "sensor") else None
+        return ConnectionLimits(context.descriptors, context.reactor, idle, 1)
 
     def innerFactory(self) -> Any:
         service = self._parts.service
@@ -360,6 +384,14 @@ class RedirectKind(InProcessStreamKind):
             observer=self,
             keepAlive="KEEPALIVE" in service.flags,
         )
+
+    def limits(self) -> ConnectionLimits:
+        """
+        A relayed connection holds two descriptors; it is never cut for
+        being idle (a quiet login session is no attack).
+        """
+        context = self._parts.context
+        return ConnectionLimits(context.descriptors, context.reactor, None, 2)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
         parts = self._parts

@@ -20,6 +20,7 @@ from xinetd_twisted.listen.wait import WaitDescriptor
 from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.factory import (
+    ConnectionLimits,
     IStreamKind,
     ServiceFactory,
     ServiceProtocol,
@@ -64,7 +65,13 @@ class ProgramKind:
     def __init__(self, parts: ServiceParts) -> None:
         self._parts = parts
         self.setup = setupFor(parts.context, parts.service)
-        self.factory = ServiceFactory(self, parts.service.serviceId)
+        # Behind TLS the daemon relays: the client's socket and its end of
+        # the child's socketpair stay here.
+        self.factory = ServiceFactory(
+            self,
+            parts.service.serviceId,
+            ConnectionLimits(parts.context.descriptors, parts.context.reactor, None, 2),
+        )
         self._acceptor: Optional[StreamAcceptor] = None
         self._family = socket.AF_INET
 
