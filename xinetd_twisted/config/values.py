@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import pwd
+import re
 import socket
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -173,15 +174,33 @@ def protocol(words: Sequence[str], ctx: ParseContext) -> str:
     return words[0].lower()
 
 
-def integer(text: str, low: int = 0, high: Optional[int] = None) -> int:
+INT_MAX = 2**31 - 1
+"""The largest C{int} xinetd stores a count in; beyond it C{strtol} fails
+and so does the attribute."""
+
+ID_MAX = 2**32 - 2
+"""The largest uid or gid (2**32 - 1 is C{(uid_t) -1}, "no change")."""
+
+RLIM_MAX = 2**63 - 1
+"""The largest resource limit or file size we accept (bytes or seconds)."""
+
+_DECIMAL = re.compile(r"[+-]?[0-9]+\Z")
+_OCTAL = re.compile(r"[0-7]+\Z")
+
+
+def integer(text: str, low: int = 0, high: int = INT_MAX) -> int:
     """
-    A decimal integer within bounds, or C{ValueError}.
+    A decimal integer (ASCII digits, an optional sign) within bounds, or
+    C{ValueError}.  Values beyond C{high} (by default a C int) are errors,
+    as C{strtol} overflowing is in xinetd.
     """
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise ValueError(f"bad number: {text}") from None
-    if value < low or (high is not None and value > high):
+    if not _DECIMAL.match(text):
+        raise ValueError(f"bad number: {text}")
+    # A bounded length first: int() of a huge digit string is slow.
+    if len(text) > 30:
+        raise ValueError(f"number out of range: {text}")
+    value = int(text, 10)
+    if value < low or value > high:
         raise ValueError(f"number out of range: {text}")
     return value
 
@@ -240,10 +259,9 @@ def umask(words: Sequence[str], ctx: ParseContext) -> int:
     """
     An octal mask 0-0777.
     """
-    try:
-        value = int(words[0], 8)
-    except ValueError:
-        raise ValueError(f"bad umask: {words[0]}") from None
+    if not _OCTAL.match(words[0]) or len(words[0]) > 12:
+        raise ValueError(f"bad umask: {words[0]}")
+    value = int(words[0], 8)
     if not 0 <= value <= 0o777:
         raise ValueError(f"umask out of range: {words[0]}")
     return value
@@ -260,7 +278,7 @@ def size(text: str) -> int:
         factor, text = 1024, text[:-1]
     elif text[-1:].upper() == "M":
         factor, text = 1024 * 1024, text[:-1]
-    return integer(text) * factor
+    return integer(text, 0, RLIM_MAX // factor) * factor
 
 
 def rlimit(words: Sequence[str], ctx: ParseContext) -> int:
@@ -300,8 +318,9 @@ def user(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int, int]:
     same number, as xinetd does.
     """
     name = words[0]
-    if name.isdigit():
-        return (name, int(name), int(name))
+    if name.isascii() and name.isdigit():
+        uid = integer(name, 0, ID_MAX)
+        return (name, uid, uid)
     if name not in ctx.users:
         try:
             entry = pwd.getpwnam(name)
@@ -317,8 +336,8 @@ def group(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int]:
     A group name or gid: C{(asWritten, gid)}.
     """
     name = words[0]
-    if name.isdigit():
-        return (name, int(name))
+    if name.isascii() and name.isdigit():
+        return (name, integer(name, 0, ID_MAX))
     if name not in ctx.groups:
         try:
             ctx.groups[name] = grp.getgrnam(name).gr_gid
@@ -361,7 +380,9 @@ def accessTimes(words: Sequence[str], ctx: ParseContext) -> Tuple[Tuple[int, int
 
 def _clock(text: str, interval: str, isEnd: bool, ctx: ParseContext) -> int:
     hours, colon, minutes = text.partition(":")
-    if not colon or not hours.isdigit() or not minutes.isdigit():
+    if not colon or not _DECIMAL.match(hours) or not _DECIMAL.match(minutes):
+        raise ValueError(f"bad access_times interval: {interval}")
+    if "+" in text or "-" in text or len(text) > 5:
         raise ValueError(f"bad access_times interval: {interval}")
     h, m = int(hours), int(minutes)
     if isEnd and h == 24 and m == 0:
@@ -449,7 +470,7 @@ def redirect(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int]:
         found = tuple(a for a in found if ":" in a) or found
     if not found:
         raise ValueError(f"cannot resolve redirect host: {host}")
-    if portText.isdigit():
+    if portText.isascii() and portText.isdigit():
         portNumber = integer(portText, 0, 65535)
     else:
         listed = ctx.services.port(portText, "tcp")
