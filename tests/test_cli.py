@@ -260,3 +260,25 @@ class CheckTests(SynchronousTestCase):
             (result.stdout.startswith("400 services would run"), result.stderr),
             (True, ""),
         )
+
+    def test_fileNameNotUtf8(self) -> None:
+        """
+        A file name that is not UTF-8 in an includedir is printed as its
+        bytes, not as a UnicodeEncodeError traceback.
+        """
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        bad = os.path.join(os.fsencode(directory.path), b"x\xff")
+        with open(bad, "wb") as f:
+            f.write(b"service a\n{\n nice = x\n}\n")
+        path = self.write(f"includedir {directory.path}\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "xinetd_twisted.cli", "check", path],
+            capture_output=True,
+            cwd=ROOT,
+            # A strict UTF-8 standard output, as in a UTF-8 locale.
+            env=dict(os.environ, PYTHONIOENCODING="utf-8"),
+            timeout=60,
+        )
+        self.assertEqual((result.returncode, result.stderr), (1, b""))
+        self.assertIn(b"x\xff:3: service a", result.stdout)

@@ -14,6 +14,7 @@ the named file cannot be read at all.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from typing import Callable, List, Optional, TextIO, Tuple
@@ -272,6 +273,11 @@ def main(
     """
     options = _parser().parse_args(argv)
     run: Command = options.run
+    for standard in (sys.stdout, sys.stderr):
+        # A file name that is not UTF-8 is written as its bytes, as ls
+        # does, not as a UnicodeEncodeError.
+        if isinstance(standard, io.TextIOWrapper) and standard.errors == "strict":
+            standard.reconfigure(errors="surrogateescape")
     stream = out or sys.stdout
     try:
         status = run(options, stream, err or sys.stderr)

@@ -38,7 +38,7 @@ def makeResolver() -> Resolver:
         if name not in cache:
             try:
                 infos = socket.getaddrinfo(name, None, 0, socket.SOCK_STREAM)
-            except (OSError, UnicodeError):
+            except (OSError, UnicodeError, ValueError):  # ValueError: a NUL
                 cache[name] = ()
             else:
                 seen: List[str] = []
