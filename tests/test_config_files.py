@@ -85,6 +85,19 @@ class NotTextTests(_Files):
         path = self.write("main", b"\x7fELF\x02\x01\x01\x00\x00")
         self.assertIn(f"{path}:1: fatal: not a configuration file", self.refused(path))
 
+    def test_nulInText(self) -> None:
+        """
+        Text in hand with a NUL (C{parseConfigText}) is refused too, not a
+        ValueError from C{open}.
+        """
+        from tests.test_config_support import parse
+
+        with self.assertRaises(ConfigError) as raised:
+            parse("include /etc/x\x00y\n")
+        self.assertIn(
+            "test.conf:1: fatal: not a configuration file", str(raised.exception)
+        )
+
     def test_controlByte(self) -> None:
         """
         A control byte other than tab, LF, VT, FF, CR is not text.

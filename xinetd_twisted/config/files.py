@@ -30,7 +30,7 @@ MAX_INCLUDE_DEPTH = 32
 """How deep C{include}/C{includedir} may nest below the main file."""
 
 # Control bytes no text configuration has (tab, LF, VT, FF and CR are fine).
-_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+_BINARY = re.compile("[\x00-\x08\x0e-\x1f]")
 _UNDECODED = re.compile("[\udc80-\udcff]")
 _MISSING = (errno.ENOENT, errno.ENOTDIR)
 
@@ -148,26 +148,37 @@ def _tooLarge(at: Location, path: str) -> FileRefused:
 
 def decodeConfig(data: bytes, path: str) -> str:
     """
-    Configuration bytes to text, refusing what is not text.
+    Configuration bytes to text, refusing what is not text (see
+    L{checkText}); a UTF-8 byte-order mark is dropped.
 
-    @raise FileRefused: a control byte other than tab, LF, VT, FF, CR (a
-        NUL most often: a binary file), or invalid UTF-8 on a line that is
-        not a comment.  Invalid UTF-8 in a comment is kept (old files
-        written in Latin-1).
+    @raise FileRefused: the bytes are not a configuration.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    bad = _BINARY.search(data)
+    text = data.decode("utf-8", "surrogateescape")
+    checkText(text, path)
+    return text
+
+
+def checkText(text: str, path: str) -> None:
+    """
+    Refuse configuration text that is not text.
+
+    @raise FileRefused: a control character other than tab, LF, VT, FF, CR
+        (a NUL most often: a binary file), or bytes that were not UTF-8
+        (surrogate escapes) on a line that is not a comment.  Such bytes in
+        a comment are kept (old files written in Latin-1).
+    """
+    bad = _BINARY.search(text)
     if bad is not None:
-        line = data.count(b"\n", 0, bad.start()) + 1
-        byte = data[bad.start()]
-        what = "a NUL byte" if byte == 0 else f"the control byte 0x{byte:02x}"
+        line = text.count("\n", 0, bad.start()) + 1
+        code = ord(bad.group())
+        what = "a NUL byte" if code == 0 else f"the control byte 0x{code:02x}"
         raise _refuse(
             Location(path, line),
             f"not a configuration file: it contains {what}",
             "not a text file",
         )
-    text = data.decode("utf-8", "surrogateescape")
     if _UNDECODED.search(text) is not None:
         for number, row in enumerate(text.split("\n"), start=1):
             if _UNDECODED.search(row) and not row.lstrip(" \t").startswith("#"):
@@ -176,7 +187,6 @@ def decodeConfig(data: bytes, path: str) -> str:
                     "not a configuration file: this line is not UTF-8 text",
                     "not a text file",
                 )
-    return text
 
 
 def describeKind(mode: int) -> str:

@@ -18,6 +18,7 @@ import attr
 from xinetd_twisted.config.files import (
     MAX_INCLUDE_DEPTH,
     FileRefused,
+    checkText,
     readConfigFile,
     writableByOthers,
 )
@@ -154,7 +155,13 @@ class Reader:
     def readText(self, text: str, path: str) -> None:
         """
         Read configuration text as if it were the file C{path}.
+
+        @raise ConfigError: the text is not a configuration (a NUL, ...).
         """
+        try:
+            checkText(text, path)
+        except FileRefused as e:
+            self.fatal(e.problem)
         self._stack.append(os.path.realpath(path))
         self.files.append(path)
         try:
