@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -81,7 +82,21 @@ LINES = [
     b"\xff\xfe",
 ]
 
+# A service that runs, in each file of an include chain.
+CHAINED = """\
+service echo
+{{
+ type = INTERNAL UNLISTED
+ id = chained{index}
+ port = {port}
+ socket_type = stream
+ wait = no
+}}
+"""
+
 mutation = st.one_of(
+    # Mostly printable: most other bytes make the file binary, refused early.
+    st.tuples(st.just("flip"), st.integers(0, 2**16), st.integers(32, 126)),
     st.tuples(st.just("flip"), st.integers(0, 2**16), st.integers(0, 255)),
     st.tuples(st.just("dropLine"), st.integers(0, 2**16)),
     st.tuples(st.just("dropBrace"), st.integers(0, 2**16)),
@@ -168,12 +183,12 @@ def build(tree: dict, directory: str) -> Tuple[str, str]:
             f.write(mutate(data, mutations, directory))
     chain = [os.path.join(directory, f"c{i}") for i in range(tree["chain"])]
     nexts: List[Optional[str]] = [*chain[1:], None]
-    for here, after in zip(chain, nexts[: len(chain)], strict=True):
+    for index, (here, after) in enumerate(zip(chain, nexts[: len(chain)], strict=True)):
         with open(here, "wb") as f:
             target = after or (chain[0] if tree["loop"] else None)
             if target is not None:
                 f.write(f"include {target}\n".encode())
-            f.write(b"service chained\n{\n type = INTERNAL\n wait = no\n}\n")
+            f.write(CHAINED.format(index=index, port=4000 + index).encode())
     main = f"defaults\n{{\n}}\nincludedir {sub}\n".encode()
     if chain:
         main += f"include {chain[0]}\n".encode()
@@ -188,7 +203,7 @@ def build(tree: dict, directory: str) -> Tuple[str, str]:
 
 
 FUZZ = settings(
-    max_examples=120,
+    max_examples=75,
     deadline=None,
     derandomize=True,
     database=None,
@@ -258,6 +273,8 @@ class FuzzTests(SynchronousTestCase):
             out = io.StringIO()
             status = main_(argv, out)
             self.assertIn(status, (0, 1, 2), argv)
+            if argv[0] == "check":
+                self.assertEqual(status, expectedStatus(out.getvalue()), out.getvalue())
 
     @FUZZ
     @given(trees())
@@ -278,6 +295,28 @@ class FuzzTests(SynchronousTestCase):
             self.assertTrue(e.code.startswith("twistd: "), e.code)
             return
         self.assertIsInstance(options["loadedConfig"], Config)
+
+
+SUMMARY = re.compile(
+    r"would run(?::.*)? \((\d+) dropped, (\d+) errors?, \d+ warnings?\)$"
+)
+
+
+def expectedStatus(output: str) -> int:
+    """
+    The status C{check}'s own output announces: 2 for an unreadable file,
+    1 for a refused configuration or a summary with something dropped or
+    an error, else 0.
+    """
+    for line in output.splitlines():
+        if line.startswith("xinetd-twisted: cannot read"):
+            return 2
+        if line.startswith("configuration refused"):
+            return 1
+        found = SUMMARY.search(line)
+        if found is not None:
+            return 1 if int(found.group(1)) or int(found.group(2)) else 0
+    raise AssertionError(f"no summary in {output!r}")
 
 
 def main_(argv: List[str], out: io.StringIO) -> int:
