@@ -223,17 +223,12 @@ class Reader:
         an error) when the directory cannot be listed.
         """
         try:
-            names = os.listdir(directory)
+            return _includedFiles(directory)
         except OSError as e:
             self.problem(where, f"Unable to read directory {directory}: {e.strerror}")
             return None
-        return [
-            os.path.join(directory, name)
-            for name in sorted(names, key=os.fsencode)
-            if "." not in name and not name.endswith("~")
-        ]
 
-    def notRead(self, keyword: str, target: str, where: Location) -> None:
+    def notRead(self, keyword: str, target: str) -> None:
         """
         An C{include}/C{includedir} line that a broken entry swallowed:
         remember what it would have read.
@@ -242,14 +237,23 @@ class Reader:
             self.unread.append(target)
             return
         try:
-            names = os.listdir(target)
+            self.unread.extend(_includedFiles(target))
         except OSError:
-            return
-        self.unread.extend(
-            os.path.join(target, name)
-            for name in names
-            if "." not in name and not name.endswith("~")
-        )
+            pass
+
+
+def _includedFiles(directory: str) -> List[str]:
+    """
+    The paths C{includedir DIRECTORY} reads, in xinetd's order: names in
+    byte order, without those that contain a C{.} or end in C{~}.
+
+    @raise OSError: the directory cannot be listed.
+    """
+    return [
+        os.path.join(directory, name)
+        for name in sorted(os.listdir(directory), key=os.fsencode)
+        if "." not in name and not name.endswith("~")
+    ]
 
 
 _KEYWORDS = ("service", "defaults", "include", "includedir")
@@ -320,7 +324,7 @@ class _FileReader:
             broken = Broken(message, location)
             self.swallowed.append(Block("service", words[1], location, (broken,)))
         elif keyword in ("include", "includedir") and len(words) > 1:
-            self.reader.notRead(keyword, words[1], location)
+            self.reader.notRead(keyword, words[1])
         elif self.swallowed and keyword == "id":
             # The id is the service's key: keep it with the swallowed block.
             item = parseLine(text, location)

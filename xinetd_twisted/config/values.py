@@ -20,7 +20,7 @@ import attr
 
 from xinetd_twisted.config.addresses import AddressError, Resolver, parseAddress
 from xinetd_twisted.config.model import UNLIMITED, AddressEntry, FileLog, SyslogLog
-from xinetd_twisted.config.sysfiles import Services
+from xinetd_twisted.config.sysfiles import Services, isNumber
 
 TYPES = frozenset({"RPC", "INTERNAL", "UNLISTED", "TCPMUX", "TCPMUXPLUS", "SPECIAL"})
 FLAGS = frozenset(
@@ -186,6 +186,7 @@ RLIM_MAX = 2**63 - 1
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+\Z")
 _OCTAL = re.compile(r"[0-7]+\Z")
+_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{1,2})\Z")
 
 
 def integer(text: str, low: int = 0, high: int = INT_MAX) -> int:
@@ -318,7 +319,7 @@ def user(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int, int]:
     same number, as xinetd does.
     """
     name = words[0]
-    if name.isascii() and name.isdigit():
+    if isNumber(name):
         uid = integer(name, 0, ID_MAX)
         return (name, uid, uid)
     if name not in ctx.users:
@@ -336,7 +337,7 @@ def group(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int]:
     A group name or gid: C{(asWritten, gid)}.
     """
     name = words[0]
-    if name.isascii() and name.isdigit():
+    if isNumber(name):
         return (name, integer(name, 0, ID_MAX))
     if name not in ctx.groups:
         try:
@@ -379,12 +380,10 @@ def accessTimes(words: Sequence[str], ctx: ParseContext) -> Tuple[Tuple[int, int
 
 
 def _clock(text: str, interval: str, isEnd: bool, ctx: ParseContext) -> int:
-    hours, colon, minutes = text.partition(":")
-    if not colon or not _DECIMAL.match(hours) or not _DECIMAL.match(minutes):
+    clock = _CLOCK.match(text)
+    if clock is None:
         raise ValueError(f"bad access_times interval: {interval}")
-    if "+" in text or "-" in text or len(text) > 5:
-        raise ValueError(f"bad access_times interval: {interval}")
-    h, m = int(hours), int(minutes)
+    h, m = int(clock.group(1)), int(clock.group(2))
     if isEnd and h == 24 and m == 0:
         ctx.warn(
             f"access_times {interval}: xinetd would reject hour 24 and "
@@ -470,7 +469,7 @@ def redirect(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int]:
         found = tuple(a for a in found if ":" in a) or found
     if not found:
         raise ValueError(f"cannot resolve redirect host: {host}")
-    if portText.isascii() and portText.isdigit():
+    if isNumber(portText):
         portNumber = integer(portText, 0, 65535)
     else:
         listed = ctx.services.port(portText, "tcp")
