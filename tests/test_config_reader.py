@@ -296,6 +296,14 @@ class WritableTests(SynchronousTestCase):
         self.assertEqual([str(p.location) for p in config.problems], [f"{main}:0"])
         self.assertIn("writable by group", str(config.problems[0]))
 
+    def test_inetdConf(self) -> None:
+        """
+        The inetd.conf read with C{inetdConf} is checked too.
+        """
+        inetd = self.file("inetd.conf", "", 0o666)
+        (warning,) = self.warnings("", inetdConf=inetd)
+        self.assertTrue(warning.startswith(f"{inetd}:0: warning: {inetd} is writable"))
+
     def test_includedir(self) -> None:
         """
         An includedir writable by others is named at its line.

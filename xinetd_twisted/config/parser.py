@@ -115,7 +115,7 @@ class Reader:
         @raise ConfigError: an included file cannot be used at all.
         """
         got = readConfigFile(path)
-        self._checkOwner(path, got.status, Location(path, 0))
+        self.checkOwner(path, got.status, Location(path, 0))
         self.readText(got.text, path)
 
     def readFile(self, path: str, where: Location) -> bool:
@@ -137,11 +137,15 @@ class Reader:
             )
             self.unread.append(path)
             return False
-        self._checkOwner(path, got.status, where)
+        self.checkOwner(path, got.status, where)
         self.readText(got.text, path)
         return True
 
-    def _checkOwner(self, path: str, status: os.stat_result, where: Location) -> None:
+    def checkOwner(self, path: str, status: os.stat_result, where: Location) -> None:
+        """
+        With L{warnWritable}, warn at C{where} when the file C{path} (whose
+        C{stat} is C{status}) could be changed by another user than root.
+        """
         if not self.warnWritable:
             return
         why = writableByOthers(status)
@@ -200,7 +204,7 @@ class Reader:
             return
         if self.warnWritable:
             try:
-                self._checkOwner(directory, os.stat(directory), where)
+                self.checkOwner(directory, os.stat(directory), where)
             except OSError:
                 pass
         for path in paths:

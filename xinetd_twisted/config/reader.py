@@ -168,6 +168,14 @@ def _finish(reader: Reader, options: _Options) -> Config:
         # list, so its lines get every defaults value.
         _addInetd(builder, reader, readInetdConf(options.inetdConf, services), options)
         files.append(options.inetdConf)
+        try:
+            inetdStatus = os.stat(options.inetdConf)
+        except OSError:
+            pass  # reported as unreadable already
+        else:
+            reader.checkOwner(
+                options.inetdConf, inetdStatus, Location(options.inetdConf, 0)
+            )
     problems = _strictly(reader.problems, options.strict) + builder.problems
     if builder.fatal:
         raise ConfigError(tuple(problems))
