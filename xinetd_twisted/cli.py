@@ -4,7 +4,7 @@ C{xinetd-twisted} command line: C{check} validates a configuration the way
 the daemon would load it; C{convert} turns an inetd.conf into xinetd.conf.
 
 Each subcommand is a function taking the parsed arguments and the output
-streams; add one by writing it and adding a row to L{COMMANDS}.
+streams; add one by writing it and registering it in L{_parser}.
 
 Exit status: 0 when every service would run, 1 when a service would be
 dropped, an error was found or the configuration would be refused, 2 when
@@ -180,67 +180,6 @@ def _readStdin() -> str:
 Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 
-def _configArguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
-    parser.add_argument(
-        "--inetd-compat",
-        metavar="INETD_CONF",
-        default=None,
-        help="also read this inetd.conf, as the daemon's --inetd-compat does",
-    )
-    parser.add_argument(
-        "--strict",
-        action="store_true",
-        help="treat every warning as an error, as the daemon's --strict does",
-    )
-
-
-def _checkArguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dump", action="store_true", help="print the effective configuration"
-    )
-    _configArguments(parser)
-
-
-def _convertArguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--services",
-        default="/etc/services",
-        help="services database used to find ports (default /etc/services)",
-    )
-    parser.add_argument(
-        "inetdconf",
-        nargs="?",
-        default="-",
-        metavar="FILE",
-        help="the inetd.conf to convert (default: standard input)",
-    )
-
-
-COMMANDS: List[Tuple[str, str, Command, Callable[[argparse.ArgumentParser], None]]] = [
-    (
-        "check",
-        "validate a configuration and report every problem",
-        check,
-        _checkArguments,
-    ),
-    (
-        "dump",
-        "print the effective configuration of every service",
-        dump,
-        _configArguments,
-    ),
-    (
-        "convert",
-        "write the xinetd.conf equivalent of an inetd.conf to standard output",
-        convert,
-        _convertArguments,
-    ),
-]
-"""The subcommands: name, help, the function, and what adds its arguments.
-Add one by appending a row."""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xinetd-twisted",
@@ -251,10 +190,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for name, helpText, function, addArguments in COMMANDS:
-        sub = commands.add_parser(name, help=helpText)
-        addArguments(sub)
-        sub.set_defaults(run=function)
+    checkParser = commands.add_parser(
+        "check", help="validate a configuration and report every problem"
+    )
+    checkParser.add_argument(
+        "--dump", action="store_true", help="print the effective configuration"
+    )
+    checkParser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    checkParser.set_defaults(run=check)
+    dumpParser = commands.add_parser(
+        "dump", help="print the effective configuration of every service"
+    )
+    dumpParser.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    dumpParser.set_defaults(run=dump)
+    for sub in (checkParser, dumpParser):
+        sub.add_argument(
+            "--inetd-compat",
+            metavar="INETD_CONF",
+            default=None,
+            help="also read this inetd.conf, as the daemon's --inetd-compat does",
+        )
+        sub.add_argument(
+            "--strict",
+            action="store_true",
+            help="treat every warning as an error, as the daemon's --strict does",
+        )
+    convertParser = commands.add_parser(
+        "convert",
+        help="write the xinetd.conf equivalent of an inetd.conf to standard output",
+    )
+    convertParser.add_argument(
+        "--services",
+        default="/etc/services",
+        help="services database used to find ports (default /etc/services)",
+    )
+    convertParser.add_argument(
+        "inetdconf",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="the inetd.conf to convert (default: standard input)",
+    )
+    convertParser.set_defaults(run=convert)
     return parser
 
 
