@@ -26,6 +26,8 @@ class CheckTests(SynchronousTestCase):
     def write(self, text: str) -> str:
         path = FilePath(self.mktemp())
         path.setContent(text.encode())
+        # A group-writable file would be a warning for a root daemon.
+        os.chmod(path.path, 0o644)
         return path.path
 
     def check(self, *args: str) -> tuple:
@@ -42,7 +44,8 @@ class CheckTests(SynchronousTestCase):
             + service(EXTERNAL.replace("4000", "4001"), name="b")
         )
         self.assertEqual(
-            self.check("check", path), (0, "2 services would run: a, b (0 dropped)\n")
+            self.check("check", path),
+            (0, "2 services would run: a, b (0 dropped, 0 errors, 0 warnings)\n"),
         )
 
     def test_warningsOnly(self) -> None:
@@ -55,7 +58,7 @@ class CheckTests(SynchronousTestCase):
         self.assertEqual(
             output,
             f"{path}:10: service a: attribute bogus: warning: bad service attribute: bogus\n"
-            "1 service would run: a (0 dropped)\n",
+            "1 service would run: a (0 dropped, 0 errors, 1 warning)\n",
         )
 
     def test_dropped(self) -> None:
@@ -68,7 +71,12 @@ class CheckTests(SynchronousTestCase):
         )
         status, output = self.check("check", path)
         self.assertEqual(status, 1)
-        self.assertTrue(output.endswith("1 service would run: b (1 dropped)\n"), output)
+        self.assertTrue(
+            output.endswith(
+                "1 service would run: b (1 dropped, 1 error, 0 warnings)\n"
+            ),
+            output,
+        )
         self.assertIn(
             f"{path}:10: service a: attribute nice: error: bad number: x", output
         )
@@ -87,12 +95,15 @@ class CheckTests(SynchronousTestCase):
 
     def test_unreadable(self) -> None:
         """
-        A missing file is fatal.
+        A missing file is one line and status 2.
         """
-        status, output = self.check("check", "/nonexistent/xinetd.conf")
-        self.assertEqual(status, 1)
-        self.assertIn(
-            "/nonexistent/xinetd.conf:0: fatal: cannot read configuration file", output
+        self.assertEqual(
+            self.check("check", "/nonexistent/xinetd.conf"),
+            (
+                2,
+                "xinetd-twisted: cannot read /nonexistent/xinetd.conf: "
+                "No such file or directory\n",
+            ),
         )
 
     def test_dump(self) -> None:
@@ -132,7 +143,7 @@ class CheckTests(SynchronousTestCase):
         status, output = self.check("check", "--inetd-compat", inetd, path)
         self.assertEqual(
             (status, output.splitlines()[-1]),
-            (0, "1 service would run: echo-stream (0 dropped)"),
+            (0, "1 service would run: echo-stream (0 dropped, 0 errors, 0 warnings)"),
         )
 
     def test_subprocess(self) -> None:
@@ -149,6 +160,125 @@ class CheckTests(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 1)
         self.assertTrue(
-            result.stdout.endswith("1 service would run: a (1 dropped)\n"),
+            result.stdout.endswith(
+                "1 service would run: a (1 dropped, 1 error, 0 warnings)\n"
+            ),
             result.stdout,
         )
+
+    def test_secondDefaults(self) -> None:
+        """
+        A second defaults block is ignored with an error: every service
+        runs, the summary counts the error, and the status agrees (1).
+        """
+        path = self.write(
+            "defaults\n{\n}\ndefaults\n{\n}\n" + service(EXTERNAL, name="a")
+        )
+        status, output = self.check("check", path)
+        self.assertEqual(
+            (status, output.splitlines()[-1]),
+            (1, "1 service would run: a (0 dropped, 1 error, 0 warnings)"),
+        )
+
+    def test_strict(self) -> None:
+        """
+        C{--strict}: the service with a warning is dropped and the status
+        is 1.
+        """
+        path = self.write(service(EXTERNAL + "\n only_frm = 127.0.0.1", name="a"))
+        self.assertEqual(self.check("check", path)[0], 0)
+        status, output = self.check("check", "--strict", path)
+        self.assertEqual(
+            (status, output.splitlines()[-1]),
+            (1, "0 services would run (1 dropped, 1 error, 0 warnings)"),
+        )
+        self.assertIn("did you mean only_from?", output)
+
+    def test_refusedStatus(self) -> None:
+        """
+        A configuration that is not one at all (a binary include) is
+        refused: status 1, and the message says a reload keeps the running
+        configuration.
+        """
+        binary = self.write("")
+        FilePath(binary).setContent(b"\x00\x01\x02")
+        path = self.write(f"include {binary}\n" + service(EXTERNAL, name="a"))
+        status, output = self.check("check", path)
+        self.assertEqual(status, 1)
+        self.assertIn(f"{binary}:1: fatal: not a configuration file", output)
+        self.assertIn("a reload would keep the running configuration", output)
+
+    def test_dumpUnreadable(self) -> None:
+        """
+        C{dump} of a missing file: one line, status 2.
+        """
+        out, err = io.StringIO(), io.StringIO()
+        status = main(["dump", "/nonexistent"], out=out, err=err)
+        self.assertEqual(
+            (status, out.getvalue(), err.getvalue()),
+            (
+                2,
+                "",
+                "xinetd-twisted: cannot read /nonexistent: No such file or directory\n",
+            ),
+        )
+
+    def test_version(self) -> None:
+        """
+        C{--version} prints the name and version.
+        """
+        from xinetd_twisted import __version__
+
+        result = subprocess.run(
+            [sys.executable, "-m", "xinetd_twisted.cli", "--version"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        self.assertEqual(
+            (result.returncode, result.stdout), (0, f"xinetd-twisted {__version__}\n")
+        )
+
+    def test_brokenPipe(self) -> None:
+        """
+        C{check --dump CONFIG | head -1} ends without a traceback.
+        """
+        path = self.write(
+            "".join(
+                service(EXTERNAL.replace("4000", str(5000 + i)), name=f"s{i}")
+                for i in range(400)
+            )
+        )
+        command = (
+            f"{sys.executable} -m xinetd_twisted.cli check --dump {path} | head -1"
+        )
+        result = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=60
+        )
+        self.assertEqual(
+            (result.stdout.startswith("400 services would run"), result.stderr),
+            (True, ""),
+        )
+
+    def test_fileNameNotUtf8(self) -> None:
+        """
+        A file name that is not UTF-8 in an includedir is printed as its
+        bytes, not as a UnicodeEncodeError traceback.
+        """
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        bad = os.path.join(os.fsencode(directory.path), b"x\xff")
+        with open(bad, "wb") as f:
+            f.write(b"service a\n{\n nice = x\n}\n")
+        path = self.write(f"includedir {directory.path}\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "xinetd_twisted.cli", "check", path],
+            capture_output=True,
+            cwd=ROOT,
+            # A strict UTF-8 standard output, as in a UTF-8 locale.
+            env=dict(os.environ, PYTHONIOENCODING="utf-8"),
+            timeout=60,
+        )
+        self.assertEqual((result.returncode, result.stderr), (1, b""))
+        self.assertIn(b"x\xff:3: service a", result.stdout)

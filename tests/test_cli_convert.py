@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import List, Tuple
 
@@ -21,6 +22,8 @@ from tests.daemon import Daemon, fetch, freePort
 from xinetd_twisted.cli import main
 from xinetd_twisted.config.model import Config, Location, ServiceConfig
 from xinetd_twisted.config.reader import loadConfig, parseConfigText
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "config", "inetd")
 SERVICES = os.path.join(FIXTURES, "services")
@@ -165,11 +168,47 @@ class ConvertTests(SynchronousTestCase):
 
     def test_unreadable(self) -> None:
         """
-        A file that cannot be read is one message and status 1.
+        A file that cannot be read is one message and status 2.
         """
         status, out, err = convert(self.mktemp())
-        self.assertEqual((status, out), (1, ""))
-        self.assertIn("cannot read", err)
+        self.assertEqual((status, out, len(err.splitlines())), (2, "", 1))
+        self.assertIn("cannot read: No such file or directory", err)
+
+    def test_fifo(self) -> None:
+        """
+        A FIFO is refused at once (it used to wait for a writer forever).
+        """
+        fifo = self.mktemp()
+        os.mkfifo(fifo)
+        status, out, err = convert(fifo)
+        self.assertEqual((status, out), (2, ""))
+        self.assertIn(f"{fifo} is not a regular file (it is a FIFO)", err)
+
+    def test_binary(self) -> None:
+        """
+        A binary file is refused with its location.
+        """
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"echo stream tcp nowait root internal\n\x00")
+        status, out, err = convert(path)
+        self.assertEqual((status, out), (2, ""))
+        self.assertIn(f"{path}:2: fatal: not a configuration file", err)
+
+    def test_binaryStdin(self) -> None:
+        """
+        Bytes on standard input that are not text are refused, not a
+        UnicodeDecodeError traceback.
+        """
+        result = subprocess.run(
+            [sys.executable, "-m", "xinetd_twisted.cli", "convert"],
+            input=b"\xff\xfe\x00garbage",
+            capture_output=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 2)
+        self.assertNotIn(b"Traceback", result.stderr)
 
 
 class RoundTripTests(SynchronousTestCase):

@@ -532,3 +532,75 @@ class LineRuleTests(SynchronousTestCase):
         config = parse(service(EXTERNAL + "\n nice = x\n bogus = 1"))
         self.assertEqual(len(config.problems), 2)
         self.assertEqual(config.dropped, ("svc",))
+
+
+class NumberTests(SynchronousTestCase):
+    """
+    Numbers beyond what xinetd can store are errors, as in xinetd.
+    """
+
+    def dropped(self, extra: str) -> str:
+        """
+        The one error of a service dropped for C{extra}.
+        """
+        # EXTERNAL has a user: a second user line would only be ignored.
+        body = (
+            EXTERNAL.replace("    user = root\n", "") if "user" in extra else EXTERNAL
+        )
+        config = parse(service(body + "\n" + extra))
+        self.assertEqual(config.services, (), extra)
+        (error,) = messages(config, Severity.ERROR)
+        return error
+
+    def test_instancesOverflow(self) -> None:
+        """
+        C{instances = 99999999999999999999999} drops the service (it used
+        to run).
+        """
+        self.assertIn(
+            "number out of range: 99999999999999999999999",
+            self.dropped("instances = 99999999999999999999999"),
+        )
+
+    def test_intMax(self) -> None:
+        """
+        The largest C int is accepted, one more is not.
+        """
+        self.assertEqual(one("per_source = 2147483647").perSource, 2**31 - 1)
+        self.dropped("per_source = 2147483648")
+
+    def test_cpsOverflow(self) -> None:
+        """
+        Both cps numbers are bounded.
+        """
+        self.dropped("cps = 5 99999999999999999999")
+
+    def test_rlimitOverflow(self) -> None:
+        """
+        An rlimit beyond 2**63 - 1 bytes (after its suffix) is an error.
+        """
+        self.assertEqual(
+            one("rlimit_as = 8796093022207M").rlimits,
+            (("RLIMIT_AS", 8796093022207 * 1024 * 1024),),
+        )
+        self.dropped("rlimit_as = 8796093022208M")
+
+    def test_uidOverflow(self) -> None:
+        """
+        A numeric user beyond the uid range is an error.
+        """
+        self.dropped("user = 99999999999999999999")
+
+    def test_notAsciiDigits(self) -> None:
+        """
+        Digits that are not ASCII, underscores and octal prefixes are not
+        numbers.
+        """
+        for extra in ("port = \u00b2", "nice = 1_0", "umask = 0o22", "user = \u0663"):
+            self.dropped(extra.replace("port", "instances"))
+
+    def test_hugeDigitString(self) -> None:
+        """
+        A very long number is refused without converting it.
+        """
+        self.dropped("instances = " + "9" * 5000)

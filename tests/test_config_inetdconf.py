@@ -297,6 +297,33 @@ class LineTests(SynchronousTestCase):
         self.assertEqual(attributes(conf, 1)["type"], ("TCPMUX", "UNLISTED"))
 
 
+class NotAsciiDigitTests(SynchronousTestCase):
+    """
+    Characters that C{str.isdigit} takes and C{int} refuses (they used to
+    end in a ValueError traceback).
+    """
+
+    def test_servicePort(self) -> None:
+        """
+        A superscript digit as the service is a line error.
+        """
+        conf = parse("\u00b2 stream tcp nowait root /bin/cat cat\n")
+        self.assertEqual(
+            (conf.services, [p.severity for p in conf.problems]),
+            ((), [Severity.ERROR]),
+        )
+
+    def test_rate(self) -> None:
+        """
+        A superscript digit as the rate is a line error.
+        """
+        conf = parse("echo stream tcp nowait.\u00b2 root /bin/cat cat\n")
+        self.assertEqual(
+            (conf.services, [p.severity for p in conf.problems]),
+            ((), [Severity.ERROR]),
+        )
+
+
 class FixtureTests(SynchronousTestCase):
     """
     The fixture files: real Debian lines and an openbsd-inetd style file.

@@ -56,9 +56,10 @@ class GrammarTests(SynchronousTestCase):
         C{service foo {} on one line is an error and the block is skipped.
         """
         config = parse("service svc {\n" + EXTERNAL + "\n}\n")
-        self.assertEqual(config.services, ())
+        self.assertEqual((config.services, config.dropped), ((), ("svc",)))
         self.assertEqual(
-            messages(config), ["test.conf:2: error: Service svc: missing '{'"]
+            messages(config),
+            ["test.conf:2: service svc: error: Service svc: missing '{'"],
         )
 
     def test_missingServiceKeyword(self) -> None:
@@ -85,7 +86,9 @@ class GrammarTests(SynchronousTestCase):
         End of file while skipping a bad entry is a warning.
         """
         config = parse("service svc {\n wait = no\n")
-        self.assertIn("missing } in last service entry", messages(config)[-1])
+        self.assertIn(
+            "test.conf:2: warning: missing } in last service entry", messages(config)
+        )
 
     def test_needsSpaceBeforeOperator(self) -> None:
         """

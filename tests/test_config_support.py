@@ -26,7 +26,7 @@ def parse(text: str, path: str = "test.conf", **kw: Any) -> Config:
     Parse C{text} with the fixture system files, as root, with an empty
     environment unless told otherwise.
     """
-    options: dict = dict(SYSFILES, environ={}, isRoot=True)
+    options: dict = dict(SYSFILES, environ={}, isRoot=True, warnWritable=False)
     options.update(kw)
     return parseConfigText(text, path, **options)
 

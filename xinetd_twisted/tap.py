@@ -11,7 +11,8 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from xinetd_twisted.config.model import ConfigError
+from xinetd_twisted import __version__
+from xinetd_twisted.config.model import ConfigError, UnreadableConfig
 from xinetd_twisted.config.reader import loadConfig
 
 
@@ -112,8 +113,23 @@ class Options(usage.Options):
             "Keep running when no service is available (xinetd's -stayalive; "
             "implied by twistd -n, as -dontfork implies it).",
         ],
+        [
+            "strict",
+            None,
+            "Treat every configuration warning as an error: the service it "
+            "concerns is not run (a warning in defaults refuses the "
+            "configuration), at start and on every reload; as "
+            "'xinetd-twisted check --strict'.",
+        ],
     ]
     compData = usage.Completions(optActions={"config": usage.CompleteFiles("*.conf")})
+
+    def opt_version(self) -> None:
+        """
+        Print the version of xinetd-twisted and exit.
+        """
+        print(f"xinetd-twisted {__version__}")
+        sys.exit(0)
 
     def postOptions(self) -> None:
         if self["spawner"] not in ("helper", "plain"):
@@ -128,10 +144,17 @@ class Options(usage.Options):
                 raise usage.UsageError(f"Bad syslog facility: {facility}")
             self["syslog-facility"] = facility.lower()
         try:
-            config = loadConfig(self["config"], inetdConf=self["inetd-compat"])
+            config = loadConfig(
+                self["config"], inetdConf=self["inetd-compat"], strict=self["strict"]
+            )
+        except UnreadableConfig as e:
+            # One line: twistd would print its whole usage for a UsageError.
+            raise SystemExit(f"twistd: cannot read {e.path}: {e.reason}") from None
         except ConfigError as e:
-            raise usage.UsageError(
-                f"cannot use configuration {self['config']}:\n{e}"
+            for problem in e.problems:
+                print(problem, file=sys.stderr)
+            raise SystemExit(
+                f"twistd: configuration {self['config']} refused (see above)"
             ) from None
         # Before twistd daemonizes, so the operator sees them on the terminal;
         # the service logs them again once logging is up.

@@ -16,6 +16,7 @@ import socket
 from typing import Callable, Dict, List, Mapping, Tuple
 
 from xinetd_twisted.config.model import AddressEntry, AddressKind
+from xinetd_twisted.config.sysfiles import isNumber
 
 Resolver = Callable[[str], Tuple[str, ...]]
 
@@ -37,7 +38,7 @@ def makeResolver() -> Resolver:
         if name not in cache:
             try:
                 infos = socket.getaddrinfo(name, None, 0, socket.SOCK_STREAM)
-            except (OSError, UnicodeError):
+            except (OSError, UnicodeError, ValueError):  # ValueError: a NUL
                 cache[name] = ()
             else:
                 seen: List[str] = []
@@ -53,7 +54,7 @@ def makeResolver() -> Resolver:
 
 def _ipv4Octets(word: str) -> List[int] | None:
     parts = word.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 for p in parts):
+    if len(parts) != 4 or not all(isNumber(p) and len(p) <= 3 for p in parts):
         return None
     octets = [int(p) for p in parts]
     if any(o > 255 for o in octets):
@@ -113,12 +114,12 @@ def _factorized(word: str) -> List[AddressEntry]:
     if not rest.endswith("}") or not prefix.endswith("."):
         raise AddressError(word)
     head = prefix[:-1].split(".")
-    if not all(p.isdigit() and int(p) < 256 for p in head) or len(head) > 3:
+    if not all(isNumber(p) and int(p) < 256 for p in head) or len(head) > 3:
         raise AddressError(word)
     entries = []
     for item in rest[:-1].split(","):
         item = item.strip()
-        if not item.isdigit() or int(item) > 255:
+        if not isNumber(item) or int(item) > 255:
             raise AddressError(word)
         octets = [int(p) for p in head] + [int(item)]
         entries.append(

@@ -7,6 +7,7 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, List, Optional, Tuple
 
 import attr
@@ -22,6 +23,22 @@ from xinetd_twisted.config.attributes import (
 from xinetd_twisted.config.model import Problem, Severity
 from xinetd_twisted.config.parser import Block, Broken, Line
 from xinetd_twisted.config.values import ParseContext
+
+STRICT_SUFFIX = " (an error under --strict)"
+"""Added to a warning that strict loading made an error."""
+
+
+def _suggestion(name: str, inDefaults: bool) -> str:
+    """
+    The C{(did you mean X?)} part of a message about an unknown attribute.
+    """
+    known = [
+        row.name
+        for row in ATTRIBUTES.values()
+        if (row.defaultsCount is not None if inDefaults else row.inService)
+    ]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 @attr.s(auto_attribs=True)
@@ -57,14 +74,33 @@ class Builder:
     """
 
     ctx: ParseContext
+    strict: bool = False
     defaults: Settings = attr.ib(factory=Settings)
     drafts: List[ServiceDraft] = attr.ib(factory=list)
     problems: List[Problem] = attr.ib(factory=list)
     fatal: bool = False
     dropped: List[str] = attr.ib(factory=list)
+    droppedFiles: List[str] = attr.ib(factory=list)
+    _inDefaults: bool = False
+    _strictFailed: bool = False
 
     def _say(self, severity, location, message, service, attribute=None) -> None:
+        if self.strict and severity is Severity.WARNING:
+            # Strict: the warning costs what an error costs where it is.
+            severity = Severity.FATAL if self._inDefaults else Severity.ERROR
+            message += STRICT_SUFFIX
+            self._strictFailed = True
+            if self._inDefaults:
+                self.fatal = True
         self.problems.append(Problem(location, severity, message, service, attribute))
+
+    def dropService(self, serviceId: str, path: str) -> None:
+        """
+        Record that the service C{serviceId}, defined in C{path}, was
+        dropped because of an error.
+        """
+        self.dropped.append(serviceId)
+        self.droppedFiles.append(path)
 
     def add(self, block: Block) -> None:
         """
@@ -87,7 +123,7 @@ class Builder:
         if outcome == "keep":
             self.drafts.append(ServiceDraft(block, settings))
         elif outcome == "drop":
-            self.dropped.append(settings.values.get("id", block.name))
+            self.dropService(settings.values.get("id", block.name), block.location.path)
 
     def _apply(self, block: Block, settings: Settings, inDefaults: bool) -> str:
         """
@@ -98,6 +134,8 @@ class Builder:
         """
         service = block.name
         failed = False
+        self._inDefaults = inDefaults
+        self._strictFailed = False
         for item in block.lines:
             if isinstance(item, Broken):
                 self._say(
@@ -105,7 +143,7 @@ class Builder:
                 )
                 return "drop"
             status = self._line(item, settings, inDefaults, service)
-            if status == "failed":
+            if status == "failed" or self._strictFailed:
                 failed = True
             if item.name == "disable" and (failed or settings.values.get("disable")):
                 return "drop" if failed else "discard"
@@ -122,12 +160,12 @@ class Builder:
             row.defaultsCount is not None if inDefaults else row.inService
         ):
             if inDefaults:
-                say(
-                    Severity.WARNING,
-                    f"attribute: {line.name} should not be in default section",
-                )
+                message = f"attribute: {line.name} should not be in default section"
             else:
-                say(Severity.WARNING, f"bad service attribute: {line.name}")
+                message = f"bad service attribute: {line.name}"
+            if row is None:
+                message += _suggestion(line.name, inDefaults)
+            say(Severity.WARNING, message)
             return "ignored"
         count = row.defaultsCount if inDefaults else row.count
         assert count is not None

@@ -15,8 +15,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import attr
 
 from xinetd_twisted.config.attributes import Settings
-from xinetd_twisted.config.build import ServiceDraft
+from xinetd_twisted.config.build import STRICT_SUFFIX, ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
+from xinetd_twisted.config.files import writableByOthers
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
     Location,
@@ -24,7 +25,7 @@ from xinetd_twisted.config.model import (
     ServiceConfig,
     Severity,
 )
-from xinetd_twisted.config.sysfiles import Services
+from xinetd_twisted.config.sysfiles import Services, isNumber
 
 IDENT_PORT = 113
 
@@ -50,6 +51,7 @@ class Environment:
     rpc: Mapping[str, int]
     environ: Mapping[str, str]
     isRoot: bool
+    warnWritable: bool = False
 
 
 @attr.s(auto_attribs=True)
@@ -60,6 +62,7 @@ class Filler:
 
     env: Environment
     defaults: Settings
+    strict: bool = False
     problems: List[Problem] = attr.ib(factory=list)
     services: List[ServiceConfig] = attr.ib(factory=list)
     _byId: Dict[str, ServiceConfig] = attr.ib(factory=dict)
@@ -67,10 +70,12 @@ class Filler:
         factory=dict
     )
     dropped: List[str] = attr.ib(factory=list)
+    droppedFiles: List[str] = attr.ib(factory=list)
 
     def add(self, draft: ServiceDraft) -> None:
         """
-        Fill and check one draft; on failure report and drop it.
+        Fill and check one draft; on failure report and drop it (under
+        strict, a warning is a failure).
         """
         warnings: List[Tuple[str, Optional[str]]] = []
         try:
@@ -78,14 +83,26 @@ class Filler:
             service = self._check(draft, service, warnings)
         except Drop as e:
             self._report(draft, Severity.ERROR, e.message, e.attribute)
-            self.dropped.append(draft.serviceId)
+            self._drop(draft)
             return
         finally:
             for message, attribute in warnings:
-                self._report(draft, Severity.WARNING, message, attribute)
+                if self.strict:
+                    self._report(
+                        draft, Severity.ERROR, message + STRICT_SUFFIX, attribute
+                    )
+                else:
+                    self._report(draft, Severity.WARNING, message, attribute)
+        if self.strict and warnings:
+            self._drop(draft)
+            return
         self.services.append(service)
         self._byId[service.serviceId.lower()] = service
         self._byPort.setdefault((service.port, service.protocol), []).append(service)
+
+    def _drop(self, draft: ServiceDraft) -> None:
+        self.dropped.append(draft.serviceId)
+        self.droppedFiles.append(draft.block.location.path)
 
     def _report(self, draft, severity, message, attribute) -> None:
         location = draft.settings.locations.get(attribute, draft.block.location)
@@ -362,8 +379,9 @@ class Filler:
             )
         self._checkRequired(sc, spec, types, warnings)
         if "INTERNAL" not in types:
-            self._checkServer(sc)
+            self._checkServer(sc, warnings)
             self._checkCredentials(sc)
+        self._checkBanners(sc, warnings)
         if "RPC" in types:
             # Checked last, so that the RPC attributes are still checked.
             raise Drop(
@@ -436,7 +454,7 @@ class Filler:
                 + " - DISABLING"
             )
 
-    def _checkServer(self, sc: ServiceConfig) -> None:
+    def _checkServer(self, sc: ServiceConfig, warnings) -> None:
         if sc.redirect is not None or sc.server is None:
             return
         path = sc.server
@@ -448,6 +466,36 @@ class Filler:
             raise Drop(f"Could not stat server {path}", "server")
         if not os.access(path, os.X_OK):
             raise Drop(f"Server {path} is not executable", "server")
+        self._checkWritable(path, "server", "server", warnings)
+
+    def _checkBanners(self, sc: ServiceConfig, warnings) -> None:
+        for attribute, path in (
+            ("banner", sc.banner),
+            ("banner_success", sc.bannerSuccess),
+            ("banner_fail", sc.bannerFail),
+        ):
+            if path is not None:
+                self._checkWritable(path, attribute, "banner", warnings)
+
+    def _checkWritable(self, path: str, attribute: str, what: str, warnings) -> None:
+        """
+        Warn when a root daemon would use a file another user can change.
+        """
+        if not self.env.warnWritable:
+            return
+        try:
+            status = os.stat(path)
+        except (OSError, ValueError):
+            return  # a missing banner is the runtime's concern
+        why = writableByOthers(status)
+        if why is not None:
+            warnings.append(
+                (
+                    f"{what} {path} is {why}: another user could change what "
+                    "the root daemon runs or sends",
+                    attribute,
+                )
+            )
 
     def _checkCredentials(self, sc: ServiceConfig) -> None:
         if self.env.isRoot:
@@ -504,7 +552,7 @@ def _groupList(user: str, uid: Optional[int], gid: Optional[int]) -> Tuple[int, 
     The supplementary groups initgroups() would give C{user}.
     """
     name = user
-    if user.isdigit():
+    if isNumber(user):
         try:
             name = pwd.getpwuid(int(user)).pw_name
         except KeyError:

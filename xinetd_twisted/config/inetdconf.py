@@ -26,9 +26,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import attr
 
 from xinetd_twisted.config.builtins import INETD_INTERNALS
-from xinetd_twisted.config.model import Location, Problem, Severity
+from xinetd_twisted.config.files import FileRefused, readConfigFile
+from xinetd_twisted.config.model import ConfigError, Location, Problem, Severity
 from xinetd_twisted.config.parser import Block, Line
-from xinetd_twisted.config.sysfiles import Services
+from xinetd_twisted.config.sysfiles import Services, isNumber
 
 PROTOCOLS: Dict[str, Tuple[str, str]] = {
     "tcp": ("tcp", "4"),
@@ -92,14 +93,18 @@ class _Refused(Exception):
 
 def readInetdConf(path: str, services: Services) -> InetdConf:
     """
-    Read the inetd.conf at C{path}; an unreadable file is one ERROR.
+    Read the inetd.conf at C{path}; a missing file is one ERROR.
+
+    @raise ConfigError: the file is not an inetd.conf at all (unreadable,
+        not a regular file, not text, too large), as for an xinetd file.
     """
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "surrogateescape")
-    except OSError as e:
+        text = readConfigFile(path).text
+    except FileRefused as e:
+        if not e.missing:
+            raise ConfigError((e.problem,)) from None
         problem = Problem(
-            Location(path, 0), Severity.ERROR, f"cannot read inetd.conf: {e.strerror}"
+            Location(path, 0), Severity.ERROR, f"cannot read inetd.conf: {e.reason}"
         )
         return InetdConf((), (problem,))
     return parseInetdConf(text, path, services)
@@ -242,7 +247,7 @@ def _convert(
         types += [mux, "UNLISTED"]
     port: Optional[str] = None
     if not mux and services.port(name, protocol) is None:
-        if not name.isdigit():
+        if not isNumber(name):
             raise _Refused(
                 f"service {name}/{protocol} is not in the services file and is "
                 "not a port number"
@@ -348,7 +353,7 @@ def _rateToCps(rate: str, waitField: str) -> Optional[Tuple[str, str]]:
             f"per-source rate in {waitField} cannot be honoured (per_source "
             "limits concurrent servers, not connections per minute)"
         )
-    if not words[0].isdigit() or int(words[0]) < 1:
+    if not isNumber(words[0]) or int(words[0]) < 1:
         raise _Refused(f"bad invocation rate in {waitField}")
     perSecond = math.ceil(int(words[0]) / RATE_INTERVAL)
     return (str(perSecond), str(RATE_PAUSE))

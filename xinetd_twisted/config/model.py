@@ -10,7 +10,7 @@ this module knows about sockets, processes or the reactor.
 from __future__ import annotations
 
 import enum
-from typing import Mapping, Optional, Tuple, Union
+from typing import FrozenSet, Mapping, Optional, Tuple, Union
 
 import attr
 
@@ -81,6 +81,21 @@ class ConfigError(Exception):
     def __init__(self, problems: Tuple[Problem, ...]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+
+class UnreadableConfig(ConfigError):
+    """
+    The main configuration file cannot be opened or read at all (it is
+    missing, or the daemon may not read it).
+
+    @ivar path: the file.
+    @ivar reason: why, in the system's words (C{strerror}).
+    """
+
+    def __init__(self, problems: Tuple[Problem, ...], path: str, reason: str) -> None:
+        super().__init__(problems)
+        self.path = path
+        self.reason = reason
 
 
 # --- value types ---------------------------------------------------------
@@ -296,6 +311,15 @@ class ServiceConfig:
         return "INTERNAL" in self.types
 
     @property
+    def configFile(self) -> str:
+        """
+        The file that defines this service (the path as the loader names it
+        in problems and in L{Config.filesWithErrors}; an inetd.conf for a
+        service read from one).
+        """
+        return self.location.path
+
+    @property
     def isTcpmuxSubservice(self) -> bool:
         """
         Reached only through the tcpmux multiplexer, with no socket of its own.
@@ -313,10 +337,30 @@ class Config:
     @ivar files: every file that was read (main file first), for reload.
     @ivar dropped: ids of the services dropped because of an error, in the
         order found (services thrown away by C{disable = yes} or the
-        C{enabled}/C{disabled} lists are not listed).
+        C{enabled}/C{disabled} lists are not listed), including services
+        a broken entry swallowed.
+    @ivar filesWithErrors: every file in which an ERROR was found (the
+        paths as L{Problem} locations and L{ServiceConfig.configFile} name
+        them), the file of every dropped service, and the files that were
+        named but not read because of an error (a missing include, an
+        include line inside a broken entry).  A reload should not take a
+        service's absence from one of these files as its removal.
+    @ivar droppedServices: lower-case ids of the services whose block had
+        an error and was dropped: L{dropped}, lower-cased.  As far as the
+        parser can tell, this includes every C{service NAME} line (or its
+        C{id}) that a broken entry swallowed.  An id may also be in
+        L{services} (a duplicate dropped while the first one runs).
     """
 
     services: Tuple[ServiceConfig, ...]
     problems: Tuple[Problem, ...] = ()
     files: Tuple[str, ...] = ()
     dropped: Tuple[str, ...] = ()
+    filesWithErrors: FrozenSet[str] = frozenset()
+    droppedServices: FrozenSet[str] = frozenset()
+
+    def count(self, severity: Severity) -> int:
+        """
+        How many problems of C{severity} were found.
+        """
+        return sum(1 for p in self.problems if p.severity is severity)

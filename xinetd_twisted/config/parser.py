@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import List, Optional, Tuple, Union
+from typing import List, NoReturn, Optional, Tuple, Union
 
 import attr
 
-from xinetd_twisted.config.model import Location, Problem, Severity
+from xinetd_twisted.config.files import (
+    MAX_INCLUDE_DEPTH,
+    FileRefused,
+    checkText,
+    readConfigFile,
+    writableByOthers,
+)
+from xinetd_twisted.config.model import ConfigError, Location, Problem, Severity
 
 MAX_LINE = 16 * 1024
 
@@ -71,11 +78,18 @@ class Reader:
     @ivar blocks: every block, in reading order.
     @ivar problems: syntax problems found at the top level.
     @ivar files: every file read.
+    @ivar unread: files the configuration names that were not read because
+        of an error (a missing include, an include line inside a broken
+        entry): the services they defined may only look removed.
+    @ivar warnWritable: warn about files and directories another user
+        than root could change (for a daemon running as root).
     """
 
     blocks: List[Block] = attr.ib(factory=list)
     problems: List[Problem] = attr.ib(factory=list)
     files: List[str] = attr.ib(factory=list)
+    unread: List[str] = attr.ib(factory=list)
+    warnWritable: bool = False
     _stack: List[str] = attr.ib(factory=list)
 
     def problem(
@@ -86,29 +100,72 @@ class Reader:
         """
         self.problems.append(Problem(location, severity, message))
 
-    def readFile(self, path: str, where: Optional[Location] = None) -> bool:
+    def fatal(self, problem: Problem) -> NoReturn:
         """
-        Read C{path} (an included file when C{where} is its include line).
+        Give up the whole load: raise L{ConfigError} with every problem so
+        far and C{problem}.
+        """
+        raise ConfigError(tuple(self.problems) + (problem,))
 
-        @return: L{False} when the file could not be read.
+    def readMain(self, path: str) -> None:
+        """
+        Read the main file C{path} and everything it includes.
+
+        @raise FileRefused: the main file cannot be used.
+        @raise ConfigError: an included file cannot be used at all.
+        """
+        got = readConfigFile(path)
+        self.checkOwner(path, got.status, Location(path, 0))
+        self.readText(got.text, path)
+
+    def readFile(self, path: str, where: Location) -> bool:
+        """
+        Read the included file C{path}, named at C{where}.  A missing file
+        is an error and reading goes on (as in xinetd); anything else that
+        cannot be read refuses the load.
+
+        @return: L{False} when the file is missing.
         """
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            if where is not None:
-                self.problem(
-                    where,
-                    f"Unable to open included configuration file: {path} ({e.strerror})",
-                )
+            got = readConfigFile(path, where)
+        except FileRefused as e:
+            if not e.missing:
+                self.fatal(e.problem)
+            self.problem(
+                where,
+                f"Unable to open included configuration file: {path} ({e.reason})",
+            )
+            self.unread.append(path)
             return False
-        self.readText(data.decode("utf-8", "surrogateescape"), path)
+        self.checkOwner(path, got.status, where)
+        self.readText(got.text, path)
         return True
+
+    def checkOwner(self, path: str, status: os.stat_result, where: Location) -> None:
+        """
+        With L{warnWritable}, warn at C{where} when the file C{path} (whose
+        C{stat} is C{status}) could be changed by another user than root.
+        """
+        if not self.warnWritable:
+            return
+        why = writableByOthers(status)
+        if why is not None:
+            self.problem(
+                where,
+                f"{path} is {why}: another user could change what the root daemon runs",
+                Severity.WARNING,
+            )
 
     def readText(self, text: str, path: str) -> None:
         """
         Read configuration text as if it were the file C{path}.
+
+        @raise ConfigError: the text is not a configuration (a NUL, ...).
         """
+        try:
+            checkText(text, path)
+        except FileRefused as e:
+            self.fatal(e.problem)
         self._stack.append(os.path.realpath(path))
         self.files.append(path)
         try:
@@ -118,43 +175,100 @@ class Reader:
 
     def include(self, path: str, where: Location) -> None:
         """
-        Follow C{include PATH}; a file already being read is a loop.
+        Follow C{include PATH}; a file already being read is a loop, and
+        nesting deeper than L{MAX_INCLUDE_DEPTH} refuses the load.
         """
         if os.path.realpath(path) in self._stack:
             self.problem(where, f"include loop: {path} is already being read; skipped")
             return
+        if len(self._stack) > MAX_INCLUDE_DEPTH:
+            self.fatal(
+                Problem(
+                    where,
+                    Severity.FATAL,
+                    f"includes nested deeper than {MAX_INCLUDE_DEPTH} files "
+                    f"(at {path}); the configuration is refused",
+                )
+            )
         self.readFile(path, where)
 
     def includeDir(self, directory: str, where: Location) -> None:
         """
         Follow C{includedir DIR}: names in byte order, skipping any with a
-        C{.} or ending in C{~}; non-regular files are errors.
+        C{.} or ending in C{~}; subdirectories are errors and skipped, other
+        files that are not regular (FIFOs, devices, sockets) refuse the
+        load.
         """
-        try:
-            names = os.listdir(directory)
-        except OSError as e:
-            self.problem(where, f"Unable to read directory {directory}: {e.strerror}")
+        paths = self._listDir(directory, where)
+        if paths is None:
             return
-        for name in sorted(names, key=os.fsencode):
-            if "." in name or name.endswith("~"):
-                continue
-            path = os.path.join(directory, name)
+        if self.warnWritable:
+            try:
+                self.checkOwner(directory, os.stat(directory), where)
+            except OSError:
+                pass
+        for path in paths:
             try:
                 mode = os.stat(path).st_mode
             except OSError as e:
                 self.problem(where, f"Unable to stat {path}: {e.strerror}")
+                self.unread.append(path)
                 continue
-            if not stat.S_ISREG(mode):
+            if stat.S_ISDIR(mode):
                 self.problem(
                     where, f"{path} is not a regular file. It is being skipped."
                 )
                 continue
             self.include(path, where)
 
+    def _listDir(self, directory: str, where: Location) -> Optional[List[str]]:
+        """
+        The files C{includedir DIRECTORY} reads, in order, or L{None} (with
+        an error) when the directory cannot be listed.
+        """
+        try:
+            return _includedFiles(directory)
+        except OSError as e:
+            self.problem(where, f"Unable to read directory {directory}: {e.strerror}")
+            return None
+
+    def notRead(self, keyword: str, target: str) -> None:
+        """
+        An C{include}/C{includedir} line that a broken entry swallowed:
+        remember what it would have read.
+        """
+        if keyword == "include":
+            self.unread.append(target)
+            return
+        try:
+            self.unread.extend(_includedFiles(target))
+        except OSError:
+            pass
+
+
+def _includedFiles(directory: str) -> List[str]:
+    """
+    The paths C{includedir DIRECTORY} reads, in xinetd's order: names in
+    byte order, without those that contain a C{.} or end in C{~}.
+
+    @raise OSError: the directory cannot be listed.
+    """
+    return [
+        os.path.join(directory, name)
+        for name in sorted(os.listdir(directory), key=os.fsencode)
+        if "." not in name and not name.endswith("~")
+    ]
+
+
+_KEYWORDS = ("service", "defaults", "include", "includedir")
+
 
 class _FileReader:
     """
     The top-level state machine over one file's lines.
+
+    @ivar swallowed: blocks for the C{service NAME} lines the last skipped
+        entry swallowed, each ending in a L{Broken}, to be added after it.
     """
 
     def __init__(self, reader: Reader, text: str, path: str) -> None:
@@ -165,6 +279,7 @@ class _FileReader:
             self.lines.pop()
         self.index = 0
         self.sawDefaults = False
+        self.swallowed: List[Block] = []
 
     def nextLine(self) -> Optional[Tuple[str, Location]]:
         """
@@ -179,12 +294,16 @@ class _FileReader:
                 return text, Location(self.path, self.index)
         return None
 
-    def skipEntry(self) -> None:
+    def skipEntry(
+        self, cause: Location, first: Optional[Tuple[str, Location]] = None
+    ) -> None:
         """
-        Skip to the next line that is only C{}}.
+        Skip to the next line that is only C{}}, starting with C{first}
+        when given; C{service} and C{include} lines met on the way are
+        remembered (L{swallowed}, L{Reader.notRead}).
         """
+        got = first if first is not None else self.nextLine()
         while True:
-            got = self.nextLine()
             if got is None:
                 self.reader.problem(
                     Location(self.path, len(self.lines)),
@@ -192,8 +311,34 @@ class _FileReader:
                     Severity.WARNING,
                 )
                 return
-            if got[0].strip(" \t") == "}":
+            text, location = got
+            if text.strip(" \t") == "}":
                 return
+            self._swallow(text, location, cause)
+            got = self.nextLine()
+
+    def _swallow(self, text: str, location: Location, cause: Location) -> None:
+        words = text.split()
+        keyword = words[0].lower()
+        if keyword == "service" and len(words) > 1:
+            message = (
+                f"this service is inside the broken entry at {cause} (a "
+                "missing '}'?) and is not read"
+            )
+            broken = Broken(message, location)
+            self.swallowed.append(Block("service", words[1], location, (broken,)))
+        elif keyword in ("include", "includedir") and len(words) > 1:
+            self.reader.notRead(keyword, words[1])
+        elif self.swallowed and keyword == "id":
+            # The id is the service's key: keep it with the swallowed block.
+            item = parseLine(text, location)
+            last = self.swallowed[-1]
+            if isinstance(item, Line) and item.values:
+                self.swallowed[-1] = attr.evolve(last, lines=(item,) + last.lines)
+
+    def _flushSwallowed(self) -> None:
+        self.reader.blocks.extend(self.swallowed)
+        self.swallowed = []
 
     def run(self) -> None:
         """
@@ -220,29 +365,36 @@ class _FileReader:
             if keyword == "service":
                 if len(words) < 2:
                     self.reader.problem(location, "service name missing")
-                    self.skipEntry()
+                    self.skipEntry(location)
+                    self._flushSwallowed()
                     continue
                 kind, name = "service", words[1]
             elif keyword == "defaults":
                 kind, name = "defaults", "defaults"
             else:
                 self.reader.problem(location, "missing service keyword")
-                self.skipEntry()
+                self.skipEntry(location)
+                self._flushSwallowed()
                 continue
             brace = self.nextLine()
             if brace is None or brace[0].strip(" \t") != "{":
                 # xinetd counts the line it read instead of the brace.
                 where = location if brace is None else brace[1]
-                self.reader.problem(where, f"Service {name}: missing '{{'")
-                self.skipEntry()
+                broken = Broken(f"Service {name}: missing '{{'", where)
+                self.reader.blocks.append(Block(kind, name, location, (broken,)))
+                if brace is not None and brace[0].strip(" \t") != "}":
+                    self._swallow(brace[0], brace[1], location)
+                self.skipEntry(location)
+                self._flushSwallowed()
                 continue
             duplicate = kind == "defaults" and self.sawDefaults
             if kind == "defaults":
                 self.sawDefaults = True
-            lines = self.readBody()
+            lines = self.readBody(location)
             self.reader.blocks.append(Block(kind, name, location, lines, duplicate))
+            self._flushSwallowed()
 
-    def readBody(self) -> Tuple[Union[Line, Broken], ...]:
+    def readBody(self, start: Location) -> Tuple[Union[Line, Broken], ...]:
         """
         The lines of a block up to its C{}}.
         """
@@ -257,10 +409,25 @@ class _FileReader:
             if text.strip(" \t") == "}":
                 return tuple(lines)
             item = parseLine(text, location)
-            lines.append(item)
             if isinstance(item, Broken):
-                self.skipEntry()
+                words = text.split()
+                if words[0].lower() in _KEYWORDS and not _hasOperator(words):
+                    item = Broken(
+                        f"a '{words[0]}' line inside the entry started at "
+                        f"{start}: a missing '}}'?",
+                        location,
+                    )
+                    lines.append(item)
+                    self.skipEntry(start, got)
+                else:
+                    lines.append(item)
+                    self.skipEntry(start)
                 return tuple(lines)
+            lines.append(item)
+
+
+def _hasOperator(words: List[str]) -> bool:
+    return len(words) > 1 and words[1].startswith(_OPERATORS)
 
 
 _OPERATORS = ("+=", "-=", "=")

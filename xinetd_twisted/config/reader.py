@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_load -*-
+# -*- test-case-name: tests.test_config_reader -*-
 """
 The public entry points: a configuration file (or text) to a checked
 L{Config}.
@@ -7,14 +7,24 @@ L{Config}.
 from __future__ import annotations
 
 import os
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+import attr
 
 from xinetd_twisted.config.addresses import makeResolver
-from xinetd_twisted.config.build import Builder
+from xinetd_twisted.config.build import STRICT_SUFFIX, Builder
+from xinetd_twisted.config.files import FileRefused
 from xinetd_twisted.config.fill import Environment, Filler
 from xinetd_twisted.config.inetdconf import InetdConf, readInetdConf
-from xinetd_twisted.config.model import Config, ConfigError, Location, Problem, Severity
-from xinetd_twisted.config.parser import Line, Reader
+from xinetd_twisted.config.model import (
+    Config,
+    ConfigError,
+    Location,
+    Problem,
+    Severity,
+    UnreadableConfig,
+)
+from xinetd_twisted.config.parser import Block, Line, Reader
 from xinetd_twisted.config.sysfiles import (
     readNetworks,
     readProtocols,
@@ -27,136 +37,181 @@ from xinetd_twisted.config.values import ParseContext
 def loadConfig(
     path: str,
     *,
+    inetdConf: Optional[str] = None,
+    strict: bool = False,
     environ: Optional[Mapping[str, str]] = None,
     isRoot: Optional[bool] = None,
+    warnWritable: Optional[bool] = None,
     servicesFile: str = "/etc/services",
     protocolsFile: str = "/etc/protocols",
     rpcFile: str = "/etc/rpc",
     networksFile: str = "/etc/networks",
-    inetdConf: Optional[str] = None,
+    text: Optional[str] = None,
 ) -> Config:
     """
     Read, fill and check the configuration at C{path} and everything it
     includes.
 
+    @param inetdConf: an inetd.conf (conventionally C{/etc/inetd.conf}) to
+        read after the xinetd files, as xinetd's C{-inetd_compat}; its lines
+        take the xinetd defaults, and an xinetd service with the same id
+        hides a line.
+    @param strict: treat every warning as an error: the service it concerns
+        is dropped, and a warning in C{defaults} refuses the configuration.
     @param environ: the daemon's environment (for C{passenv} warnings);
         default C{os.environ}.
     @param isRoot: whether the daemon runs as root; default
         C{os.geteuid() == 0}.  When not, services that ask for another user
         or group are dropped.
-    @param inetdConf: an inetd.conf (conventionally C{/etc/inetd.conf}) to
-        read after the xinetd files, as xinetd's C{-inetd_compat}; its lines
-        take the xinetd defaults, and an xinetd service with the same id
-        hides a line.
-    @raise ConfigError: the main file cannot be read, or a value in
+    @param warnWritable: warn about configuration files, include
+        directories, servers and banners that another user than root could
+        change; default C{os.geteuid() == 0} (only a root daemon is at risk).
+    @param text: the main file's text in hand: C{path} only names it (see
+        L{parseConfigText}).
+    @raise UnreadableConfig: the main file cannot be opened or read.
+    @raise ConfigError: the configuration cannot be used at all: a file in
+        it is not a configuration (not text, not a regular file, too
+        large, unreadable), includes nest too deep, or a value in
         C{defaults} is bad (xinetd exits then).
     """
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "surrogateescape")
-    except OSError as e:
-        raise ConfigError(
-            (
-                Problem(
-                    Location(path, 0),
-                    Severity.FATAL,
-                    f"cannot read configuration file: {e.strerror}",
-                ),
-            )
-        ) from None
-    return parseConfigText(
-        text,
-        path,
-        environ=environ,
-        isRoot=isRoot,
-        servicesFile=servicesFile,
-        protocolsFile=protocolsFile,
-        rpcFile=rpcFile,
-        networksFile=networksFile,
-        inetdConf=inetdConf,
+    reader = Reader(
+        warnWritable=os.geteuid() == 0 if warnWritable is None else warnWritable
     )
-
-
-def parseConfigText(
-    text: str,
-    path: str = "<string>",
-    *,
-    environ: Optional[Mapping[str, str]] = None,
-    isRoot: Optional[bool] = None,
-    servicesFile: str = "/etc/services",
-    protocolsFile: str = "/etc/protocols",
-    rpcFile: str = "/etc/rpc",
-    networksFile: str = "/etc/networks",
-    inetdConf: Optional[str] = None,
-) -> Config:
-    """
-    Like L{loadConfig}, for text in hand (C{path} names it in messages;
-    includes are read from disk).
-    """
-    reader = Reader()
-    reader.readText(text, path)
-    return _finish(
-        reader,
+    if text is not None:
+        reader.readText(text, path)
+    else:
+        _readMain(reader, path)
+    options = _Options(
         environ,
         isRoot,
+        reader.warnWritable,
+        strict,
         servicesFile,
         protocolsFile,
         rpcFile,
         networksFile,
         inetdConf,
     )
+    return _finish(reader, options)
 
 
-def _finish(
-    reader: Reader,
-    environ: Optional[Mapping[str, str]],
-    isRoot: Optional[bool],
-    servicesFile: str,
-    protocolsFile: str,
-    rpcFile: str,
-    networksFile: str,
-    inetdConf: Optional[str] = None,
-) -> Config:
-    services = readServices(servicesFile)
+def parseConfigText(text: str, path: str = "<string>", **options: Any) -> Config:
+    """
+    Like L{loadConfig}, for text in hand (C{path} names it in messages;
+    includes are read from disk); takes L{loadConfig}'s keyword arguments.
+    """
+    return loadConfig(path, text=text, **options)
+
+
+def _readMain(reader: Reader, path: str) -> None:
+    """
+    Read the main file, turning a refusal into the loader's exceptions.
+    """
+    try:
+        reader.readMain(path)
+    except FileRefused as e:
+        if e.systemError:
+            problem = Problem(
+                Location(path, 0),
+                Severity.FATAL,
+                f"cannot read configuration file: {e.reason}",
+            )
+            raise UnreadableConfig((problem,), path, e.reason) from None
+        raise ConfigError((e.problem,)) from None
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class _Options:
+    """
+    The loader's options, once the entry point has taken its input.
+    """
+
+    environ: Optional[Mapping[str, str]]
+    isRoot: Optional[bool]
+    warnWritable: bool
+    strict: bool
+    servicesFile: str
+    protocolsFile: str
+    rpcFile: str
+    networksFile: str
+    inetdConf: Optional[str]
+
+
+def _strictly(problems: Iterable[Problem], strict: bool) -> List[Problem]:
+    """
+    The problems, with warnings made errors under C{strict}.
+    """
+    if not strict:
+        return list(problems)
+    return [
+        attr.evolve(p, severity=Severity.ERROR, message=p.message + STRICT_SUFFIX)
+        if p.severity is Severity.WARNING
+        else p
+        for p in problems
+    ]
+
+
+def _finish(reader: Reader, options: _Options) -> Config:
+    services = readServices(options.servicesFile)
     ctx = ParseContext(
         resolve=makeResolver(),
-        networks=readNetworks(networksFile),
-        protocols=readProtocols(protocolsFile),
+        networks=readNetworks(options.networksFile),
+        protocols=readProtocols(options.protocolsFile),
         services=services,
     )
-    builder = Builder(ctx)
+    builder = Builder(ctx, strict=options.strict)
     for block in reader.blocks:
         builder.add(block)
     files = list(reader.files)
-    if inetdConf is not None:
+    if options.inetdConf is not None:
         # xinetd reads inetd.conf after every xinetd file, into the same
         # list, so its lines get every defaults value.
-        _addInetd(builder, reader, readInetdConf(inetdConf, services))
-        files.append(inetdConf)
-    problems = list(reader.problems) + builder.problems
+        _addInetd(builder, reader, readInetdConf(options.inetdConf, services), options)
+        files.append(options.inetdConf)
+        try:
+            inetdStatus = os.stat(options.inetdConf)
+        except OSError:
+            pass  # reported as unreadable already
+        else:
+            reader.checkOwner(
+                options.inetdConf, inetdStatus, Location(options.inetdConf, 0)
+            )
+    problems = _strictly(reader.problems, options.strict) + builder.problems
     if builder.fatal:
         raise ConfigError(tuple(problems))
     filler = Filler(
         Environment(
             services=services,
-            rpc=readRpc(rpcFile),
-            environ=os.environ if environ is None else environ,
-            isRoot=os.geteuid() == 0 if isRoot is None else isRoot,
+            rpc=readRpc(options.rpcFile),
+            environ=os.environ if options.environ is None else options.environ,
+            isRoot=os.geteuid() == 0 if options.isRoot is None else options.isRoot,
+            warnWritable=options.warnWritable,
         ),
         builder.defaults,
+        strict=options.strict,
     )
     for draft in builder.activeDrafts():
         filler.add(draft)
     problems += filler.problems
+    dropped = builder.dropped + filler.dropped
+    withErrors = {
+        p.location.path for p in problems if p.severity is not Severity.WARNING
+    }
+    withErrors.update(reader.unread)
+    withErrors.update(builder.droppedFiles + filler.droppedFiles)
     return Config(
         services=tuple(filler.services),
         problems=tuple(problems),
         files=tuple(files),
-        dropped=tuple(builder.dropped + filler.dropped),
+        dropped=tuple(dropped),
+        filesWithErrors=frozenset(withErrors),
+        droppedServices=frozenset(d.lower() for d in dropped),
     )
 
 
-def _addInetd(builder: Builder, reader: Reader, conf: InetdConf) -> None:
+def _addInetd(
+    builder: Builder, reader: Reader, conf: InetdConf, options: _Options
+) -> None:
     """
     Give the builder the inetd.conf lines that no xinetd service hides.
 
@@ -167,25 +222,40 @@ def _addInetd(builder: Builder, reader: Reader, conf: InetdConf) -> None:
     """
     xinetdIds: Dict[str, Location] = {}
     for block in reader.blocks:
-        if block.kind != "service":
-            continue
-        serviceId = block.name
-        for line in block.lines:
-            if isinstance(line, Line) and line.name == "id" and line.values:
-                serviceId = line.values[0]
-        xinetdIds.setdefault(serviceId.lower(), block.location)
-    builder.problems.extend(conf.problems)
+        if block.kind == "service":
+            xinetdIds.setdefault(_blockId(block).lower(), block.location)
+    builder.problems.extend(_strictly(conf.problems, options.strict))
+    # Under strict, a line with a warning is dropped like a service.
+    warned = {
+        p.service
+        for p in conf.problems
+        if options.strict and p.severity is Severity.WARNING
+    }
     for service in conf.services:
         hiddenBy = xinetdIds.get(service.baseId.lower())
         if hiddenBy is not None:
-            builder.problems.append(
-                Problem(
-                    service.block.location,
-                    Severity.WARNING,
-                    f"the xinetd service at {hiddenBy} has the same id; this "
-                    "inetd.conf line is not used",
-                    service.baseId,
-                )
+            hidden = Problem(
+                service.block.location,
+                Severity.WARNING,
+                f"the xinetd service at {hiddenBy} has the same id; this "
+                "inetd.conf line is not used",
+                service.baseId,
             )
+            builder.problems.extend(_strictly([hidden], options.strict))
+            continue
+        if _blockId(service.block) in warned:
+            builder.dropService(_blockId(service.block), service.block.location.path)
             continue
         builder.add(service.block)
+
+
+def _blockId(block: Block) -> str:
+    """
+    The id a service block gives itself (its last C{id} line, else its
+    name).
+    """
+    serviceId = block.name
+    for line in block.lines:
+        if isinstance(line, Line) and line.name == "id" and line.values:
+            serviceId = line.values[0]
+    return serviceId

@@ -20,6 +20,14 @@ T = TypeVar("T")
 _cache: Dict[Tuple[str, str], Tuple[Tuple[float, int], object]] = {}
 
 
+def isNumber(text: str) -> bool:
+    """
+    ASCII decimal digits only (C{str.isdigit} also takes C{"²"}, which
+    C{int} refuses).
+    """
+    return text.isascii() and text.isdigit()
+
+
 def _cached(kind: str, path: str, parse: Callable[[str], T]) -> T:
     """
     Parse C{path} with C{parse}, reusing the last result while the file is
@@ -82,7 +90,7 @@ def _parseServices(text: str) -> Services:
         if len(words) < 2 or "/" not in words[1]:
             continue
         portText, _, proto = words[1].partition("/")
-        if not portText.isdigit():
+        if not isNumber(portText):
             continue
         for name in [words[0], *words[2:]]:
             ports.setdefault((name.lower(), proto.lower()), int(portText))
@@ -96,7 +104,7 @@ def _parseNames(text: str) -> Dict[str, int]:
     """
     table: Dict[str, int] = {}
     for words in _lines(text):
-        if len(words) < 2 or not words[1].isdigit():
+        if len(words) < 2 or not isNumber(words[1]):
             continue
         for name in [words[0], *words[2:]]:
             table.setdefault(name.lower(), int(words[1]))
@@ -113,7 +121,7 @@ def _parseNetworks(text: str) -> Dict[str, str]:
         if len(words) < 2:
             continue
         octets = words[1].split(".")
-        if not all(o.isdigit() and int(o) < 256 for o in octets) or len(octets) > 4:
+        if not all(isNumber(o) and int(o) < 256 for o in octets) or len(octets) > 4:
             continue
         number = ".".join(octets + ["0"] * (4 - len(octets)))
         for name in [words[0], *words[2:]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import pwd
+import re
 import socket
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -19,7 +20,7 @@ import attr
 
 from xinetd_twisted.config.addresses import AddressError, Resolver, parseAddress
 from xinetd_twisted.config.model import UNLIMITED, AddressEntry, FileLog, SyslogLog
-from xinetd_twisted.config.sysfiles import Services
+from xinetd_twisted.config.sysfiles import Services, isNumber
 
 TYPES = frozenset({"RPC", "INTERNAL", "UNLISTED", "TCPMUX", "TCPMUXPLUS", "SPECIAL"})
 FLAGS = frozenset(
@@ -173,15 +174,34 @@ def protocol(words: Sequence[str], ctx: ParseContext) -> str:
     return words[0].lower()
 
 
-def integer(text: str, low: int = 0, high: Optional[int] = None) -> int:
+INT_MAX = 2**31 - 1
+"""The largest C{int} xinetd stores a count in; beyond it C{strtol} fails
+and so does the attribute."""
+
+ID_MAX = 2**32 - 2
+"""The largest uid or gid (2**32 - 1 is C{(uid_t) -1}, "no change")."""
+
+RLIM_MAX = 2**63 - 1
+"""The largest resource limit or file size we accept (bytes or seconds)."""
+
+_DECIMAL = re.compile(r"[+-]?[0-9]+\Z")
+_OCTAL = re.compile(r"[0-7]+\Z")
+_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{1,2})\Z")
+
+
+def integer(text: str, low: int = 0, high: int = INT_MAX) -> int:
     """
-    A decimal integer within bounds, or C{ValueError}.
+    A decimal integer (ASCII digits, an optional sign) within bounds, or
+    C{ValueError}.  Values beyond C{high} (by default a C int) are errors,
+    as C{strtol} overflowing is in xinetd.
     """
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise ValueError(f"bad number: {text}") from None
-    if value < low or (high is not None and value > high):
+    if not _DECIMAL.match(text):
+        raise ValueError(f"bad number: {text}")
+    # A bounded length first: int() of a huge digit string is slow.
+    if len(text) > 30:
+        raise ValueError(f"number out of range: {text}")
+    value = int(text, 10)
+    if value < low or value > high:
         raise ValueError(f"number out of range: {text}")
     return value
 
@@ -240,10 +260,9 @@ def umask(words: Sequence[str], ctx: ParseContext) -> int:
     """
     An octal mask 0-0777.
     """
-    try:
-        value = int(words[0], 8)
-    except ValueError:
-        raise ValueError(f"bad umask: {words[0]}") from None
+    if not _OCTAL.match(words[0]) or len(words[0]) > 12:
+        raise ValueError(f"bad umask: {words[0]}")
+    value = int(words[0], 8)
     if not 0 <= value <= 0o777:
         raise ValueError(f"umask out of range: {words[0]}")
     return value
@@ -260,7 +279,7 @@ def size(text: str) -> int:
         factor, text = 1024, text[:-1]
     elif text[-1:].upper() == "M":
         factor, text = 1024 * 1024, text[:-1]
-    return integer(text) * factor
+    return integer(text, 0, RLIM_MAX // factor) * factor
 
 
 def rlimit(words: Sequence[str], ctx: ParseContext) -> int:
@@ -300,8 +319,9 @@ def user(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int, int]:
     same number, as xinetd does.
     """
     name = words[0]
-    if name.isdigit():
-        return (name, int(name), int(name))
+    if isNumber(name):
+        uid = integer(name, 0, ID_MAX)
+        return (name, uid, uid)
     if name not in ctx.users:
         try:
             entry = pwd.getpwnam(name)
@@ -317,8 +337,8 @@ def group(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int]:
     A group name or gid: C{(asWritten, gid)}.
     """
     name = words[0]
-    if name.isdigit():
-        return (name, int(name))
+    if isNumber(name):
+        return (name, integer(name, 0, ID_MAX))
     if name not in ctx.groups:
         try:
             ctx.groups[name] = grp.getgrnam(name).gr_gid
@@ -360,10 +380,10 @@ def accessTimes(words: Sequence[str], ctx: ParseContext) -> Tuple[Tuple[int, int
 
 
 def _clock(text: str, interval: str, isEnd: bool, ctx: ParseContext) -> int:
-    hours, colon, minutes = text.partition(":")
-    if not colon or not hours.isdigit() or not minutes.isdigit():
+    clock = _CLOCK.match(text)
+    if clock is None:
         raise ValueError(f"bad access_times interval: {interval}")
-    h, m = int(hours), int(minutes)
+    h, m = int(clock.group(1)), int(clock.group(2))
     if isEnd and h == 24 and m == 0:
         ctx.warn(
             f"access_times {interval}: xinetd would reject hour 24 and "
@@ -449,7 +469,7 @@ def redirect(words: Sequence[str], ctx: ParseContext) -> Tuple[str, int]:
         found = tuple(a for a in found if ":" in a) or found
     if not found:
         raise ValueError(f"cannot resolve redirect host: {host}")
-    if portText.isdigit():
+    if isNumber(portText):
         portNumber = integer(portText, 0, 65535)
     else:
         listed = ctx.services.port(portText, "tcp")

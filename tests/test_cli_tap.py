@@ -1,0 +1,132 @@
+"""
+Tests for the command line of the twistd plugin (L{xinetd_twisted.tap.Options}):
+C{--strict}, C{--version}, and a configuration that cannot be used.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.daemon import twistdCommand
+from tests.test_config_support import EXTERNAL, service
+from xinetd_twisted import __version__
+from xinetd_twisted.tap import Options
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options} loads the configuration as the daemon will.
+    """
+
+    def write(self, data: bytes) -> str:
+        path = FilePath(self.mktemp())
+        path.setContent(data)
+        os.chmod(path.path, 0o644)
+        return path.path
+
+    def test_strict(self) -> None:
+        """
+        C{--strict} sets C{strict} and loads strictly: the service with a
+        warning is not loaded.
+        """
+        path = self.write(service(EXTERNAL + "\n only_frm = 127.0.0.1").encode())
+        self.patch(sys, "stderr", io.StringIO())
+        lenient = Options()
+        lenient.parseOptions(["--config", path])
+        strict = Options()
+        strict.parseOptions(["--config", path, "--strict"])
+        self.assertEqual(
+            (
+                lenient["strict"],
+                len(lenient["loadedConfig"].services),
+                strict["strict"],
+                strict["loadedConfig"].services,
+                strict["loadedConfig"].dropped,
+            ),
+            (False, 1, True, (), ("svc",)),
+        )
+
+    def test_version(self) -> None:
+        """
+        C{--version} prints C{xinetd-twisted VERSION} and exits 0.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as raised:
+            Options().parseOptions(["--version"])
+        self.assertEqual(
+            (raised.exception.code, out.getvalue()),
+            (0, f"xinetd-twisted {__version__}\n"),
+        )
+
+    def test_missingConfig(self) -> None:
+        """
+        A missing configuration is one line, not a usage error.
+        """
+        with self.assertRaises(SystemExit) as raised:
+            Options().parseOptions(["--config", "/nonexistent"])
+        self.assertEqual(
+            raised.exception.code,
+            "twistd: cannot read /nonexistent: No such file or directory",
+        )
+
+    def test_refusedConfig(self) -> None:
+        """
+        A refused configuration prints its problems and exits non-zero.
+        """
+        path = self.write(b"defaults\n{\n instances = x\n}\n")
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit) as raised:
+            Options().parseOptions(["--config", path])
+        self.assertEqual(
+            raised.exception.code, f"twistd: configuration {path} refused (see above)"
+        )
+        self.assertIn(
+            f"{path}:3: service defaults: attribute instances: fatal:", err.getvalue()
+        )
+
+
+class TwistdTests(SynchronousTestCase):
+    """
+    The real twistd.
+    """
+
+    def twistd(self, *args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        return subprocess.run(
+            [*twistdCommand(), *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+        )
+
+    def test_missingConfig(self) -> None:
+        """
+        C{twistd -n xinetd --config /nonexistent} prints one line and exits
+        non-zero (it used to print twistd's whole usage).
+        """
+        result = self.twistd("-n", "--pidfile=", "xinetd", "--config", "/nonexistent")
+        self.assertEqual(
+            (result.returncode, result.stdout, result.stderr),
+            (1, "", "twistd: cannot read /nonexistent: No such file or directory\n"),
+        )
+
+    def test_version(self) -> None:
+        """
+        C{twistd xinetd --version} prints the plugin's version.
+        """
+        result = self.twistd("xinetd", "--version")
+        self.assertEqual(
+            (result.returncode, result.stdout), (0, f"xinetd-twisted {__version__}\n")
+        )
