@@ -167,9 +167,11 @@ class ServiceProtocol(Protocol):
         Serve the connection with C{inner} from now on.
         """
         self.inner = inner
-        inner.makeConnection(self.transport)
+        # Resume first: the inner protocol may pause the transport again
+        # (a redirect reads nothing until its upstream is connected).
         if self.transport.connected and not self.handedOff:
             self.transport.resumeProducing()
+        inner.makeConnection(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         if self._idle is not None:
