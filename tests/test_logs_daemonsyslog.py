@@ -8,8 +8,9 @@ import os
 import socket
 import tempfile
 import time
+from typing import Any, Dict, List, cast
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver
@@ -128,3 +129,62 @@ service daytime
             ),
             seen,
         )
+
+
+class NoSyslogTests(SynchronousTestCase):
+    """
+    C{--syslog-facility} without a syslog socket.
+    """
+
+    def setUp(self) -> None:
+        directory = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, directory)
+        self.path = os.path.join(directory, "log")
+        self.seen: List[Dict[str, Any]] = []
+        # The daemon's log as twistd has it: the syslog observer and a file.
+        self.publisher = LogPublisher()
+        self.publisher.addObserver(cast(ILogObserver, self.seen.append))
+        self.connection = SyslogConnection(
+            self.path, daemonLog=Logger(namespace="sinks", observer=self.publisher)
+        )
+        self.addCleanup(self.connection.disconnect)
+        self.publisher.addObserver(DaemonSyslogObserver(self.connection, "daemon"))
+        self.log = Logger(namespace="daemon", observer=self.publisher)
+
+    def warnings(self) -> List[str]:
+        return [formatEvent(e) for e in self.seen if "syslog socket" in formatEvent(e)]
+
+    def test_oneWarningPerOutage(self) -> None:
+        """
+        Many messages while the socket is missing give one warning, with no
+        recursion and no observer disabled.
+        """
+        for n in range(20):
+            self.log.info("message {n}", n=n)
+        self.assertEqual(len(self.warnings()), 1, self.warnings())
+        self.assertEqual(
+            [e for e in self.seen if "Temporarily disabling" in formatEvent(e)], []
+        )
+        self.assertEqual(self.connection.dropped, 20)
+
+    def test_warningNotSentToSyslog(self) -> None:
+        """
+        The warning itself is not handed to the syslog connection.
+        """
+        self.log.info("first")
+        self.assertEqual(self.connection.dropped, 1)
+
+    def test_newOutageWarnsAgain(self) -> None:
+        """
+        After syslog came back, a second outage is warned about again.
+        """
+        self.log.info("lost")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(self.path)
+        self.log.info("back")
+        self.assertEqual(server.recv(1024)[-4:], b"back")
+        server.close()
+        os.unlink(self.path)
+        self.connection.disconnect()
+        self.log.info("lost again")
+        self.assertEqual(len(self.warnings()), 2, self.warnings())

@@ -231,6 +231,75 @@ class FileLogSinkTests(SynchronousTestCase):
         self.assertFalse(s.isOpen)
         self.assertIn("Cannot open log file", formatEvent(self.events[0]))
 
+    def test_symlinkRefused(self) -> None:
+        """
+        A symbolic link planted at the log path is not followed: its target
+        is neither created nor written, and the refusal names the path.
+        """
+        target = os.path.abspath(self.mktemp())
+        os.symlink(target, self.path)
+        s = self.sink()
+        s.write("x")
+        self.assertFalse(s.isOpen)
+        self.assertFalse(os.path.lexists(target))
+        self.assertEqual(
+            formatEvent(self.events[0]),
+            f"Refusing log file {self.path} of svc: it is a symbolic link",
+        )
+
+    def test_symlinkToExistingFileRefused(self) -> None:
+        """A symbolic link to an existing file leaves that file untouched."""
+        target = os.path.abspath(self.mktemp())
+        with open(target, "w") as f:
+            f.write("secret\n")
+        os.symlink(target, self.path)
+        self.sink().write("x")
+        with open(target) as f:
+            self.assertEqual(f.read(), "secret\n")
+
+    def test_fifoRefused(self) -> None:
+        """A FIFO at the log path neither hangs the open nor is written."""
+        os.mkfifo(self.path)
+        s = self.sink()
+        self.assertFalse(s.isOpen)
+        self.assertIn("not a regular file", formatEvent(self.events[0]))
+
+    def test_fifoWithReaderRefused(self) -> None:
+        """A FIFO someone reads is refused too (fstat: not a regular file)."""
+        os.mkfifo(self.path)
+        reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        s = self.sink()
+        s.write("x")
+        self.assertFalse(s.isOpen)
+        self.assertEqual(os.read(reader, 10), b"")
+        self.assertIn("not a regular file", formatEvent(self.events[0]))
+
+    def test_reopenRefusesPlantedSymlink(self) -> None:
+        """
+        A symbolic link planted after rotation is refused on reopen, and a
+        later reopen on a fixed path works again.
+        """
+        s = self.sink()
+        os.rename(self.path, self.path + ".1")
+        target = os.path.abspath(self.mktemp())
+        os.symlink(target, self.path)
+        s.reopen()
+        s.write("x")
+        self.assertFalse(s.isOpen)
+        self.assertFalse(os.path.lexists(target))
+        os.unlink(self.path)
+        s.reopen()
+        s.write("back")
+        self.assertEqual(self.contents(), "26/1/5@04:08:09: back\n")
+
+    def test_directoryRefused(self) -> None:
+        """A directory at the log path is refused with a log line."""
+        os.mkdir(self.path)
+        s = self.sink()
+        self.assertFalse(s.isOpen)
+        self.assertEqual(len(self.events), 1)
+
     def test_close(self) -> None:
         """close() drops later lines."""
         s = self.sink()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import time
 from typing import Callable, Optional, Protocol, Union
 
@@ -63,6 +64,12 @@ SYSLOG_LEVELS = {
     "info": 6,
     "debug": 7,
 }
+
+SYSLOG_PROBLEM = "xinetd_syslog_problem"
+"""
+Event key marking the daemon's warning that syslog cannot be reached: an
+observer sending the daemon's messages to syslog skips such events.
+"""
 
 # glibc formats the syslog timestamp in the C locale whatever LC_TIME says.
 _MONTHS = (
@@ -115,6 +122,69 @@ def syslogTimestamp(when: float) -> str:
 def _encode(text: str) -> bytes:
     # surrogateescape gives back the exact bytes an identd sent us.
     return text.encode("utf-8", "surrogateescape")
+
+
+class RefusedFile(OSError):
+    """
+    A path the daemon will not write to: a symbolic link, or not a regular
+    file.
+
+    @ivar why: what is wrong with it, for the daemon's log line.
+    """
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(errno.EPERM, why, path)
+        self.why = why
+
+
+_LOG_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_APPEND
+    | os.O_CREAT
+    | os.O_NOFOLLOW
+    | os.O_NONBLOCK
+    | os.O_CLOEXEC
+)
+
+
+def openLogFile(path: str) -> int:
+    """
+    Open (creating it 0644 if needed) a log file the way a root daemon
+    must: never through a symbolic link (one planted in a world-writable
+    directory would make root write wherever it points), never a FIFO or a
+    device (O_NONBLOCK: a FIFO cannot hang the open), only a regular file.
+
+    @param path: the file.
+    @return: a close-on-exec descriptor open for appending.
+    @raise RefusedFile: the path is a symbolic link or not a regular file.
+    @raise OSError: the file cannot be opened.
+    """
+    try:
+        fd = os.open(path, _LOG_OPEN_FLAGS | os.O_EXCL, LOG_FILE_MODE)
+    except FileExistsError:
+        try:
+            fd = os.open(path, _LOG_OPEN_FLAGS, LOG_FILE_MODE)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise RefusedFile(path, "it is a symbolic link") from None
+            if e.errno == errno.ENXIO:
+                # A FIFO nobody reads: O_NONBLOCK made the open fail at once.
+                raise RefusedFile(path, "it is not a regular file") from None
+            raise
+    else:
+        # twistd daemonizes with umask 077; xinetd's logs are 0644.
+        try:
+            os.fchmod(fd, LOG_FILE_MODE)
+        except OSError:
+            os.close(fd)
+            raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RefusedFile(path, "it is not a regular file")
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class ILogSink(Interface):
@@ -212,16 +282,17 @@ class FileLogSink:
         return self._fd
 
     def _open(self) -> None:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
-            try:
-                fd = os.open(self.path, flags | os.O_EXCL, LOG_FILE_MODE)
-            except FileExistsError:
-                fd = os.open(self.path, flags, LOG_FILE_MODE)
-            else:
-                # twistd daemonizes with umask 077; xinetd's logs are 0644.
-                os.fchmod(fd, LOG_FILE_MODE)
+            fd = openLogFile(self.path)
             self.size = os.fstat(fd).st_size
+        except RefusedFile as e:
+            self._log.error(
+                "Refusing log file {path} of {logId}: {why}",
+                path=self.path,
+                logId=self.logId,
+                why=e.why,
+            )
+            return
         except OSError as e:
             self._log.error(
                 "Cannot open log file {path} of {logId}: {error}",
@@ -391,12 +462,15 @@ class SyslogConnection:
                 if attempt == 0:
                     continue
                 if not self._failing:
+                    # Failing first: the warning may come back here through
+                    # an observer that sends the daemon's messages to syslog.
+                    self._failing = True
                     self._log.warn(
                         "Cannot send to syslog socket {path}: {error}",
                         path=self.path,
                         error=e.strerror,
+                        **{SYSLOG_PROBLEM: True},
                     )
-                self._failing = True
                 break
             else:
                 self.sent += 1
