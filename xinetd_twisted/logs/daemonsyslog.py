@@ -14,7 +14,7 @@ from typing import Any, Dict
 from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
-from xinetd_twisted.logs.service import SERVICE_NAMESPACE
+from xinetd_twisted.logs.service import SERVICE_EVENT, SERVICE_NAMESPACE
 from xinetd_twisted.logs.sinks import (
     SYSLOG_FACILITIES,
     SYSLOG_LEVELS,
@@ -51,7 +51,7 @@ class DaemonSyslogObserver:
         self._facility = SYSLOG_FACILITIES[facility]
 
     def __call__(self, event: Dict[str, Any]) -> None:
-        if event.get("log_namespace") == SERVICE_NAMESPACE:
+        if event.get("log_namespace") == SERVICE_NAMESPACE or event.get(SERVICE_EVENT):
             return
         if event.get(SYSLOG_PROBLEM):
             # Syslog is what failed: the warning goes to the other logs.
