@@ -34,7 +34,11 @@ def waitUntil(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     return condition()
 
 
-def daytime(port: int, extra: str = "") -> str:
+def daytime(port: int, extra: str = "", success: str = "HOST PID EXIT DURATION") -> str:
+    """
+    An internal daytime service on 127.0.0.1:C{port}, with C{extra}
+    attribute lines.
+    """
     return f"""
 service daytime
 {{
@@ -43,7 +47,7 @@ service daytime
 	socket_type = stream
 	wait = no
 	bind = 127.0.0.1
-	log_on_success = HOST PID EXIT DURATION
+	log_on_success = {success}
 {extra}}}
 """
 

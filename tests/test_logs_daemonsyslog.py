@@ -86,6 +86,7 @@ class DaemonOptionTests(SynchronousTestCase):
         facility asked for, and service lines of a SYSLOG service too.
         """
         from tests.daemon import Daemon, fetch, freePort
+        from tests.test_logs_daemon import daytime
 
         directory = tempfile.mkdtemp()
         path = os.path.join(directory, "log")
@@ -95,18 +96,7 @@ class DaemonOptionTests(SynchronousTestCase):
         self.addCleanup(server.close)
         port = freePort()
         daemon = Daemon(
-            f"""
-service daytime
-{{
-	type = INTERNAL UNLISTED
-	port = {port}
-	socket_type = stream
-	wait = no
-	bind = 127.0.0.1
-	log_type = SYSLOG local5 notice
-	log_on_success = HOST
-}}
-""",
+            daytime(port, "\tlog_type = SYSLOG local5 notice\n", success="HOST"),
             extraArgs=["--syslog-facility", "daemon", "--syslog-path", path],
         )
         self.addCleanup(daemon.cleanup)
