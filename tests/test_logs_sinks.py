@@ -14,11 +14,12 @@ import tempfile
 import time
 from typing import Any, List, cast
 
-from twisted.logger import ILogObserver, Logger, formatEvent
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import ILogObserver, Logger, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from xinetd_twisted.config.model import FileLog, SyslogLog
+from xinetd_twisted.config.model import FileLog, Location, SyslogLog
 from xinetd_twisted.logs.sinks import (
     FileLogSink,
     ILogSink,
@@ -292,6 +293,24 @@ class FileLogSinkTests(SynchronousTestCase):
         s.reopen()
         s.write("back")
         self.assertEqual(self.contents(), "26/1/5@04:08:09: back\n")
+
+    def test_refusalNamesLocation(self) -> None:
+        """Given where log_type was written, the refusal names it first."""
+        os.mkfifo(self.path)
+        seen = EventLoggingObserver.createWithCleanup(
+            cast(Any, self), globalLogPublisher
+        )
+        openSink(
+            "svc",
+            FileLog(self.path),
+            SyslogConnection(),
+            location=Location("/etc/xinetd.d/svc", 9),
+        )
+        self.assertEqual(
+            formatEvent(seen[0]),
+            f"/etc/xinetd.d/svc:9: Refusing log file {self.path} of svc: "
+            "it is not a regular file",
+        )
 
     def test_directoryRefused(self) -> None:
         """A directory at the log path is refused with a log line."""

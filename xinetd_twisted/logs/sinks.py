@@ -23,7 +23,7 @@ from typing import Callable, Optional, Protocol, Union
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from xinetd_twisted.config.model import FileLog, SyslogLog
+from xinetd_twisted.config.model import FileLog, Location, SyslogLog
 
 LOG_EXTRA_MIN = 5 * 1024
 """
@@ -241,6 +241,8 @@ class FileLogSink:
     @ivar softLimit: bytes, or L{None} for no size control.
     @ivar hardLimit: bytes; implied from C{softLimit} when not given.
     @ivar size: bytes in the file as far as we know.
+    @ivar location: where C{log_type} was written, named in open errors
+        (L{None}: not known).
     """
 
     def __init__(
@@ -252,9 +254,11 @@ class FileLogSink:
         *,
         now: Callable[[], float] = time.time,
         daemonLog: Logger = _daemonLog,
+        location: Optional[Location] = None,
     ) -> None:
         self.path = path
         self.logId = logId
+        self.location = location
         self.softLimit = softLimit
         if softLimit is not None and hardLimit is None:
             hardLimit = defaultHardLimit(softLimit)
@@ -282,12 +286,14 @@ class FileLogSink:
         return self._fd
 
     def _open(self) -> None:
+        where = f"{self.location}: " if self.location is not None else ""
         try:
             fd = openLogFile(self.path)
             self.size = os.fstat(fd).st_size
         except RefusedFile as e:
             self._log.error(
-                "Refusing log file {path} of {logId}: {why}",
+                "{where}Refusing log file {path} of {logId}: {why}",
+                where=where,
                 path=self.path,
                 logId=self.logId,
                 why=e.why,
@@ -295,7 +301,8 @@ class FileLogSink:
             return
         except OSError as e:
             self._log.error(
-                "Cannot open log file {path} of {logId}: {error}",
+                "{where}Cannot open log file {path} of {logId}: {error}",
+                where=where,
                 path=self.path,
                 logId=self.logId,
                 error=e.strerror,
@@ -529,11 +536,15 @@ def openSink(
     logId: str,
     logType: Union[SyslogLog, FileLog, None],
     syslog: SyslogConnection,
+    *,
+    location: Optional[Location] = None,
 ) -> Optional[LogSink]:
     """
     Build the sink for a service's C{log_type}.
 
     @param logId: the service id (named in limit messages).
+    @param location: where C{log_type} was written (named when the file
+        cannot be opened), e.g. C{service.locations.get("log_type")}.
     @param logType: the service's L{SyslogLog}/L{FileLog}, or L{None}.
     @param syslog: the daemon's shared syslog connection.
     @return: a new sink, or L{None} for a service that logs nothing.
@@ -541,5 +552,11 @@ def openSink(
     if isinstance(logType, SyslogLog):
         return SyslogSink(syslog, logType.facility, logType.level)
     if isinstance(logType, FileLog):
-        return FileLogSink(logType.path, logId, logType.softLimit, logType.hardLimit)
+        return FileLogSink(
+            logType.path,
+            logId,
+            logType.softLimit,
+            logType.hardLimit,
+            location=location,
+        )
     return None
