@@ -16,7 +16,7 @@ from typing import Any, List, cast
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import ILogObserver, Logger, formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from xinetd_twisted.config.model import FileLog, Location, SyslogLog
@@ -311,6 +311,38 @@ class FileLogSinkTests(SynchronousTestCase):
             f"/etc/xinetd.d/svc:9: Refusing log file {self.path} of svc: "
             "it is not a regular file",
         )
+
+    def test_otherUsersDirectorySymlinkRefused(self) -> None:
+        """
+        A directory on the way that is another user's symbolic link is
+        refused: nothing is created where it points.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("lchown to another user needs root")
+        elsewhere = os.path.abspath(self.mktemp())
+        os.mkdir(elsewhere)
+        planted = os.path.abspath(self.mktemp())
+        os.symlink(elsewhere, planted)
+        os.lchown(planted, 4321, 4321)
+        self.path = os.path.join(planted, "svc.log")
+        s = self.sink()
+        self.assertFalse(s.isOpen)
+        self.assertEqual(os.listdir(elsewhere), [])
+        self.assertIn(
+            f"{planted} is a symbolic link of uid 4321", formatEvent(self.events[0])
+        )
+
+    def test_rootDirectorySymlinkFollowed(self) -> None:
+        """A directory symlink owned by root (/var/run -> /run) is fine."""
+        if os.geteuid() != 0:
+            raise SkipTest("the link must be root's")
+        elsewhere = os.path.abspath(self.mktemp())
+        os.mkdir(elsewhere)
+        link = os.path.abspath(self.mktemp())
+        os.symlink(elsewhere, link)
+        self.path = os.path.join(link, "svc.log")
+        self.sink().write("x")
+        self.assertEqual(os.listdir(elsewhere), ["svc.log"])
 
     def test_directoryRefused(self) -> None:
         """A directory at the log path is refused with a log line."""

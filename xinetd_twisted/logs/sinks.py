@@ -18,7 +18,7 @@ import os
 import socket
 import stat
 import time
-from typing import Callable, Optional, Protocol, Union
+from typing import Callable, List, Optional, Protocol, Union
 
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
@@ -147,6 +147,28 @@ _LOG_OPEN_FLAGS = (
 )
 
 
+def _checkDirectories(path: str) -> None:
+    """
+    Refuse C{path} when one of its directories is a symbolic link that
+    root does not own.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    prefixes: List[str] = []
+    # Bounded by the number of components.
+    while directory not in prefixes and len(prefixes) < 256:
+        prefixes.append(directory)
+        directory = os.path.dirname(directory)
+    for prefix in reversed(prefixes):
+        try:
+            found = os.lstat(prefix)
+        except OSError:
+            return  # the open reports it
+        if stat.S_ISLNK(found.st_mode) and found.st_uid != 0:
+            raise RefusedFile(
+                path, f"{prefix} is a symbolic link of uid {found.st_uid}"
+            )
+
+
 def openLogFile(path: str) -> int:
     """
     Open (creating it 0644 if needed) a log file the way a root daemon
@@ -154,11 +176,16 @@ def openLogFile(path: str) -> int:
     directory would make root write wherever it points), never a FIFO or a
     device (O_NONBLOCK: a FIFO cannot hang the open), only a regular file.
 
+    A directory on the way may be a symbolic link only if root owns it
+    (C{/var/run -> /run}): one a user made in C{/tmp} would steer root too.
+
     @param path: the file.
     @return: a close-on-exec descriptor open for appending.
-    @raise RefusedFile: the path is a symbolic link or not a regular file.
+    @raise RefusedFile: the path is a symbolic link or not a regular file,
+        or a directory on the way is another user's symbolic link.
     @raise OSError: the file cannot be opened.
     """
+    _checkDirectories(path)
     try:
         fd = os.open(path, _LOG_OPEN_FLAGS | os.O_EXCL, LOG_FILE_MODE)
     except FileExistsError:
