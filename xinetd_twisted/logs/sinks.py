@@ -150,7 +150,7 @@ _LOG_OPEN_FLAGS = (
 def _checkDirectories(path: str) -> None:
     """
     Refuse C{path} when one of its directories is a symbolic link that
-    root does not own.
+    neither root nor the daemon's user owns.
     """
     directory = os.path.dirname(os.path.abspath(path))
     prefixes: List[str] = []
@@ -163,7 +163,7 @@ def _checkDirectories(path: str) -> None:
             found = os.lstat(prefix)
         except OSError:
             return  # the open reports it
-        if stat.S_ISLNK(found.st_mode) and found.st_uid != 0:
+        if stat.S_ISLNK(found.st_mode) and found.st_uid not in (0, os.geteuid()):
             raise RefusedFile(
                 path, f"{prefix} is a symbolic link of uid {found.st_uid}"
             )
@@ -176,8 +176,9 @@ def openLogFile(path: str) -> int:
     directory would make root write wherever it points), never a FIFO or a
     device (O_NONBLOCK: a FIFO cannot hang the open), only a regular file.
 
-    A directory on the way may be a symbolic link only if root owns it
-    (C{/var/run -> /run}): one a user made in C{/tmp} would steer root too.
+    A directory on the way may be a symbolic link only if root (or the
+    daemon's own user) owns it (C{/var/run -> /run}): one another user made
+    in C{/tmp} would steer root too.
 
     @param path: the file.
     @return: a close-on-exec descriptor open for appending.
