@@ -8,8 +8,9 @@ import os
 import socket
 import tempfile
 import time
+from typing import Any, Dict, List, cast
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver
@@ -85,6 +86,7 @@ class DaemonOptionTests(SynchronousTestCase):
         facility asked for, and service lines of a SYSLOG service too.
         """
         from tests.daemon import Daemon, fetch, freePort
+        from tests.test_logs_daemon import daytime
 
         directory = tempfile.mkdtemp()
         path = os.path.join(directory, "log")
@@ -94,18 +96,7 @@ class DaemonOptionTests(SynchronousTestCase):
         self.addCleanup(server.close)
         port = freePort()
         daemon = Daemon(
-            f"""
-service daytime
-{{
-	type = INTERNAL UNLISTED
-	port = {port}
-	socket_type = stream
-	wait = no
-	bind = 127.0.0.1
-	log_type = SYSLOG local5 notice
-	log_on_success = HOST
-}}
-""",
+            daytime(port, "\tlog_type = SYSLOG local5 notice\n", success="HOST"),
             extraArgs=["--syslog-facility", "daemon", "--syslog-path", path],
         )
         self.addCleanup(daemon.cleanup)
@@ -128,3 +119,62 @@ service daytime
             ),
             seen,
         )
+
+
+class NoSyslogTests(SynchronousTestCase):
+    """
+    C{--syslog-facility} without a syslog socket.
+    """
+
+    def setUp(self) -> None:
+        directory = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, directory)
+        self.path = os.path.join(directory, "log")
+        self.seen: List[Dict[str, Any]] = []
+        # The daemon's log as twistd has it: the syslog observer and a file.
+        self.publisher = LogPublisher()
+        self.publisher.addObserver(cast(ILogObserver, self.seen.append))
+        self.connection = SyslogConnection(
+            self.path, daemonLog=Logger(namespace="sinks", observer=self.publisher)
+        )
+        self.addCleanup(self.connection.disconnect)
+        self.publisher.addObserver(DaemonSyslogObserver(self.connection, "daemon"))
+        self.log = Logger(namespace="daemon", observer=self.publisher)
+
+    def warnings(self) -> List[str]:
+        return [formatEvent(e) for e in self.seen if "syslog socket" in formatEvent(e)]
+
+    def test_oneWarningPerOutage(self) -> None:
+        """
+        Many messages while the socket is missing give one warning, with no
+        recursion and no observer disabled.
+        """
+        for n in range(20):
+            self.log.info("message {n}", n=n)
+        self.assertEqual(len(self.warnings()), 1, self.warnings())
+        self.assertEqual(
+            [e for e in self.seen if "Temporarily disabling" in formatEvent(e)], []
+        )
+        self.assertEqual(self.connection.dropped, 20)
+
+    def test_warningNotSentToSyslog(self) -> None:
+        """
+        The warning itself is not handed to the syslog connection.
+        """
+        self.log.info("first")
+        self.assertEqual(self.connection.dropped, 1)
+
+    def test_newOutageWarnsAgain(self) -> None:
+        """
+        After syslog came back, a second outage is warned about again.
+        """
+        self.log.info("lost")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(self.path)
+        self.log.info("back")
+        self.assertEqual(server.recv(1024)[-4:], b"back")
+        server.close()
+        os.unlink(self.path)
+        self.connection.disconnect()
+        self.log.info("lost again")
+        self.assertEqual(len(self.warnings()), 2, self.warnings())

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, List, cast
+import os
+from typing import Any, Callable, List, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -18,7 +19,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.model import Location, ServiceConfig
 from xinetd_twisted.logs.service import (
+    DAEMON_FIELDS,
     JSON_LOG_ENVIRONMENT,
+    SCHEMA_FIELDS,
     SERVICE_NAMESPACE,
     ServiceLog,
     enableServiceEvents,
@@ -29,10 +32,13 @@ from xinetd_twisted.logs.service import (
     formatTraffic,
     formatUserid,
     jsonLogger,
+    printable,
     renderAddress,
+    structuredEvent,
     wallDuration,
 )
-from xinetd_twisted.protocols.ident import IdentResult
+from xinetd_twisted.logs.sinks import FileLogSink
+from xinetd_twisted.protocols.ident import IdentResult, parseResponse
 
 V4 = IPv4Address("TCP", "127.0.0.1", 40000)
 MAPPED = IPv6Address("TCP", "::ffff:127.0.0.1", 40001)
@@ -238,8 +244,8 @@ class ServiceLogTests(SynchronousTestCase):
         self.assertEqual(event["service"], "svc")
         self.assertEqual(event["pid"], 77)
         self.assertEqual(event["peer"], "::ffff:127.0.0.1")
-        self.assertEqual(event["peerPort"], 40001)
-        self.assertEqual(event["xinetdLine"], sink.lines[0])
+        self.assertEqual(event["peer_port"], 40001)
+        self.assertEqual(event["line"], sink.lines[0])
         self.assertEqual(formatEvent(event), sink.lines[0])
 
     def test_mapToIPv4(self) -> None:
@@ -256,17 +262,15 @@ class ServiceLogTests(SynchronousTestCase):
         log.start(1, V4)
         log.exit(1, status=0, duration=2)
         self.assertEqual([e["event"] for e in events], ["start", "exit"])
-        self.assertEqual(
-            events[1]["xinetdLine"], "EXIT: svc status=0 pid=1 duration=2(sec)"
-        )
+        self.assertEqual(events[1]["line"], "EXIT: svc status=0 pid=1 duration=2(sec)")
 
     def test_noLineStillEmits(self) -> None:
-        """An event xinetd would not log is emitted with xinetdLine None."""
+        """An event xinetd would not log is emitted with line None."""
         sink = RecordingSink()
         log, events = makeLog(success=frozenset(), sink=sink)
         log.start(1, V4)
         self.assertEqual(sink.lines, [])
-        self.assertIsNone(events[0]["xinetdLine"])
+        self.assertIsNone(events[0]["line"])
         self.assertEqual(formatEvent(events[0]), "start: svc")
 
     def test_exitFields(self) -> None:
@@ -278,7 +282,7 @@ class ServiceLogTests(SynchronousTestCase):
             (e["event"], e["pid"], e["status"], e["signal"], e["duration"]),
             ("exit", 9, None, 15, 3),
         )
-        self.assertEqual(e["xinetdLine"], "EXIT: svc signal=15 pid=9 duration=3(sec)")
+        self.assertEqual(e["line"], "EXIT: svc signal=15 pid=9 duration=3(sec)")
 
     def test_exitFromReasonDone(self) -> None:
         """A ProcessDone reason is status=0."""
@@ -345,7 +349,7 @@ class ServiceLogTests(SynchronousTestCase):
         quiet.traffic(7, 8)
         self.assertEqual(sink.lines, ["TRAFFIC: svc in=5(bytes) out=6(bytes)"])
         self.assertEqual(
-            (quietEvents[0]["bytesIn"], quietEvents[0]["bytesOut"]), (7, 8)
+            (quietEvents[0]["bytes_in"], quietEvents[0]["bytes_out"]), (7, 8)
         )
 
     def test_fromConfig(self) -> None:
@@ -436,7 +440,7 @@ class JsonLoggerTests(SynchronousTestCase):
         self.assertEqual(len(lines), 2)
         first = json.loads(lines[0])
         self.assertEqual(first["event"], "start")
-        self.assertEqual(first["xinetdLine"], "START: j pid=3 from=127.0.0.1")
+        self.assertEqual(first["line"], "START: j pid=3 from=127.0.0.1")
 
     def test_file(self) -> None:
         """With the variable set, events are appended to that file."""
@@ -462,3 +466,209 @@ class JsonLoggerTests(SynchronousTestCase):
         self.assertEqual(len(opened), 1)
         self.assertEqual(json.loads(lines[0]), {"old": 1})
         self.assertEqual(json.loads(lines[1])["reason"], "address")
+
+
+HOSTILE = "UNIX : alice\nFAIL: svc address from=10.0.0.1\r\x00\x1b[2J"
+
+
+class ControlCharacterTests(SynchronousTestCase):
+    """
+    An identd's reply never writes raw control bytes or a second line.
+    """
+
+    def test_printable(self) -> None:
+        """C0, DEL and C1 controls are written as \\xHH; other text is kept."""
+        self.assertEqual(
+            printable("a\nb\rc\x00d\x1be\x7ff\x9bg\\h \u00e9"),
+            "a\\x0ab\\x0dc\\x00d\\x1be\\x7ff\\x9bg\\h \u00e9",
+        )
+
+    def test_rawC1Bytes(self) -> None:
+        """Raw bytes 0x80-0x9f (carried as surrogates) are escaped too."""
+        text = b"a\x9bb\xff".decode("utf-8", "surrogateescape")
+        self.assertEqual(
+            printable(text).encode("utf-8", "surrogateescape"), b"a\\x9bb\xff"
+        )
+
+    def test_useridLine(self) -> None:
+        """
+        A USERID with LF, CR, NUL and ESC is one line without control
+        bytes, in the sink and in the event.
+        """
+        sink = RecordingSink()
+        log, events = makeLog(sink=sink)
+        log.userid(HOSTILE)
+        expected = "UNIX : alice\\x0aFAIL: svc address from=10.0.0.1\\x0d\\x00\\x1b[2J"
+        self.assertEqual(sink.lines, ["USERID: svc " + expected])
+        self.assertEqual(events[0]["userid"], expected)
+        self.assertEqual(events[0]["line"], sink.lines[0])
+
+    def test_identReplyToFile(self) -> None:
+        """
+        A reply with a bare LF and CR, parsed as xinetd does and written to
+        a FILE log, adds exactly one line to the file.
+        """
+        reply = b"40000,23:USERID:UNIX:alice\nFAIL: svc\rx\x1b[0m"
+        text = parseResponse(reply, 40000, 23)
+        assert text is not None
+        path = self.mktemp()
+        sink = FileLogSink(path, "svc", now=lambda: 0)
+        self.addCleanup(sink.close)
+        log, _ = makeLog(sink=sink)
+        log.identified(IdentResult(userid=text), V4)
+        with open(path, "rb") as f:
+            data = f.read()
+        self.assertEqual(data.count(b"\n"), 1)
+        self.assertNotIn(b"\r", data)
+        self.assertNotIn(b"\x1b", data)
+        self.assertTrue(data.endswith(b"UNIX:alice\\x0aFAIL: svc\\x0dx\\x1b[0m\n"))
+
+    def test_identReplyJSON(self) -> None:
+        """The JSON event of such a reply is one line too."""
+        out = io.StringIO()
+        log = ServiceLog(
+            "j",
+            ALL_SUCCESS,
+            frozenset(),
+            None,
+            logger=Logger(observer=jsonLogger({}, stdout=out)),
+        )
+        self.addCleanup(enableServiceEvents, False)
+        log.userid(HOSTILE, peer=V4)
+        [line] = out.getvalue().splitlines()
+        self.assertNotIn("\\u001b", line)
+        self.assertIn("\\\\x1b", line)
+
+
+def emitted(call: Callable[[ServiceLog], None]) -> dict:
+    """
+    The structured form of the one event C{call} makes a L{ServiceLog} emit.
+    """
+    log, events = makeLog(sink=RecordingSink())
+    call(log)
+    [event] = events
+    return structuredEvent(event)
+
+
+class SchemaTests(SynchronousTestCase):
+    """
+    The documented JSON shape of events (docs/logging.md).
+    """
+
+    def test_startKeys(self) -> None:
+        """A start event has exactly the schema's keys, in order."""
+        record = emitted(lambda log: log.start(7, V4))
+        self.assertEqual(tuple(record), SCHEMA_FIELDS)
+        self.assertEqual(
+            (record["event"], record["pid"], record["peer"], record["peer_port"]),
+            ("start", 7, "127.0.0.1", 40000),
+        )
+        self.assertEqual(record["level"], "info")
+
+    def test_exitCarriesPeer(self) -> None:
+        """exit(peer=...) fills peer and peer_port; status and duration too."""
+        record = emitted(lambda log: log.exit(7, status=2, duration=3.5, peer=V6))
+        self.assertEqual(tuple(record), SCHEMA_FIELDS)
+        self.assertEqual(
+            (record["peer"], record["peer_port"], record["status"], record["duration"]),
+            ("::1", 40002, 2, 3),
+        )
+
+    def test_exitFromReasonCarriesPeer(self) -> None:
+        """exitFromReason(peer=...) passes the peer on, signal without status."""
+        record = emitted(
+            lambda log: log.exitFromReason(
+                7, Failure(ProcessTerminated(signal=9)), 1, peer="10.0.0.1"
+            )
+        )
+        self.assertEqual(
+            (record["peer"], record["signal"], record["status"]), ("10.0.0.1", 9, None)
+        )
+
+    def test_peerPortFromPair(self) -> None:
+        """A (host, port) pair as getpeername() gives it fills peer_port."""
+        record = emitted(lambda log: log.fail("address", ("10.1.2.3", 5555)))
+        self.assertEqual(
+            (record["peer"], record["peer_port"], record["reason"], record["level"]),
+            ("10.1.2.3", 5555, "address", "warn"),
+        )
+
+    def test_noPeerIsNull(self) -> None:
+        """Without an address (wait mode), peer and peer_port are null."""
+        record = emitted(lambda log: log.start(7, None))
+        self.assertEqual((record["peer"], record["peer_port"]), (None, None))
+
+    def test_noidIsUseridEvent(self) -> None:
+        """A NOID is a userid event with no userid and the reason."""
+        record = emitted(lambda log: log.noid(V4, "timeout"))
+        self.assertEqual(
+            (record["event"], record["userid"], record["reason"]),
+            ("userid", None, "timeout"),
+        )
+
+    def test_traffic(self) -> None:
+        """A traffic event carries bytes_in, bytes_out and the peer."""
+        record = emitted(lambda log: log.traffic(5, 6, peer=V4))
+        self.assertEqual(
+            (record["event"], record["bytes_in"], record["bytes_out"], record["peer"]),
+            ("traffic", 5, 6, "127.0.0.1"),
+        )
+
+    def test_time(self) -> None:
+        """time is RFC 3339 in UTC."""
+        event = {"log_time": 0.5, "log_format": "x", "log_namespace": "n"}
+        self.assertEqual(structuredEvent(event)["time"], "1970-01-01T00:00:00.500000Z")
+
+    def test_daemonEvent(self) -> None:
+        """
+        Other events have exactly time, level, namespace and text; nothing
+        of the logger, its source or the format string.
+        """
+        events: List[dict] = []
+        Logger(namespace="xinetd_twisted.daemon", observer=events.append).error(
+            "service {service}: bad {thing!r}", service="echo", thing=object()
+        )
+        record = structuredEvent(events[0])
+        self.assertEqual(tuple(record), DAEMON_FIELDS)
+        self.assertEqual(record["level"], "error")
+        self.assertEqual(record["namespace"], "xinetd_twisted.daemon")
+        self.assertTrue(record["text"].startswith("service echo: bad <object"))
+
+    def test_failureText(self) -> None:
+        """A logged failure's traceback is part of the text."""
+        events: List[dict] = []
+        try:
+            raise ZeroDivisionError("no")
+        except ZeroDivisionError:
+            Logger(observer=events.append).failure("oops")
+        record = structuredEvent(events[0])
+        self.assertTrue(record["text"].startswith("oops\nTraceback"))
+        self.assertIn("ZeroDivisionError", record["text"])
+
+    def test_jsonLines(self) -> None:
+        """
+        jsonLogger writes one object per line, no Twisted internals, for
+        service and daemon events alike.
+        """
+        self.addCleanup(enableServiceEvents, False)
+        out = io.StringIO()
+        observer = jsonLogger({}, stdout=out)
+        log = ServiceLog(
+            "j", ALL_SUCCESS, frozenset(), None, logger=Logger(observer=observer)
+        )
+        log.start(3, V4)
+        Logger(observer=observer).info("hello {who}", who="world")
+        first, second = (json.loads(line) for line in out.getvalue().splitlines())
+        self.assertEqual(tuple(first), SCHEMA_FIELDS)
+        self.assertEqual(tuple(second), DAEMON_FIELDS)
+        self.assertEqual(second["text"], "hello world")
+        self.assertNotIn("log_logger", out.getvalue())
+
+    def test_jsonFileNoSymlink(self) -> None:
+        """The default opener refuses a symbolic link as the JSON log."""
+        self.addCleanup(enableServiceEvents, False)
+        path = self.mktemp()
+        target = os.path.abspath(self.mktemp())
+        os.symlink(target, path)
+        self.assertRaises(OSError, jsonLogger, {JSON_LOG_ENVIRONMENT: path})
+        self.assertFalse(os.path.lexists(target))

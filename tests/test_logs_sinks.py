@@ -14,11 +14,12 @@ import tempfile
 import time
 from typing import Any, List, cast
 
-from twisted.logger import ILogObserver, Logger, formatEvent
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import ILogObserver, Logger, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from xinetd_twisted.config.model import FileLog, SyslogLog
+from xinetd_twisted.config.model import FileLog, Location, SyslogLog
 from xinetd_twisted.logs.sinks import (
     FileLogSink,
     ILogSink,
@@ -230,6 +231,125 @@ class FileLogSinkTests(SynchronousTestCase):
         s.write("x")
         self.assertFalse(s.isOpen)
         self.assertIn("Cannot open log file", formatEvent(self.events[0]))
+
+    def test_symlinkRefused(self) -> None:
+        """
+        A symbolic link planted at the log path is not followed: its target
+        is neither created nor written, and the refusal names the path.
+        """
+        target = os.path.abspath(self.mktemp())
+        os.symlink(target, self.path)
+        s = self.sink()
+        s.write("x")
+        self.assertFalse(s.isOpen)
+        self.assertFalse(os.path.lexists(target))
+        self.assertEqual(
+            formatEvent(self.events[0]),
+            f"Refusing log file {self.path} of svc: it is a symbolic link",
+        )
+
+    def test_symlinkToExistingFileRefused(self) -> None:
+        """A symbolic link to an existing file leaves that file untouched."""
+        target = os.path.abspath(self.mktemp())
+        with open(target, "w") as f:
+            f.write("secret\n")
+        os.symlink(target, self.path)
+        self.sink().write("x")
+        with open(target) as f:
+            self.assertEqual(f.read(), "secret\n")
+
+    def test_fifoRefused(self) -> None:
+        """A FIFO at the log path neither hangs the open nor is written."""
+        os.mkfifo(self.path)
+        s = self.sink()
+        self.assertFalse(s.isOpen)
+        self.assertIn("not a regular file", formatEvent(self.events[0]))
+
+    def test_fifoWithReaderRefused(self) -> None:
+        """A FIFO someone reads is refused too (fstat: not a regular file)."""
+        os.mkfifo(self.path)
+        reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        s = self.sink()
+        s.write("x")
+        self.assertFalse(s.isOpen)
+        self.assertEqual(os.read(reader, 10), b"")
+        self.assertIn("not a regular file", formatEvent(self.events[0]))
+
+    def test_reopenRefusesPlantedSymlink(self) -> None:
+        """
+        A symbolic link planted after rotation is refused on reopen, and a
+        later reopen on a fixed path works again.
+        """
+        s = self.sink()
+        os.rename(self.path, self.path + ".1")
+        target = os.path.abspath(self.mktemp())
+        os.symlink(target, self.path)
+        s.reopen()
+        s.write("x")
+        self.assertFalse(s.isOpen)
+        self.assertFalse(os.path.lexists(target))
+        os.unlink(self.path)
+        s.reopen()
+        s.write("back")
+        self.assertEqual(self.contents(), "26/1/5@04:08:09: back\n")
+
+    def test_refusalNamesLocation(self) -> None:
+        """Given where log_type was written, the refusal names it first."""
+        os.mkfifo(self.path)
+        seen = EventLoggingObserver.createWithCleanup(
+            cast(Any, self), globalLogPublisher
+        )
+        openSink(
+            "svc",
+            FileLog(self.path),
+            SyslogConnection(),
+            location=Location("/etc/xinetd.d/svc", 9),
+        )
+        self.assertEqual(
+            formatEvent(seen[0]),
+            f"/etc/xinetd.d/svc:9: Refusing log file {self.path} of svc: "
+            "it is not a regular file",
+        )
+
+    def test_otherUsersDirectorySymlinkRefused(self) -> None:
+        """
+        A directory on the way that is another user's symbolic link is
+        refused: nothing is created where it points.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("lchown to another user needs root")
+        elsewhere = os.path.abspath(self.mktemp())
+        os.mkdir(elsewhere)
+        planted = os.path.abspath(self.mktemp())
+        os.symlink(elsewhere, planted)
+        os.lchown(planted, 4321, 4321)
+        self.path = os.path.join(planted, "svc.log")
+        s = self.sink()
+        self.assertFalse(s.isOpen)
+        self.assertEqual(os.listdir(elsewhere), [])
+        self.assertIn(
+            f"{planted} is a symbolic link of uid 4321", formatEvent(self.events[0])
+        )
+
+    def test_rootDirectorySymlinkFollowed(self) -> None:
+        """A directory symlink owned by root (/var/run -> /run) is fine."""
+        if os.geteuid() != 0:
+            raise SkipTest("the link must be root's")
+        elsewhere = os.path.abspath(self.mktemp())
+        os.mkdir(elsewhere)
+        link = os.path.abspath(self.mktemp())
+        os.symlink(elsewhere, link)
+        self.path = os.path.join(link, "svc.log")
+        self.sink().write("x")
+        self.assertEqual(os.listdir(elsewhere), ["svc.log"])
+
+    def test_directoryRefused(self) -> None:
+        """A directory at the log path is refused with a log line."""
+        os.mkdir(self.path)
+        s = self.sink()
+        self.assertFalse(s.isOpen)
+        self.assertEqual(len(self.events), 1)
 
     def test_close(self) -> None:
         """close() drops later lines."""

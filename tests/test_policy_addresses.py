@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import socket
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.model import AddressEntry, AddressKind
 from xinetd_twisted.policy.addresses import AddressList, Peer, normaliseHost
+from xinetd_twisted.protocols.names import ReverseResolver
+
+from .test_protocols_names import FakeDNS
 
 
 def net(text: str, prefixLength: int) -> AddressEntry:
@@ -191,3 +195,21 @@ class NeedsNameTests(SynchronousTestCase):
         lst = AddressList(None, (net("10.0.0.0", 8), domain(".bad.org")))
         self.assertFalse(lst.needsName(peer("10.0.0.1")))
         self.assertTrue(lst.needsName(peer("11.0.0.1")))
+
+
+class ForwardConfirmedNameTests(SynchronousTestCase):
+    """
+    only_from sees names from the forward-confirming resolver.
+    """
+
+    def test_fakePointerDoesNotMatchDomain(self) -> None:
+        """A PTR record alone does not match an only_from .domain entry."""
+        fake = FakeDNS(
+            {"4.3.2.10.in-addr.arpa": "www.trusted.example"},
+            forward={"www.trusted.example": ["192.0.2.1"]},
+        )
+        resolver = ReverseResolver(Clock().seconds, {}, fake)
+        name = self.successResultOf(resolver.lookup("10.2.3.4"))
+        lists = AddressList((domain(".trusted.example"),), None)
+        self.assertFalse(lists.decide(peer("10.2.3.4"), name).allowed)
+        self.assertTrue(lists.decide(peer("10.2.3.4"), "www.trusted.example").allowed)

@@ -4,13 +4,17 @@ Tests for L{xinetd_twisted.policy.hostsaccess}.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.model import ServiceConfig, Severity
 from xinetd_twisted.policy.addresses import Peer
 from xinetd_twisted.policy.hostsaccess import HostsAccess, libwrapName, parseHostsFile
+from xinetd_twisted.protocols.names import ReverseResolver
+
+from .test_protocols_names import FakeDNS
 
 
 def rules(allow: str = "", deny: str = "") -> HostsAccess:
@@ -233,3 +237,41 @@ class LibwrapNameTests(SynchronousTestCase):
         """NOLIBWRAP skips the check."""
         svc = service(libwrap="x", flags=frozenset({"NOLIBWRAP"}))
         self.assertIsNone(libwrapName(svc))
+
+
+class ForwardConfirmedNameTests(SynchronousTestCase):
+    """
+    Names from L{xinetd_twisted.protocols.names.ReverseResolver} (PTR, then
+    forward-confirmed) as hosts.allow sees them.
+    """
+
+    def nameOf(self, forward: List[str]) -> Optional[str]:
+        """
+        The name the resolver gives 10.2.3.4, whose PTR record says
+        C{www.trusted.example} and whose forward lookup gives C{forward}.
+        """
+        fake = FakeDNS(
+            {"4.3.2.10.in-addr.arpa": "www.trusted.example"},
+            forward={"www.trusted.example": forward},
+        )
+        resolver = ReverseResolver(Clock().seconds, {}, fake)
+        result: Optional[str] = self.successResultOf(resolver.lookup("10.2.3.4"))
+        return result
+
+    def test_fakePointerDoesNotMatchDomain(self) -> None:
+        """A PTR record alone does not get a client through .trusted.example."""
+        access = rules("in.fingerd: .trusted.example\n", "ALL: ALL\n")
+        name = self.nameOf(["192.0.2.1"])
+        self.assertFalse(allowed(access, "in.fingerd", "10.2.3.4", name))
+
+    def test_confirmedNameMatchesDomain(self) -> None:
+        """A name that maps back matches .trusted.example."""
+        access = rules("in.fingerd: .trusted.example\n", "ALL: ALL\n")
+        name = self.nameOf(["10.2.3.4"])
+        self.assertTrue(allowed(access, "in.fingerd", "10.2.3.4", name))
+
+    def test_fakePointerIsParanoid(self) -> None:
+        """A name that does not map back makes PARANOID match."""
+        access = rules(deny="ALL: PARANOID\n")
+        self.assertFalse(allowed(access, "x", "10.2.3.4", self.nameOf(["192.0.2.1"])))
+        self.assertTrue(allowed(access, "x", "10.2.3.4", self.nameOf(["10.2.3.4"])))

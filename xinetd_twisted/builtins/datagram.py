@@ -211,6 +211,9 @@ class InternalDatagramProtocol(DatagramProtocol):
     @ivar serviceId: the service's C{id}, passed to the observer.
     """
 
+    # "Starting protocol <...>" on every bind says nothing a reader wants.
+    noisy = False
+
     def __init__(
         self,
         serviceId: str,
@@ -252,6 +255,12 @@ class InternalDatagramProtocol(DatagramProtocol):
         self._ownPort: Optional[int] = None
 
     transport: Any
+
+    def logPrefix(self) -> str:
+        """
+        The service id, where Twisted's log would name this object.
+        """
+        return self.serviceId
 
     def startProtocol(self) -> None:
         port = self.transport.getHost().port

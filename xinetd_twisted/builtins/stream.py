@@ -55,6 +55,8 @@ class InternalStreamFactory(ServerFactory):
     @ivar ring: the chargen ring new connections copy their start from.
     """
 
+    noisy = False
+
     def __init__(
         self,
         serviceId: str,
@@ -69,6 +71,12 @@ class InternalStreamFactory(ServerFactory):
         self.clock: Any = clock
         self.observer: Any = observer if observer is not None else NullObserver()
         self.ring = ring if ring is not None else globalChargenRing
+
+    def logPrefix(self) -> str:
+        """
+        The service id, where Twisted's log would name this object.
+        """
+        return self.serviceId
 
     def buildProtocol(  # type: ignore[override]
         self, addr: IAddress
@@ -89,6 +97,12 @@ class _InternalStreamProtocol(Protocol):
     factory: InternalStreamFactory
     transport: Any
     _peer: Optional[IAddress] = None
+
+    def logPrefix(self) -> str:
+        """
+        The service id, where Twisted's log would name this object.
+        """
+        return self.factory.serviceId
 
     def connectionMade(self) -> None:
         self._peer = self.transport.getPeer()

@@ -83,6 +83,13 @@ class TcpmuxFactory(ServerFactory):
     """
 
     protocol = None  # type: ignore[assignment]
+    noisy = False
+
+    def logPrefix(self) -> str:
+        """
+        The service id, where Twisted's log would name this object.
+        """
+        return self.serviceId
 
     def __init__(
         self,
@@ -170,6 +177,12 @@ class TcpmuxProtocol(Protocol):
     subservice: Optional[ServiceConfig] = None
     pipelined: bytes = b""
     handedOff = False
+
+    def logPrefix(self) -> str:
+        """
+        The service id, where Twisted's log would name this object.
+        """
+        return self.factory.serviceId
 
     def __init__(self) -> None:
         self._buffer = b""

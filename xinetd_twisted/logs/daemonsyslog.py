@@ -14,8 +14,13 @@ from typing import Any, Dict
 from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
-from xinetd_twisted.logs.service import SERVICE_NAMESPACE
-from xinetd_twisted.logs.sinks import SYSLOG_FACILITIES, SYSLOG_LEVELS, SyslogConnection
+from xinetd_twisted.logs.service import SERVICE_EVENT, SERVICE_NAMESPACE
+from xinetd_twisted.logs.sinks import (
+    SYSLOG_FACILITIES,
+    SYSLOG_LEVELS,
+    SYSLOG_PROBLEM,
+    SyslogConnection,
+)
 
 _LEVELS: Dict[Any, int] = {
     LogLevel.debug: SYSLOG_LEVELS["debug"],
@@ -31,6 +36,10 @@ class DaemonSyslogObserver:
     """
     Sends every event except service lines to syslog at C{facility}.
 
+    The connection's own warning that syslog is unreachable (an event with
+    L{SYSLOG_PROBLEM}) is not sent: it is logged once per outage, to the
+    daemon's other logs.
+
     @ivar _connection: the daemon's syslog connection (never blocks).
     @ivar _facility: the facility's number.
     """
@@ -42,7 +51,10 @@ class DaemonSyslogObserver:
         self._facility = SYSLOG_FACILITIES[facility]
 
     def __call__(self, event: Dict[str, Any]) -> None:
-        if event.get("log_namespace") == SERVICE_NAMESPACE:
+        if event.get("log_namespace") == SERVICE_NAMESPACE or event.get(SERVICE_EVENT):
+            return
+        if event.get(SYSLOG_PROBLEM):
+            # Syslog is what failed: the warning goes to the other logs.
             return
         text = formatEvent(event)
         failure = event.get("log_failure")

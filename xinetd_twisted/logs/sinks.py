@@ -16,13 +16,14 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import time
-from typing import Callable, Optional, Protocol, Union
+from typing import Callable, List, Optional, Protocol, Union
 
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from xinetd_twisted.config.model import FileLog, SyslogLog
+from xinetd_twisted.config.model import FileLog, Location, SyslogLog
 
 LOG_EXTRA_MIN = 5 * 1024
 """
@@ -63,6 +64,12 @@ SYSLOG_LEVELS = {
     "info": 6,
     "debug": 7,
 }
+
+SYSLOG_PROBLEM = "xinetd_syslog_problem"
+"""
+Event key marking the daemon's warning that syslog cannot be reached: an
+observer sending the daemon's messages to syslog skips such events.
+"""
 
 # glibc formats the syslog timestamp in the C locale whatever LC_TIME says.
 _MONTHS = (
@@ -115,6 +122,97 @@ def syslogTimestamp(when: float) -> str:
 def _encode(text: str) -> bytes:
     # surrogateescape gives back the exact bytes an identd sent us.
     return text.encode("utf-8", "surrogateescape")
+
+
+class RefusedFile(OSError):
+    """
+    A path the daemon will not write to: a symbolic link, or not a regular
+    file.
+
+    @ivar why: what is wrong with it, for the daemon's log line.
+    """
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(errno.EPERM, why, path)
+        self.why = why
+
+
+_LOG_OPEN_FLAGS = (
+    os.O_WRONLY
+    | os.O_APPEND
+    | os.O_CREAT
+    | os.O_NOFOLLOW
+    | os.O_NONBLOCK
+    | os.O_CLOEXEC
+)
+
+
+def _checkDirectories(path: str) -> None:
+    """
+    Refuse C{path} when one of its directories is a symbolic link that
+    neither root nor the daemon's user owns.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    prefixes: List[str] = []
+    # Bounded by the number of components.
+    while directory not in prefixes and len(prefixes) < 256:
+        prefixes.append(directory)
+        directory = os.path.dirname(directory)
+    for prefix in reversed(prefixes):
+        try:
+            found = os.lstat(prefix)
+        except OSError:
+            return  # the open reports it
+        if stat.S_ISLNK(found.st_mode) and found.st_uid not in (0, os.geteuid()):
+            raise RefusedFile(
+                path, f"{prefix} is a symbolic link of uid {found.st_uid}"
+            )
+
+
+def openLogFile(path: str) -> int:
+    """
+    Open (creating it 0644 if needed) a log file the way a root daemon
+    must: never through a symbolic link (one planted in a world-writable
+    directory would make root write wherever it points), never a FIFO or a
+    device (O_NONBLOCK: a FIFO cannot hang the open), only a regular file.
+
+    A directory on the way may be a symbolic link only if root (or the
+    daemon's own user) owns it (C{/var/run -> /run}): one another user made
+    in C{/tmp} would steer root too.
+
+    @param path: the file.
+    @return: a close-on-exec descriptor open for appending.
+    @raise RefusedFile: the path is a symbolic link or not a regular file,
+        or a directory on the way is another user's symbolic link.
+    @raise OSError: the file cannot be opened.
+    """
+    _checkDirectories(path)
+    try:
+        fd = os.open(path, _LOG_OPEN_FLAGS | os.O_EXCL, LOG_FILE_MODE)
+    except FileExistsError:
+        try:
+            fd = os.open(path, _LOG_OPEN_FLAGS, LOG_FILE_MODE)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise RefusedFile(path, "it is a symbolic link") from None
+            if e.errno == errno.ENXIO:
+                # A FIFO nobody reads: O_NONBLOCK made the open fail at once.
+                raise RefusedFile(path, "it is not a regular file") from None
+            raise
+    else:
+        # twistd daemonizes with umask 077; xinetd's logs are 0644.
+        try:
+            os.fchmod(fd, LOG_FILE_MODE)
+        except OSError:
+            os.close(fd)
+            raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RefusedFile(path, "it is not a regular file")
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class ILogSink(Interface):
@@ -171,6 +269,8 @@ class FileLogSink:
     @ivar softLimit: bytes, or L{None} for no size control.
     @ivar hardLimit: bytes; implied from C{softLimit} when not given.
     @ivar size: bytes in the file as far as we know.
+    @ivar location: where C{log_type} was written, named in open errors
+        (L{None}: not known).
     """
 
     def __init__(
@@ -182,9 +282,11 @@ class FileLogSink:
         *,
         now: Callable[[], float] = time.time,
         daemonLog: Logger = _daemonLog,
+        location: Optional[Location] = None,
     ) -> None:
         self.path = path
         self.logId = logId
+        self.location = location
         self.softLimit = softLimit
         if softLimit is not None and hardLimit is None:
             hardLimit = defaultHardLimit(softLimit)
@@ -212,19 +314,23 @@ class FileLogSink:
         return self._fd
 
     def _open(self) -> None:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        where = f"{self.location}: " if self.location is not None else ""
         try:
-            try:
-                fd = os.open(self.path, flags | os.O_EXCL, LOG_FILE_MODE)
-            except FileExistsError:
-                fd = os.open(self.path, flags, LOG_FILE_MODE)
-            else:
-                # twistd daemonizes with umask 077; xinetd's logs are 0644.
-                os.fchmod(fd, LOG_FILE_MODE)
+            fd = openLogFile(self.path)
             self.size = os.fstat(fd).st_size
+        except RefusedFile as e:
+            self._log.error(
+                "{where}Refusing log file {path} of {logId}: {why}",
+                where=where,
+                path=self.path,
+                logId=self.logId,
+                why=e.why,
+            )
+            return
         except OSError as e:
             self._log.error(
-                "Cannot open log file {path} of {logId}: {error}",
+                "{where}Cannot open log file {path} of {logId}: {error}",
+                where=where,
                 path=self.path,
                 logId=self.logId,
                 error=e.strerror,
@@ -391,12 +497,15 @@ class SyslogConnection:
                 if attempt == 0:
                     continue
                 if not self._failing:
+                    # Failing first: the warning may come back here through
+                    # an observer that sends the daemon's messages to syslog.
+                    self._failing = True
                     self._log.warn(
                         "Cannot send to syslog socket {path}: {error}",
                         path=self.path,
                         error=e.strerror,
+                        **{SYSLOG_PROBLEM: True},
                     )
-                self._failing = True
                 break
             else:
                 self.sent += 1
@@ -455,11 +564,15 @@ def openSink(
     logId: str,
     logType: Union[SyslogLog, FileLog, None],
     syslog: SyslogConnection,
+    *,
+    location: Optional[Location] = None,
 ) -> Optional[LogSink]:
     """
     Build the sink for a service's C{log_type}.
 
     @param logId: the service id (named in limit messages).
+    @param location: where C{log_type} was written (named when the file
+        cannot be opened), e.g. C{service.locations.get("log_type")}.
     @param logType: the service's L{SyslogLog}/L{FileLog}, or L{None}.
     @param syslog: the daemon's shared syslog connection.
     @return: a new sink, or L{None} for a service that logs nothing.
@@ -467,5 +580,11 @@ def openSink(
     if isinstance(logType, SyslogLog):
         return SyslogSink(syslog, logType.facility, logType.level)
     if isinstance(logType, FileLog):
-        return FileLogSink(logType.path, logId, logType.softLimit, logType.hardLimit)
+        return FileLogSink(
+            logType.path,
+            logId,
+            logType.softLimit,
+            logType.hardLimit,
+            location=location,
+        )
     return None

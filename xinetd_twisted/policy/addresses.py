@@ -11,7 +11,8 @@ and IPv6 entries through their mapped IPv6 value.
 Host-name entries match in two ways: by the addresses the name resolved to
 when the configuration was loaded (our extension: it needs no DNS at
 connection time), and, as xinetd does, by the client's reverse-lookup name
-when the caller supplies one.  Domain entries (C{.example.com}) match only a
+when the caller supplies one (forward-confirmed by
+L{xinetd_twisted.protocols.names}: a PTR record alone names nobody).  Domain entries (C{.example.com}) match only a
 reverse-lookup name.  L{AddressList.needsName} tells the caller whether a
 reverse lookup could change the decision at all.
 """

@@ -21,8 +21,15 @@ C{/file} lists, C{user@host}, C{daemon@host}; such a pattern takes the value
 that keeps the rule fail-closed (it matches in a denying rule, not in an
 allowing one, the other way round under an odd number of C{EXCEPT}s).  Other
 options (C{spawn}, C{severity}, C{banners}, C{setenv}, ...) are ignored with
-a warning.  C{PARANOID} cannot check that the reverse name maps back to the
-address (no forward lookup here): it matches clients whose name is unknown.
+a warning.
+
+Names come from the caller, who gets them from
+L{xinetd_twisted.protocols.names.ReverseResolver}: forward-confirmed, as
+libwrap's, so a name whose forward lookup does not give the client's address
+back arrives here as unknown (L{None}).  Host name, C{.domain} and wildcard
+patterns then do not match, and C{PARANOID} does.  C{PARANOID} also matches
+a client with no name at all (libwrap: only a mismatch), which is the
+stricter reading for the usual C{ALL: PARANOID} in hosts.deny.
 """
 
 from __future__ import annotations

@@ -136,6 +136,14 @@ class _IdentQuery(ClientFactory):
     """
 
     protocol = _IdentProtocol  # type: ignore[assignment]
+    # One "Starting factory <...>" per query would flood the log.
+    noisy = False
+
+    def logPrefix(self) -> str:
+        """
+        What, where Twisted's log would name this object.
+        """
+        return "ident"
 
     def __init__(self, remotePort: int, localPort: int) -> None:
         self.remotePort = remotePort

@@ -1,22 +1,41 @@
 # -*- test-case-name: tests.test_protocols_names -*-
 """
-Reverse lookups of client addresses that never block the reactor.
+Forward-confirmed reverse lookups of client addresses that never block
+the reactor.
 
 xinetd matches host names in C{only_from}/C{no_access} and hosts.allow by a
 reverse lookup of the client, done synchronously (the whole daemon waits on
-DNS).  We look in /etc/hosts first, then ask DNS for the PTR record through
-L{twisted.names} with a short timeout; on timeout or failure the name is
-unknown and name entries do not match, as in xinetd.  Results are cached for
-a minute, so a busy client costs one lookup.
+DNS), and believes the PTR record: whoever runs the reverse zone of his own
+addresses can name them C{www.trusted.example}.  We look in /etc/hosts
+first, then ask DNS for the PTR record through L{twisted.names} with a
+short timeout, and then, as libwrap does, look the name up forward (in
+/etc/hosts, else its A or AAAA records): the name is the client's only if
+the client's address is among the answers.  On a mismatch, a timeout or a
+failure the name is unknown, so name entries do not match and hosts.allow's
+C{PARANOID} does.  Results are cached for a minute, so a busy client costs
+one lookup.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Dict, Optional, Tuple
+import socket
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Set,
+    Tuple,
+)
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.names import dns
 
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 4096
@@ -40,31 +59,66 @@ def _plain(host: str) -> Optional[str]:
     return str(address)
 
 
+def _hostsEntries(text: str) -> Iterator[Tuple[str, List[str]]]:
+    """
+    The (address, lower-case names) of each /etc/hosts line.
+    """
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        address = _plain(words[0]) if len(words) >= 2 else None
+        if address is not None:
+            yield address, [name.lower().rstrip(".") for name in words[1:]]
+
+
 def parseHosts(text: str) -> Dict[str, str]:
     """
     /etc/hosts: address -> its first (canonical) name, lower-case, as
     getnameinfo() would answer from the file.
     """
     names: Dict[str, str] = {}
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) < 2:
-            continue
-        address = _plain(words[0])
-        if address is not None and address not in names:
-            names[address] = words[1].lower().rstrip(".")
+    for address, aliases in _hostsEntries(text):
+        names.setdefault(address, aliases[0])
     return names
+
+
+def parseHostsForward(text: str) -> Dict[str, FrozenSet[str]]:
+    """
+    /etc/hosts the other way: every name (canonical or alias), lower-case,
+    -> the addresses listed for it, as gethostbyname() finds them there.
+    """
+    found: Dict[str, Set[str]] = {}
+    for address, aliases in _hostsEntries(text):
+        for name in aliases:
+            found.setdefault(name, set()).add(address)
+    return {name: frozenset(addresses) for name, addresses in found.items()}
+
+
+def _addresses(result: Any) -> Iterable[str]:
+    """
+    The addresses of the A and AAAA records in a L{twisted.names} answer.
+    """
+    answers = result[0] if isinstance(result, tuple) else ()
+    for record in answers:
+        payload = getattr(record, "payload", None)
+        if isinstance(payload, dns.Record_A):
+            yield payload.dottedQuad()
+        elif isinstance(payload, dns.Record_AAAA):
+            yield socket.inet_ntop(socket.AF_INET6, payload.address)
 
 
 class ReverseResolver:
     """
     Client address -> host name, without blocking.
 
-    @ivar _hosts: the /etc/hosts answers.
+    @ivar _hosts: the /etc/hosts answers (address -> name).
+    @ivar _forward: /etc/hosts the other way (name -> addresses), where a
+        name from DNS is confirmed first.
     @ivar _dns: a L{twisted.names} resolver (anything with
-        C{lookupPointer(name, timeout)}), a callable making one on first
-        use, or L{None} for no DNS.
+        C{lookupPointer}, C{lookupAddress} and C{lookupIPV6Address}, each
+        C{(name, timeout)}), a callable making one on first use, or
+        L{None} for no DNS.
     @ivar _cache: address -> (name or None, expiry).
+    @ivar mismatches: names DNS gave that did not map back (counted).
     """
 
     log = Logger()
@@ -75,9 +129,12 @@ class ReverseResolver:
         hosts: Optional[Dict[str, str]] = None,
         dns: Any = None,
         timeout: Tuple[int, ...] = (1, 2),
+        forward: Optional[Dict[str, FrozenSet[str]]] = None,
     ) -> None:
         self._seconds = seconds
         self._hosts = hosts or {}
+        self._forward = forward or {}
+        self.mismatches = 0
         self._dns = dns
         self._timeout = timeout
         self._cache: Dict[str, Tuple[Optional[str], float]] = {}
@@ -94,9 +151,9 @@ class ReverseResolver:
         """
         try:
             with open(hostsPath, encoding="utf-8", errors="replace") as f:
-                hosts = parseHosts(f.read())
+                text = f.read()
         except OSError:
-            hosts = {}
+            text = ""
 
         def makeDNS() -> Any:
             try:
@@ -106,7 +163,9 @@ class ReverseResolver:
             except Exception:  # no resolv.conf, no servers: names stay unknown
                 return None
 
-        return cls(reactor.seconds, hosts, makeDNS)
+        return cls(
+            reactor.seconds, parseHosts(text), makeDNS, forward=parseHostsForward(text)
+        )
 
     def cached(self, host: str) -> Tuple[bool, Optional[str]]:
         """
@@ -158,9 +217,44 @@ class ReverseResolver:
             return name
 
         d.addCallback(found)
+        d.addCallback(self._confirm, address)
         d.addErrback(lambda _failure: None)
         d.addCallback(remember)
         return d
+
+    def _confirm(self, name: Optional[str], address: str) -> Any:
+        """
+        C{name} if it maps back to C{address} (/etc/hosts first, then DNS),
+        else L{None}; a L{Deferred} when DNS must be asked.
+        """
+        if name is None:
+            return None
+        if name in self._forward:
+            return self._matching(name, address, self._forward[name])
+        if ipaddress.ip_address(address).version == 4:
+            d = self._dns.lookupAddress(name, timeout=self._timeout)
+        else:
+            d = self._dns.lookupIPV6Address(name, timeout=self._timeout)
+        d.addCallback(
+            lambda result: self._matching(
+                name, address, frozenset(_plain(a) for a in _addresses(result))
+            )
+        )
+        return d
+
+    def _matching(
+        self, name: str, address: str, addresses: FrozenSet[Optional[str]]
+    ) -> Optional[str]:
+        if address in addresses:
+            return name
+        self.mismatches += 1
+        self.log.warn(
+            "host name/address mismatch: {address} is named {name}, "
+            "which does not map back to it: name unknown",
+            address=address,
+            name=name,
+        )
+        return None
 
     def stop(self) -> None:
         """

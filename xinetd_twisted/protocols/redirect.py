@@ -116,6 +116,13 @@ class RedirectFactory(ServerFactory):
     """
 
     protocol = None  # type: ignore[assignment]
+    noisy = False
+
+    def logPrefix(self) -> str:
+        """
+        The service id, where Twisted's log would name this object.
+        """
+        return self.serviceId
 
     def __init__(
         self,
@@ -170,6 +177,12 @@ class RedirectProtocol(Protocol):
 
     factory: RedirectFactory
     transport: Any
+
+    def logPrefix(self) -> str:
+        """
+        The service id, where Twisted's log would name this object.
+        """
+        return self.factory.serviceId
 
     def __init__(self) -> None:
         self.bytesIn = 0
@@ -294,6 +307,8 @@ class _UpstreamProtocol(Protocol):
 
 
 class _UpstreamFactory(ClientFactory):
+    noisy = False
+
     def __init__(self, client: RedirectProtocol) -> None:
         self._client = client
 
