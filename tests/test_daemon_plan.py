@@ -84,3 +84,29 @@ class PlanTests(SynchronousTestCase):
         plan = planReload({}, config(sub))
         self.assertEqual(plan.start, ())
         self.assertEqual(plan.subservices, (sub,))
+
+
+class KeptTests(SynchronousTestCase):
+    """
+    A mistake in a reload never stops a running service.
+    """
+
+    def test_brokenDefinitionKept(self) -> None:
+        """A service whose new block was dropped for an error keeps running."""
+        old = service("a")
+        plan = planReload(
+            {"a": old}, Config(services=(), droppedServices=frozenset({"a"}))
+        )
+        self.assertEqual((plan.stop, plan.kept), ((), ("a",)))
+
+    def test_vanishedFromBrokenFileKept(self) -> None:
+        """A service gone from a file with errors (a swallowing brace) is kept."""
+        old = service("a")
+        broken = Config(services=(), filesWithErrors=frozenset({"/etc/xinetd.conf"}))
+        self.assertEqual(planReload({"a": old}, broken).kept, ("a",))
+
+    def test_removedFromCleanFileStops(self) -> None:
+        """A service removed from a file without errors is removed."""
+        old = service("a")
+        other = Config(services=(), filesWithErrors=frozenset({"/etc/xinetd.d/b"}))
+        self.assertEqual(planReload({"a": old}, other).stop, ("a",))

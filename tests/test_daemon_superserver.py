@@ -179,6 +179,29 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(h.server.runningChildren(), [])
         self.assertEqual(h.server.draining, [])
 
+    def test_missingBraceKeepsRunningServices(self) -> None:
+        """
+        Deleting one closing brace swallows the next blocks: the services
+        involved keep their old definition, socket and running servers
+        (xinetd dropped them and SIGKILLed their servers).
+        """
+        third = _portFreeEverywhere()
+        blocks = [
+            serviceBlock("probe", self.port),
+            serviceBlock("other", self.other),
+            serviceBlock("third", third),
+        ]
+        h = ServerHarness(self, "".join(blocks))
+        h.connect("other").started(100)
+        before = dict(h.server.runtimes)
+        broken = blocks[0].rstrip().rstrip("}") + "\n" + blocks[1] + blocks[2]
+        h.reload(broken)
+        self.assertEqual(h.server.runtimes, before)
+        self.assertEqual(h.spawner.signalled, [])
+        self.assertEqual(list(h.server.runtimes["other"].servers), [100])
+        self.assertTrue(_listening(self.port) and _listening(third))
+        self.flushLoggedErrors()
+
     def test_renamedServiceTakesPort(self) -> None:
         """A service removed and another added on its port in one reload: the new one binds."""
         h = ServerHarness(self, serviceBlock("probe", self.port))

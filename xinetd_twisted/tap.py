@@ -194,7 +194,9 @@ def makeService(options: Any) -> IService:
     return SuperServer(
         options["loadedConfig"],
         options["config"],
-        partial(loadConfig, inetdConf=options["inetd-compat"]),
+        partial(
+            loadConfig, inetdConf=options["inetd-compat"], strict=options["strict"]
+        ),
         makeSpawner(options["spawner"]),
         options=daemonOptions,
     )

@@ -27,12 +27,17 @@ class Plan:
         settings in place (socket, counters and children kept).
     @ivar start: configurations to bind and start.
     @ivar subservices: the tcpmux sub-services of the new configuration.
+    @ivar kept: running service ids left exactly as they run, because the
+        new configuration has errors where they are defined: their new
+        definition is broken, or they vanished from a file with errors (a
+        mistake in a reload never stops a running service).
     """
 
     stop: Tuple[str, ...] = ()
     update: Tuple[Tuple[str, ServiceConfig], ...] = ()
     start: Tuple[ServiceConfig, ...] = ()
     subservices: Tuple[ServiceConfig, ...] = ()
+    kept: Tuple[str, ...] = ()
 
     @property
     def rebound(self) -> Tuple[str, ...]:
@@ -93,10 +98,21 @@ def planReload(running: Mapping[str, ServiceConfig], config: Config) -> Plan:
                 continue
             stop.append(current)
         start.append(service)
-    stop.extend(s for s in running if s not in seen)
+    kept: List[str] = []
+    for serviceId in running:
+        if serviceId in seen:
+            continue
+        if (
+            serviceId.lower() in config.droppedServices
+            or running[serviceId].configFile in config.filesWithErrors
+        ):
+            kept.append(serviceId)
+        else:
+            stop.append(serviceId)
     return Plan(
         stop=tuple(stop),
         update=tuple(update),
         start=tuple(start),
         subservices=tuple(s for s in config.services if s.isTcpmuxSubservice),
+        kept=tuple(kept),
     )

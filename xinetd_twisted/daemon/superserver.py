@@ -681,11 +681,22 @@ class SuperServer(MultiService):
         ]
         self.draining = [r for r in self.draining if r.servers]
         self.context.sinks.closeUnused([r.service for r in list(self) + self.draining])
+        for serviceId in plan.kept:
+            runtime = self.getServiceNamed(serviceId)
+            runtime.setSubservices(plan.subservices)
+            self.log.warn(
+                "service {service} keeps its old definition: the new "
+                "configuration has errors where it is defined ({where})",
+                service=serviceId,
+                where=runtime.service.configFile,
+            )
         self.log.info(
-            "Reconfigured: new={new} old={old} dropped={dropped} (services)",
+            "Reconfigured: new={new} old={old} dropped={dropped} kept={kept} "
+            "(services)",
             new=len(started),
             old=len(plan.update),
             dropped=len(plan.stop),
+            kept=len(plan.kept),
         )
 
     def _drop(self, runtime: ServiceRuntime) -> None:

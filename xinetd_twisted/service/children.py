@@ -40,15 +40,22 @@ class Child(ProcessProtocol):
     Follows one child from start to reaping for its service.
 
     @ivar peer: the client's numeric host.
+    @ivar address: the client's C{(host, port)} when known, for the logs.
     @ivar started: wall-clock time the connection was handed on.
     @ivar pid: the child's pid once it exists.
     """
 
     def __init__(
-        self, children: Children, peer: Optional[str], started: float, accepted: float
+        self,
+        children: Children,
+        peer: Optional[str],
+        started: float,
+        accepted: float,
+        address: Optional[Tuple[Any, ...]] = None,
     ) -> None:
         self._children = children
         self.peer = peer
+        self.address = address
         self.started = started
         self.accepted = accepted
         self.pid: Optional[int] = None
@@ -143,13 +150,14 @@ class Children:
         setup: ChildSetup,
         accepted: float = 0.0,
         extra: Tuple[Tuple[str, str], ...] = (),
+        address: Optional[Tuple[Any, ...]] = None,
     ) -> None:
         """
         Start a server on C{fd} (the caller closes its copy afterwards).  A
         failed spawn is retried as xinetd does (L{FORK_RETRY_INTERVAL}, at
         most L{MAX_FORK_FAILURES} tries) unless the service has NORETRY.
         """
-        child = Child(self, peer, self._context.wallClock(), accepted)
+        child = Child(self, peer, self._context.wallClock(), accepted, address)
         self._context.hooks.connection(self._service.serviceId)
         if self.countsInstances:
             self._policy().started(peer)
@@ -248,7 +256,7 @@ class Children:
         """
         assert child.pid is not None
         self.running[child.pid] = child
-        self._log().start(child.pid, child.peer)
+        self._log().start(child.pid, child.address or child.peer)
         hooks = self._context.hooks
         hooks.serverStarted(self._service.serviceId)
         if child.accepted:
@@ -267,6 +275,7 @@ class Children:
             child.pid or 0,
             reason,
             wallDuration(child.started, self._context.wallClock()),
+            peer=child.address or child.peer,
         )
         if isinstance(log.sink, FileLogSink):
             log.sink.sizeCheck()

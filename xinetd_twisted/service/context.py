@@ -163,11 +163,21 @@ class LogSinks:
         if isinstance(logType, FileLog):
             sink = self._files.get(logType)
             if sink is None:
-                sink = openSink(service.serviceId, logType, self.syslog)
+                sink = openSink(
+                    service.serviceId,
+                    logType,
+                    self.syslog,
+                    location=service.locations.get("log_type"),
+                )
                 assert sink is not None
                 self._files[logType] = sink
             return sink
-        return openSink(service.serviceId, logType, self.syslog)
+        return openSink(
+            service.serviceId,
+            logType,
+            self.syslog,
+            location=service.locations.get("log_type"),
+        )
 
     def closeUnused(self, used: Iterable[ServiceConfig]) -> None:
         """

@@ -173,6 +173,7 @@ class ProgramKind:
             self.setup,
             connection.accepted,
             connection.environment,
+            connection.remote,
         )
 
     def _serveRelayed(self, connection: Connection, protocol: ServiceProtocol) -> None:
@@ -185,6 +186,7 @@ class ProgramKind:
                     self.setup,
                     admitted.accepted,
                     admitted.environment,
+                    admitted.remote,
                 )
             finally:
                 theirs.close()
