@@ -18,19 +18,18 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import attr
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.logger import Logger, globalLogPublisher
+from twisted.logger import Logger
 
 from xinetd_twisted.config.model import (
     Config,
     Problem,
-    ServiceConfig,
     Severity,
 )
 from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
-from xinetd_twisted.daemon.plan import Plan, ownsSocket, planReload
-from xinetd_twisted.daemon.signals import SignalHandlers
-from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver
+from xinetd_twisted.daemon.operations import Operations, budgetDescriptors
+from xinetd_twisted.daemon.plan import ownsSocket, planReload
+from xinetd_twisted.daemon.table import ServiceTable
 from xinetd_twisted.logs.sinks import SyslogConnection
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.hostsaccess import HostsAccess
@@ -43,7 +42,7 @@ from xinetd_twisted.service.context import (
     NoHooks,
 )
 from xinetd_twisted.service.runtime import ServiceRuntime
-from xinetd_twisted.spawn.interfaces import CredentialKey, ISpawner
+from xinetd_twisted.spawn.interfaces import ISpawner
 
 ConfigLoader = Callable[[str], Config]
 
@@ -90,19 +89,6 @@ class DaemonOptions:
     syslogFacility: Optional[str] = None
     metrics: Optional[str] = None
     raiseDescriptorLimit: bool = True
-
-
-DESCRIPTOR_RESERVE = 256
-"""
-Descriptors in-process connections never take: kept for accepting,
-spawning, logs and the daemon's own needs.
-"""
-
-TERM_GRACE = 2.0
-"""
-Seconds left to servers sent SIGTERM by a graceful stop to end (and have
-their EXIT lines logged) before the daemon exits anyway.
-"""
 
 
 def currentUmask() -> int:
@@ -260,12 +246,6 @@ class SuperServer(MultiService):
             else:
                 metrics = NullMetrics()
         self.metrics: IMetrics = metrics
-        self._metricsPort: Any = None
-        self.notifier = (
-            notifier
-            if notifier is not None
-            else SystemdNotifier.fromEnvironment(os.environ, reactor)
-        )
         self.context = buildContext(
             reactor,
             spawner,
@@ -275,16 +255,21 @@ class SuperServer(MultiService):
             currentUmask() if umask is None else umask,
             self.metrics,
         )
-        self.draining: List[ServiceRuntime] = []
-        self._signals = SignalHandlers(reactor)
-        self._ownSyslog: Optional[DaemonSyslogObserver] = None
+        self.operations = Operations(
+            self,
+            reactor,
+            metrics,
+            notifier
+            if notifier is not None
+            else SystemdNotifier.fromEnvironment(os.environ, reactor),
+        )
+        self.table = ServiceTable(self, self.context, metrics)
         self._activated = False
-        self._scrub: Any = None
         self._terminating = False
         subservices = [s for s in config.services if s.isTcpmuxSubservice]
         for service in config.services:
             if ownsSocket(service):
-                self._addRuntime(service, subservices)
+                self.table.add(service, subservices)
 
     @property
     def spawner(self) -> ISpawner:
@@ -317,13 +302,16 @@ class SuperServer(MultiService):
             return
         self._activated = True
         logProblems(self.log, self.config.problems)
-        self._budgetDescriptors()
+        budgetDescriptors(
+            self.context,
+            len(self.config.services),
+            self.options.raiseDescriptorLimit,
+        )
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
-        self.context.spawner.observePressure(self._onPressure)
+        self.context.spawner.observePressure(self.table.pressure)
         for runtime in list(self):
-            self._bind(runtime)
-        self._scrub = self._reactor.callLater(60, self._scrubSensor)
+            self.table.bind(runtime)
 
     def _spawnerNotStarted(self, reason: Any) -> None:
         # Stopped before it was ready, or it could not start: spawns fail
@@ -331,24 +319,6 @@ class SuperServer(MultiService):
         self.log.warn(
             "the spawner did not start: {reason}", reason=reason.getErrorMessage()
         )
-
-    def _budgetDescriptors(self) -> None:
-        """
-        Raise the soft descriptor limit to the hard one, and leave
-        L{DESCRIPTOR_RESERVE} of them (and one per service) out of what
-        in-process connections may hold.
-        """
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if self.options.raiseDescriptorLimit and soft != hard:
-            try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-                soft = hard
-            except (OSError, ValueError) as e:
-                self.log.warn("cannot raise the descriptor limit: {error}", error=e)
-        if soft == resource.RLIM_INFINITY:
-            soft = 1 << 20
-        reserve = DESCRIPTOR_RESERVE + len(self.config.services)
-        self.context.descriptors.limit = max(16, soft - reserve)
 
     def startService(self) -> None:
         """
@@ -359,69 +329,13 @@ class SuperServer(MultiService):
         for runtime in list(self):
             runtime.startService()
         self.running = 1
-        if self.options.metrics is not None and self._metricsPort is None:
-            self._listenMetrics(self.options.metrics)
-        if self.options.syslogFacility is not None and self._ownSyslog is None:
-            self._ownSyslog = DaemonSyslogObserver(
-                self.context.sinks.syslog, self.options.syslogFacility
-            )
-            globalLogPublisher.addObserver(self._ownSyslog)
-        self._signals.handle(self.options.reloadSignals, self._onReload, "reloading")
-        if self.options.stopSignals:
-            # twistd rotates its --logfile on SIGUSR1: keep doing that too,
-            # first, so that the dump's messages go to the new file.
-            self._signals.handle(
-                (signal.SIGUSR1,), self._onDump, "dumping state", chain=True
-            )
-        # The reactor installs its SIGTERM handler as it starts running
-        # (after this, under twistd): take over once it runs.
-        whenRunning = getattr(self._reactor, "callWhenRunning", None)
-        if whenRunning is None:
-            self._ready()
-        else:
-            whenRunning(self._ready)
+        self.operations.start()
 
-    def _listenMetrics(self, description: str) -> None:
-        def listening(port: Any) -> None:
-            self._metricsPort = port
-            self.log.info("metrics at {where}/metrics", where=description)
-
-        def failed(reason: Any) -> None:
-            self.log.error(
-                "cannot serve metrics on {where}: {error}",
-                where=description,
-                error=reason.getErrorMessage(),
-            )
-
-        try:
-            d = self.metrics.listen(self._reactor, description)  # type: ignore[attr-defined]
-        except ValueError as e:
-            self.log.error(
-                "cannot serve metrics on {where}: {error}", where=description, error=e
-            )
-            return
-        d.addCallbacks(listening, failed)
-
-    def _readyStatus(self) -> str:
-        return f"{len(self.namedServices)} services"
-
-    def _ready(self) -> None:
+    def serviceCount(self) -> int:
         """
-        The reactor runs: handle SIGTERM/SIGQUIT, and say so only now, when
-        every signal does what xinetd's does.
+        How many services are available.
         """
-        if not self.running:
-            return
-        if self.options.stopSignals:
-            self._signals.handle((signal.SIGTERM,), self._onStop, "stopping")
-            self._signals.handle((signal.SIGQUIT,), self._onStop, "exiting")
-        self.log.info(
-            "Started working: {count} available service(s)",
-            count=len(self.namedServices),
-        )
-        self.notifier.ready(self._readyStatus())
-        self.notifier.startWatchdog()
-        self._exitIfNothingServed("no services. Exiting...")
+        return len(self.namedServices)
 
     def stopService(self) -> Deferred:
         """
@@ -429,115 +343,17 @@ class SuperServer(MultiService):
         alone, as xinetd leaves them.
         """
         self.running = 0
-        self.notifier.stopWatchdog()
-        self.notifier.stopping()
-        self._signals.restore()
-        if self._ownSyslog is not None:
-            globalLogPublisher.removeObserver(self._ownSyslog)
-            self._ownSyslog = None
-        if self._scrub is not None and self._scrub.active():
-            self._scrub.cancel()
-        self._scrub = None
-        stopped = [runtime.stopService() for runtime in reversed(list(self))]
-        for runtime in list(self):
-            self._forget(runtime)
-        self.draining.clear()
+        stopped = self.operations.stop()
+        stopped += [runtime.stopService() for runtime in reversed(list(self))]
+        self.table.removeAll()
         self.context.sinks.close()
         if self.context.names is not None:
             self.context.names.stop()
         self._activated = False
-        if self._metricsPort is not None:
-            stopped.append(self._metricsPort.stopListening())
-            self._metricsPort = None
-        self.notifier.close()
         stopped.append(self.context.spawner.stop())  # type: ignore[arg-type]
         return DeferredList(stopped).addCallback(lambda _: None)
 
-    def _forget(self, runtime: ServiceRuntime) -> None:
-        # Removed without stopService: the caller has dealt with it.
-        self.services.remove(runtime)
-        del self.namedServices[runtime.name]
-        runtime.parent = None
-
-    def _onPressure(self, key: Optional[CredentialKey], backedUp: bool) -> None:
-        """
-        The spawner cannot keep up for credential set C{key} (L{None}: all):
-        stop accepting for the services whose children it starts until it
-        has caught up, instead of queueing without bound.
-        """
-        for runtime in self:
-            credentials = runtime.credentials()
-            if credentials is None or (key is not None and credentials != key):
-                continue
-            if backedUp:
-                runtime.pause()
-            else:
-                runtime.resume()
-
-    def _scrubSensor(self) -> None:
-        sensor = self.context.policy.sensorList
-        if sensor is not None and sensor.scrub():
-            self.log.info(
-                "At least 1 DENY_TIME has expired, global_no_access list updated"
-            )
-        self._scrub = self._reactor.callLater(60, self._scrubSensor)
-
-    def _addRuntime(
-        self, service: ServiceConfig, subservices: List[ServiceConfig]
-    ) -> Optional[ServiceRuntime]:
-        """
-        Build a service's runtime and make it a child; one that cannot be
-        built is logged and left out (one broken service never takes the
-        others down).
-        """
-        try:
-            runtime = ServiceRuntime(self.context, service)
-            runtime.setSubservices(subservices)
-        except Exception:
-            self.log.failure(
-                "Service {service} failed to start and is deactivated.",
-                service=service.serviceId,
-            )
-            return None
-        self.addService(runtime)
-        return runtime
-
-    def _bind(self, runtime: ServiceRuntime) -> bool:
-        """
-        Bind a runtime's socket; one that cannot be bound is logged and
-        removed.
-        """
-        try:
-            runtime.privilegedStartService()
-        except OSError as e:
-            self.log.error(
-                "bind failed for service {service} ({error}); "
-                "Service {service} failed to start and is deactivated.",
-                service=runtime.serviceId,
-                error=e.strerror or str(e),
-            )
-        except Exception:
-            self.log.failure(
-                "Service {service} failed to start and is deactivated.",
-                service=runtime.serviceId,
-            )
-        else:
-            if self.running:
-                runtime.startService()
-            if runtime.spec is not None:
-                self.metrics.listening(runtime.serviceId, runtime.spec.describe())
-            return True
-        self._forget(runtime)
-        runtime.deactivate()
-        return False
-
-    def _startRuntime(
-        self, service: ServiceConfig, subservices: List[ServiceConfig]
-    ) -> bool:
-        runtime = self._addRuntime(service, subservices)
-        return runtime is not None and self._bind(runtime)
-
-    def _exitIfNothingServed(self, message: str) -> bool:
+    def exitIfNothingServed(self, message: str) -> bool:
         """
         xinetd exits when no service is available, unless C{-stayalive}.
 
@@ -557,18 +373,6 @@ class SuperServer(MultiService):
         self._reactor.stop()
 
     # --- SIGTERM, SIGQUIT, SIGUSR1 -------------------------------------------
-
-    def _onReload(self, signum: int) -> None:
-        self.reload()
-
-    def _onStop(self, signum: int) -> None:
-        if signum == signal.SIGTERM:
-            self.terminate()
-        else:
-            self.quit()
-
-    def _onDump(self, signum: int) -> None:
-        self.dump()
 
     def quit(self) -> None:
         """
@@ -599,16 +403,18 @@ class SuperServer(MultiService):
             runtime.deactivate()
         gracefulStop(self, grace)
 
+    @property
+    def draining(self) -> List[ServiceRuntime]:
+        """
+        Removed services whose servers still run.
+        """
+        return self.table.stillDraining()
+
     def runningChildren(self) -> List[Tuple[ServiceRuntime, int]]:
         """
         C{(runtime, pid)} of every server started and not yet reaped.
         """
-        self.draining = [r for r in self.draining if r.servers]
-        return [
-            (runtime, pid)
-            for runtime in list(self) + self.draining
-            for pid in runtime.servers
-        ]
+        return self.table.runningChildren()
 
     def dump(self) -> None:
         """
@@ -642,79 +448,16 @@ class SuperServer(MultiService):
         if self._terminating:
             return None
         self.log.info("Starting reconfiguration")
-        self.notifier.reloading()
+        self.operations.reloading()
         config = loadForReload(self._loader, self.configPath, self.log)
         if config is None:
-            self.metrics.reloaded(False)
-            self.notifier.ready(self._readyStatus())
-            self.notifier.status(f"reload failed; {self._readyStatus()}")
+            self.operations.reloaded(False)
             return None
         logProblems(self.log, config.problems)
         self.context.policy.hostsAccess = self._readHosts()
         running = {runtime.name: runtime.service for runtime in self}
-        self.apply(planReload(running, config))
+        self.table.apply(planReload(running, config))
         self.config = config
-        self.metrics.reloaded(True)
-        self.notifier.ready(self._readyStatus())
-        self._exitIfNothingServed("No available services. Exiting")
+        self.operations.reloaded(True)
+        self.exitIfNothingServed("No available services. Exiting")
         return config
-
-    def apply(self, plan: Plan) -> None:
-        """
-        Carry out a reload plan.
-        """
-        # Stop first: a new service may want a port a stopped one holds.
-        for serviceId in plan.stop:
-            self._drop(self.getServiceNamed(serviceId))
-        for serviceId, service in plan.update:
-            runtime = self.getServiceNamed(serviceId)
-            if service.serviceId != runtime.name:
-                # Same service, id spelled differently: keep it, renamed.
-                self._forget(runtime)
-                runtime.name = service.serviceId
-                self.addService(runtime)
-            runtime.update(service)
-            runtime.setSubservices(plan.subservices)
-            self.log.info("readjusting service {service}", service=service.serviceId)
-        started = [
-            s for s in plan.start if self._startRuntime(s, list(plan.subservices))
-        ]
-        self.draining = [r for r in self.draining if r.servers]
-        self.context.sinks.closeUnused([r.service for r in list(self) + self.draining])
-        for serviceId in plan.kept:
-            runtime = self.getServiceNamed(serviceId)
-            runtime.setSubservices(plan.subservices)
-            self.log.warn(
-                "service {service} keeps its old definition: the new "
-                "configuration has errors where it is defined ({where})",
-                service=serviceId,
-                where=runtime.service.configFile,
-            )
-        self.log.info(
-            "Reconfigured: new={new} old={old} dropped={dropped} kept={kept} "
-            "(services)",
-            new=len(started),
-            old=len(plan.update),
-            dropped=len(plan.stop),
-            kept=len(plan.kept),
-        )
-
-    def _drop(self, runtime: ServiceRuntime) -> None:
-        """
-        A service is gone (or changed identity): close its socket, forget
-        its pending spawn retries and end its servers as xinetd does
-        (SIGKILL for programs).
-        """
-        runtime.deactivate()
-        for pid in sorted(runtime.servers):
-            self.log.info(
-                "Sending signal 9 to {service} server {pid}",
-                service=runtime.serviceId,
-                pid=pid,
-            )
-        runtime.endServers(int(signal.SIGKILL))
-        self._forget(runtime)
-        self.metrics.removed(runtime.serviceId)
-        if runtime.servers:
-            self.draining.append(runtime)
-        self.log.info("service {service} deactivated", service=runtime.serviceId)

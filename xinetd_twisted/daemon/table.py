@@ -1,0 +1,204 @@
+# -*- test-case-name: tests.test_daemon_superserver -*-
+"""
+The table of service runtimes a L{SuperServer} holds as its children:
+building, binding and removing them, carrying out a reload L{Plan}, and
+the removed services whose servers still run.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, List, Optional, Sequence, Tuple
+
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+
+from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.daemon.metrics import IMetrics
+from xinetd_twisted.daemon.plan import Plan
+from xinetd_twisted.service.context import DaemonContext
+from xinetd_twisted.service.runtime import ServiceRuntime
+from xinetd_twisted.spawn.interfaces import CredentialKey
+
+
+class ServiceTable:
+    """
+    The runtimes of one daemon, kept as children of C{collection}.
+
+    @ivar draining: runtimes of services a reload removed whose servers
+        have not all been reaped yet (for their EXIT lines and the dump).
+    """
+
+    log = Logger(namespace="xinetd_twisted.daemon")
+
+    def __init__(
+        self, collection: MultiService, context: DaemonContext, metrics: IMetrics
+    ) -> None:
+        self._collection = collection
+        self._context = context
+        self._metrics = metrics
+        self.draining: List[ServiceRuntime] = []
+
+    def __iter__(self) -> Any:
+        return iter(list(self._collection))
+
+    def add(
+        self, service: ServiceConfig, subservices: Sequence[ServiceConfig]
+    ) -> Optional[ServiceRuntime]:
+        """
+        Build a service's runtime and make it a child; one that cannot be
+        built is logged and left out (one broken service never takes the
+        others down).
+        """
+        try:
+            runtime = ServiceRuntime(self._context, service)
+            runtime.setSubservices(subservices)
+        except Exception:
+            self.log.failure(
+                "Service {service} failed to start and is deactivated.",
+                service=service.serviceId,
+            )
+            return None
+        self._collection.addService(runtime)
+        return runtime
+
+    def bind(self, runtime: ServiceRuntime) -> bool:
+        """
+        Bind a runtime's socket (and serve, when the daemon runs); one that
+        cannot be bound is logged and removed.
+        """
+        try:
+            runtime.privilegedStartService()
+        except OSError as e:
+            self.log.error(
+                "bind failed for service {service} ({error}); "
+                "Service {service} failed to start and is deactivated.",
+                service=runtime.serviceId,
+                error=e.strerror or str(e),
+            )
+        except Exception:
+            self.log.failure(
+                "Service {service} failed to start and is deactivated.",
+                service=runtime.serviceId,
+            )
+        else:
+            if self._collection.running:
+                runtime.startService()
+            if runtime.spec is not None:
+                self._metrics.listening(runtime.serviceId, runtime.spec.describe())
+            return True
+        self._collection.removeService(runtime)
+        runtime.deactivate()
+        return False
+
+    def start(
+        self, service: ServiceConfig, subservices: Sequence[ServiceConfig]
+    ) -> bool:
+        """
+        Build, bind and serve a new service.
+        """
+        runtime = self.add(service, subservices)
+        return runtime is not None and self.bind(runtime)
+
+    def drop(self, runtime: ServiceRuntime) -> None:
+        """
+        A service is gone (or changed identity): close its socket, forget
+        its pending spawn retries and end its servers as xinetd does
+        (SIGKILL for programs).
+        """
+        runtime.deactivate()
+        for pid in sorted(runtime.servers):
+            self.log.info(
+                "Sending signal 9 to {service} server {pid}",
+                service=runtime.serviceId,
+                pid=pid,
+            )
+        runtime.endServers(int(signal.SIGKILL))
+        self._collection.removeService(runtime)
+        self._metrics.removed(runtime.serviceId)
+        if runtime.servers:
+            self.draining.append(runtime)
+        self.log.info("service {service} deactivated", service=runtime.serviceId)
+
+    def apply(self, plan: Plan) -> None:
+        """
+        Carry out a reload plan.
+        """
+        collection = self._collection
+        # Stop first: a new service may want a port a stopped one holds.
+        for serviceId in plan.stop:
+            self.drop(collection.getServiceNamed(serviceId))
+        for serviceId, service in plan.update:
+            runtime = collection.getServiceNamed(serviceId)
+            if service.serviceId != runtime.name:
+                # Same service, id spelled differently: keep it, renamed.
+                collection.removeService(runtime)
+                runtime.name = service.serviceId
+                collection.addService(runtime)
+                runtime.startService()
+            runtime.update(service)
+            runtime.setSubservices(plan.subservices)
+            self.log.info("readjusting service {service}", service=service.serviceId)
+        started = [s for s in plan.start if self.start(s, plan.subservices)]
+        for serviceId in plan.kept:
+            runtime = collection.getServiceNamed(serviceId)
+            runtime.setSubservices(plan.subservices)
+            self.log.warn(
+                "service {service} keeps its old definition: the new "
+                "configuration has errors where it is defined ({where})",
+                service=serviceId,
+                where=runtime.service.configFile,
+            )
+        self._context.sinks.closeUnused([r.service for r in self.withDraining()])
+        self.log.info(
+            "Reconfigured: new={new} old={old} dropped={dropped} kept={kept} "
+            "(services)",
+            new=len(started),
+            old=len(plan.update),
+            dropped=len(plan.stop),
+            kept=len(plan.kept),
+        )
+
+    def stillDraining(self) -> List[ServiceRuntime]:
+        """
+        The removed services whose servers still run.
+        """
+        self.draining = [r for r in self.draining if r.servers]
+        return self.draining
+
+    def withDraining(self) -> List[ServiceRuntime]:
+        """
+        The services, and the removed ones whose servers still run.
+        """
+        return list(self) + self.stillDraining()
+
+    def runningChildren(self) -> List[Tuple[ServiceRuntime, int]]:
+        """
+        C{(runtime, pid)} of every server started and not yet reaped.
+        """
+        return [
+            (runtime, pid) for runtime in self.withDraining() for pid in runtime.servers
+        ]
+
+    def pressure(self, key: Optional[CredentialKey], backedUp: bool) -> None:
+        """
+        The spawner cannot keep up for credential set C{key} (L{None}: all):
+        stop accepting for the services whose children it starts until it
+        has caught up, instead of queueing without bound.
+        """
+        for runtime in self:
+            credentials = runtime.credentials()
+            if credentials is None or (key is not None and credentials != key):
+                continue
+            if backedUp:
+                runtime.pause()
+            else:
+                runtime.resume()
+
+    def removeAll(self) -> None:
+        """
+        Forget every runtime (the daemon stopped them).
+        """
+        for runtime in self:
+            self._collection.removeService(runtime)
+        self.draining.clear()
