@@ -408,6 +408,8 @@ class _Helper:
         self.out: list = []
         self.outFds: list = []  # sockets for the daemon, in "c" event order
         self.limits: dict = allRlimits()
+        self.limitList = [(r, s, h) for r, (s, h) in self.limits.items()]
+        self.nofile = [(resource.RLIMIT_NOFILE, *self.limits[resource.RLIMIT_NOFILE])]
         # A sub-helper whose limits were lowered beyond repair ends itself.
         self.tampered = False
         self.errR, self.errW = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -476,6 +478,11 @@ class _Helper:
         _, rid, tid, extra = msg
         t = self.templates.get(tid)
         if t is None or fd < 0:
+            if fd < 0 and self.isSub and not self.ownLimitsAre(self.limitList):
+                # The descriptor did not fit under a lowered RLIMIT_NOFILE.
+                self.out.append(("f", rid, errno.EPERM, "rlimits"))
+                self.tampered = True
+                return
             self.out.append(("f", rid, errno.EINVAL))
             return
         if t.credentials is not None:
@@ -696,6 +703,10 @@ class _Helper:
             for fd, _ev in events:
                 inbox = inboxes.get(fd)
                 if inbox is not None:
+                    if self.isSub:
+                        # A lowered soft RLIMIT_NOFILE would drop the
+                        # descriptors of the requests we are to read.
+                        self.ownLimitsAre(self.nofile)
                     for _ in range(_BATCH):
                         try:
                             data, anc, _f, _a = inbox.recvmsg(
