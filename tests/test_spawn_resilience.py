@@ -411,6 +411,28 @@ class HelperDeathTests(ResilienceCase):
         self.assertEqual(reason.value.exitCode, 3)
         self.assertEqual(len(child.exited), 1)
 
+    @defer.inlineCallbacks
+    def test_strayOfADeadHelperIsReaped(self):
+        """
+        A server's own background process, which a dead root helper leaves
+        to the daemon without its knowing, is reaped (no zombie) once it ends.
+        """
+        self.spawner._reaper.strayScanInterval = 0.1
+        setup = ChildSetup("/bin/sh", ("sh", "-c", "sleep 1 >/dev/null & echo $!"))
+        _t, _reason, output, _c = yield self.spawnOne(setup)
+        stray = int(output)
+        self.addCleanup(_killQuietly, stray)
+        yield self.rootHelperKilled()
+        self.assertEqual(_ppid(stray), os.getpid())
+        yield self.waitFor(lambda: _state(stray) == "gone", 10)
+
+
+def _killQuietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
 
 def _ppid(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:

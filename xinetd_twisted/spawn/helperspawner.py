@@ -510,6 +510,7 @@ class HelperSpawner:
             count=followed,
             subs=len(self._orphanedSubs),
         )
+        self._reaper.reapStrays()
         self._closeIdleOrphans()
 
     def _adopt(self, process: HelperProcess) -> bool:

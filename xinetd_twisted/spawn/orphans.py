@@ -34,12 +34,6 @@ _log = Logger(namespace="xinetd_twisted.spawn")
 
 PR_SET_CHILD_SUBREAPER = 36
 
-STRAY_SCAN_INTERVAL = 30.0
-"""
-Seconds between looks for strays (descendants of a dead helper that became
-ours without our knowing, such as a server's own background process).
-"""
-
 
 def setChildSubreaper(on: bool) -> bool:
     """
@@ -111,8 +105,13 @@ class OrphanReaper:
     Reaps the children the daemon adopted as a subreaper, reporting each
     one's real wait status once.
 
+    @cvar strayScanInterval: seconds between looks for strays: descendants
+        of a dead helper that became ours without our knowing (a server's
+        own background process), which nobody else would reap.
     @ivar adopted: C{{pid: handler}} of the pids followed now.
     """
+
+    strayScanInterval = 30.0
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
@@ -141,7 +140,6 @@ class OrphanReaper:
         handler = _Adopted(self, pid, ended)
         self.adopted[pid] = handler
         _twistedProcess.registerReapProcessHandler(pid, handler)
-        self._scheduleScan()
         return True
 
     def signal(self, pid: int, signalNumber: int) -> bool:
@@ -170,13 +168,16 @@ class OrphanReaper:
         handler._ended(status)
         self.reapStrays()
 
-    def reapStrays(self) -> List[int]:
+    def reapStrays(self) -> int:
         """
         Reap, status unreported, children of ours that nobody follows (a
         server's own background process left by a dead helper): they would
-        stay zombies.  Returns the pids reaped.
+        stay zombies.  Look again later while any is left, or any adopted
+        child could leave more.
+
+        @return: how many strays still run.
         """
-        reaped = []
+        running = 0
         for pid in ourChildren():
             if pid in self.adopted or pid in _twistedProcess.reapProcessHandlers:
                 continue
@@ -184,19 +185,15 @@ class OrphanReaper:
                 done, _status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 continue
-            if done:
-                reaped.append(pid)
-        return reaped
-
-    def _scheduleScan(self) -> None:
-        if self._scan is None or not self._scan.active():
-            self._scan = self._reactor.callLater(STRAY_SCAN_INTERVAL, self._periodic)
+            if not done:
+                running += 1
+        if (running or self.adopted) and self._scan is None:
+            self._scan = self._reactor.callLater(self.strayScanInterval, self._periodic)
+        return running
 
     def _periodic(self) -> None:
         self._scan = None
         self.reapStrays()
-        if self.adopted:
-            self._scheduleScan()
 
     def stop(self) -> None:
         """
