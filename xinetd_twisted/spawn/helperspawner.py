@@ -912,8 +912,6 @@ class HelperSpawner:
         elif kind == "e":
             _, pid, status = event
             self._reportEnded(pid, reasonForStatus(status))
-            if channel.orphaned:
-                self._closeIdleOrphans()
         elif kind == "x":
             _, pid, code, stage = event
             execFailed = self.running.get(pid)
@@ -953,6 +951,8 @@ class HelperSpawner:
             ready, self._ready = self._ready, []
             for d in ready:
                 d.callback(None)
+        if channel.orphaned:
+            self._closeIdleOrphans()
 
     def _spawnFailed(self, channel: _Channel, event: tuple) -> None:
         requestId, code = event[1], event[2]
