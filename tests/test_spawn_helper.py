@@ -43,8 +43,11 @@ NOBODY = pwd.getpwnam("nobody") if ROOT else None
 
 
 def _cmdline(pid: int) -> bytes:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read()
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:  # it has just ended
+        return b""
 
 
 def _heldObjects(pid: int) -> Set[str]:
@@ -68,12 +71,18 @@ def _descendants(pid: int, state: str = "") -> List[int]:
         if not todo:
             break
         parent = todo.pop()
-        with open(f"/proc/{parent}/task/{parent}/children") as f:
-            kids = [int(k) for k in f.read().split()]
-        todo.extend(kids)
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:  # it has just ended
+            continue
         for kid in kids:
-            with open(f"/proc/{kid}/stat") as f:
-                kidState = f.read().rsplit(")", 1)[1].split()[0]
+            try:
+                with open(f"/proc/{kid}/stat") as f:
+                    kidState = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            todo.append(kid)
             if not state or kidState == state:
                 found.append(kid)
     return found

@@ -107,7 +107,7 @@ class ResilienceCase(SpawnerCase):
         return super().setUp()
 
     def subHelperOf(self, uid: int) -> int:
-        [sub] = [p for p in self.subHelpers() if os.stat(f"/proc/{p}").st_uid == uid]
+        [sub] = [p for p in self.subHelpers() if _uidOf(p) == uid]
         return sub
 
     def stopped(self, pid: int) -> None:
@@ -425,6 +425,13 @@ class HelperDeathTests(ResilienceCase):
         yield self.rootHelperKilled()
         self.assertEqual(_ppid(stray), os.getpid())
         yield self.waitFor(lambda: _state(stray) == "gone", 10)
+
+
+def _uidOf(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:  # it has just ended
+        return -1
 
 
 def _killQuietly(pid: int) -> None:

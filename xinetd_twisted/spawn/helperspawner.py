@@ -35,25 +35,23 @@ import signal as _signal
 import socket
 import sys
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from twisted.internet.address import _ProcessAddress
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ProcessExitedAlready, ProcessTerminated
-from twisted.internet.interfaces import (
-    IProcessTransport,
-    IReadDescriptor,
-    IWriteDescriptor,
-)
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.error import ProcessTerminated
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn.channel import (
+    Channel,
+    HelperProcess,
+    HelperProtocol,
+    SpawnRequest,
+)
 from xinetd_twisted.spawn.interfaces import (
     ChildSetup,
-    CredentialKey,
     ISpawner,
     PressureObserver,
     SpawnError,
@@ -69,207 +67,6 @@ _SEND_FLAGS = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
 _READ_BATCH = 64
 _RECV_FLAGS = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
 _ANC_SIZE = socket.CMSG_SPACE(_wire.MAX_EVENTS_PER_MESSAGE * 4)
-
-
-@implementer(IProcessTransport)
-class HelperProcess:
-    """
-    The transport of one child started by the helper.
-
-    The child has no pipes to the daemon (its fds 0-2 are the client's
-    socket), so the stream methods do nothing.
-
-    @ivar pid: the child's pid, L{None} once it has been reaped.
-    @ivar setup: the L{ChildSetup} it was started with.
-    @ivar channel: the channel of the helper that started it (its parent).
-    @ivar adopted: whether the daemon is its parent now (its helper died)
-        and reaps and signals it itself.
-    """
-
-    def __init__(
-        self,
-        spawner: HelperSpawner,
-        pid: int,
-        proto: Any,
-        setup: ChildSetup,
-        channel: _Channel,
-    ) -> None:
-        self.pid: Optional[int] = pid
-        self.setup = setup
-        self.proto = proto
-        self.channel = channel
-        self.adopted = False
-        self._spawner = spawner
-
-    def signalProcess(self, signalID: Any) -> None:
-        """
-        Signal the child (C{"KILL"}, C{"TERM"}, C{"INT"} or a number) through
-        the helper, which only signals it while it is unreaped.
-        """
-        if self.pid is None:
-            raise ProcessExitedAlready()
-        if isinstance(signalID, str):
-            signalID = getattr(_signal, "SIG" + signalID)
-        self._spawner.signalChild(self.pid, int(signalID))
-
-    def closeStdin(self) -> None:
-        """Nothing to close: the child has no pipe from us."""
-
-    def closeStdout(self) -> None:
-        """Nothing to close: the child has no pipe to us."""
-
-    def closeStderr(self) -> None:
-        """Nothing to close: the child has no pipe to us."""
-
-    def closeChildFD(self, descriptor: int) -> None:
-        """Nothing to close: the child has no pipes to us."""
-
-    def writeToChild(self, childFD: int, data: bytes) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def write(self, data: bytes) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def writeSequence(self, data: Any) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def loseConnection(self) -> None:
-        """Nothing to close: the child has no pipes to us."""
-
-    def getPeer(self) -> _ProcessAddress:
-        """A process has no network address."""
-        return _ProcessAddress()
-
-    def getHost(self) -> _ProcessAddress:
-        """A process has no network address."""
-        return _ProcessAddress()
-
-
-class _HelperProtocol(ProcessProtocol):
-    """
-    Watches the helper process itself: logs what it writes to stderr and
-    tells the spawner when it is gone.
-    """
-
-    def __init__(self, spawner: HelperSpawner) -> None:
-        self._spawner = spawner
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            _log.warn("spawn helper: {line}", line=line)
-
-    def processEnded(self, reason: Failure) -> None:
-        self._spawner._helperEnded(self, reason)
-
-
-@implementer(IReadDescriptor, IWriteDescriptor)
-class _Channel:
-    """
-    A socket to the root helper (C{subId} L{None}) or straight to one
-    sub-helper, as a reactor descriptor, with its own send queue.
-
-    @ivar queue: C{(message, fd or -1, requestId or 0)} waiting for the
-        peer to read its socket.
-    @ivar templates: template ids registered on this channel (sub-helpers).
-    @ivar key: the L{CredentialKey} of the sub-helper's children (L{None}
-        for the root helper's channel).
-    @ivar subPid: the sub-helper's pid (L{None} for the root helper).
-    @ivar requests: ids of the spawns this peer has not answered yet.
-    @ivar progress: when the peer last said something, or last became
-        busy (L{reactor.seconds}).
-    @ivar stuck: found stuck and being killed: no new spawns.
-    @ivar orphaned: its root helper died: it only reports and signals the
-        children it started, until they have all ended.
-    """
-
-    def __init__(
-        self,
-        spawner: HelperSpawner,
-        sock: socket.socket,
-        subId: Optional[int],
-        key: Optional[CredentialKey] = None,
-        subPid: Optional[int] = None,
-    ) -> None:
-        self.spawner = spawner
-        self.sock = sock
-        self.subId = subId
-        self.key = key
-        self.subPid = subPid
-        self.queue: List[Tuple[bytes, int, int]] = []
-        self.templates: Set[int] = set()
-        self.requests: Set[int] = set()
-        self.progress = 0.0
-        self.watchdog: Any = None
-        self.closed = False
-        self.stuck = False
-        self.orphaned = False
-
-    def busy(self) -> bool:
-        """
-        Whether spawns are waiting on this peer.
-        """
-        return bool(self.requests or self.queue)
-
-    def describe(self) -> str:
-        """
-        Name the peer for a log line.
-        """
-        if self.subId is None:
-            return "the spawn helper"
-        uid, gid, _groups = self.key or (None, None, None)
-        return f"the spawn sub-helper {self.subPid} (uid {uid}, gid {gid})"
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def logPrefix(self) -> str:
-        return "SpawnHelper" if self.subId is None else "SpawnSubHelper"
-
-    def doRead(self) -> None:
-        self.spawner._readEvents(self)  # a true return would mean "lost"
-
-    def doWrite(self) -> None:
-        return self.spawner._flushQueue(self)
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.spawner._channelLost(self, "socket lost")
-
-
-class _Request:
-    """
-    A spawn sent (or queued) and not answered yet.
-
-    @ivar channel: the channel whose peer must answer it: the one it was
-        sent on, or the sub-helper the root helper forwarded it to.
-    @ivar sentOn: the channel it was sent on.
-    """
-
-    __slots__ = (
-        "requestId",
-        "proto",
-        "setup",
-        "deferred",
-        "channel",
-        "templateId",
-        "sentOn",
-    )
-
-    def __init__(
-        self,
-        requestId: int,
-        proto: Any,
-        setup: ChildSetup,
-        deferred: Deferred,
-        channel: _Channel,
-        templateId: int,
-    ) -> None:
-        self.requestId = requestId
-        self.proto = proto
-        self.setup = setup
-        self.deferred = deferred
-        self.channel = channel
-        self.templateId = templateId
-        self.sentOn = channel
 
 
 @implementer(ISpawner)
@@ -312,15 +109,15 @@ class HelperSpawner:
         self.maxQueued = maxQueued
         self._pressure: Optional[PressureObserver] = None
         self._helperEnv = dict(helperEnvironment or {})
-        self._control: Optional[_Channel] = None
-        self._subs: Dict[int, _Channel] = {}  # subId -> channel
-        self._orphanedSubs: List[_Channel] = []  # of a dead root helper
-        self._routes: Dict[int, _Channel] = {}  # templateId -> sub channel
-        self._helperProtocol: Optional[_HelperProtocol] = None
+        self._control: Optional[Channel] = None
+        self._subs: Dict[int, Channel] = {}  # subId -> channel
+        self._orphanedSubs: List[Channel] = []  # of a dead root helper
+        self._routes: Dict[int, Channel] = {}  # templateId -> sub channel
+        self._helperProtocol: Optional[HelperProtocol] = None
         self._helperTransport: Any = None
         self._templates: Dict[ChildSetup, int] = {}
         self._setups: Dict[int, ChildSetup] = {}  # templateId -> setup
-        self._pending: Dict[int, _Request] = {}
+        self._pending: Dict[int, SpawnRequest] = {}
         self.running: Dict[int, HelperProcess] = {}
         self._reaper = OrphanReaper(reactor)
         self._ready: List[Deferred] = []
@@ -436,13 +233,13 @@ class HelperSpawner:
 
     # --- helper lifecycle ---------------------------------------------
 
-    def _channels(self) -> List[_Channel]:
+    def _channels(self) -> List[Channel]:
         control = [] if self._control is None else [self._control]
         return control + list(self._subs.values()) + self._orphanedSubs
 
     def _launch(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        proto = _HelperProtocol(self)
+        proto = HelperProtocol(self)
         # glibc's posix_spawn leaves its internal signals (32, 33) ignored in
         # the new program, and ignored stays ignored across our children's
         # exec; Twisted's fork path (taken when uid/gid are given) does not.
@@ -468,14 +265,14 @@ class HelperSpawner:
         ours.setblocking(False)
         self._helperProtocol = proto
         self._helperTransport = transport
-        self._control = _Channel(self, ours, None)
+        self._control = Channel(self, ours, None)
         self._templates = {}
         self._setups = {}
         self._routes = {}
         self._isReady = False
         self._reactor.addReader(self._control)
 
-    def _helperEnded(self, proto: _HelperProtocol, reason: Failure) -> None:
+    def _helperEnded(self, proto: HelperProtocol, reason: Failure) -> None:
         if proto is not self._helperProtocol:
             return
         stopping = bool(self._ended)
@@ -543,10 +340,10 @@ class HelperSpawner:
         ended.proto.processExited(reason)
         ended.proto.processEnded(reason)
 
-    def _subReapedCallback(self, channel: _Channel) -> Callable[[int], None]:
+    def _subReapedCallback(self, channel: Channel) -> Callable[[int], None]:
         return lambda status: self._subReaped(channel)
 
-    def _subReaped(self, channel: _Channel) -> None:
+    def _subReaped(self, channel: Channel) -> None:
         """
         An orphaned sub-helper, our child, has been reaped by us: all it
         said is in its socket, and its children are ours now.
@@ -571,7 +368,7 @@ class HelperSpawner:
                 continue
             self._close(channel)
 
-    def _close(self, channel: _Channel) -> List[int]:
+    def _close(self, channel: Channel) -> List[int]:
         """
         Close a channel; return the request ids of its unsent spawns.
         """
@@ -593,7 +390,7 @@ class HelperSpawner:
             self._unroute(channel)
         return unsent
 
-    def _dropQueue(self, channel: _Channel) -> List[int]:
+    def _dropQueue(self, channel: Channel) -> List[int]:
         """
         Forget a channel's unsent messages; return their request ids.
         """
@@ -609,11 +406,11 @@ class HelperSpawner:
             self._queueChanged(channel, False)
         return unsent
 
-    def _unroute(self, channel: _Channel) -> None:
+    def _unroute(self, channel: Channel) -> None:
         for templateId in [t for t, c in self._routes.items() if c is channel]:
             del self._routes[templateId]
 
-    def _channelLost(self, channel: _Channel, why: str) -> None:
+    def _channelLost(self, channel: Channel, why: str) -> None:
         if channel.closed:
             return
         if channel.subId is not None:
@@ -653,7 +450,7 @@ class HelperSpawner:
 
     # --- stuck sub-helpers ----------------------------------------------
 
-    def _busy(self, channel: _Channel) -> None:
+    def _busy(self, channel: Channel) -> None:
         """
         A spawn now waits on C{channel}: watch that its peer answers.
         """
@@ -664,7 +461,7 @@ class HelperSpawner:
                 self.stuckTimeout, self._checkStuck, channel
             )
 
-    def _checkStuck(self, channel: _Channel) -> None:
+    def _checkStuck(self, channel: Channel) -> None:
         channel.watchdog = None
         if channel.closed or channel.stuck or not channel.busy():
             return
@@ -676,7 +473,7 @@ class HelperSpawner:
             return
         self._stuck(channel, quiet)
 
-    def _stuck(self, channel: _Channel, quiet: float) -> None:
+    def _stuck(self, channel: Channel, quiet: float) -> None:
         """
         Kill a sub-helper that has not answered for C{quiet} seconds while
         spawns waited on it; fail its spawns.  The next spawn of its
@@ -731,7 +528,7 @@ class HelperSpawner:
 
     def _sendSpawn(
         self,
-        channel: _Channel,
+        channel: Channel,
         templateId: int,
         setup: ChildSetup,
         socketFD: int,
@@ -758,16 +555,16 @@ class HelperSpawner:
         requestId: int,
         proto: Any,
         setup: ChildSetup,
-        channel: _Channel,
+        channel: Channel,
         templateId: int,
     ) -> Deferred:
         d: Deferred = Deferred()
-        request = _Request(requestId, proto, setup, d, channel, templateId)
+        request = SpawnRequest(requestId, proto, setup, d, channel, templateId)
         self._pending[requestId] = request
         self._attribute(request, channel)
         return d
 
-    def _attribute(self, request: _Request, channel: _Channel) -> None:
+    def _attribute(self, request: SpawnRequest, channel: Channel) -> None:
         """
         Make C{channel}'s peer the one that must answer C{request}.
         """
@@ -778,7 +575,7 @@ class HelperSpawner:
         channel.requests.add(request.requestId)
         self._busy(channel)
 
-    def _take(self, requestId: int) -> Optional[_Request]:
+    def _take(self, requestId: int) -> Optional[SpawnRequest]:
         request = self._pending.pop(requestId, None)
         if request is not None:
             request.channel.requests.discard(requestId)
@@ -789,9 +586,7 @@ class HelperSpawner:
         if request is not None:
             request.deferred.errback(SpawnError(why))
 
-    def _send(
-        self, channel: _Channel, data: bytes, fd: int, requestId: int = 0
-    ) -> bool:
+    def _send(self, channel: Channel, data: bytes, fd: int, requestId: int = 0) -> bool:
         """
         Send or queue a message; L{False} when the channel is lost (and the
         message was neither sent nor queued).
@@ -818,7 +613,7 @@ class HelperSpawner:
         return True
 
     @staticmethod
-    def _sendNow(channel: _Channel, data: bytes, fd: int) -> None:
+    def _sendNow(channel: Channel, data: bytes, fd: int) -> None:
         if fd >= 0:
             fds = array.array("i", (fd,))
             channel.sock.sendmsg(
@@ -827,11 +622,11 @@ class HelperSpawner:
         else:
             channel.sock.send(data, _SEND_FLAGS)
 
-    def _queueChanged(self, channel: _Channel, backedUp: bool) -> None:
+    def _queueChanged(self, channel: Channel, backedUp: bool) -> None:
         if self._pressure is not None:
             self._pressure(channel.key, backedUp)
 
-    def _flushQueue(self, channel: _Channel) -> None:
+    def _flushQueue(self, channel: Channel) -> None:
         while channel.queue:
             data, fd, _requestId = channel.queue[0]
             try:
@@ -849,7 +644,7 @@ class HelperSpawner:
 
     # --- receiving ------------------------------------------------------
 
-    def _readEvents(self, channel: _Channel) -> bool:
+    def _readEvents(self, channel: Channel) -> bool:
         """
         Handle up to a batch of messages; L{True} if more may be waiting.
         """
@@ -889,7 +684,7 @@ class HelperSpawner:
                     os.close(fd)
         return True
 
-    def _drain(self, channel: _Channel) -> None:
+    def _drain(self, channel: Channel) -> None:
         """
         Handle everything a dead helper left in its socket.
         """
@@ -897,7 +692,7 @@ class HelperSpawner:
             if not self._readEvents(channel):
                 return
 
-    def _dispatch(self, channel: _Channel, event: tuple, fds: List[int]) -> None:
+    def _dispatch(self, channel: Channel, event: tuple, fds: List[int]) -> None:
         kind = event[0]
         if kind == "s":
             _, requestId, pid = event
@@ -954,7 +749,7 @@ class HelperSpawner:
         if channel.orphaned:
             self._closeIdleOrphans()
 
-    def _spawnFailed(self, channel: _Channel, event: tuple) -> None:
+    def _spawnFailed(self, channel: Channel, event: tuple) -> None:
         requestId, code = event[1], event[2]
         request = self._take(requestId)
         if request is None:
@@ -990,7 +785,7 @@ class HelperSpawner:
                 return
             sock = socket.socket(fileno=fds.pop(0))
             sock.setblocking(False)
-            new = _Channel(self, sock, subId, credentialKey(setup), subPid)
+            new = Channel(self, sock, subId, credentialKey(setup), subPid)
             new.progress = self._reactor.seconds()
             self._subs[subId] = new
             self._reactor.addReader(new)
