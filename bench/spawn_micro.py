@@ -5,6 +5,11 @@ flight.  Reports the daemon's (reactor's) CPU per spawn, the helper's CPU
 per spawn and spawns per second.  Run by hand:
 
     python bench/spawn_micro.py [--n 2000] [--concurrency 8] [--program /bin/true]
+        [--no-rlimits]
+
+Each child's setup carries every resource limit, as childSetupFor gives a
+service that sets none (the daemon's own, RLIMIT_NOFILE soft = hard), unless
+--no-rlimits.
 
 Modes: helper (fork_exec, no Python in the child), helper-osfork (os.fork +
 Python child setup, the path used for nice/rlimits/chroot), reactor
@@ -65,6 +70,20 @@ def _procCPU(pid: int) -> float:
     return total
 
 
+def _daemonRlimits() -> tuple:
+    """
+    The rlimits childSetupFor gives a service that sets none.
+    """
+    limits = {}
+    for name in sorted(dir(resource)):
+        if name.startswith("RLIMIT_"):
+            r = getattr(resource, name)
+            limits.setdefault(r, resource.getrlimit(r))
+    hard = limits[resource.RLIMIT_NOFILE][1]
+    limits[resource.RLIMIT_NOFILE] = (hard, hard)
+    return tuple((r, s, h) for r, (s, h) in sorted(limits.items()))
+
+
 def runOne(spawner, setup, n: int, concurrency: int, helperPid):
     finished: defer.Deferred = defer.Deferred()
     state = {"started": 0, "ended": 0}
@@ -108,6 +127,7 @@ def main(args):
         args.program,
         (os.path.basename(args.program), "hello"),
         (("PATH", "/usr/bin:/bin"),),
+        rlimits=() if args.no_rlimits else _daemonRlimits(),
         **creds,
     )
     modes = args.modes.split(",")
@@ -150,6 +170,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--program", default="/bin/true")
     parser.add_argument("--modes", default="helper,helper-osfork,reactor")
+    parser.add_argument("--no-rlimits", action="store_true")
     args = parser.parse_args()
     reactor.callWhenRunning(main, args)
     reactor.run()  # type: ignore[misc]

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Any, List, Tuple
+from typing import Any, List, Set, Tuple
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -28,7 +28,12 @@ from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface.verify import verifyObject
 
 from xinetd_twisted.spawn.helperspawner import HelperSpawner
-from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner, SpawnError
+from xinetd_twisted.spawn.interfaces import (
+    ChildSetup,
+    ISpawner,
+    SpawnError,
+    credentialKey,
+)
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
 # The children may run as nobody, who cannot read a python under /root.
@@ -38,8 +43,23 @@ NOBODY = pwd.getpwnam("nobody") if ROOT else None
 
 
 def _cmdline(pid: int) -> bytes:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read()
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:  # it has just ended
+        return b""
+
+
+def _heldObjects(pid: int) -> Set[str]:
+    """
+    The sockets and pipes (C{"socket:[inode]"}) process C{pid} holds.
+    """
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if target.startswith(("socket:", "pipe:")):
+            held.add(target)
+    return held
 
 
 def _descendants(pid: int, state: str = "") -> List[int]:
@@ -51,12 +71,18 @@ def _descendants(pid: int, state: str = "") -> List[int]:
         if not todo:
             break
         parent = todo.pop()
-        with open(f"/proc/{parent}/task/{parent}/children") as f:
-            kids = [int(k) for k in f.read().split()]
-        todo.extend(kids)
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:  # it has just ended
+            continue
         for kid in kids:
-            with open(f"/proc/{kid}/stat") as f:
-                kidState = f.read().rsplit(")", 1)[1].split()[0]
+            try:
+                with open(f"/proc/{kid}/stat") as f:
+                    kidState = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            todo.append(kid)
             if not state or kidState == state:
                 found.append(kid)
     return found
@@ -102,7 +128,11 @@ def _readAll(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-class HelperSpawnerTests(TestCase):
+class SpawnerCase(TestCase):
+    """
+    A real L{HelperSpawner} on the real reactor, and ways to drive it.
+    """
+
     def setUp(self) -> Any:
         self.spawner = HelperSpawner(reactor)
         self.addCleanup(self.spawner.stop)
@@ -138,6 +168,77 @@ class HelperSpawnerTests(TestCase):
         self.assertIsInstance(reason.value, ProcessDone, output)
         return json.loads(output)
 
+    @defer.inlineCallbacks
+    def routed(self, setup: ChildSetup) -> Any:
+        """
+        Spawn C{setup} once, then wait until the daemon has been handed the
+        channel to the sub-helper that starts its children.
+        """
+        yield self.spawnOne(setup)
+        templateId = self.spawner._templates[setup]
+        for _ in range(200):
+            if templateId in self.spawner._routes:
+                return self.spawner._routes[templateId]
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.fail("no route to a sub-helper")
+
+    def subHelpers(self) -> List[int]:
+        helperPid = self.spawner._helperTransport.pid
+        return [
+            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
+        ]
+
+    @defer.inlineCallbacks
+    def sleeper(self, setup: ChildSetup) -> Any:
+        """
+        Start C{setup} (a child that sleeps), signal it with SIGTERM and
+        return the exception it ended with.
+        """
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        child = _Child()
+        try:
+            transport = yield self.spawner.spawn(child, setup, theirs.fileno(), ())
+        finally:
+            theirs.close()
+        transport.signalProcess("TERM")
+        return (yield child.ended).reason.value
+
+    def floodWhileStopped(self, pid: int, setup: ChildSetup) -> Tuple[list, bool]:
+        """
+        Stop the helper process C{pid}, spawn until the spawner says it is
+        backed up (at most 300), let the helper go on; return the children
+        and whether it was backed up.
+        """
+        os.kill(pid, signal.SIGSTOP)
+        children: list = []
+        try:
+            for _ in range(300):
+                if self.spawner.isBackedUp() and len(children) > 20:
+                    break
+                ours, theirs = socket.socketpair()
+                child = _Child()
+                children.append(child)
+                self.spawner.spawn(child, setup, theirs.fileno(), ())
+                theirs.close()
+                ours.close()
+            return children, self.spawner.isBackedUp()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    @defer.inlineCallbacks
+    def waitFor(self, predicate: Any, timeout: float = 10.0) -> Any:
+        """
+        Poll C{predicate} until it is true, failing after C{timeout} seconds.
+        """
+        deadline = reactor.seconds() + timeout
+        while not predicate():
+            if reactor.seconds() > deadline:
+                self.fail(f"not true after {timeout} s: {predicate}")
+            yield deferLater(reactor, 0.02, lambda: None)
+
+
+class HelperSpawnerTests(SpawnerCase):
     @defer.inlineCallbacks
     def test_firstSpawnOfACredentialSetGivesEOF(self):
         """
@@ -407,7 +508,10 @@ class HelperSpawnerTests(TestCase):
 
     @defer.inlineCallbacks
     def test_helperDeathAndRestart(self):
-        """A killed helper ends running children's tracking and the next spawn restarts it."""
+        """
+        A killed helper's running child stays followed (signalled, reported
+        once with its real status) and the next spawn restarts the helper.
+        """
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
         child = _Child()
@@ -415,20 +519,18 @@ class HelperSpawnerTests(TestCase):
             child, _probeSetup("--sleep", "30"), theirs.fileno(), ()
         )
         theirs.close()
-        orphan = transport.pid
-        self.addCleanup(os.kill, orphan, signal.SIGKILL)
+        pid = transport.pid
         os.kill(self.spawner._helperTransport.pid, signal.SIGKILL)
-        reason = (yield child.ended).reason
-        self.assertIsInstance(reason.value, ProcessTerminated)
-        self.assertTrue(
-            any("can no longer" in e.get("log_format", "") for e in self.logged)
-        )
-        for _ in range(100):  # until the reactor has seen the helper go
-            if self.spawner._helperTransport is None:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield self.waitFor(lambda: self.spawner._helperTransport is None)
+        self.assertIn(pid, self.spawner.running)
+        self.assertFalse(child.ended.called)
+        self.spawner.signalChild(pid, signal.SIGTERM)
+        reason = (yield child.ended.addTimeout(10, reactor)).reason
+        self.assertEqual(reason.value.signal, signal.SIGTERM)
+        self.assertEqual(len(child.exited), 1)
         info = yield self.probe(_probeSetup())
         self.assertEqual(info["fds"], [0, 1, 2])
+        self.assertEqual(info["ppid"], self.spawner._helperTransport.pid)
 
     @defer.inlineCallbacks
     def test_subHelperDeath(self):
@@ -487,42 +589,6 @@ class HelperSpawnerTests(TestCase):
         )
 
     @defer.inlineCallbacks
-    def routed(self, setup: ChildSetup) -> Any:
-        """
-        Spawn C{setup} once, then wait until the daemon has been handed the
-        channel to the sub-helper that starts its children.
-        """
-        yield self.spawnOne(setup)
-        templateId = self.spawner._templates[setup]
-        for _ in range(200):
-            if templateId in self.spawner._routes:
-                return self.spawner._routes[templateId]
-            yield deferLater(reactor, 0.01, lambda: None)
-        self.fail("no route to a sub-helper")
-
-    def subHelpers(self) -> List[int]:
-        helperPid = self.spawner._helperTransport.pid
-        return [
-            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
-        ]
-
-    @defer.inlineCallbacks
-    def sleeper(self, setup: ChildSetup) -> Any:
-        """
-        Start C{setup} (a child that sleeps), signal it with SIGTERM and
-        return the exception it ended with.
-        """
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        child = _Child()
-        try:
-            transport = yield self.spawner.spawn(child, setup, theirs.fileno(), ())
-        finally:
-            theirs.close()
-        transport.signalProcess("TERM")
-        return (yield child.ended).reason.value
-
-    @defer.inlineCallbacks
     def test_credentialedSpawnsBypassTheRootHelper(self):
         """
         Once a template's sub-helper is known, its spawns, their exit
@@ -545,10 +611,11 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(ended.signal, signal.SIGTERM)
 
     @defer.inlineCallbacks
-    def test_subHelpersHoldOnlyTheirOwnDescriptors(self):
+    def test_subHelpersShareNoDescriptor(self):
         """
-        Each sub-helper holds its stdio, the events socket, its two inboxes,
-        its exec-error socketpair and wake-up pipe: nothing of the others.
+        A sub-helper holds no socket or pipe of the root helper (its channel
+        to the daemon, its stdio) nor of another sub-helper: /dev/null as
+        stdio, its two sockets, its exec-error socketpair and wake-up pipe.
         """
         if not ROOT:
             raise self.skipTest("needs root")
@@ -558,18 +625,19 @@ class HelperSpawnerTests(TestCase):
             yield self.probe(setup)
         subs = self.subHelpers()
         self.assertEqual(len(subs), 2)
-        helperPid = self.spawner._helperTransport.pid
-        shared = {
-            os.readlink(f"/proc/{helperPid}/fd/{fd}") for fd in ("0", "1", "2", "3")
-        }
+        root = _heldObjects(self.spawner._helperTransport.pid)
+        a, b = (_heldObjects(sub) for sub in subs)
+        self.assertEqual(a & root, set())
+        self.assertEqual(b & root, set())
+        self.assertEqual(a & b, set())
         for sub in subs:
             held = [
                 os.readlink(f"/proc/{sub}/fd/{fd}")
-                for fd in os.listdir(f"/proc/{sub}/fd")
+                for fd in sorted(os.listdir(f"/proc/{sub}/fd"), key=int)
             ]
-            self.assertEqual(len(held), 10, held)
-            self.assertTrue(shared <= set(held))
-            self.assertEqual(sum(h.startswith("socket:") for h in held), 5, held)
+            self.assertEqual(held[:3], [os.devnull] * 3, held)
+            self.assertEqual(sum(h.startswith("socket:") for h in held), 4, held)
+            self.assertEqual(len(held), 9, held)
 
     @defer.inlineCallbacks
     def test_stopClosesEveryChannel(self):
@@ -592,13 +660,15 @@ class HelperSpawnerTests(TestCase):
     @defer.inlineCallbacks
     def test_subHelperBackPressure(self):
         """
-        While a sub-helper is stopped its spawns queue and are reported
-        backed up, then all run.
+        While a sub-helper is stopped its spawns queue and its credential
+        set (only) is reported backed up, then all run.
         """
         if not ROOT:
             raise self.skipTest("needs root")
-        changes: List[bool] = []
-        self.spawner.observePressure(lambda key, backedUp: changes.append(backedUp))
+        changes: List[Tuple[Any, bool]] = []
+        self.spawner.observePressure(
+            lambda key, backedUp: changes.append((key, backedUp))
+        )
         setup = ChildSetup("/bin/true", ("true",), uid=NOBODY.pw_uid, gid=NOBODY.pw_gid)
         channel = yield self.routed(setup)
         channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -611,36 +681,17 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(
             [type(r.value) for r in results], [ProcessDone] * len(children)
         )
-        self.assertEqual(changes, [True, False])
+        key = credentialKey(setup)
+        self.assertEqual(changes, [(key, True), (key, False)])
         self.assertFalse(self.spawner.isBackedUp())
-
-    def floodWhileStopped(self, pid: int, setup: ChildSetup) -> Tuple[list, bool]:
-        """
-        Stop the helper process C{pid}, spawn until the spawner says it is
-        backed up (at most 300), let the helper go on; return the children
-        and whether it was backed up.
-        """
-        os.kill(pid, signal.SIGSTOP)
-        children: list = []
-        try:
-            for _ in range(300):
-                if self.spawner.isBackedUp() and len(children) > 20:
-                    break
-                ours, theirs = socket.socketpair()
-                child = _Child()
-                children.append(child)
-                self.spawner.spawn(child, setup, theirs.fileno(), ())
-                theirs.close()
-                ours.close()
-            return children, self.spawner.isBackedUp()
-        finally:
-            os.kill(pid, signal.SIGCONT)
 
     @defer.inlineCallbacks
     def test_backPressure(self):
-        """While the helper is stopped, spawns queue, are reported backed up, then all run."""
-        changes: List[bool] = []
-        self.spawner.observePressure(lambda key, backedUp: changes.append(backedUp))
+        """While the root helper is stopped, spawns queue, all sets are reported backed up, then all run."""
+        changes: List[Tuple[Any, bool]] = []
+        self.spawner.observePressure(
+            lambda key, backedUp: changes.append((key, backedUp))
+        )
         self.spawner._control.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         setup = ChildSetup("/bin/true", ("true",))
         children, backedUp = self.floodWhileStopped(
@@ -653,7 +704,8 @@ class HelperSpawnerTests(TestCase):
         self.assertEqual(
             [type(r.value) for r in results], [ProcessDone] * len(children)
         )
-        self.assertEqual(changes, [True, False])
+        # The root helper's channel is shared by all: key None.
+        self.assertEqual(changes, [(None, True), (None, False)])
         self.assertFalse(self.spawner.isBackedUp())
 
     @defer.inlineCallbacks

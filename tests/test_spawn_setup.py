@@ -11,7 +11,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from xinetd_twisted.config.model import UNLIMITED, Location, ServiceConfig
 from xinetd_twisted.spawn import helper
 from xinetd_twisted.spawn.interfaces import ChildSetup
-from xinetd_twisted.spawn.setup import childSetupFor, connectionEnvironment
+from xinetd_twisted.spawn.setup import (
+    DAEMON_RLIMITS,
+    childSetupFor,
+    connectionEnvironment,
+)
 
 
 def _service(**kw: object) -> ServiceConfig:
@@ -78,18 +82,52 @@ class ChildSetupForTests(SynchronousTestCase):
     def test_nofileDefaultsToHardLimit(self) -> None:
         """Without rlimit_files the child gets soft = hard = the daemon's hard limit."""
         setup = _setup(_service(), nofileHardLimit=1234)
-        self.assertEqual(setup.rlimits, ((resource.RLIMIT_NOFILE, 1234, 1234),))
+        self.assertIn((resource.RLIMIT_NOFILE, 1234, 1234), setup.rlimits)
+
+    def test_everyOtherLimitIsTheDaemons(self) -> None:
+        """Every limit the service does not set is the daemon's own, captured at start."""
+        daemon = {resource.RLIMIT_CORE: (0, 10), resource.RLIMIT_NPROC: (5, 6)}
+        setup = _setup(_service(), nofileHardLimit=99, daemonRlimits=daemon)
+        self.assertEqual(
+            setup.rlimits,
+            tuple(
+                sorted(
+                    [
+                        (resource.RLIMIT_CORE, 0, 10),
+                        (resource.RLIMIT_NPROC, 5, 6),
+                        (resource.RLIMIT_NOFILE, 99, 99),
+                    ]
+                )
+            ),
+        )
+
+    def test_defaultLimitsCoverEveryResource(self) -> None:
+        """By default the setup carries every RLIMIT_* the platform has, once."""
+        setup = _setup(_service())
+        names = {getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")}
+        self.assertEqual({r for r, _s, _h in setup.rlimits}, names)
+        self.assertEqual(len(setup.rlimits), len(names))
+        for r, soft, hard in setup.rlimits:
+            if r != resource.RLIMIT_NOFILE:
+                self.assertEqual((soft, hard), DAEMON_RLIMITS[r])
 
     def test_writtenRlimits(self) -> None:
         """Written rlimits become soft = hard, UNLIMITED is RLIM_INFINITY."""
         setup = _setup(
-            _service(rlimits=(("RLIMIT_NOFILE", 77), ("RLIMIT_CPU", UNLIMITED)))
+            _service(rlimits=(("RLIMIT_NOFILE", 77), ("RLIMIT_CPU", UNLIMITED))),
+            daemonRlimits={resource.RLIMIT_CPU: (1, 2), resource.RLIMIT_CORE: (3, 4)},
         )
+        infinity = resource.RLIM_INFINITY
         self.assertEqual(
             setup.rlimits,
-            (
-                (resource.RLIMIT_NOFILE, 77, 77),
-                (resource.RLIMIT_CPU, resource.RLIM_INFINITY, resource.RLIM_INFINITY),
+            tuple(
+                sorted(
+                    [
+                        (resource.RLIMIT_NOFILE, 77, 77),
+                        (resource.RLIMIT_CPU, infinity, infinity),
+                        (resource.RLIMIT_CORE, 3, 4),
+                    ]
+                )
             ),
         )
 
@@ -134,6 +172,10 @@ class WireFormatTests(SynchronousTestCase):
         data = helper.spawnMessage(7, 3, (("REMOTE_HOST", "1.2.3.4"),))
         self.assertEqual(helper.decode(data), ("S", 7, 3, [b"REMOTE_HOST=1.2.3.4"]))
 
+    def test_killSubMessageRoundTrip(self) -> None:
+        """A kill-sub-helper message carries the sub-helper's id."""
+        self.assertEqual(helper.decode(helper.killSubMessage(4)), ("X", 4))
+
     def test_signalMessageRoundTrip(self) -> None:
         """A signal message carries pid and signal number."""
         self.assertEqual(helper.decode(helper.signalMessage(42, 15)), ("K", 42, 15))
@@ -163,8 +205,8 @@ class WireFormatTests(SynchronousTestCase):
             (t.rlimits, t.chroot, t.cwd, t.newSession), ([(7, 8, 9)], b"/j", b"/", True)
         )
 
-    def test_inheritedLimitsNeedNoCall(self) -> None:
-        """Limits equal to the helper's own are dropped from the template."""
+    def test_inheritedLimitsKeepTheFastPath(self) -> None:
+        """Limits equal to the helper's own keep fork_exec; they stay in the template."""
         blob = helper.encodeTemplate(
             "/x",
             ("x",),
@@ -179,7 +221,11 @@ class WireFormatTests(SynchronousTestCase):
             "/",
             True,
         )
-        self.assertEqual(helper._Template(blob, {7: (8, 8)}, False).rlimits, [])
+        t = helper._Template(blob, {7: (8, 8)}, False)
+        self.assertEqual(
+            (t.rlimits, t.fast), ([(7, 8, 8)], helper._FORK_EXEC is not None)
+        )
+        self.assertFalse(helper._Template(blob, {7: (8, 9)}, False).fast)
 
     def test_credentialTemplatesGoToASubHelper(self) -> None:
         """A template with credentials and no Python-only setting is keyed by them."""
@@ -215,3 +261,4 @@ class WireFormatTests(SynchronousTestCase):
         self.assertTrue(all(len(m) <= helper.MAX_MESSAGE for m in messages))
         self.assertEqual(b"".join(d[2] for d in decoded), blob)
         self.assertEqual([d[3] for d in decoded], [False] * (len(decoded) - 1) + [True])
+        self.assertEqual([d[4] for d in decoded], list(range(len(decoded))))

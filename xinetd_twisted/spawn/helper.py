@@ -11,11 +11,14 @@ daemon's heap, and the reactor only pays for one C{sendmsg} per connection.
 Every message is a L{marshal}-encoded tuple (both ends run the same
 interpreter).  Daemon to helper:
 
-  - C{("T", templateId, part, final)}: register a template (the encoded
-    L{ChildSetup} fields, see L{encodeTemplate}), in parts when large;
+  - C{("T", templateId, part, final, index)}: register a template (the
+    encoded L{ChildSetup} fields, see L{encodeTemplate}), in parts when
+    large; part C{index} 0 starts it afresh;
   - C{("S", requestId, templateId, extraEnv)} with the connection fd in
     C{SCM_RIGHTS}: start a child;
-  - C{("K", pid, signal)}: signal a child if it is still unreaped.
+  - C{("K", pid, signal)}: signal a child if it is still unreaped;
+  - C{("X", subId)} (root helper only): SIGKILL sub-helper C{subId}, which
+    the daemon found stuck; the next spawn of its credentials starts another.
 
 Helper to daemon, one message holding a list of events:
 
@@ -25,12 +28,13 @@ Helper to daemon, one message holding a list of events:
   - C{("x", pid, errno, stage)}: the child could not exec (stage C{"exec"})
     or failed while setting itself up (stage C{"setup"});
   - C{("e", pid, status)}: reaped, raw wait status (127 after an C{"x"});
-  - C{("c", subId, templateId, hasFd)}: the template's children are started
-    by sub-helper C{subId}; when C{hasFd} the message's C{SCM_RIGHTS} carry
-    (in event order) a socket connected to that new sub-helper;
-  - C{("g", [requestId, ...], subId)}: sub-helper C{subId} died; those of
-    these requests, and of those sent to it directly, not yet reported
-    started never will be.
+  - C{("c", subId, templateId, hasFd, subPid)}: the template's children
+    are started by sub-helper C{subId} (process C{subPid}); when C{hasFd}
+    the message's C{SCM_RIGHTS} carry (in event order) a socket connected
+    to that new sub-helper;
+  - C{("g", [requestId, ...], subId)}: sub-helper C{subId} died (and has
+    been reaped); those of these requests, and of those sent to it
+    directly, not yet reported started never will be.
 
 Children that need credentials (and nothing that needs Python in the child)
 are started by a sub-helper per credential set, forked from this helper
@@ -39,8 +43,30 @@ than forking this helper.  The first spawns of a template reach it through
 this helper; then the daemon registers the template with and sends its
 spawns (C{"T"}, C{"S"}, C{"K"} as above) straight to the sub-helper on the
 socket of the C{"c"} event, one process hop less per connection.
-Sub-helpers send their events on this helper's socket to the daemon, so a
-child's C{"s"} always precedes the C{"g"} of its sub-helper.
+A sub-helper sends its events on that same socket: it holds nothing of the
+root helper's channel to the daemon nor of any other credential set (its
+stdio is C{/dev/null}), so a sub-helper that is stopped or slow only delays
+its own credential set.  It is dead (and all its events are in the daemon's
+socket) when the root helper reports its C{"g"}.
+
+What the service's user can do to a sub-helper (it runs with their
+credentials) is signal it and change its resource limits with prlimit(2):
+
+  - the root helper never blocks on a sub-helper: it forwards without
+    waiting, and a spawn the sub-helper cannot take now fails (C{EAGAIN});
+    a stuck one is found by the daemon and killed with C{"X"};
+  - every template carries every resource limit the child must have, and a
+    helper checks its own limits before each C{fork_exec} child (which
+    inherits them; the Python child path sets them all itself).  A limit a
+    sub-helper cannot restore (a lowered hard limit) fails that spawn and
+    ends the sub-helper, so the next spawn starts a fresh one;
+  - when a sub-helper dies its children become the root helper's (a child
+    subreaper), which reaps them, reports their status and still signals
+    them (it checks with C{waitid(WNOWAIT)} that the pid is its unreaped
+    child, so a recycled pid is never hit);
+  - when the root helper dies the sub-helpers keep reaping, reporting and
+    signalling the children they started, until the daemon closes their
+    socket.
 
 This module must import nothing outside the standard library: the helper
 runs with C{-I -S} and no package on C{sys.path}.
@@ -49,9 +75,11 @@ runs with C{-I -S} and no package on C{sys.path}.
 from __future__ import annotations
 
 import collections
+import errno
 import gc
 import marshal
 import os
+import resource
 import select
 import signal
 import socket
@@ -69,7 +97,21 @@ TEMPLATE_PART = 60000
 MAX_EVENTS_PER_MESSAGE = 128
 _BATCH = 64  # requests handled per wake-up before reaping and replying
 
-_RLIMIT_NAMES = ("AS", "CPU", "DATA", "NOFILE", "RSS", "STACK")
+
+def allRlimits() -> dict:
+    """
+    C{{resource: (soft, hard)}} for every C{RLIMIT_*} this platform has
+    (aliases such as C{RLIMIT_OFILE} once).
+    """
+    limits: dict = {}
+    for name in sorted(dir(resource)):
+        if name.startswith("RLIMIT_"):
+            r = getattr(resource, name)
+            try:
+                limits.setdefault(r, resource.getrlimit(r))
+            except (OSError, ValueError):  # pragma: no cover - not on Linux
+                pass
+    return limits
 
 
 # --- wire format (used by both ends) -------------------------------------
@@ -117,7 +159,7 @@ def templateMessages(templateId: int, blob: bytes) -> list[bytes]:
     parts = [blob[i : i + TEMPLATE_PART] for i in range(0, len(blob), TEMPLATE_PART)]
     parts = parts or [b""]
     return [
-        marshal.dumps(("T", templateId, part, i == len(parts) - 1))
+        marshal.dumps(("T", templateId, part, i == len(parts) - 1, i))
         for i, part in enumerate(parts)
     ]
 
@@ -135,6 +177,13 @@ def signalMessage(pid: int, signalNumber: int) -> bytes:
     Encode a request to signal a child.
     """
     return marshal.dumps(("K", pid, signalNumber))
+
+
+def killSubMessage(subId: int) -> bytes:
+    """
+    Encode a request to the root helper to kill a stuck sub-helper.
+    """
+    return marshal.dumps(("X", subId))
 
 
 def decode(data: bytes) -> tuple:
@@ -180,15 +229,16 @@ class _Template:
             self.cwd,
             self.newSession,
         ) = marshal.loads(blob)
-        # Limits equal to the helper's own are inherited: no call needed.
-        self.rlimits = [
-            (r, s, h) for r, s, h in self.rlimits if currentLimits.get(r) != (s, h)
-        ]
+        # Every limit the child must have.  When they all equal the
+        # helper's own, a fork_exec child inherits them (the helper checks
+        # its own limits before each such spawn: see _Helper.ownLimitsAre).
+        self.rlimits = [tuple(limit) for limit in self.rlimits]
+        inherited = all(currentLimits.get(r) == (s, h) for r, s, h in self.rlimits)
         if dropCredentials:  # a sub-helper already runs with them
             self.uid = self.gid = self.groups = None
         self.fast = (
             _FORK_EXEC is not None
-            and not self.rlimits
+            and inherited
             and not self.nice
             and self.chroot is None
         )
@@ -233,6 +283,18 @@ def _forkExecCaller():
 _FORK_EXEC = _forkExecCaller()
 
 
+def _isChild(pid: int) -> bool:
+    """
+    Whether C{pid} is an unreaped child of ours (started by us or adopted
+    as a subreaper), so that signalling it cannot hit a recycled pid.
+    """
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, OSError):
+        return False
+    return True
+
+
 def _closeAllBut(keep: tuple) -> None:
     """
     Close every descriptor from 3 up except those in C{keep}.
@@ -265,9 +327,9 @@ def _forkChild(t, argv, env, fd, errW):
         # never refused by the lowered credentials.
         if t.nice:
             os.nice(t.nice)
+        # Every limit, whatever the helper's own are (a sub-helper's can
+        # have been changed by prlimit(2)).
         if t.rlimits:
-            import resource
-
             for r, s, h in t.rlimits:
                 resource.setrlimit(r, (s, h))
         if t.groups is not None:
@@ -321,7 +383,7 @@ class _Sub:
         self.recent: collections.deque = collections.deque(maxlen=4096)
 
     def close(self) -> None:
-        self.sock.close()
+        self.sock.close()  # idempotent
         if self.daemonEnd >= 0:
             os.close(self.daemonEnd)
             self.daemonEnd = -1
@@ -345,12 +407,11 @@ class _Helper:
         self.execErrors: dict = {}  # pid -> bytes written by the child
         self.out: list = []
         self.outFds: list = []  # sockets for the daemon, in "c" event order
-        self.limits: dict = {}
-        import resource
-
-        for name in _RLIMIT_NAMES:
-            r = getattr(resource, "RLIMIT_" + name)
-            self.limits[r] = resource.getrlimit(r)
+        self.limits: dict = allRlimits()
+        self.limitList = [(r, s, h) for r, (s, h) in self.limits.items()]
+        self.nofile = [(resource.RLIMIT_NOFILE, *self.limits[resource.RLIMIT_NOFILE])]
+        # A sub-helper whose limits were lowered beyond repair ends itself.
+        self.tampered = False
         self.errR, self.errW = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         # The kernel stamps every message with its sender's pid: children
         # share one error socket and still say who they are.
@@ -369,9 +430,14 @@ class _Helper:
             if kind == "S":
                 self.spawn(msg, fds[0] if fds else -1)
             elif kind == "T":
-                _, tid, part, final = msg
+                _, tid, part, final, index = msg
                 # Parts are per inbox: the root helper and the daemon may
-                # both register a template with a sub-helper.
+                # both register a template with a sub-helper.  Part 0
+                # starts afresh: a registration cut short is sent again.
+                if index == 0:
+                    self.parts[(inbox, tid)] = []
+                    if not self.isSub:
+                        self.rawTemplates[tid] = []
                 self.parts.setdefault((inbox, tid), []).append(part)
                 if not self.isSub:
                     self.rawTemplates.setdefault(tid, []).append(data)
@@ -382,33 +448,59 @@ class _Helper:
                         self.rawTemplates.pop(tid, None)
             elif kind == "K":
                 _, pid, sig = msg
-                for sub in self.subs.values():
-                    try:
-                        sub.sock.sendmsg([data], [], socket.MSG_NOSIGNAL)
-                    except OSError:
-                        pass  # dying: reaped soon
-                if pid in self.children:  # unreaped: cannot be a recycled pid
+                # Ours and unreaped (also an orphan of a dead sub-helper,
+                # adopted): cannot be a recycled pid.
+                if pid in self.children or (pid not in self.subPids and _isChild(pid)):
                     try:
                         os.kill(pid, sig)
                     except OSError:
                         pass
+            elif kind == "X" and not self.isSub:
+                self.killSub(msg[1])
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def ownLimitsAre(self, rlimits: list) -> bool:
+        """
+        Make our own limits C{rlimits} (a fork_exec child inherits them);
+        L{False} when one cannot be restored (a hard limit was lowered).
+        """
+        for r, soft, hard in rlimits:
+            if resource.getrlimit(r) != (soft, hard):
+                try:
+                    resource.setrlimit(r, (soft, hard))
+                except (OSError, ValueError):
+                    return False
+        return True
 
     def spawn(self, msg: tuple, fd: int) -> None:
         _, rid, tid, extra = msg
         t = self.templates.get(tid)
         if t is None or fd < 0:
-            self.out.append(("f", rid, 22))  # EINVAL
+            if fd < 0 and self.isSub and not self.ownLimitsAre(self.limitList):
+                # The descriptor did not fit under a lowered RLIMIT_NOFILE.
+                self.out.append(("f", rid, errno.EPERM, "rlimits"))
+                self.tampered = True
+                return
+            self.out.append(("f", rid, errno.EINVAL))
             return
         if t.credentials is not None:
             self.forward(t.credentials, tid, msg, fd)
             return
+        fast = t.fast
+        if fast and not self.ownLimitsAre(t.rlimits):
+            if self.isSub:
+                # Someone lowered our hard limits: no child of ours can
+                # get the right ones.  The root helper starts a new one.
+                self.out.append(("f", rid, errno.EPERM, "rlimits"))
+                self.tampered = True
+                return
+            fast = False  # the child sets them itself
         env = t.env + extra if extra else t.env
         errW = self.errW.fileno()
         try:
-            if t.fast:
+            if fast:
                 errR = self.errR.fileno()
                 pid = _FORK_EXEC(t, t.argv, env, fd, errR, errW)  # type: ignore[misc]
             else:
@@ -420,6 +512,9 @@ class _Helper:
         self.out.append(("s", rid, pid))
 
     def forward(self, credentials: tuple, tid: int, msg: tuple, fd: int) -> None:
+        # Never wait for a sub-helper: one that is stopped must not stop
+        # us (and every other credential set); the spawn fails instead.
+        flags = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
         rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
         err = 0
         for _attempt in range(2):
@@ -430,9 +525,9 @@ class _Helper:
                 newTemplate = tid not in sub.templates
                 if newTemplate:
                     for raw in self.rawTemplates[tid]:
-                        sub.sock.sendmsg([raw], [], socket.MSG_NOSIGNAL)
+                        sub.sock.sendmsg([raw], [], flags)
                     sub.templates.add(tid)
-                sub.sock.sendmsg([marshal.dumps(msg)], rights, socket.MSG_NOSIGNAL)
+                sub.sock.sendmsg([marshal.dumps(msg)], rights, flags)
             except (BrokenPipeError, ConnectionResetError) as e:
                 # Dead but not yet reaped: replace it (reap reports it).
                 if sub is not None and self.subs.get(credentials) is sub:
@@ -445,13 +540,27 @@ class _Helper:
                 return
             sub.recent.append(msg[1])
             if sub.daemonEnd >= 0:
-                self.out.append(("c", sub.subId, tid, True))
+                self.out.append(("c", sub.subId, tid, True, sub.pid))
                 self.outFds.append(sub.daemonEnd)
                 sub.daemonEnd = -1
             elif newTemplate:
-                self.out.append(("c", sub.subId, tid, False))
+                self.out.append(("c", sub.subId, tid, False, sub.pid))
             return
         self.out.append(("f", msg[1], err))
+
+    def killSub(self, subId: int) -> None:
+        """
+        Kill a sub-helper the daemon found stuck (ours and unreaped: the
+        pid cannot be recycled); its reaping reports C{"g"}.
+        """
+        for creds, sub in list(self.subs.items()):
+            if sub.subId == subId:
+                del self.subs[creds]
+                sub.close()
+                try:
+                    os.kill(sub.pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def startSub(self, credentials: tuple) -> _Sub:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -469,17 +578,24 @@ class _Helper:
             raise
         if pid == 0:
             try:
-                # Whatever else the root helper holds right now (other
-                # sub-helpers' sockets, the connection being forwarded, the
-                # daemon's ends of sockets not yet sent) must not live on in
-                # the sub-helper: a client would never see EOF.
+                signal.set_wakeup_fd(-1)  # ours is closed below
+                # Whatever else the root helper holds right now (its own
+                # channel and stdio, other sub-helpers' sockets, the
+                # connection being forwarded, the daemon's ends of sockets
+                # not yet sent) must not live on in the sub-helper: a client
+                # would never see EOF, and a stopped sub-helper would hold
+                # the root helper's pipes open.
                 ours.close()
                 daemonEnd.close()
                 for other in self.subs.values():
                     other.sock.close()
                 self.errR.close()
                 self.errW.close()
-                _closeAllBut((theirs.fileno(), direct.fileno(), self.ctl.fileno()))
+                self.ctl.close()
+                null = os.open(os.devnull, os.O_RDWR)
+                for target in (0, 1, 2):
+                    os.dup2(null, target)
+                _closeAllBut((theirs.fileno(), direct.fileno()))
                 uid, gid, groups = credentials
                 if groups is not None:
                     os.setgroups(groups)
@@ -487,7 +603,7 @@ class _Helper:
                     os.setresgid(gid, gid, gid)
                 if uid is not None:
                     os.setresuid(uid, uid, uid)
-                _Helper([theirs, direct], self.ctl, isSub=True).run()
+                _Helper([theirs, direct], direct, isSub=True).run()
             except BaseException:
                 pass
             os._exit(0)
@@ -587,6 +703,10 @@ class _Helper:
             for fd, _ev in events:
                 inbox = inboxes.get(fd)
                 if inbox is not None:
+                    if self.isSub:
+                        # A lowered soft RLIMIT_NOFILE would drop the
+                        # descriptors of the requests we are to read.
+                        self.ownLimitsAre(self.nofile)
                     for _ in range(_BATCH):
                         try:
                             data, anc, _f, _a = inbox.recvmsg(
@@ -595,9 +715,13 @@ class _Helper:
                         except BlockingIOError:
                             break
                         if not data:
-                            # The daemon or (for a sub-helper) the root
-                            # helper has gone: so do we.
-                            self.flush()
+                            if self.isSub and inbox is self.inboxes[0]:
+                                # The root helper has gone: go on reaping,
+                                # reporting and signalling our children
+                                # for the daemon until it closes.
+                                poller.unregister(fd)
+                                break
+                            self.flush()  # the daemon has gone: so do we
                             return
                         self.handle(fd, data, anc)
                 elif fd == wakeR:
@@ -610,6 +734,8 @@ class _Helper:
                     self.drainErrors()
             if self.out:
                 self.flush()
+            if self.tampered:
+                return
 
 
 def _becomeSubreaper() -> None:

@@ -7,38 +7,57 @@ Per connection the reactor encodes one small message, sends it with the
 connection's fd attached and closes its own copy; the helper forks, sets the
 child up as xinetd does and reports back.  Reaping, exit statuses and exec
 failures arrive as batched events on the same socket.
+
+Each sub-helper (one per credential set) has its own channel, queue and
+back-pressure: a sub-helper that its user stopped or slowed only holds up
+the services of that credential set.  What a user can do to their own
+sub-helper, and what follows:
+
+  - it backs up: the L{PressureObserver} is told C{(credentialKey, True)}
+    for that channel only (C{None} is the root helper's channel, shared by
+    all), and past L{HelperSpawner.maxQueued} waiting spawns a spawn fails
+    at once with L{SpawnError};
+  - it stops answering: after L{HelperSpawner.stuckTimeout} seconds of
+    silence with spawns outstanding it is logged, killed by the root helper
+    (the daemon may no longer be root) and its waiting spawns fail with
+    L{SpawnError}; the next spawn starts another;
+  - it dies (or the root helper does): the servers it started stay in
+    C{running}, still get signals and are reported once, with their real
+    status, when they end.  See L{xinetd_twisted.spawn.orphans}.
 """
 
 from __future__ import annotations
 
 import array
+import errno
 import os
 import signal as _signal
 import socket
 import sys
 import warnings
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from twisted.internet.address import _ProcessAddress
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ProcessExitedAlready, ProcessTerminated
-from twisted.internet.interfaces import (
-    IProcessTransport,
-    IReadDescriptor,
-    IWriteDescriptor,
-)
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.error import ProcessTerminated
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn.channel import (
+    Channel,
+    HelperProcess,
+    HelperProtocol,
+    SpawnRequest,
+)
 from xinetd_twisted.spawn.interfaces import (
     ChildSetup,
     ISpawner,
     PressureObserver,
     SpawnError,
+    credentialKey,
 )
+from xinetd_twisted.spawn.orphans import OrphanReaper
 from xinetd_twisted.spawn.status import reasonForStatus
 
 _log = Logger(namespace="xinetd_twisted.spawn")
@@ -50,130 +69,6 @@ _RECV_FLAGS = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
 _ANC_SIZE = socket.CMSG_SPACE(_wire.MAX_EVENTS_PER_MESSAGE * 4)
 
 
-@implementer(IProcessTransport)
-class HelperProcess:
-    """
-    The transport of one child started by the helper.
-
-    The child has no pipes to the daemon (its fds 0-2 are the client's
-    socket), so the stream methods do nothing.
-
-    @ivar pid: the child's pid, L{None} once it has been reaped.
-    @ivar setup: the L{ChildSetup} it was started with.
-    """
-
-    def __init__(
-        self,
-        spawner: HelperSpawner,
-        pid: int,
-        proto: Any,
-        setup: ChildSetup,
-        channel: _Channel,
-    ) -> None:
-        self.pid: Optional[int] = pid
-        self.setup = setup
-        self.proto = proto
-        self.channel = channel
-        self._spawner = spawner
-
-    def signalProcess(self, signalID: Any) -> None:
-        """
-        Signal the child (C{"KILL"}, C{"TERM"}, C{"INT"} or a number) through
-        the helper, which only signals it while it is unreaped.
-        """
-        if self.pid is None:
-            raise ProcessExitedAlready()
-        if isinstance(signalID, str):
-            signalID = getattr(_signal, "SIG" + signalID)
-        self._spawner.signalChild(self.pid, int(signalID))
-
-    def closeStdin(self) -> None:
-        """Nothing to close: the child has no pipe from us."""
-
-    def closeStdout(self) -> None:
-        """Nothing to close: the child has no pipe to us."""
-
-    def closeStderr(self) -> None:
-        """Nothing to close: the child has no pipe to us."""
-
-    def closeChildFD(self, descriptor: int) -> None:
-        """Nothing to close: the child has no pipes to us."""
-
-    def writeToChild(self, childFD: int, data: bytes) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def write(self, data: bytes) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def writeSequence(self, data: Any) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def loseConnection(self) -> None:
-        """Nothing to close: the child has no pipes to us."""
-
-    def getPeer(self) -> _ProcessAddress:
-        """A process has no network address."""
-        return _ProcessAddress()
-
-    def getHost(self) -> _ProcessAddress:
-        """A process has no network address."""
-        return _ProcessAddress()
-
-
-class _HelperProtocol(ProcessProtocol):
-    """
-    Watches the helper process itself: logs what it writes to stderr and
-    tells the spawner when it is gone.
-    """
-
-    def __init__(self, spawner: HelperSpawner) -> None:
-        self._spawner = spawner
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            _log.warn("spawn helper: {line}", line=line)
-
-    def processEnded(self, reason: Failure) -> None:
-        self._spawner._helperEnded(self, reason)
-
-
-@implementer(IReadDescriptor, IWriteDescriptor)
-class _Channel:
-    """
-    A socket to the root helper (C{subId} L{None}) or straight to one
-    sub-helper, as a reactor descriptor, with its own send queue.
-
-    @ivar queue: C{(message, fd or -1, requestId or 0)} waiting for the
-        peer to read its socket.
-    @ivar templates: template ids registered on this channel (sub-helpers).
-    """
-
-    def __init__(
-        self, spawner: HelperSpawner, sock: socket.socket, subId: Optional[int]
-    ) -> None:
-        self.spawner = spawner
-        self.sock = sock
-        self.subId = subId
-        self.queue: List[Tuple[bytes, int, int]] = []
-        self.templates: Set[int] = set()
-        self.closed = False
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def logPrefix(self) -> str:
-        return "SpawnHelper" if self.subId is None else "SpawnSubHelper"
-
-    def doRead(self) -> None:
-        return self.spawner._readEvents(self)
-
-    def doWrite(self) -> None:
-        return self.spawner._flushQueue(self)
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.spawner._channelLost(self, "socket lost")
-
-
 @implementer(ISpawner)
 class HelperSpawner:
     """
@@ -181,21 +76,28 @@ class HelperSpawner:
     through the per-credential sub-helpers it creates, each reached on its
     own channel once the helper has handed it over.
 
+    @cvar stuckTimeout: seconds a sub-helper may stay silent while spawns
+        wait on it before it is declared stuck, killed and replaced.
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
-    @ivar _pressure: the L{PressureObserver}: told C{(None, True)} when
-        messages start to queue on any channel and C{(None, False)} when no
-        channel has a queue any more, so listeners can pause.
+    @ivar running: C{{pid: HelperProcess}} of the children not reaped yet.
+    @ivar _pressure: the L{PressureObserver}: told C{(key, True)} when
+        messages start to queue on the channel of credential set C{key}
+        (C{None}: the root helper's, shared by all) and C{(key, False)}
+        when that queue has drained (or the channel is gone).
     """
+
+    stuckTimeout = 5.0
 
     def __init__(
         self,
         reactor: Any = None,
-        maxQueued: int = 4096,
+        maxQueued: int = 64,
         helperEnvironment: Optional[Dict[str, str]] = None,
     ) -> None:
         """
-        @param reactor: provides C{IReactorProcess} and C{IReactorFDSet}.
+        @param reactor: provides C{IReactorProcess}, C{IReactorFDSet} and
+            C{IReactorTime}.
         @param helperEnvironment: the helper's own environment (children
             never see it); only tests and benchmarks need to set it.
         """
@@ -207,15 +109,17 @@ class HelperSpawner:
         self.maxQueued = maxQueued
         self._pressure: Optional[PressureObserver] = None
         self._helperEnv = dict(helperEnvironment or {})
-        self._control: Optional[_Channel] = None
-        self._subs: Dict[int, _Channel] = {}  # subId -> channel
-        self._routes: Dict[int, _Channel] = {}  # templateId -> sub channel
-        self._backedUp = 0  # channels with a queue
-        self._helperProtocol: Optional[_HelperProtocol] = None
+        self._control: Optional[Channel] = None
+        self._subs: Dict[int, Channel] = {}  # subId -> channel
+        self._orphanedSubs: List[Channel] = []  # of a dead root helper
+        self._routes: Dict[int, Channel] = {}  # templateId -> sub channel
+        self._helperProtocol: Optional[HelperProtocol] = None
         self._helperTransport: Any = None
         self._templates: Dict[ChildSetup, int] = {}
-        self._pending: Dict[int, Tuple[Any, ChildSetup, Deferred, _Channel]] = {}
-        self._running: Dict[int, HelperProcess] = {}
+        self._setups: Dict[int, ChildSetup] = {}  # templateId -> setup
+        self._pending: Dict[int, SpawnRequest] = {}
+        self.running: Dict[int, HelperProcess] = {}
+        self._reaper = OrphanReaper(reactor)
         self._ready: List[Deferred] = []
         self._ended: List[Deferred] = []
         self._isReady = False
@@ -240,13 +144,19 @@ class HelperSpawner:
         Close the channels; the helpers exit and leave running children
         alone.  Fires when the helper process has ended.
         """
+        # Children left running go to init, not to us, once we stop.
+        self._reaper.stop()
+        self.running.clear()  # left running: no processEnded will come
+        for orphaned in list(self._orphanedSubs):
+            self._close(orphaned)
         if self._helperProtocol is None:
             return succeed(None)
         d: Deferred = Deferred()
         self._ended.append(d)
-        self._running.clear()  # left running: no processEnded will come
         if self._control is not None:
             self._channelLost(self._control, "spawner stopped")
+        for orphaned in list(self._orphanedSubs):
+            self._close(orphaned)
         return d
 
     def spawn(
@@ -266,14 +176,16 @@ class HelperSpawner:
         if templateId is None:
             templateId = self._register(setup)
         channel = self._routes.get(templateId)
-        if channel is not None and not channel.closed:
+        if channel is not None and not (channel.closed or channel.stuck):
             if len(channel.queue) >= self.maxQueued:
-                return fail(SpawnError("the spawn sub-helper is backed up"))
+                return fail(SpawnError(f"{channel.describe()} is backed up"))
             requestId = self._sendSpawn(
                 channel, templateId, setup, socketFD, extraEnvironment
             )
             if requestId:
-                return self._expect(requestId, processProtocol, setup, channel)
+                return self._expect(
+                    requestId, processProtocol, setup, channel, templateId
+                )
             # That sub-helper has gone: the root helper starts another.
         control = self._control
         if control is None:
@@ -285,7 +197,7 @@ class HelperSpawner:
         )
         if not requestId:
             return fail(SpawnError("spawn helper: control socket lost"))
-        return self._expect(requestId, processProtocol, setup, control)
+        return self._expect(requestId, processProtocol, setup, control, templateId)
 
     def observePressure(self, observer: Optional[PressureObserver]) -> None:
         """
@@ -297,27 +209,37 @@ class HelperSpawner:
         """
         See L{ISpawner.signalChild}.
         """
-        process = self._running.get(pid)
-        if process is None or self._control is None:
+        process = self.running.get(pid)
+        if process is None:
             return
+        signal = int(signal)  # a signal.Signals member does not marshal
+        if process.adopted:  # ours: its helper died
+            self._reaper.signal(pid, signal)
+            return
+        message = _wire.signalMessage(pid, signal)
         channel = process.channel
-        if channel.closed:
-            # The root helper passes it on to every sub-helper.
-            channel = self._control
-        # int(): a signal.Signals member does not marshal.
-        self._send(channel, _wire.signalMessage(pid, int(signal)), -1)
+        if not channel.closed:
+            self._send(channel, message, -1)
+        if (channel.closed or channel.stuck) and self._control is not None:
+            # Its sub-helper has died (or is being killed): the root
+            # helper has adopted it.
+            self._send(self._control, message, -1)
 
     def isBackedUp(self) -> bool:
         """
         Whether messages are waiting on any channel for a helper to catch up.
         """
-        return self._backedUp > 0
+        return any(channel.queue for channel in self._channels())
 
     # --- helper lifecycle ---------------------------------------------
 
+    def _channels(self) -> List[Channel]:
+        control = [] if self._control is None else [self._control]
+        return control + list(self._subs.values()) + self._orphanedSubs
+
     def _launch(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        proto = _HelperProtocol(self)
+        proto = HelperProtocol(self)
         # glibc's posix_spawn leaves its internal signals (32, 33) ignored in
         # the new program, and ignored stays ignored across our children's
         # exec; Twisted's fork path (taken when uid/gid are given) does not.
@@ -338,34 +260,140 @@ class HelperSpawner:
                 )
         finally:
             theirs.close()
+        # If it dies, what it started becomes ours (see orphans).
+        self._reaper.becomeSubreaper()
         ours.setblocking(False)
         self._helperProtocol = proto
         self._helperTransport = transport
-        self._control = _Channel(self, ours, None)
+        self._control = Channel(self, ours, None)
         self._templates = {}
+        self._setups = {}
         self._routes = {}
         self._isReady = False
         self._reactor.addReader(self._control)
 
-    def _helperEnded(self, proto: _HelperProtocol, reason: Failure) -> None:
+    def _helperEnded(self, proto: HelperProtocol, reason: Failure) -> None:
         if proto is not self._helperProtocol:
             return
+        stopping = bool(self._ended)
         if self._control is not None:
             self._channelLost(self._control, "spawn helper ended")
         self._helperProtocol = None
         self._helperTransport = None
+        if not stopping:
+            # Reaped: what it started is ours now (we are a subreaper).
+            self._adoptOrphans()
         ended, self._ended = self._ended, []
         for d in ended:
             d.callback(None)
 
-    def _close(self, channel: _Channel) -> List[int]:
+    def _adoptOrphans(self) -> None:
+        """
+        Follow, as their parent, the children of the dead root helper (and
+        the orphans it had adopted); sub-helpers go on reporting theirs.
+        """
+        followed = 0
+        for process in list(self.running.values()):
+            if process.channel.subId is not None and not process.channel.closed:
+                continue  # its sub-helper lives on
+            if self._adopt(process):
+                followed += 1
+        for channel in self._orphanedSubs:
+            if channel.subPid is not None:
+                self._reaper.adopt(channel.subPid, self._subReapedCallback(channel))
+        _log.error(
+            "spawn helper ended; {count} server(s) it started are followed"
+            " by the daemon, {subs} sub-helper(s) go on for theirs",
+            count=followed,
+            subs=len(self._orphanedSubs),
+        )
+        self._reaper.reapStrays()
+        self._closeIdleOrphans()
+
+    def _adopt(self, process: HelperProcess) -> bool:
+        pid = process.pid
+        assert pid is not None
+        if self._reaper.adopt(pid, lambda status: self._adoptedEnded(pid, status)):
+            process.adopted = True
+            return True
+        # Not ours: it ended and the report died with its helper.
+        _log.error(
+            "child {pid} ({executable}) ended while its spawn helper died:"
+            " its status is unknown",
+            pid=pid,
+            executable=process.setup.executable,
+        )
+        self._reportEnded(pid, Failure(ProcessTerminated(status=None)))
+        return False
+
+    def _adoptedEnded(self, pid: int, status: int) -> None:
+        if status < 0:
+            self._reportEnded(pid, Failure(ProcessTerminated(status=None)))
+        else:
+            self._reportEnded(pid, reasonForStatus(status))
+
+    def _reportEnded(self, pid: int, reason: Failure) -> None:
+        ended = self.running.pop(pid, None)
+        if ended is None:
+            return
+        ended.pid = None
+        ended.proto.processExited(reason)
+        ended.proto.processEnded(reason)
+
+    def _subReapedCallback(self, channel: Channel) -> Callable[[int], None]:
+        return lambda status: self._subReaped(channel)
+
+    def _subReaped(self, channel: Channel) -> None:
+        """
+        An orphaned sub-helper, our child, has been reaped by us: all it
+        said is in its socket, and its children are ours now.
+        """
+        self._drain(channel)
+        for requestId in list(channel.requests):
+            self._subHelperDied(requestId)
+        self._close(channel)
+        for process in list(self.running.values()):
+            if process.channel is channel and not process.adopted:
+                self._adopt(process)
+
+    def _closeIdleOrphans(self) -> None:
+        """
+        Close the channels of orphaned sub-helpers that have nothing left
+        to report: they exit (and are reaped by us).
+        """
+        for channel in list(self._orphanedSubs):
+            if channel.busy():
+                continue
+            if any(p.channel is channel for p in self.running.values()):
+                continue
+            self._close(channel)
+
+    def _close(self, channel: Channel) -> List[int]:
         """
         Close a channel; return the request ids of its unsent spawns.
         """
+        if channel.closed:
+            return []
         channel.closed = True
         self._reactor.removeReader(channel)
         self._reactor.removeWriter(channel)
         channel.sock.close()
+        if channel.watchdog is not None and channel.watchdog.active():
+            channel.watchdog.cancel()
+        channel.watchdog = None
+        unsent = self._dropQueue(channel)
+        if channel.subId is not None:
+            # A current sub-helper's channel stays in _subs until the root
+            # helper's "g" says which of its spawns will never start.
+            if channel in self._orphanedSubs:
+                self._orphanedSubs.remove(channel)
+            self._unroute(channel)
+        return unsent
+
+    def _dropQueue(self, channel: Channel) -> List[int]:
+        """
+        Forget a channel's unsent messages; return their request ids.
+        """
         unsent = []
         for _data, fd, requestId in channel.queue:
             if fd >= 0:
@@ -374,48 +402,100 @@ class HelperSpawner:
                 unsent.append(requestId)
         if channel.queue:
             channel.queue = []
-            self._queueChanged(-1)
-        if channel.subId is not None:
-            self._subs.pop(channel.subId, None)
-            for templateId in [t for t, c in self._routes.items() if c is channel]:
-                del self._routes[templateId]
+            self._reactor.removeWriter(channel)
+            self._queueChanged(channel, False)
         return unsent
 
-    def _channelLost(self, channel: _Channel, why: str) -> None:
+    def _unroute(self, channel: Channel) -> None:
+        for templateId in [t for t, c in self._routes.items() if c is channel]:
+            del self._routes[templateId]
+
+    def _channelLost(self, channel: Channel, why: str) -> None:
         if channel.closed:
             return
         if channel.subId is not None:
-            # The children it started are reaped by the root helper; the
-            # spawns it may still have started fail on its "g" event, which
-            # comes after all it said.  Unsent ones fail now.
+            # The children it started are reaped by the root helper (or by
+            # us, if it has died too); the spawns it may still have started
+            # fail on its "g" event, which comes after all it said.  Unsent
+            # ones fail now.
             for requestId in self._close(channel):
                 self._subHelperDied(requestId)
+            if channel.orphaned:  # no "g" will come; EOF was its last word
+                for requestId in list(channel.requests):
+                    self._subHelperDied(requestId)
             return
         if channel is not self._control:
             return
         self._control = None
-        self._close(channel)
+        for requestId in self._close(channel):
+            self._failRequest(requestId, f"spawn helper: {why}")
+        for request in list(self._pending.values()):
+            # Also those it had forwarded: a sub-helper that still starts
+            # one reports a child nobody expects, which it then kills.
+            if request.sentOn is channel:
+                self._failRequest(request.requestId, f"spawn helper: {why}")
+        # Its sub-helpers live on for the children they started.
         for sub in list(self._subs.values()):
-            self._close(sub)
-        pending, self._pending = self._pending, {}
+            if sub.closed:  # dead, and no "g" will come
+                for requestId in list(sub.requests):
+                    self._subHelperDied(requestId)
+                continue
+            sub.orphaned = True
+            self._unroute(sub)
+            self._orphanedSubs.append(sub)
+        self._subs = {}
         ready, self._ready = self._ready, []
         for d in ready:
             d.errback(SpawnError(f"spawn helper: {why}"))
-        for _proto, _setup, d, _channel in pending.values():
-            d.errback(SpawnError(f"spawn helper: {why}"))
-        running, self._running = self._running, {}
-        for pid, process in running.items():
-            _log.error(
-                "spawn helper: {why}; child {pid} ({executable}) can no longer"
-                " be followed and is reported ended",
-                why=why,
-                pid=pid,
-                executable=process.setup.executable,
+
+    # --- stuck sub-helpers ----------------------------------------------
+
+    def _busy(self, channel: Channel) -> None:
+        """
+        A spawn now waits on C{channel}: watch that its peer answers.
+        """
+        if channel.subId is None or channel.stuck:
+            return
+        if channel.watchdog is None:
+            channel.watchdog = self._reactor.callLater(
+                self.stuckTimeout, self._checkStuck, channel
             )
-            process.pid = None
-            reason = Failure(ProcessTerminated(status=None))
-            process.proto.processExited(reason)
-            process.proto.processEnded(reason)
+
+    def _checkStuck(self, channel: Channel) -> None:
+        channel.watchdog = None
+        if channel.closed or channel.stuck or not channel.busy():
+            return
+        quiet = self._reactor.seconds() - channel.progress
+        if quiet < self.stuckTimeout:
+            channel.watchdog = self._reactor.callLater(
+                self.stuckTimeout - quiet, self._checkStuck, channel
+            )
+            return
+        self._stuck(channel, quiet)
+
+    def _stuck(self, channel: Channel, quiet: float) -> None:
+        """
+        Kill a sub-helper that has not answered for C{quiet} seconds while
+        spawns waited on it; fail its spawns.  The next spawn of its
+        credentials starts another.
+        """
+        channel.stuck = True
+        _log.error(
+            "{helper} answered nothing for {quiet:.1f} s with {count} spawn(s)"
+            " waiting: killing it; they fail and the next spawn starts"
+            " another",
+            helper=channel.describe(),
+            quiet=quiet,
+            count=len(channel.requests),
+            uid=(channel.key or (None,))[0],
+        )
+        self._unroute(channel)
+        for requestId in self._dropQueue(channel):
+            self._subHelperDied(requestId)
+        if not channel.orphaned and self._control is not None:
+            self._send(self._control, _wire.killSubMessage(channel.subId or 0), -1)
+        elif channel.subPid is not None:
+            self._reaper.signal(channel.subPid, _signal.SIGKILL)
 
     # --- sending --------------------------------------------------------
 
@@ -426,6 +506,7 @@ class HelperSpawner:
         for message in self._templateMessages(templateId, setup):
             self._send(self._control, message, -1)
         self._templates[setup] = templateId
+        self._setups[templateId] = setup
         return templateId
 
     def _templateMessages(self, templateId: int, setup: ChildSetup) -> List[bytes]:
@@ -447,7 +528,7 @@ class HelperSpawner:
 
     def _sendSpawn(
         self,
-        channel: _Channel,
+        channel: Channel,
         templateId: int,
         setup: ChildSetup,
         socketFD: int,
@@ -470,19 +551,48 @@ class HelperSpawner:
         return requestId
 
     def _expect(
-        self, requestId: int, proto: Any, setup: ChildSetup, channel: _Channel
+        self,
+        requestId: int,
+        proto: Any,
+        setup: ChildSetup,
+        channel: Channel,
+        templateId: int,
     ) -> Deferred:
         d: Deferred = Deferred()
-        self._pending[requestId] = (proto, setup, d, channel)
+        request = SpawnRequest(requestId, proto, setup, d, channel, templateId)
+        self._pending[requestId] = request
+        self._attribute(request, channel)
         return d
 
-    def _send(
-        self, channel: _Channel, data: bytes, fd: int, requestId: int = 0
-    ) -> bool:
+    def _attribute(self, request: SpawnRequest, channel: Channel) -> None:
+        """
+        Make C{channel}'s peer the one that must answer C{request}.
+        """
+        request.channel.requests.discard(request.requestId)
+        request.channel = channel
+        if not channel.busy():
+            channel.progress = self._reactor.seconds()
+        channel.requests.add(request.requestId)
+        self._busy(channel)
+
+    def _take(self, requestId: int) -> Optional[SpawnRequest]:
+        request = self._pending.pop(requestId, None)
+        if request is not None:
+            request.channel.requests.discard(requestId)
+        return request
+
+    def _failRequest(self, requestId: int, why: str) -> None:
+        request = self._take(requestId)
+        if request is not None:
+            request.deferred.errback(SpawnError(why))
+
+    def _send(self, channel: Channel, data: bytes, fd: int, requestId: int = 0) -> bool:
         """
         Send or queue a message; L{False} when the channel is lost (and the
         message was neither sent nor queued).
         """
+        if channel.closed:
+            return False
         if not channel.queue:
             try:
                 self._sendNow(channel, data, fd)
@@ -493,14 +603,17 @@ class HelperSpawner:
                 self._channelLost(channel, f"send failed: {os.strerror(e.errno or 0)}")
                 return False
         # The caller closes its fd when we return: keep our own copy.
+        if not channel.busy():
+            channel.progress = self._reactor.seconds()
         channel.queue.append((data, os.dup(fd) if fd >= 0 else -1, requestId))
         if len(channel.queue) == 1:
             self._reactor.addWriter(channel)
-            self._queueChanged(+1)
+            self._queueChanged(channel, True)
+        self._busy(channel)
         return True
 
     @staticmethod
-    def _sendNow(channel: _Channel, data: bytes, fd: int) -> None:
+    def _sendNow(channel: Channel, data: bytes, fd: int) -> None:
         if fd >= 0:
             fds = array.array("i", (fd,))
             channel.sock.sendmsg(
@@ -509,12 +622,11 @@ class HelperSpawner:
         else:
             channel.sock.send(data, _SEND_FLAGS)
 
-    def _queueChanged(self, delta: int) -> None:
-        self._backedUp += delta
-        if self._pressure is not None and self._backedUp == (delta > 0):
-            self._pressure(None, delta > 0)
+    def _queueChanged(self, channel: Channel, backedUp: bool) -> None:
+        if self._pressure is not None:
+            self._pressure(channel.key, backedUp)
 
-    def _flushQueue(self, channel: _Channel) -> None:
+    def _flushQueue(self, channel: Channel) -> None:
         while channel.queue:
             data, fd, _requestId = channel.queue[0]
             try:
@@ -528,25 +640,28 @@ class HelperSpawner:
             if fd >= 0:
                 os.close(fd)
         self._reactor.removeWriter(channel)
-        self._queueChanged(-1)
+        self._queueChanged(channel, False)
 
     # --- receiving ------------------------------------------------------
 
-    def _readEvents(self, channel: _Channel) -> None:
+    def _readEvents(self, channel: Channel) -> bool:
+        """
+        Handle up to a batch of messages; L{True} if more may be waiting.
+        """
         for _ in range(_READ_BATCH):
             if channel.closed:
-                return
+                return False
             try:
                 data, anc, _flags, _addr = channel.sock.recvmsg(
                     _wire.MAX_MESSAGE, _ANC_SIZE, _RECV_FLAGS
                 )
             except BlockingIOError:
-                return
+                return False
             except OSError as e:
                 self._channelLost(
                     channel, f"receive failed: {os.strerror(e.errno or 0)}"
                 )
-                return
+                return False
             fds: List[int] = []
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -554,11 +669,12 @@ class HelperSpawner:
                     fds.extend(memoryview(payload)[:n].cast("i"))
             if not data:
                 self._channelLost(channel, "the helper closed its socket")
-                return
+                return False
+            channel.progress = self._reactor.seconds()
             try:
                 for event in _wire.decode(data):
                     try:
-                        self._dispatch(event, fds)
+                        self._dispatch(channel, event, fds)
                     except Exception:
                         # A process protocol's bug must not take the channel
                         # (and every other child's reports) down with it.
@@ -566,28 +682,34 @@ class HelperSpawner:
             finally:
                 for fd in fds:
                     os.close(fd)
+        return True
 
-    def _dispatch(self, event: tuple, fds: List[int]) -> None:
+    def _drain(self, channel: Channel) -> None:
+        """
+        Handle everything a dead helper left in its socket.
+        """
+        for _ in range(10000):
+            if not self._readEvents(channel):
+                return
+
+    def _dispatch(self, channel: Channel, event: tuple, fds: List[int]) -> None:
         kind = event[0]
         if kind == "s":
             _, requestId, pid = event
-            proto, setup, d, channel = self._pending.pop(requestId)
-            process = HelperProcess(self, pid, proto, setup, channel)
-            self._running[pid] = process
-            proto.makeConnection(process)
-            d.callback(process)
+            request = self._take(requestId)
+            if request is None:  # failed meanwhile: nobody follows it
+                self._send(channel, _wire.signalMessage(pid, int(_signal.SIGKILL)), -1)
+                return
+            process = HelperProcess(self, pid, request.proto, request.setup, channel)
+            self.running[pid] = process
+            request.proto.makeConnection(process)
+            request.deferred.callback(process)
         elif kind == "e":
             _, pid, status = event
-            ended = self._running.pop(pid, None)
-            if ended is None:
-                return
-            ended.pid = None
-            reason = reasonForStatus(status)
-            ended.proto.processExited(reason)
-            ended.proto.processEnded(reason)
+            self._reportEnded(pid, reasonForStatus(status))
         elif kind == "x":
             _, pid, code, stage = event
-            execFailed = self._running.get(pid)
+            execFailed = self.running.get(pid)
             path = execFailed.setup.executable if execFailed else "?"
             if stage == "exec":
                 _log.error(
@@ -606,26 +728,17 @@ class HelperSpawner:
                     errno=code,
                 )
         elif kind == "f":
-            _, requestId, code = event
-            _proto, setup, d, _channel = self._pending.pop(requestId)
-            _log.error(
-                "{executable}: fork failed: {reason}",
-                executable=setup.executable,
-                reason=os.strerror(code),
-            )
-            d.errback(SpawnError(f"fork failed: {os.strerror(code)}", code))
+            self._spawnFailed(channel, event)
         elif kind == "c":
             self._route(event, fds)
         elif kind == "g":
             _, forwarded, subId = event
-            lost = [
-                requestId
-                for requestId, entry in self._pending.items()
-                if entry[3].subId == subId
-            ]
-            for requestId in list(forwarded) + lost:
+            gone = self._subs.pop(subId, None)
+            if gone is not None:
+                self._drain(gone)  # dead: all it said is there
+                forwarded = list(forwarded) + list(gone.requests)
+            for requestId in forwarded:
                 self._subHelperDied(requestId)
-            gone = self._subs.get(subId)
             if gone is not None:
                 self._close(gone)
         elif kind == "r":
@@ -633,33 +746,67 @@ class HelperSpawner:
             ready, self._ready = self._ready, []
             for d in ready:
                 d.callback(None)
+        if channel.orphaned:
+            self._closeIdleOrphans()
+
+    def _spawnFailed(self, channel: Channel, event: tuple) -> None:
+        requestId, code = event[1], event[2]
+        request = self._take(requestId)
+        if request is None:
+            return
+        setup = request.setup
+        credentials = credentialKey(setup) != (None, None, None)
+        if len(event) > 3 and event[3] == "rlimits":
+            why = (
+                f"{channel.describe()} cannot restore its resource limits"
+                " (changed with prlimit): it ends, the next spawn starts another"
+            )
+        elif code == errno.EAGAIN and credentials:
+            why = f"the spawn sub-helper for uid {setup.uid} is backed up"
+        else:
+            why = f"fork failed: {os.strerror(code)}"
+        _log.error("{executable}: {why}", executable=setup.executable, why=why)
+        request.deferred.errback(SpawnError(why, code))
 
     def _route(self, event: tuple, fds: List[int]) -> None:
         """
         Send the template's next spawns straight to the sub-helper that
         starts its children.
         """
-        _, subId, templateId, hasFd = event
+        _, subId, templateId, hasFd, subPid = event
+        setup = self._setups.get(templateId)
         if hasFd:
-            if not fds:  # truncated: keep going through the root helper
+            if not fds or setup is None:
+                # Truncated (we are out of descriptors): we would never
+                # hear from it; have it replaced.
+                _log.error("spawn helper: no socket for sub-helper {pid}", pid=subPid)
+                if self._control is not None:
+                    self._send(self._control, _wire.killSubMessage(subId), -1)
                 return
             sock = socket.socket(fileno=fds.pop(0))
             sock.setblocking(False)
-            new = _Channel(self, sock, subId)
+            new = Channel(self, sock, subId, credentialKey(setup), subPid)
+            new.progress = self._reactor.seconds()
             self._subs[subId] = new
             self._reactor.addReader(new)
         channel = self._subs.get(subId)
-        if channel is not None:
-            self._routes[templateId] = channel
+        if channel is None or channel.stuck or channel.closed:
+            return
+        self._routes[templateId] = channel
+        # The root helper forwards this template's spawns to it: it is the
+        # one that must answer them.
+        for request in list(self._pending.values()):
+            if request.templateId == templateId and request.channel is self._control:
+                self._attribute(request, channel)
 
     def _subHelperDied(self, requestId: int) -> None:
-        lost = self._pending.pop(requestId, None)
+        lost = self._take(requestId)
         if lost is not None:
             _log.error(
                 "{executable}: the spawn sub-helper died before starting it",
-                executable=lost[1].executable,
+                executable=lost.setup.executable,
             )
-            lost[2].errback(SpawnError("spawn sub-helper died"))
+            lost.deferred.errback(SpawnError("spawn sub-helper died"))
 
 
 __all__ = ["HelperSpawner", "HelperProcess", "HELPER_PATH"]

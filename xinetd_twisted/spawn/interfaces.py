@@ -38,7 +38,10 @@ class ChildSetup:
     @ivar umask: the child's umask.
     @ivar nice: relative nice increment, or L{None}.
     @ivar rlimits: C{((resource, soft, hard), ...)} with C{resource} a
-        C{resource.RLIMIT_*} constant and C{resource.RLIM_INFINITY} allowed.
+        C{resource.RLIMIT_*} constant and C{resource.RLIM_INFINITY} allowed:
+        the limits the child must have.  L{childSetupFor} lists every
+        resource (the service's value, else the daemon's own), so that a
+        child never inherits a limit from whatever process starts it.
     @ivar chroot: change root to this directory before dropping privileges,
         or L{None}.
     @ivar workingDirectory: chdir here (after chroot); xinetd uses C{/}.
@@ -77,7 +80,10 @@ PressureObserver = Callable[[Optional[CredentialKey], bool], None]
 """
 Told C{(key, True)} when spawns for credential set C{key} start to queue and
 C{(key, False)} when they have caught up; C{key} L{None} means every
-credential set at once (the path shared by all is backed up).
+credential set at once (the path shared by all is backed up).  A spawner
+may tell C{(key, True)} for several keys at once, and each C{False} only
+ends that key's pause: pause the services whose C{credentialKey(setup)} is
+C{key} (all spawning services for L{None}) while any applies to them.
 """
 
 

@@ -7,10 +7,19 @@ per configuration load (never per connection).
 from __future__ import annotations
 
 import resource
-from typing import Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from xinetd_twisted.config.model import UNLIMITED, ServiceConfig
+from xinetd_twisted.spawn.helper import allRlimits
 from xinetd_twisted.spawn.interfaces import ChildSetup
+
+DAEMON_RLIMITS: Dict[int, Tuple[int, int]] = allRlimits()
+"""
+The daemon's own resource limits, every C{RLIMIT_*} the platform has,
+captured once when it starts: what a child gets for each limit its service
+does not set.  (A spawn helper's limits, which whoever runs as its user
+can change with prlimit(2), never decide a child's.)
+"""
 
 
 def _limit(value: int) -> int:
@@ -24,6 +33,7 @@ def childSetupFor(
     daemonUmask: int,
     isRoot: bool,
     nofileHardLimit: int,
+    daemonRlimits: Optional[Mapping[int, Tuple[int, int]]] = None,
 ) -> ChildSetup:
     """
     Build the setup xinetd's child.c would apply for C{service}.
@@ -37,6 +47,10 @@ def childSetupFor(
         changed then, as xinetd does (and its man page says).
     @param nofileHardLimit: the daemon's hard RLIMIT_NOFILE; the child gets
         it as soft and hard limit unless C{rlimit_files} is set.
+    @param daemonRlimits: C{{resource: (soft, hard)}}, the limits a child
+        gets for every other resource its service does not set; by default
+        L{DAEMON_RLIMITS}.  The setup carries every limit, so that a child
+        never inherits one from the helper that starts it.
     """
     if service.server is None:
         raise ValueError(f"service {service.serviceId} runs no program")
@@ -53,16 +67,11 @@ def childSetupFor(
     overridden = {name for name, _ in extra}
     environment = tuple((n, v) for n, v in base if n not in overridden) + tuple(extra)
 
-    rlimits = []
-    written = set()
+    limits = dict(DAEMON_RLIMITS if daemonRlimits is None else daemonRlimits)
+    limits[resource.RLIMIT_NOFILE] = (_limit(nofileHardLimit), _limit(nofileHardLimit))
     for resourceName, amount in service.rlimits:
-        r = getattr(resource, resourceName)
-        written.add(r)
-        rlimits.append((r, _limit(amount), _limit(amount)))
-    if resource.RLIMIT_NOFILE not in written:
-        rlimits.append(
-            (resource.RLIMIT_NOFILE, _limit(nofileHardLimit), _limit(nofileHardLimit))
-        )
+        limits[getattr(resource, resourceName)] = (_limit(amount), _limit(amount))
+    rlimits = [(r, soft, hard) for r, (soft, hard) in sorted(limits.items())]
 
     credentials = isRoot and (service.uid is not None or service.gid is not None)
     return ChildSetup(
