@@ -341,3 +341,31 @@ class BrokenServiceTests(SynchronousTestCase):
         self.assertEqual(list(h.server.runtimes), ["fine"])
         self.assertTrue(h.server.runtimes["fine"].active)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class PressureTests(SynchronousTestCase):
+    """
+    Spawner back-pressure pauses only the services of the credential set
+    that is backed up.
+    """
+
+    def test_perCredentialSet(self) -> None:
+        """A backed-up set pauses its services; others go on accepting."""
+        first, second = _portFreeEverywhere(), _portFreeEverywhere()
+        h = ServerHarness(
+            self,
+            serviceBlock("mine", first)
+            + serviceBlock("theirs", second).replace(
+                "user\t\t= root", "user\t\t= nobody"
+            ),
+        )
+        mine, theirs = h.server.runtimes["mine"], h.server.runtimes["theirs"]
+        observer = h.spawner.pressureObserver
+        assert observer is not None
+        observer(mine.credentials(), True)
+        self.assertEqual([r.name for r in (mine, theirs) if r.paused], ["mine"])
+        observer(None, True)
+        observer(mine.credentials(), False)
+        self.assertTrue(mine.paused and theirs.paused)
+        observer(None, False)
+        self.assertFalse(mine.paused or theirs.paused)

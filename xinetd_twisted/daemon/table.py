@@ -8,7 +8,7 @@ the removed services whose servers still run.
 from __future__ import annotations
 
 import signal
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
@@ -38,6 +38,7 @@ class ServiceTable:
         self._context = context
         self._metrics = metrics
         self.draining: List[ServiceRuntime] = []
+        self._backedUp: Set[Optional[CredentialKey]] = set()
 
     def __iter__(self) -> Any:
         return iter(list(self._collection))
@@ -182,15 +183,21 @@ class ServiceTable:
 
     def pressure(self, key: Optional[CredentialKey], backedUp: bool) -> None:
         """
-        The spawner cannot keep up for credential set C{key} (L{None}: all):
-        stop accepting for the services whose children it starts until it
-        has caught up, instead of queueing without bound.
+        The spawner cannot keep up for credential set C{key} (L{None}: all,
+        the path every set shares): stop accepting for the services whose
+        children it starts until it has caught up, instead of queueing
+        without bound.  Several sets may be backed up at once: a service
+        resumes only when neither its set nor the shared path is.
         """
+        if backedUp:
+            self._backedUp.add(key)
+        else:
+            self._backedUp.discard(key)
         for runtime in self:
             credentials = runtime.credentials()
-            if credentials is None or (key is not None and credentials != key):
+            if credentials is None:
                 continue
-            if backedUp:
+            if None in self._backedUp or credentials in self._backedUp:
                 runtime.pause()
             else:
                 runtime.resume()

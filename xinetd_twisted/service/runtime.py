@@ -269,6 +269,14 @@ class ServiceRuntime(Service):
             return
         self.daemonLog.error("Activating service {service}", service=self.serviceId)
 
+    @property
+    def paused(self) -> bool:
+        """
+        Whether it stopped taking connections because its spawner is backed
+        up.
+        """
+        return self._paused
+
     def pause(self) -> None:
         """
         Stop taking connections for a while (its spawner is backed up); they
