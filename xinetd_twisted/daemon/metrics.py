@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Tuple
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from xinetd_twisted.service.context import IServiceHooks
+from xinetd_twisted.service.context import IServiceHooks, NoHooks
 
 if TYPE_CHECKING:  # pragma: no cover
     from twisted.internet.interfaces import IListeningPort
@@ -57,33 +57,6 @@ class IMetrics(IServiceHooks):
     events of L{IServiceHooks}, and the daemon's).
     """
 
-    def connection(serviceId: str) -> None:
-        """
-        A connection (or datagram) was handed to a server or an in-process
-        handler; refused ones are counted only by L{refused}.
-        """
-
-    def refused(serviceId: str, reason: str) -> None:
-        """
-        A connection was refused, with xinetd's FAIL reason (C{address},
-        C{time}, C{instances}, ...).
-        """
-
-    def serverStarted(serviceId: str) -> None:
-        """
-        A server process of the service started.
-        """
-
-    def serverExited(serviceId: str) -> None:
-        """
-        A server process of the service exited.
-        """
-
-    def spawnDuration(seconds: float) -> None:
-        """
-        Seconds from accepting a connection to the child's exec.
-        """
-
     def reloaded(success: bool) -> None:
         """
         A reload (SIGHUP) ended, applied or refused.
@@ -102,25 +75,10 @@ class IMetrics(IServiceHooks):
 
 
 @implementer(IMetrics)
-class NullMetrics:
+class NullMetrics(NoHooks):
     """
     The metrics of a daemon without C{--metrics}: every call does nothing.
     """
-
-    def connection(self, serviceId: str) -> None:
-        pass
-
-    def refused(self, serviceId: str, reason: str) -> None:
-        pass
-
-    def serverStarted(self, serviceId: str) -> None:
-        pass
-
-    def serverExited(self, serviceId: str) -> None:
-        pass
-
-    def spawnDuration(self, seconds: float) -> None:
-        pass
 
     def reloaded(self, success: bool) -> None:
         pass
