@@ -17,6 +17,7 @@ import attr
 from xinetd_twisted.config.attributes import Settings
 from xinetd_twisted.config.build import ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
+from xinetd_twisted.config.extensions import checkExtensions
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
     Location,
@@ -76,6 +77,7 @@ class Filler:
         try:
             service = self._fill(draft, warnings)
             service = self._check(draft, service, warnings)
+            checkExtensions(service, warnings)
         except Drop as e:
             self._report(draft, Severity.ERROR, e.message, e.attribute)
             self.dropped.append(draft.serviceId)
@@ -184,6 +186,10 @@ class Filler:
                     f"Port not specified and can't find service: {name} in the "
                     "services file (xinetd: with getservbyname)"
                 )
+        if port is None and "RPC" in types:
+            # As xinetd: an RPC service binds any free port, then registers
+            # it with rpcbind.
+            port = 0
 
         passenv = v.get("passenv")
         if passenv is not None:
@@ -258,6 +264,8 @@ class Filler:
             libwrap=v.get("libwrap"),
             chroot=v.get("chroot"),
             locations=locations,
+            maxDuration=fromDefaults("max_duration", None),
+            perSourceCps=fromDefaults("per_source_cps", None),
         )
 
     # --- check_entry ----------------------------------------------------
@@ -364,13 +372,6 @@ class Filler:
         if "INTERNAL" not in types:
             self._checkServer(sc)
             self._checkCredentials(sc)
-        if "RPC" in types:
-            # Checked last, so that the RPC attributes are still checked.
-            raise Drop(
-                f"Service {sid} is an RPC service: RPC (portmap registration) "
-                "is not supported - DISABLING",
-                "type",
-            )
         logOnSuccess, logOnFailure = sc.logOnSuccess, sc.logOnFailure
         if sc.port == IDENT_PORT and sc.protocol == "tcp":
             for label, mask in (
@@ -489,7 +490,8 @@ def _coverage(sc: ServiceConfig) -> Tuple[Optional[str], Optional[str]]:
 
 
 def _overlaps(a: ServiceConfig, b: ServiceConfig) -> bool:
-    if a.port is None or b.port is None or a.port != b.port:
+    if a.port is None or b.port is None or a.port != b.port or a.port == 0:
+        # Port 0 (RPC): each binds a free port of its own.
         return False
     if a.protocol != b.protocol or a.isTcpmuxSubservice or b.isTcpmuxSubservice:
         return False
