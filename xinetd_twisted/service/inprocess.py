@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import weakref
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from twisted.internet.protocol import Factory
@@ -38,6 +37,7 @@ from xinetd_twisted.protocols.redirect import (
     Traffic,
 )
 from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
+from xinetd_twisted.service.duration import LimitedConnections
 from xinetd_twisted.service.factory import (
     IStreamKind,
     ServiceFactory,
@@ -63,7 +63,7 @@ class _Recording(Factory):
     a removed service can end its connections.
     """
 
-    def __init__(self, factory: Any, protocols: "weakref.WeakSet[Any]") -> None:
+    def __init__(self, factory: Any, protocols: Any) -> None:
         self._factory = factory
         self._protocols = protocols
 
@@ -92,7 +92,10 @@ class InProcessStreamKind:
 
     def __init__(self, parts: ServiceParts) -> None:
         self._parts = parts
-        self._protocols: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        # Weakly held, each closed after max_duration.
+        self._protocols = LimitedConnections(
+            parts.context.reactor, lambda: self._parts.service
+        )
         self._acceptor: Optional[StreamAcceptor] = None
         self._family = socket.AF_INET
         self._inner = self.innerFactory()
