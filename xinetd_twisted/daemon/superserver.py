@@ -29,6 +29,7 @@ from xinetd_twisted.config.model import (
 from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
 from xinetd_twisted.daemon.plan import Plan, ownsSocket, planReload
+from xinetd_twisted.daemon.rpc import RpcRegistrations
 from xinetd_twisted.daemon.signals import SignalHandlers
 from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver
 from xinetd_twisted.logs.sinks import SyslogConnection
@@ -36,6 +37,7 @@ from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.hostsaccess import HostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
 from xinetd_twisted.protocols.names import ReverseResolver
+from xinetd_twisted.protocols.portmap import PortmapClient
 from xinetd_twisted.service.context import (
     DaemonContext,
     IServiceHooks,
@@ -266,6 +268,7 @@ class SuperServer(MultiService):
             self.metrics,
         )
         self.draining: List[ServiceRuntime] = []
+        self.rpc = RpcRegistrations(PortmapClient(reactor))
         self._signals = SignalHandlers(reactor)
         self._ownSyslog: Optional[DaemonSyslogObserver] = None
         self._activated = False
@@ -410,6 +413,7 @@ class SuperServer(MultiService):
             self._scrub.cancel()
         self._scrub = None
         stopped = [runtime.stopService() for runtime in reversed(list(self))]
+        stopped.append(self.rpc.stop())
         for runtime in list(self):
             self._forget(runtime)
         self.draining.clear()
@@ -464,6 +468,7 @@ class SuperServer(MultiService):
         try:
             runtime = ServiceRuntime(self.context, service)
             runtime.setSubservices(subservices)
+            runtime.onBound = self.rpc.runtimeBound
         except Exception:
             self.log.failure(
                 "Service {service} failed to start and is deactivated.",
@@ -646,6 +651,7 @@ class SuperServer(MultiService):
                 self.addService(runtime)
             runtime.update(service)
             runtime.setSubservices(plan.subservices)
+            self.rpc.runtimeUpdated(runtime)
             self.log.info("readjusting service {service}", service=service.serviceId)
         started = [
             s for s in plan.start if self._startRuntime(s, list(plan.subservices))
@@ -666,6 +672,7 @@ class SuperServer(MultiService):
         (SIGKILL for programs).
         """
         runtime.deactivate()
+        self.rpc.remove(runtime.serviceId)
         for pid in sorted(runtime.servers):
             self.log.info(
                 "Sending signal 9 to {service} server {pid}",
