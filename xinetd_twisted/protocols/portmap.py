@@ -119,6 +119,7 @@ class PortmapClient(DatagramProtocol):
     """
 
     log = Logger(namespace="xinetd_twisted.rpc")
+    noisy = False
 
     def __init__(
         self,
