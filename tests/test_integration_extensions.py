@@ -15,19 +15,16 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from twisted.trial.unittest import SkipTest, TestCase
 
 import tests.daemon
 from tests.daemon import Daemon, freePort, waitForPort
+from tests.test_integration_life import _requireRoot as requireRoot
+from tests.test_integration_life import waitUntil
 
 HOST = "127.0.0.1"
-
-
-def requireRoot() -> None:
-    if os.geteuid() != 0:
-        raise SkipTest("needs root: services run as user root (CI runs as root)")
 
 
 def requirePrograms(*paths: str) -> None:
@@ -40,14 +37,6 @@ def requirePrograms(*paths: str) -> None:
             raise SkipTest(
                 f"{path} is not installed (Debian: rpcbind rstatd rstat-client)"
             )
-
-
-def waitUntil(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def readFile(path: str) -> str:
@@ -210,6 +199,43 @@ class MaxDurationTests(DaemonCase):
         self.assertIn(
             "service echo-limited: closing the connection from 127.0.0.1", d.log()
         )
+
+    def test_redirectClosed(self) -> None:
+        """
+        A redirected connection is closed after max_duration, with its
+        TRAFFIC and EXIT lines.
+        """
+        echoPort, port = freePort(), freePort()
+        log = self.serviceLogPath()
+        redirect = f"""
+service relay
+{{
+	type		= UNLISTED
+	port		= {port}
+	socket_type	= stream
+	wait		= no
+	bind		= {HOST}
+	user		= root
+	redirect	= {HOST} {echoPort}
+	max_duration	= 1
+	log_type	= FILE {log}
+	log_on_success	= PID HOST EXIT TRAFFIC
+}}
+"""
+        d = self.daemon(echoService("echo-behind", echoPort, log) + redirect)
+        waitForPort(HOST, port)
+        with socket.create_connection((HOST, port)) as client:
+            client.settimeout(10)
+            client.sendall(b"hello")
+            self.assertEqual(client.recv(5), b"hello")
+            try:
+                rest = client.recv(1)
+            except ConnectionResetError:
+                rest = b""
+            self.assertEqual(rest, b"")
+        waitUntil(lambda: "EXIT: relay" in readFile(log))
+        self.assertIn("TRAFFIC: relay in=5(bytes) out=5(bytes)", readFile(log))
+        self.assertIn("service relay: closing the connection from 127.0.0.1", d.log())
 
 
 class PerSourceCpsTests(DaemonCase):
