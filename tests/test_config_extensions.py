@@ -80,6 +80,18 @@ class MaxDurationTests(SynchronousTestCase):
         self.assertIn("max_duration has nothing to limit", warning)
         self.assertIn("test.conf:6:", warning)
 
+    def test_tcpmuxSubserviceWarns(self) -> None:
+        """
+        On a tcpmux sub-service the multiplexer's limit applies: a warning.
+        """
+        body = EXTERNAL.replace("UNLISTED", "UNLISTED TCPMUX").replace(
+            "port = 4000", "max_duration = 4"
+        )
+        config = parse(service(body))
+        self.assertEqual(len(config.services), 1)
+        [warning] = messages(config, Severity.WARNING)
+        self.assertIn("the tcpmux service's max_duration applies", warning)
+
 
 class PerSourceCpsTests(SynchronousTestCase):
     """

@@ -71,3 +71,11 @@ def checkExtensions(
                 "max_duration",
             )
         )
+    if service.maxDuration is not None and service.isTcpmuxSubservice:
+        warnings.append(
+            (
+                f"Service {service.serviceId} is reached through tcpmux: the "
+                "tcpmux service's max_duration applies to its servers",
+                "max_duration",
+            )
+        )
