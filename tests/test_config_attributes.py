@@ -44,7 +44,7 @@ class TableTests(SynchronousTestCase):
             "rpc_version rpc_number port redirect bind interface banner "
             "banner_success banner_fail disable deny_time rlimit_as rlimit_cpu "
             "rlimit_data rlimit_files rlimit_rss rlimit_stack v6only libwrap chroot "
-            "enabled disabled".split()
+            "enabled disabled max_duration per_source_cps".split()
         )
         self.assertEqual(set(ATTRIBUTES), expected)
 
@@ -58,7 +58,8 @@ class TableTests(SynchronousTestCase):
             set(
                 "log_type log_on_success log_on_failure disabled enabled no_access "
                 "only_from instances passenv banner bind interface per_source groups "
-                "banner_success banner_fail cps max_load v6only umask".split()
+                "banner_success banner_fail cps max_load v6only umask "
+                "max_duration per_source_cps".split()
             ),
         )
 
@@ -275,25 +276,23 @@ class ValueTests(SynchronousTestCase):
         """
         body = EXTERNAL.replace("UNLISTED", "RPC UNLISTED").replace("port = 4000", "")
         config = parse(service(body + "\n rpc_version = 2-4\n rpc_number = 300000"))
-        # Parsed and checked, then dropped: RPC is not supported.
-        self.assertEqual(config.services, ())
-        self.assertEqual(len(messages(config)), 1)
-        self.assertIn(
-            "RPC (portmap registration) is not supported", messages(config)[0]
-        )
+        self.assertEqual(messages(config), [])
+        [rpc] = config.services
+        self.assertEqual((rpc.rpcVersion, rpc.rpcNumber), ((2, 4), 300000))
+        # No port: any free one, registered with rpcbind.
+        self.assertEqual(rpc.port, 0)
         bad = parse(service(body + "\n rpc_version = 4-2\n rpc_number = 300000"))
-        self.assertNotIn("RPC (portmap", messages(bad)[0])
+        self.assertIn("bad rpc_version: 4-2", messages(bad)[0])
 
     def test_listedRpc(self) -> None:
         """
-        A listed RPC service must be in the rpc file (and is then dropped:
-        RPC is not supported).
+        A listed RPC service takes its program number from the rpc file;
+        one not there is dropped.
         """
         body = EXTERNAL.replace("UNLISTED", "RPC").replace("port = 4000", "")
         config = parse(service(body + "\n rpc_version = 1", name="rusersd"))
-        self.assertIn(
-            "RPC (portmap registration) is not supported", messages(config)[0]
-        )
+        self.assertEqual(messages(config), [])
+        self.assertEqual(config.services[0].rpcNumber, 100002)
         config = parse(service(body + "\n rpc_version = 1", name="nosuchrpc"))
         self.assertIn("unknown RPC service: nosuchrpc", messages(config)[0])
 

@@ -61,8 +61,7 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_internal(self) -> None:
         """
-        Internal services survive the trip (RPC services are dropped at load
-        time, so there is none to dump).
+        Internal services survive the trip.
         """
         self.roundTrip(
             service(

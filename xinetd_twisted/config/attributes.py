@@ -11,6 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Set
 
 import attr
 
+from xinetd_twisted.config import extensions as ext
 from xinetd_twisted.config import values as v
 from xinetd_twisted.config.model import Location
 
@@ -100,6 +101,9 @@ _ROWS = [
     _row("chroot", 1, v.word),
     _row("enabled", LIST, v.ids, LIST, inService=False),
     _row("disabled", LIST, v.ids, LIST, inService=False),
+    # Our extensions (issue 10): per-connection time and per-source rate limits.
+    _row("max_duration", 1, ext.maxDuration, 1),
+    _row("per_source_cps", 2, ext.perSourceCps, 2),
 ]
 
 ATTRIBUTES: Mapping[str, Attribute] = {row.name: row for row in _ROWS}

@@ -121,5 +121,10 @@ def dumpService(service: ServiceConfig) -> str:
         lines.append(("deny_time", "FOREVER" if s.denyTime == -1 else str(s.denyTime)))
     for resource, amount in s.rlimits:
         lines.append((_RLIMIT_ATTRIBUTES[resource], _limit(amount)))
+    # Our extensions (issue 10).
+    if s.maxDuration is not None:
+        lines.append(("max_duration", str(s.maxDuration)))
+    if s.perSourceCps is not None:
+        lines.append(("per_source_cps", f"{s.perSourceCps[0]} {s.perSourceCps[1]}"))
     body = "".join(f"\t{name:<15} = {value}\n" for name, value in lines)
     return f"service {s.name}\n{{\n{body}}}\n"

@@ -17,6 +17,7 @@ import attr
 from xinetd_twisted.config.attributes import Settings
 from xinetd_twisted.config.build import STRICT_SUFFIX, ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
+from xinetd_twisted.config.extensions import checkExtensions
 from xinetd_twisted.config.files import writableByOthers
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
@@ -81,6 +82,7 @@ class Filler:
         try:
             service = self._fill(draft, warnings)
             service = self._check(draft, service, warnings)
+            checkExtensions(service, warnings)
         except Drop as e:
             self._report(draft, Severity.ERROR, e.message, e.attribute)
             self._drop(draft)
@@ -201,6 +203,10 @@ class Filler:
                     f"Port not specified and can't find service: {name} in the "
                     "services file (xinetd: with getservbyname)"
                 )
+        if port is None and "RPC" in types:
+            # As xinetd: an RPC service binds any free port, then registers
+            # it with rpcbind.
+            port = 0
 
         passenv = v.get("passenv")
         if passenv is not None:
@@ -275,6 +281,8 @@ class Filler:
             libwrap=v.get("libwrap"),
             chroot=v.get("chroot"),
             locations=locations,
+            maxDuration=fromDefaults("max_duration", None),
+            perSourceCps=fromDefaults("per_source_cps", None),
         )
 
     # --- check_entry ----------------------------------------------------
@@ -382,13 +390,6 @@ class Filler:
             self._checkServer(sc, warnings)
             self._checkCredentials(sc)
         self._checkBanners(sc, warnings)
-        if "RPC" in types:
-            # Checked last, so that the RPC attributes are still checked.
-            raise Drop(
-                f"Service {sid} is an RPC service: RPC (portmap registration) "
-                "is not supported - DISABLING",
-                "type",
-            )
         logOnSuccess, logOnFailure = sc.logOnSuccess, sc.logOnFailure
         if sc.port == IDENT_PORT and sc.protocol == "tcp":
             for label, mask in (
@@ -537,7 +538,8 @@ def _coverage(sc: ServiceConfig) -> Tuple[Optional[str], Optional[str]]:
 
 
 def _overlaps(a: ServiceConfig, b: ServiceConfig) -> bool:
-    if a.port is None or b.port is None or a.port != b.port:
+    if a.port is None or b.port is None or a.port != b.port or a.port == 0:
+        # Port 0 (RPC): each binds a free port of its own.
         return False
     if a.protocol != b.protocol or a.isTcpmuxSubservice or b.isTcpmuxSubservice:
         return False

@@ -254,6 +254,10 @@ class ServiceConfig:
     @ivar chroot: the C{chroot} directory (our extension), or L{None}.
     @ivar locations: attribute name (lower-case, as written in xinetd) ->
         where it was set, for messages about values.
+    @ivar maxDuration: C{max_duration} (our extension): seconds a server or
+        in-process connection may last, or L{None} for no limit.
+    @ivar perSourceCps: C{per_source_cps} (our extension): C{(rate, wait)},
+        or L{None} for no per-source rate limit.
     """
 
     name: str
@@ -302,6 +306,8 @@ class ServiceConfig:
     libwrap: Optional[str] = None
     chroot: Optional[str] = None
     locations: Mapping[str, Location] = attr.ib(factory=dict, eq=False, hash=False)
+    maxDuration: Optional[int] = None
+    perSourceCps: Optional[Tuple[int, int]] = None
 
     @property
     def isInternal(self) -> bool:

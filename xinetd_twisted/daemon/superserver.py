@@ -29,12 +29,14 @@ from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
 from xinetd_twisted.daemon.operations import Operations, budgetDescriptors
 from xinetd_twisted.daemon.plan import ownsSocket, planReload
+from xinetd_twisted.daemon.rpc import RpcRegistrations
 from xinetd_twisted.daemon.table import ServiceTable
 from xinetd_twisted.logs.sinks import SyslogConnection
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.hostsaccess import HostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
 from xinetd_twisted.protocols.names import ReverseResolver
+from xinetd_twisted.protocols.portmap import PortmapClient
 from xinetd_twisted.service.context import (
     DaemonContext,
     IServiceHooks,
@@ -263,13 +265,26 @@ class SuperServer(MultiService):
             if notifier is not None
             else SystemdNotifier.fromEnvironment(os.environ, reactor),
         )
-        self.table = ServiceTable(self, self.context, metrics)
+        self.table = ServiceTable(
+            self, self.context, metrics, RpcRegistrations(PortmapClient(reactor))
+        )
         self._activated = False
         self._terminating = False
         subservices = [s for s in config.services if s.isTcpmuxSubservice]
         for service in config.services:
             if ownsSocket(service):
                 self.table.add(service, subservices)
+
+    @property
+    def rpc(self) -> RpcRegistrations:
+        """
+        The rpcbind registrations of the RPC services.
+        """
+        return self.table.rpc
+
+    @rpc.setter
+    def rpc(self, registrations: RpcRegistrations) -> None:
+        self.table.rpc = registrations
 
     @property
     def spawner(self) -> ISpawner:
@@ -345,6 +360,7 @@ class SuperServer(MultiService):
         self.running = 0
         stopped = self.operations.stop()
         stopped += [runtime.stopService() for runtime in reversed(list(self))]
+        stopped.append(self.rpc.stop())
         self.table.removeAll()
         self.context.sinks.close()
         if self.context.names is not None:

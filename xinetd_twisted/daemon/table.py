@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.daemon.metrics import IMetrics
 from xinetd_twisted.daemon.plan import Plan
+from xinetd_twisted.daemon.rpc import RpcRegistrations
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.runtime import ServiceRuntime
 from xinetd_twisted.spawn.interfaces import CredentialKey
@@ -27,16 +28,22 @@ class ServiceTable:
 
     @ivar draining: runtimes of services a reload removed whose servers
         have not all been reaped yet (for their EXIT lines and the dump).
+    @ivar rpc: the rpcbind registrations of the RPC services.
     """
 
     log = Logger(namespace="xinetd_twisted.daemon")
 
     def __init__(
-        self, collection: MultiService, context: DaemonContext, metrics: IMetrics
+        self,
+        collection: MultiService,
+        context: DaemonContext,
+        metrics: IMetrics,
+        rpc: RpcRegistrations,
     ) -> None:
         self._collection = collection
         self._context = context
         self._metrics = metrics
+        self.rpc = rpc
         self.draining: List[ServiceRuntime] = []
         self._backedUp: Set[Optional[CredentialKey]] = set()
 
@@ -54,6 +61,7 @@ class ServiceTable:
         try:
             runtime = ServiceRuntime(self._context, service)
             runtime.setSubservices(subservices)
+            runtime.onBound = self.rpc.runtimeBound
         except Exception:
             self.log.failure(
                 "Service {service} failed to start and is deactivated.",
@@ -108,6 +116,7 @@ class ServiceTable:
         (SIGKILL for programs).
         """
         runtime.deactivate()
+        self.rpc.remove(runtime.serviceId)
         for pid in sorted(runtime.servers):
             self.log.info(
                 "Sending signal 9 to {service} server {pid}",
@@ -139,6 +148,7 @@ class ServiceTable:
                 runtime.startService()
             runtime.update(service)
             runtime.setSubservices(plan.subservices)
+            self.rpc.runtimeUpdated(runtime)
             self.log.info("readjusting service {service}", service=service.serviceId)
         started = [s for s in plan.start if self.start(s, plan.subservices)]
         for serviceId in plan.kept:

@@ -30,6 +30,7 @@ from xinetd_twisted.policy.hostsaccess import (
 from xinetd_twisted.policy.limits import ProcessLimit, ServiceLimits
 from xinetd_twisted.policy.loadavg import LOAD, LoadAverage, overloaded
 from xinetd_twisted.policy.sensor import SensorList, SensorOutcome
+from xinetd_twisted.policy.sourcerate import PER_SOURCE_CPS, SourceRate
 from xinetd_twisted.policy.times import AccessTimes
 
 ADDRESS = "address"
@@ -109,6 +110,8 @@ class ServicePolicy:
     @ivar config: the service.
     @ivar limits: running-server counts (kept across reloads).
     @ivar rate: cps state (kept across reloads).
+    @ivar sourceRate: C{per_source_cps} state (kept across reloads), or
+        L{None} when the service has no such limit.
     @ivar libwrapName: the daemon name for hosts.allow/deny, or L{None}.
     """
 
@@ -118,6 +121,7 @@ class ServicePolicy:
         context: PolicyContext,
         limits: Optional[ServiceLimits] = None,
         rate: Optional[ConnectionRate] = None,
+        sourceRate: Optional[SourceRate] = None,
     ) -> None:
         self.config = config
         self._context = context
@@ -137,6 +141,7 @@ class ServicePolicy:
         else:
             rate.setLimits(maximum, wait)
         self.rate = rate
+        self.sourceRate = _sourceRate(config, context, sourceRate)
         self._addresses = AddressList(config.onlyFrom, config.noAccess)
         self._times = (
             None if config.accessTimes is None else AccessTimes(config.accessTimes)
@@ -157,7 +162,7 @@ class ServicePolicy:
         The policy for a reloaded C{config}, keeping running counts and the
         cps window (and any cps pause) of this one.
         """
-        return ServicePolicy(config, context, self.limits, self.rate)
+        return ServicePolicy(config, context, self.limits, self.rate, self.sourceRate)
 
     def _peer(self, host: Optional[str]) -> Optional[Peer]:
         # needsName then check parse the same host: keep one parse.
@@ -237,6 +242,10 @@ class ServicePolicy:
             return Refusal(
                 TIME, f"service {config.serviceId} is outside its access_times"
             )
+        if self.sourceRate is not None:
+            refusal = _checkSourceRate(self.sourceRate, config, self._key(peerHost))
+            if refusal is not None:
+                return refusal
         reason = self.limits.check(self._key(peerHost))
         if reason is not None:
             return Refusal(
@@ -312,3 +321,37 @@ class ServicePolicy:
         """
         self.limits.ended(self._key(peerHost))
         self._processLimit.ended()
+
+
+def _sourceRate(
+    config: ServiceConfig, context: PolicyContext, current: Optional[SourceRate]
+) -> Optional[SourceRate]:
+    # per_source_cps (our extension): kept across reloads like cps.
+    if config.perSourceCps is None:
+        return None
+    rate, wait = config.perSourceCps
+    if current is None:
+        return SourceRate(rate, wait, context.seconds)
+    current.setLimits(rate, wait)
+    return current
+
+
+def _checkSourceRate(
+    sourceRate: SourceRate, config: ServiceConfig, key: Optional[str]
+) -> Optional[Refusal]:
+    if key is None:
+        return None
+    until = sourceRate.check(key)
+    if until is None:
+        return None
+    if sourceRate.justBlocked:
+        return Refusal(
+            PER_SOURCE_CPS,
+            f"service {config.serviceId}: more than {sourceRate.rate} connections "
+            f"a second from {key}: refusing it for {sourceRate.wait} seconds",
+            daemonMessage=True,
+        )
+    return Refusal(
+        PER_SOURCE_CPS,
+        f"service {config.serviceId}: {key} is refused by per_source_cps",
+    )

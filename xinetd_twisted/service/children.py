@@ -22,6 +22,7 @@ from xinetd_twisted.logs.service import ServiceLog, wallDuration
 from xinetd_twisted.logs.sinks import FileLogSink
 from xinetd_twisted.policy.access import ServicePolicy
 from xinetd_twisted.service.context import DaemonContext
+from xinetd_twisted.service.duration import serverDeadline
 from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError
 
 FORK_RETRY_INTERVAL = 5.0
@@ -59,6 +60,7 @@ class Child(ProcessProtocol):
         self.started = started
         self.accepted = accepted
         self.pid: Optional[int] = None
+        self.deadline: Any = None  # max_duration (service/duration.py)
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid  # type: ignore[union-attr]
@@ -256,6 +258,7 @@ class Children:
         """
         assert child.pid is not None
         self.running[child.pid] = child
+        child.deadline = serverDeadline(self._context, self._service, child.pid)
         self._log().start(child.pid, child.address or child.peer)
         hooks = self._context.hooks
         hooks.serverStarted(self._service.serviceId)
@@ -268,6 +271,8 @@ class Children:
         """
         if child.pid is not None:
             self.running.pop(child.pid, None)
+        if child.deadline is not None:
+            child.deadline.cancel()
         if self.countsInstances:
             self._policy().ended(child.peer)
         log = self._log()

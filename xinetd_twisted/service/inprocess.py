@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from twisted.python.failure import Failure
@@ -37,6 +36,7 @@ from xinetd_twisted.protocols.redirect import (
     Traffic,
 )
 from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
+from xinetd_twisted.service.duration import LimitedConnections
 from xinetd_twisted.service.factory import (
     ConnectionLimits,
     IStreamKind,
@@ -76,7 +76,10 @@ class InProcessStreamKind:
 
     def __init__(self, parts: ServiceParts) -> None:
         self._parts = parts
-        self._protocols: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        # Weakly held, each closed after max_duration.
+        self._protocols = LimitedConnections(
+            parts.context.reactor, lambda: self._parts.service
+        )
         self._acceptor: Optional[StreamAcceptor] = None
         self._family = socket.AF_INET
         self._inner = self.innerFactory()

@@ -11,7 +11,7 @@ in C{stopService}; its C{factory} serves it on any other endpoint too.
 from __future__ import annotations
 
 import socket
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -97,6 +97,8 @@ class ServiceRuntime(Service):
         self.spec: Optional[SocketSpec] = None
         self._reactivation: Any = None
         self._paused = False
+        # Told each time the socket is bound (RPC registration).
+        self.onBound: Callable[[ServiceRuntime], object] = lambda runtime: None
 
     # --- what the daemon, the dump and tests read --------------------------
 
@@ -227,6 +229,7 @@ class ServiceRuntime(Service):
             service=self.serviceId,
             where=spec.describe() if spec is not None else "an inherited socket",
         )
+        self.onBound(self)
 
     def deactivate(self) -> None:
         """
