@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.logs.service import ServiceLog
 from xinetd_twisted.policy.access import Refusal, ServicePolicy
+from xinetd_twisted.policy.sensor import SensorOutcome
 from xinetd_twisted.protocols.ident import queryIdent
 from xinetd_twisted.service.banners import Banners
 from xinetd_twisted.service.connection import Connection
@@ -170,7 +171,7 @@ class Admission:
         if refusal.deactivated and refusal.deactivateUntil is not None:
             self.daemonLog.error("{message}", message=refusal.message)
             self._deactivateFor(refusal.deactivateUntil)
-        if refusal.sensor is not None and refusal.sensor.name == "ADDED":
+        if refusal.sensor is SensorOutcome.ADDED:
             self.daemonLog.critical(
                 "{pid} {{process_sensor}} Adding {peer} to the global_no_access "
                 "list for {minutes} minutes",
