@@ -166,6 +166,7 @@ def makeDaemons(
     log: bool,
     idle: Sequence[Workload] = (),
     spawners: Sequence[str] = (),
+    metrics: bool = False,
 ) -> List[Daemon]:
     """
     Write one config per daemon (same text, own ports) and describe how each
@@ -175,9 +176,13 @@ def makeDaemons(
     @param spawners: values for our C{--spawner} option, one daemon each
         (named C{ours-<spawner>}); empty for one daemon C{ours} with the
         plugin's default spawner.
+    @param metrics: also run C{ours-metrics}, our daemon with C{--metrics}
+        on (the cost of counting).
     """
     daemons = []
     ours = [f"ours-{s}" for s in spawners] or ["ours"]
+    if metrics:
+        ours.append("ours-metrics")
     for name in ["xinetd", *ours]:
         if only != "both" and not name.startswith(only):
             continue
@@ -204,7 +209,10 @@ def makeDaemons(
                 "--config",
                 str(cfg),
             ]
-            if name != "ours":
+            if name == "ours-metrics":
+                where = f"tcp:{benchlib.freePort()}:interface=127.0.0.1"
+                argv += ["--metrics", where]
+            elif name != "ours":
                 argv += ["--spawner", name[len("ours-") :]]
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(
@@ -320,6 +328,11 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         default=0,
         help="also configure this many idle hello services (own ports)",
     )
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also run our daemon with --metrics on (daemon ours-metrics)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
     args = p.parse_args(argv)
     if args.quick:
@@ -356,7 +369,9 @@ def main(argv: Sequence[str]) -> int:
     idle = [
         attr.evolve(known["hello"], name=f"idle{i}") for i in range(args.extra_services)
     ]
-    daemons = makeDaemons(args.only, tmp, services, args.log, idle, args.spawner)
+    daemons = makeDaemons(
+        args.only, tmp, services, args.log, idle, args.spawner, args.metrics
+    )
     print(machineFacts())
     loadBefore = loadavg()
     print(f"configs and logs in {tmp}")
