@@ -13,10 +13,14 @@ import os
 import time
 from typing import Any, Iterable, List, Optional
 
+from twisted.logger import Logger
+
 from xinetd_twisted import __version__
 from xinetd_twisted.config.dump import dumpService
 
 DUMP_MODE = 0o644
+
+_log = Logger(namespace="xinetd_twisted.daemon")
 
 END_OF_DUMP = "END OF DUMP"
 
@@ -126,3 +130,19 @@ def appendDump(path: str, text: str) -> None:
             view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
+
+
+def writeDump(server: Any, path: str, now: float) -> None:
+    """
+    Append the dump of C{server} to C{path}, and log the outcome.
+    """
+    try:
+        appendDump(path, formatDump(server, now=now))
+    except OSError as e:
+        _log.error(
+            "cannot write the state dump to {path}: {error}",
+            path=path,
+            error=e.strerror or str(e),
+        )
+        return
+    _log.info("State dump appended to {path}", path=path)

@@ -436,19 +436,9 @@ class SuperServer(MultiService):
         """
         SIGUSR1: append the state dump to L{DaemonOptions.dumpFile}.
         """
-        from xinetd_twisted.daemon.dump import appendDump, formatDump
+        from xinetd_twisted.daemon.dump import writeDump
 
-        path = self.options.dumpFile
-        try:
-            appendDump(path, formatDump(self, now=self.context.wallClock()))
-        except OSError as e:
-            self.log.error(
-                "cannot write the state dump to {path}: {error}",
-                path=path,
-                error=e.strerror or str(e),
-            )
-            return
-        self.log.info("State dump appended to {path}", path=path)
+        writeDump(self, self.options.dumpFile, self.context.wallClock())
 
     # --- reconfiguration ---------------------------------------------------
 
