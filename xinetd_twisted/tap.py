@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_cli_tap -*-
 """
 twistd support: C{twistd -n xinetd --config /etc/xinetd.conf}.
 """

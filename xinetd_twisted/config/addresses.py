@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_addresses -*-
+# -*- test-case-name: tests.test_policy_addresses -*-
 """
 Address words of C{only_from}, C{no_access} (and the numeric side of
 C{bind}/C{redirect}) to L{AddressEntry} values.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_build -*-
+# -*- test-case-name: tests.test_config_parser -*-
 """
 Give the lines of each block their meaning, in reading order: operators,
 value counts, repeated attributes, defaults copied when a service block

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_builtins -*-
+# -*- test-case-name: tests.test_config_fill -*-
 """
 The one table of xinetd's internal services: which names exist for which
 socket type, and how xinetd runs each (inline in the daemon, or in a forked

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_model -*-
+# -*- test-case-name: tests.test_config_reader -*-
 """
 The immutable configuration model: what a parsed and checked xinetd.conf means.
 

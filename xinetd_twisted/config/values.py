@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_values -*-
+# -*- test-case-name: tests.test_config_attributes -*-
 """
 Value parsers: the words after an attribute's operator to a typed value.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_server_dump -*-
+# -*- test-case-name: tests.test_integration_life -*-
 """
 The SIGUSR1 state dump: what the daemon serves and what is running now,
 appended to a file as xinetd appends to C{/var/run/xinetd.dump}.

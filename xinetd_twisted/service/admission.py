@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service_admission -*-
+# -*- test-case-name: tests.test_integration_access -*-
 """
 Admission: everything decided about a connection before it reaches its
 server, in the parent, so that a refused client costs no process.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service_context -*-
+# -*- test-case-name: tests.test_service_factory -*-
 """
 What every service runtime shares with the daemon: one typed, immutable
 L{DaemonContext} of named parts (the loop guard, the ident limiter, the log
