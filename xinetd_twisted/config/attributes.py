@@ -100,6 +100,11 @@ _ROWS = [
     _row("chroot", 1, v.word),
     _row("enabled", LIST, v.ids, LIST, inService=False),
     _row("disabled", LIST, v.ids, LIST, inService=False),
+    # TLS in front of a stream service, the PROXY header (our extensions).
+    _row("tls_certificate", 1, v.word),
+    _row("tls_key", 1, v.word),
+    _row("tls_client_ca", 1, v.word),
+    _row("proxy_protocol", LIST, v.addresses),
 ]
 
 ATTRIBUTES: Mapping[str, Attribute] = {row.name: row for row in _ROWS}

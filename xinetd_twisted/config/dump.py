@@ -121,5 +121,14 @@ def dumpService(service: ServiceConfig) -> str:
         lines.append(("deny_time", "FOREVER" if s.denyTime == -1 else str(s.denyTime)))
     for resource, amount in s.rlimits:
         lines.append((_RLIMIT_ATTRIBUTES[resource], _limit(amount)))
+    for attribute, value in (
+        ("tls_certificate", s.tlsCertificate),
+        ("tls_key", s.tlsKey),
+        ("tls_client_ca", s.tlsClientCA),
+    ):
+        if value is not None:
+            lines.append((attribute, value))
+    if s.proxyProtocol is not None:
+        lines.append(("proxy_protocol", _words(s.proxyProtocol)))
     body = "".join(f"\t{name:<15} = {value}\n" for name, value in lines)
     return f"service {s.name}\n{{\n{body}}}\n"

@@ -17,6 +17,7 @@ import attr
 from xinetd_twisted.config.attributes import Settings
 from xinetd_twisted.config.build import ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
+from xinetd_twisted.config.front import FrontError, fillFront
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
     Location,
@@ -76,6 +77,7 @@ class Filler:
         try:
             service = self._fill(draft, warnings)
             service = self._check(draft, service, warnings)
+            service = _front(draft, service)
         except Drop as e:
             self._report(draft, Severity.ERROR, e.message, e.attribute)
             self.dropped.append(draft.serviceId)
@@ -474,6 +476,16 @@ class Filler:
                     f"(same port {sc.port}/{sc.protocol} and overlapping bind address) "
                     "- DISABLING"
                 )
+
+
+def _front(draft: ServiceDraft, sc: ServiceConfig) -> ServiceConfig:
+    """
+    TLS and the PROXY header (our extensions, L{xinetd_twisted.config.front}).
+    """
+    try:
+        return fillFront(draft.settings.values, draft.settings.specified, sc)
+    except FrontError as e:
+        raise Drop(e.message, e.attribute) from None
 
 
 def _coverage(sc: ServiceConfig) -> Tuple[Optional[str], Optional[str]]:

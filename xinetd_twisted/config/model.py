@@ -239,6 +239,15 @@ class ServiceConfig:
     @ivar chroot: the C{chroot} directory (our extension), or L{None}.
     @ivar locations: attribute name (lower-case, as written in xinetd) ->
         where it was set, for messages about values.
+    @ivar tlsCertificate: C{tls_certificate} (our extension): the absolute
+        path of a PEM chain served by TLS in front of the service, or
+        L{None} for plaintext.
+    @ivar tlsKey: C{tls_key}: the PEM private key's path (the certificate
+        file when not written), or L{None} without TLS.
+    @ivar tlsClientCA: C{tls_client_ca}: PEM CA certificates a client's
+        certificate must be signed by, or L{None} (no client certificate).
+    @ivar proxyProtocol: C{proxy_protocol}: the trusted proxies whose
+        connections begin with a PROXY v1/v2 header, or L{None}.
     """
 
     name: str
@@ -287,6 +296,10 @@ class ServiceConfig:
     libwrap: Optional[str] = None
     chroot: Optional[str] = None
     locations: Mapping[str, Location] = attr.ib(factory=dict, eq=False, hash=False)
+    tlsCertificate: Optional[str] = None
+    tlsKey: Optional[str] = None
+    tlsClientCA: Optional[str] = None
+    proxyProtocol: Optional[Tuple[AddressEntry, ...]] = None
 
     @property
     def isInternal(self) -> bool:

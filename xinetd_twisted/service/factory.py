@@ -14,17 +14,26 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IProtocolFactory,
     ISSLTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
+
+from xinetd_twisted.policy.access import Refusal
+from xinetd_twisted.service.connection import hostOf
+from xinetd_twisted.service.tls import TLS_HANDSHAKE_TIMEOUT, TLS_REFUSED
+
+if TYPE_CHECKING:
+    from xinetd_twisted.service.parts import ServiceParts
 
 
 class IStreamKind(Interface):
@@ -44,9 +53,11 @@ def plainSocket(transport: Any) -> Optional[socket.socket]:
     """
     The transport's own socket when it carries the client's bytes as they
     are (TCP, UNIX): one a child can be given.  L{None} under TLS or any
-    other transport that transforms the stream.
+    other transport that transforms or has read from the stream.
     """
-    if ISSLTransport.providedBy(transport):
+    if ISSLTransport.providedBy(transport) or isinstance(transport, ProtocolWrapper):
+        # A wrapper may have read bytes past what it consumed (a PROXY
+        # header): the socket no longer holds the whole stream.
         return None
     getHandle = getattr(transport, "getHandle", None)
     if getHandle is None:
@@ -72,12 +83,14 @@ def detachSocket(transport: Any, sock: socket.socket) -> int:
     return fd
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class ServiceProtocol(Protocol):
     """
-    One connection of the factory door.  Until something is attached it
-    reads nothing (admission may wait for a name lookup); afterwards it
-    passes every event to the attached protocol.
+    One connection of the factory door.  Under TLS the kind sees it only
+    once the handshake has completed (a handshake that fails is refused
+    with reason C{tls}); until something is attached it reads nothing
+    (admission may wait for a name lookup), keeping what already arrived
+    for the attached protocol, to which it then passes every event.
 
     @ivar inner: the attached protocol, or L{None}.
     @ivar handedOff: the connection now belongs to a child.
@@ -85,14 +98,55 @@ class ServiceProtocol(Protocol):
 
     transport: Any
 
-    def __init__(self, kind: IStreamKind) -> None:
+    def __init__(self, kind: IStreamKind, parts: Optional[ServiceParts] = None) -> None:
         self._kind = kind
+        self._parts = parts
         self.inner: Optional[Protocol] = None
         self.handedOff = False
+        self._pending: List[bytes] = []
+        self._handshake: Any = None
+        self._awaitingHandshake = False
 
     def connectionMade(self) -> None:
+        if ISSLTransport.providedBy(self.transport):
+            # The handshake needs the transport reading: no pause yet.
+            self._awaitingHandshake = True
+            if self._parts is not None:
+                self._handshake = self._parts.context.reactor.callLater(
+                    TLS_HANDSHAKE_TIMEOUT, self._handshakeTimedOut
+                )
+            return
+        self._begin()
+
+    def handshakeCompleted(self) -> None:
+        if self._awaitingHandshake:
+            self._awaitingHandshake = False
+            self._cancelHandshakeTimeout()
+            self._begin()
+
+    def _begin(self) -> None:
         self.transport.pauseProducing()
         self._kind.connected(self)
+
+    def _cancelHandshakeTimeout(self) -> None:
+        if self._handshake is not None and self._handshake.active():
+            self._handshake.cancel()
+        self._handshake = None
+
+    def _handshakeTimedOut(self) -> None:
+        self._handshake = None
+        if self._awaitingHandshake:
+            self._handshakeFailed("the TLS handshake timed out")
+            self.transport.abortConnection()
+
+    def _handshakeFailed(self, why: str) -> None:
+        self._awaitingHandshake = False
+        parts = self._parts
+        if parts is None:
+            return
+        peer = hostOf(self.transport.getPeer())
+        parts.admission.connections += 1
+        parts.admission.refuse(Refusal(TLS_REFUSED, why), peer)
 
     def attach(self, inner: Protocol) -> None:
         """
@@ -100,12 +154,18 @@ class ServiceProtocol(Protocol):
         """
         self.inner = inner
         inner.makeConnection(self.transport)
+        pending, self._pending = self._pending, []
+        for data in pending:
+            inner.dataReceived(data)
         if self.transport.connected and not self.handedOff:
             self.transport.resumeProducing()
 
     def dataReceived(self, data: bytes) -> None:
         if self.inner is not None:
             self.inner.dataReceived(data)
+        elif not self.handedOff:
+            # Arrived with the end of the handshake, before the pause.
+            self._pending.append(data)
 
     def readConnectionLost(self) -> None:
         inner = self.inner
@@ -120,6 +180,13 @@ class ServiceProtocol(Protocol):
             inner.writeConnectionLost()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._awaitingHandshake:
+            self._cancelHandshakeTimeout()
+            self._handshakeFailed(
+                "TLS handshake failed: " + reason.getErrorMessage()
+                if reason is not None
+                else "TLS handshake failed"
+            )
         if self.inner is not None:
             self.inner.connectionLost(reason)
 
@@ -133,12 +200,19 @@ class ServiceFactory(Factory):
 
     noisy = False
 
-    def __init__(self, kind: IStreamKind, serviceId: str) -> None:
+    def __init__(
+        self, kind: IStreamKind, serviceId: str, parts: Optional[ServiceParts] = None
+    ) -> None:
+        """
+        @param parts: the service's parts, for refusals before the kind
+            sees a connection (a failed TLS handshake) and the clock.
+        """
         self._kind = kind
+        self._parts = parts
         self.serviceId = serviceId
 
     def buildProtocol(self, addr: Optional[IAddress]) -> ServiceProtocol:
-        protocol = ServiceProtocol(self._kind)
+        protocol = ServiceProtocol(self._kind, self._parts)
         protocol.factory = self
         return protocol
 
