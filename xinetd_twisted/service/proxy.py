@@ -105,6 +105,9 @@ def parseHeader(header: bytes) -> Optional[Address]:
     from twisted.protocols.haproxy._v1parser import V1Parser
     from twisted.protocols.haproxy._v2parser import V2Parser
 
+    if header[:-2] == b"PROXY UNKNOWN":
+        # Allowed without the rest of the line; Twisted's parser wants it.
+        return None
     try:
         if header.startswith(_V1_PREFIX):
             info = V1Parser.parse(header[:-2])

@@ -90,7 +90,7 @@ class ServiceTLS:
                 where=where,
                 service=service.serviceId,
                 attribute=e.attribute,
-                message=e.message,
+                problem=e.message,
                 kept="keeping the certificate in use"
                 if self.options is not None
                 else "TLS handshakes will fail",
