@@ -226,3 +226,30 @@ class ReloadTests(SynchronousTestCase):
         before = tls.options
         self.assertTrue(tls.reload(self.service))
         self.assertIsNot(tls.options, before)
+
+
+class PortListenerTests(SynchronousTestCase):
+    """
+    The Twisted port a TLS (or PROXY in-process) service listens with.
+    """
+
+    def test_noDelay(self) -> None:
+        """
+        Its socket has TCP_NODELAY, which accepted connections inherit: the
+        daemon relays small records and must not wait for delayed ACKs.
+        """
+        import socket
+
+        from twisted.internet import reactor
+        from twisted.internet.protocol import Factory
+
+        from xinetd_twisted.service.front import PortListener
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(5)
+        listener = PortListener(reactor, sock, Factory.forProtocol(Protocol))
+        self.addCleanup(listener.close)
+        self.assertEqual(
+            listener.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1
+        )

@@ -67,6 +67,11 @@ class PortListener:
         @param sock: the bound, listening socket (closed here: the port has
             its own copy).
         """
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # The daemon relays small TLS records: without this, Nagle and
+            # the peer's delayed ACK cost ~40 ms per round trip.  Accepted
+            # sockets inherit it.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self._port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
         finally:
