@@ -35,7 +35,8 @@ class TableTests(SynchronousTestCase):
 
     def test_everyXinetdAttribute(self) -> None:
         """
-        Every attribute of xinetd 2.3.15 plus chroot has a row.
+        Every attribute of xinetd 2.3.15 plus ours (chroot, TLS, PROXY) has
+        a row.
         """
         expected = set(
             "id type flags socket_type protocol wait user group groups server "
@@ -46,6 +47,7 @@ class TableTests(SynchronousTestCase):
             "rlimit_data rlimit_files rlimit_rss rlimit_stack v6only libwrap chroot "
             "enabled disabled max_duration per_source_cps".split()
         )
+        expected |= {"tls_certificate", "tls_key", "tls_client_ca", "proxy_protocol"}
         self.assertEqual(set(ATTRIBUTES), expected)
 
     def test_defaultsAttributes(self) -> None:

@@ -227,7 +227,9 @@ class LimitsTests(SynchronousTestCase):
         """A connection that sends nothing for the idle timeout is aborted."""
         clock = Clock()
         limits = ConnectionLimits(DescriptorBudget(), clock, 300.0, 1)
-        protocol, transport = self.connect(ServiceFactory(_Kind(), "echo", limits))
+        protocol, transport = self.connect(
+            ServiceFactory(_Kind(), "echo", limits=limits)
+        )
         clock.advance(299)
         self.assertFalse(transport.disconnecting)
         protocol.dataReceived(b"x")
@@ -241,7 +243,7 @@ class LimitsTests(SynchronousTestCase):
         budget = DescriptorBudget(limit=3)
         kind = _Kind()
         factory = ServiceFactory(
-            kind, "relay", ConnectionLimits(budget, Clock(), None, 2)
+            kind, "relay", limits=ConnectionLimits(budget, Clock(), None, 2)
         )
         first, _ = self.connect(factory)
         _, refused = self.connect(factory)
@@ -259,7 +261,9 @@ class LimitsTests(SynchronousTestCase):
         clock = Clock()
         budget = DescriptorBudget()
         limits = ConnectionLimits(budget, clock, 10.0, 1)
-        protocol, transport = self.connect(ServiceFactory(_Kind(), "mux", limits))
+        protocol, transport = self.connect(
+            ServiceFactory(_Kind(), "mux", limits=limits)
+        )
         protocol.detached()
         self.assertEqual(budget.held, 0)
         clock.advance(20)

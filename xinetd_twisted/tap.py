@@ -14,6 +14,11 @@ from twisted.python import usage
 from xinetd_twisted import __version__
 from xinetd_twisted.config.model import ConfigError, UnreadableConfig
 from xinetd_twisted.config.reader import loadConfig
+from xinetd_twisted.config.tls import deferOpenSSL
+
+# twistd imports this before the reactor: keep pyOpenSSL (~13 MB) out
+# until a TLS service needs it.
+deferOpenSSL()
 
 
 class Options(usage.Options):

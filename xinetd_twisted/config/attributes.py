@@ -104,6 +104,11 @@ _ROWS = [
     # Our extensions (issue 10): per-connection time and per-source rate limits.
     _row("max_duration", 1, ext.maxDuration, 1),
     _row("per_source_cps", 2, ext.perSourceCps, 2),
+    # TLS in front of a stream service, the PROXY header (our extensions).
+    _row("tls_certificate", 1, v.word),
+    _row("tls_key", 1, v.word),
+    _row("tls_client_ca", 1, v.word),
+    _row("proxy_protocol", LIST, v.addresses),
 ]
 
 ATTRIBUTES: Mapping[str, Attribute] = {row.name: row for row in _ROWS}

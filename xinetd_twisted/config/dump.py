@@ -126,5 +126,14 @@ def dumpService(service: ServiceConfig) -> str:
         lines.append(("max_duration", str(s.maxDuration)))
     if s.perSourceCps is not None:
         lines.append(("per_source_cps", f"{s.perSourceCps[0]} {s.perSourceCps[1]}"))
+    for attribute, value in (
+        ("tls_certificate", s.tlsCertificate),
+        ("tls_key", s.tlsKey),
+        ("tls_client_ca", s.tlsClientCA),
+    ):
+        if value is not None:
+            lines.append((attribute, value))
+    if s.proxyProtocol is not None:
+        lines.append(("proxy_protocol", _words(s.proxyProtocol)))
     body = "".join(f"\t{name:<15} = {value}\n" for name, value in lines)
     return f"service {s.name}\n{{\n{body}}}\n"

@@ -18,6 +18,7 @@ from xinetd_twisted.config.attributes import Settings
 from xinetd_twisted.config.build import STRICT_SUFFIX, ServiceDraft
 from xinetd_twisted.config.check import Drop, Environment, ServiceChecker
 from xinetd_twisted.config.extensions import checkExtensions
+from xinetd_twisted.config.front import FrontError, fillFront
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
     Location,
@@ -53,6 +54,7 @@ class Filler:
             service = self._fill(draft, warnings)
             service = self.checker.check(draft, service, warnings)
             checkExtensions(service, warnings)
+            service = _front(draft, service)
         except Drop as e:
             self._report(draft, Severity.ERROR, e.message, e.attribute)
             self._drop(draft)
@@ -262,6 +264,16 @@ class Filler:
             maxDuration=fromDefaults("max_duration", None),
             perSourceCps=fromDefaults("per_source_cps", None),
         )
+
+
+def _front(draft: ServiceDraft, sc: ServiceConfig) -> ServiceConfig:
+    """
+    TLS and the PROXY header (our extensions, L{xinetd_twisted.config.front}).
+    """
+    try:
+        return fillFront(draft.settings.values, draft.settings.specified, sc)
+    except FrontError as e:
+        raise Drop(e.message, e.attribute) from None
 
 
 def _groupList(user: str, uid: Optional[int], gid: Optional[int]) -> Tuple[int, ...]:

@@ -258,6 +258,15 @@ class ServiceConfig:
         in-process connection may last, or L{None} for no limit.
     @ivar perSourceCps: C{per_source_cps} (our extension): C{(rate, wait)},
         or L{None} for no per-source rate limit.
+    @ivar tlsCertificate: C{tls_certificate} (our extension): the absolute
+        path of a PEM chain served by TLS in front of the service, or
+        L{None} for plaintext.
+    @ivar tlsKey: C{tls_key}: the PEM private key's path (the certificate
+        file when not written), or L{None} without TLS.
+    @ivar tlsClientCA: C{tls_client_ca}: PEM CA certificates a client's
+        certificate must be signed by, or L{None} (no client certificate).
+    @ivar proxyProtocol: C{proxy_protocol}: the trusted proxies whose
+        connections begin with a PROXY v1/v2 header, or L{None}.
     """
 
     name: str
@@ -308,6 +317,10 @@ class ServiceConfig:
     locations: Mapping[str, Location] = attr.ib(factory=dict, eq=False, hash=False)
     maxDuration: Optional[int] = None
     perSourceCps: Optional[Tuple[int, int]] = None
+    tlsCertificate: Optional[str] = None
+    tlsKey: Optional[str] = None
+    tlsClientCA: Optional[str] = None
+    proxyProtocol: Optional[Tuple[AddressEntry, ...]] = None
 
     @property
     def isInternal(self) -> bool:

@@ -66,6 +66,9 @@ def sameSocket(current: ServiceConfig, new: ServiceConfig) -> bool:
         and (current.redirect is None) == (new.redirect is None)
         and current.types == new.types
         and current.name.lower() == new.name.lower()
+        # TLS and PROXY choose the listener: turning either on or off rebinds.
+        and (current.tlsCertificate is None) == (new.tlsCertificate is None)
+        and (current.proxyProtocol is None) == (new.proxyProtocol is None)
     )
 
 

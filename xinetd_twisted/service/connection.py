@@ -15,6 +15,7 @@ from typing import Any, Optional, Tuple
 import attr
 
 from xinetd_twisted.service.banners import sendNoWait
+from xinetd_twisted.service.tls import tlsEnvironment
 
 Address = Tuple[Any, ...]
 
@@ -87,6 +88,23 @@ class Connection:
             fd=fd,
             family=family,
             accepted=accepted,
+        )
+
+    @classmethod
+    def fromTransport(cls, transport: Any, accepted: float = 0.0) -> Connection:
+        """
+        A connection that arrived by the factory door on C{transport}, with
+        what its listener knows of the client (TLS: C{SSL_*}) in
+        L{environment}.
+        """
+        peer = transport.getPeer()
+        return cls(
+            peer=hostOf(peer),
+            remote=socketAddress(peer),
+            local=socketAddress(transport.getHost()),
+            transport=transport,
+            accepted=accepted,
+            environment=tlsEnvironment(transport),
         )
 
     def localAddress(self) -> Optional[Address]:

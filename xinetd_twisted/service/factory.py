@@ -14,21 +14,29 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import attr
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IProtocolFactory,
     ISSLTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from xinetd_twisted.policy.access import Refusal
+from xinetd_twisted.service.connection import hostOf
 from xinetd_twisted.service.context import DescriptorBudget
+from xinetd_twisted.service.tls import TLS_HANDSHAKE_TIMEOUT, TLS_REFUSED
+
+if TYPE_CHECKING:
+    from xinetd_twisted.service.parts import ServiceParts
 
 
 class IStreamKind(Interface):
@@ -48,9 +56,11 @@ def plainSocket(transport: Any) -> Optional[socket.socket]:
     """
     The transport's own socket when it carries the client's bytes as they
     are (TCP, UNIX): one a child can be given.  L{None} under TLS or any
-    other transport that transforms the stream.
+    other transport that transforms or has read from the stream.
     """
-    if ISSLTransport.providedBy(transport):
+    if ISSLTransport.providedBy(transport) or isinstance(transport, ProtocolWrapper):
+        # A wrapper may have read bytes past what it consumed (a PROXY
+        # header): the socket no longer holds the whole stream.
         return None
     getHandle = getattr(transport, "getHandle", None)
     if getHandle is None:
@@ -96,55 +106,80 @@ class ConnectionLimits:
     cost: int = 1
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class ServiceProtocol(Protocol):
     """
-    One connection of the factory door.  Until something is attached it
-    reads nothing (admission may wait for a name lookup); afterwards it
-    passes every event to the attached protocol.
+    One connection of the factory door.  Under TLS the kind sees it only
+    once the handshake has completed (a handshake that fails is refused
+    with reason C{tls}); until something is attached it reads nothing
+    (admission may wait for a name lookup), keeping what already arrived
+    for the attached protocol, to which it then passes every event.
 
     @ivar inner: the attached protocol, or L{None}.
     @ivar handedOff: the connection now belongs to a child.
     """
 
     transport: Any
-
     log = Logger(namespace="xinetd_twisted.service")
 
     def __init__(
-        self, kind: IStreamKind, limits: Optional[ConnectionLimits] = None
+        self,
+        kind: IStreamKind,
+        parts: Optional[ServiceParts] = None,
+        limits: Optional[ConnectionLimits] = None,
     ) -> None:
         self._kind = kind
+        self._parts = parts
         self._limits = limits
         self._holds = 0
         self._idle: Any = None
         self.inner: Optional[Protocol] = None
         self.handedOff = False
+        self._pending: List[bytes] = []
+        self._handshake: Any = None
+        self._awaitingHandshake = False
 
     def connectionMade(self) -> None:
-        self.transport.pauseProducing()
+        if not self._withinLimits():
+            return
+        if ISSLTransport.providedBy(self.transport):
+            # The handshake needs the transport reading: no pause yet.
+            self._awaitingHandshake = True
+            if self._parts is not None:
+                self._handshake = self._parts.context.reactor.callLater(
+                    TLS_HANDSHAKE_TIMEOUT, self._handshakeTimedOut
+                )
+            return
+        self._begin()
+
+    def _withinLimits(self) -> bool:
+        """
+        Take the connection's descriptors from the daemon's budget (closing
+        it when there are none) and start its idle timeout.
+        """
         limits = self._limits
-        if limits is not None:
-            budget = limits.descriptors
-            if not budget.acquire(limits.cost):
-                if not budget.refusedSince:
-                    budget.refusedSince = True
-                    self.log.error(
-                        "{service}: {held} descriptors held by in-process "
-                        "connections (the most allowed); closing new ones",
-                        service=getattr(self.factory, "serviceId", "?"),
-                        held=budget.held,
-                    )
-                self.transport.abortConnection()
-                return
-            self._holds = limits.cost
-            if limits.idleTimeout is not None:
-                self._idle = limits.clock.callLater(limits.idleTimeout, self._idled)
-        self._kind.connected(self)
+        if limits is None:
+            return True
+        budget = limits.descriptors
+        if not budget.acquire(limits.cost):
+            if not budget.refusedSince:
+                budget.refusedSince = True
+                self.log.error(
+                    "{service}: {held} descriptors held by in-process "
+                    "connections (the most allowed); closing new ones",
+                    service=getattr(self.factory, "serviceId", "?"),
+                    held=budget.held,
+                )
+            self.transport.abortConnection()
+            return False
+        self._holds = limits.cost
+        if limits.idleTimeout is not None:
+            self._idle = limits.clock.callLater(limits.idleTimeout, self._idled)
+        return True
 
     def _idled(self) -> None:
         self._idle = None
-        if not self.handedOff and not _innerHandedOff(self.inner):
+        if not self.handedOff and not getattr(self.inner, "handedOff", False):
             self.transport.abortConnection()
 
     def _release(self) -> None:
@@ -162,6 +197,36 @@ class ServiceProtocol(Protocol):
         self.handedOff = True
         self._release()
 
+    def handshakeCompleted(self) -> None:
+        if self._awaitingHandshake:
+            self._awaitingHandshake = False
+            self._cancelHandshakeTimeout()
+            self._begin()
+
+    def _begin(self) -> None:
+        self.transport.pauseProducing()
+        self._kind.connected(self)
+
+    def _cancelHandshakeTimeout(self) -> None:
+        if self._handshake is not None and self._handshake.active():
+            self._handshake.cancel()
+        self._handshake = None
+
+    def _handshakeTimedOut(self) -> None:
+        self._handshake = None
+        if self._awaitingHandshake:
+            self._handshakeFailed("the TLS handshake timed out")
+            self.transport.abortConnection()
+
+    def _handshakeFailed(self, why: str) -> None:
+        self._awaitingHandshake = False
+        parts = self._parts
+        if parts is None:
+            return
+        peer = hostOf(self.transport.getPeer())
+        parts.admission.connections += 1
+        parts.admission.refuse(Refusal(TLS_REFUSED, why), peer)
+
     def attach(self, inner: Protocol) -> None:
         """
         Serve the connection with C{inner} from now on.
@@ -172,12 +237,18 @@ class ServiceProtocol(Protocol):
         if self.transport.connected and not self.handedOff:
             self.transport.resumeProducing()
         inner.makeConnection(self.transport)
+        pending, self._pending = self._pending, []
+        for data in pending:
+            inner.dataReceived(data)
 
     def dataReceived(self, data: bytes) -> None:
         if self._idle is not None:
             self._idle.reset(self._limits.idleTimeout)  # type: ignore[union-attr]
         if self.inner is not None:
             self.inner.dataReceived(data)
+        elif not self.handedOff:
+            # Arrived with the end of the handshake, before the pause.
+            self._pending.append(data)
 
     def readConnectionLost(self) -> None:
         inner = self.inner
@@ -193,12 +264,15 @@ class ServiceProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._release()
+        if self._awaitingHandshake:
+            self._cancelHandshakeTimeout()
+            self._handshakeFailed(
+                "TLS handshake failed: " + reason.getErrorMessage()
+                if reason is not None
+                else "TLS handshake failed"
+            )
         if self.inner is not None:
             self.inner.connectionLost(reason)
-
-
-def _innerHandedOff(inner: Any) -> bool:
-    return bool(getattr(inner, "handedOff", False))
 
 
 @implementer(IProtocolFactory)
@@ -214,14 +288,21 @@ class ServiceFactory(Factory):
         self,
         kind: IStreamKind,
         serviceId: str,
+        parts: Optional[ServiceParts] = None,
         limits: Optional[ConnectionLimits] = None,
     ) -> None:
+        """
+        @param parts: the service's parts, for refusals before the kind
+            sees a connection (a failed TLS handshake) and the clock.
+        @param limits: what bounds connections kept in the daemon.
+        """
         self._kind = kind
-        self.serviceId = serviceId
+        self._parts = parts
         self._limits = limits
+        self.serviceId = serviceId
 
     def buildProtocol(self, addr: Optional[IAddress]) -> ServiceProtocol:
-        protocol = ServiceProtocol(self._kind, self._limits)
+        protocol = ServiceProtocol(self._kind, self._parts, self._limits)
         protocol.factory = self
         return protocol
 

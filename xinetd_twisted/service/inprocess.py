@@ -28,14 +28,13 @@ from xinetd_twisted.builtins.formats import daytimeString, timeBytes
 from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
-from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.logs.service import wallDuration
 from xinetd_twisted.protocols.redirect import (
     IRedirectObserver,
     RedirectFactory,
     Traffic,
 )
-from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
+from xinetd_twisted.service.connection import Connection, hostOf
 from xinetd_twisted.service.duration import LimitedConnections
 from xinetd_twisted.service.factory import (
     ConnectionLimits,
@@ -45,6 +44,7 @@ from xinetd_twisted.service.factory import (
     detachSocket,
     plainSocket,
 )
+from xinetd_twisted.service.front import StreamListener, openStreamListener
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
@@ -80,13 +80,13 @@ class InProcessStreamKind:
         self._protocols = LimitedConnections(
             parts.context.reactor, lambda: self._parts.service
         )
-        self._acceptor: Optional[StreamAcceptor] = None
+        self._acceptor: Optional[StreamListener] = None
         self._family = socket.AF_INET
         self._inner = self.innerFactory()
         serviceId = parts.service.serviceId
-        self.factory = ServiceFactory(self, serviceId, self.limits())
+        self.factory = ServiceFactory(self, serviceId, parts, self.limits())
         self._admittedFactory = ServiceFactory(
-            _Admitted(self), serviceId, self.limits()
+            _Admitted(self), serviceId, parts, self.limits()
         )
 
     def innerFactory(self) -> Any:
@@ -116,11 +116,8 @@ class InProcessStreamKind:
 
     def open(self, sock: socket.socket) -> None:
         self._family = sock.family
-        self._acceptor = StreamAcceptor(
-            self._parts.context.reactor,
-            sock,
-            self.acceptRaw,
-            self._parts.service.serviceId,
+        self._acceptor = openStreamListener(
+            self._parts, sock, self.acceptRaw, self.factory, handsOffSockets=False
         )
         self._acceptor.startReading()
 
@@ -187,14 +184,7 @@ class InProcessStreamKind:
 
     def connected(self, protocol: ServiceProtocol) -> None:
         transport = protocol.transport
-        peer = transport.getPeer()
-        connection = Connection(
-            peer=hostOf(peer),
-            remote=socketAddress(peer),
-            local=socketAddress(transport.getHost()),
-            transport=transport,
-            accepted=self._parts.seconds(),
-        )
+        connection = Connection.fromTransport(transport, self._parts.seconds())
 
         def attach(admitted: Connection) -> None:
             if transport.connected:

@@ -17,6 +17,7 @@ from xinetd_twisted.logs.service import ServiceLog
 from xinetd_twisted.service.admission import Admission
 from xinetd_twisted.service.children import Children
 from xinetd_twisted.service.context import DaemonContext
+from xinetd_twisted.service.front import ServiceFront
 
 
 def countsInstances(service: ServiceConfig) -> bool:
@@ -36,6 +37,7 @@ class ServiceParts:
     One service's log, admission and children, and the configuration they
     serve (swapped in place on reload).
 
+    @ivar front: its TLS and trusted proxies (L{ServiceFront}).
     @ivar active: whether the service's socket is open and served.
     """
 
@@ -59,6 +61,7 @@ class ServiceParts:
             recheck=self.admission.recheckAccess,
             countsInstances=countsInstances(service),
         )
+        self.front = ServiceFront(service)
         self.active = False
 
     def reconfigure(self, service: ServiceConfig) -> None:
@@ -71,6 +74,7 @@ class ServiceParts:
         self.log = ServiceLog.fromConfig(service, self.context.sinks.sinkFor(service))
         self.admission.reconfigure(service, self.log)
         self.children.reconfigure(service)
+        self.front.reconfigure(service)
 
     def seconds(self) -> float:
         """

@@ -15,9 +15,8 @@ from zope.interface import implementer
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
-from xinetd_twisted.listen.stream import StreamAcceptor
 from xinetd_twisted.listen.wait import WaitDescriptor
-from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
+from xinetd_twisted.service.connection import Connection, socketAddress
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.factory import (
     ConnectionLimits,
@@ -28,6 +27,7 @@ from xinetd_twisted.service.factory import (
     plainSocket,
     relayToChild,
 )
+from xinetd_twisted.service.front import StreamListener, openStreamListener
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.spawn.interfaces import ChildSetup
@@ -70,9 +70,10 @@ class ProgramKind:
         self.factory = ServiceFactory(
             self,
             parts.service.serviceId,
+            parts,
             ConnectionLimits(parts.context.descriptors, parts.context.reactor, None, 2),
         )
-        self._acceptor: Optional[StreamAcceptor] = None
+        self._acceptor: Optional[StreamListener] = None
         self._family = socket.AF_INET
 
     def update(self, service: ServiceConfig) -> None:
@@ -80,11 +81,8 @@ class ProgramKind:
 
     def open(self, sock: socket.socket) -> None:
         self._family = sock.family
-        self._acceptor = StreamAcceptor(
-            self._parts.context.reactor,
-            sock,
-            self.acceptRaw,
-            self._parts.service.serviceId,
+        self._acceptor = openStreamListener(
+            self._parts, sock, self.acceptRaw, self.factory, handsOffSockets=True
         )
         self._acceptor.startReading()
 
@@ -145,13 +143,7 @@ class ProgramKind:
             finally:
                 os.close(fd)
             return
-        connection = Connection(
-            peer=hostOf(peer),
-            remote=socketAddress(peer),
-            local=socketAddress(host),
-            transport=transport,
-            accepted=self._parts.seconds(),
-        )
+        connection = Connection.fromTransport(transport, self._parts.seconds())
         self._parts.admission.admit(
             connection, lambda admitted: self._serveRelayed(admitted, protocol)
         )

@@ -1,0 +1,132 @@
+# -*- test-case-name: tests.test_service_tls -*-
+"""
+What stands in front of a stream service on its own socket (our
+extensions): TLS and the PROXY header from trusted proxies.
+
+Without either, connections take the raw fast door (L{StreamAcceptor}).
+With TLS, or with PROXY for an in-process service, the socket is served
+by a Twisted port and connections come in by the factory door (behind a
+L{ProxyHeaderFactory} when proxies are trusted).  With PROXY for a
+program, the fast door stays, the header read from the descriptor first.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+from twisted.internet.main import CONNECTION_DONE
+from twisted.python.failure import Failure
+
+from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.listen.stream import StreamAcceptor
+from xinetd_twisted.service.proxy import ProxyHeaderFactory, TrustedProxies, proxyGate
+from xinetd_twisted.service.tls import ServiceTLS
+
+if TYPE_CHECKING:
+    from xinetd_twisted.service.parts import ServiceParts
+
+
+class ServiceFront:
+    """
+    A service's TLS and trusted proxies, kept across reloads (TLS files are
+    read again at each one).
+
+    @ivar tls: the TLS server side, or L{None} for plaintext.
+    @ivar proxies: the trusted proxies, or L{None}.
+    """
+
+    def __init__(self, service: ServiceConfig) -> None:
+        self.tls: Optional[ServiceTLS] = (
+            ServiceTLS(service) if service.tlsCertificate is not None else None
+        )
+        self.proxies = TrustedProxies.forService(service)
+
+    def reconfigure(self, service: ServiceConfig) -> None:
+        """
+        Take a reloaded configuration: read the TLS files again (a reload
+        that turns TLS on or off rebinds the service instead).
+        """
+        if service.tlsCertificate is None:
+            self.tls = None
+        elif self.tls is None:
+            self.tls = ServiceTLS(service)
+        else:
+            self.tls.reload(service)
+        self.proxies = TrustedProxies.forService(service)
+
+
+class PortListener:
+    """
+    A listening socket served by a Twisted port: the same face as
+    L{StreamAcceptor} for the kinds.
+    """
+
+    def __init__(self, reactor: Any, sock: socket.socket, factory: Any) -> None:
+        """
+        @param sock: the bound, listening socket (closed here: the port has
+            its own copy).
+        """
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # The daemon relays small TLS records: without this, Nagle and
+            # the peer's delayed ACK cost ~40 ms per round trip.  Accepted
+            # sockets inherit it.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self._port = reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+        finally:
+            sock.close()
+
+    @property
+    def socket(self) -> socket.socket:
+        return self._port.socket  # type: ignore[no-any-return]
+
+    def startReading(self) -> None:
+        self._port.startReading()
+
+    def stopReading(self) -> None:
+        self._port.stopReading()
+
+    def close(self) -> None:
+        # Closed now, not on the next turn as stopListening would: a reload
+        # may bind the same port again at once.
+        if self._port.connected:
+            self._port.stopReading()
+            self._port.connectionLost(Failure(CONNECTION_DONE))
+
+
+StreamListener = Union[StreamAcceptor, PortListener]
+
+
+def openStreamListener(
+    parts: ServiceParts,
+    sock: socket.socket,
+    acceptRaw: Callable[[int, object], None],
+    factory: Any,
+    handsOffSockets: bool,
+) -> StreamListener:
+    """
+    Serve a stream service's own listening socket, with what its front
+    asks for.
+
+    @param acceptRaw: the kind's fast door.
+    @param factory: the kind's factory door.
+    @param handsOffSockets: the kind gives the connection's socket to a
+        child (a program) rather than serving it in-process.
+    """
+    reactor = parts.context.reactor
+    front = parts.front
+    serviceId = parts.service.serviceId
+    if front.tls is not None:
+        served = front.tls.wrap(factory)
+        served.noisy = False
+        if front.proxies is not None:
+            served = ProxyHeaderFactory(parts, served)
+        return PortListener(reactor, sock, served)
+    if front.proxies is None:
+        return StreamAcceptor(reactor, sock, acceptRaw, serviceId)
+    if handsOffSockets:
+        return StreamAcceptor(
+            reactor, sock, proxyGate(reactor, parts, acceptRaw), serviceId
+        )
+    return PortListener(reactor, sock, ProxyHeaderFactory(parts, factory))
