@@ -46,6 +46,8 @@ class TableTests(SynchronousTestCase):
             "rlimit_data rlimit_files rlimit_rss rlimit_stack v6only libwrap chroot "
             "enabled disabled".split()
         )
+        # Our extension: UNIX-domain sockets.
+        expected |= {"listen_path", "socket_owner", "socket_mode"}
         self.assertEqual(set(ATTRIBUTES), expected)
 
     def test_defaultsAttributes(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Set
 
 import attr
 
+from xinetd_twisted.config import listening
 from xinetd_twisted.config import values as v
 from xinetd_twisted.config.model import Location
 
@@ -100,6 +101,10 @@ _ROWS = [
     _row("chroot", 1, v.word),
     _row("enabled", LIST, v.ids, LIST, inService=False),
     _row("disabled", LIST, v.ids, LIST, inService=False),
+    # UNIX-domain sockets (our extension: config/listening.py)
+    _row("listen_path", 1, listening.listenPath),
+    _row("socket_owner", 1, listening.socketOwner),
+    _row("socket_mode", 1, listening.socketMode),
 ]
 
 ATTRIBUTES: Mapping[str, Attribute] = {row.name: row for row in _ROWS}

@@ -121,5 +121,10 @@ def dumpService(service: ServiceConfig) -> str:
         lines.append(("deny_time", "FOREVER" if s.denyTime == -1 else str(s.denyTime)))
     for resource, amount in s.rlimits:
         lines.append((_RLIMIT_ATTRIBUTES[resource], _limit(amount)))
+    if s.listenPath is not None:
+        lines.append(("listen_path", s.listenPath))
+        if s.socketOwner is not None:
+            lines.append(("socket_owner", s.socketOwner))
+        lines.append(("socket_mode", f"{s.socketMode:04o}"))
     body = "".join(f"\t{name:<15} = {value}\n" for name, value in lines)
     return f"service {s.name}\n{{\n{body}}}\n"

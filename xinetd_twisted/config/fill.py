@@ -17,6 +17,11 @@ import attr
 from xinetd_twisted.config.attributes import Settings
 from xinetd_twisted.config.build import ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
+from xinetd_twisted.config.listening import (
+    ListeningProblem,
+    checkListening,
+    listeningFields,
+)
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
     Location,
@@ -67,6 +72,7 @@ class Filler:
         factory=dict
     )
     dropped: List[str] = attr.ib(factory=list)
+    _byPath: Dict[str, ServiceConfig] = attr.ib(factory=dict)
 
     def add(self, draft: ServiceDraft) -> None:
         """
@@ -86,6 +92,8 @@ class Filler:
         self.services.append(service)
         self._byId[service.serviceId.lower()] = service
         self._byPort.setdefault((service.port, service.protocol), []).append(service)
+        if service.listenPath is not None:
+            self._byPath[service.listenPath] = service
 
     def _report(self, draft, severity, message, attribute) -> None:
         location = draft.settings.locations.get(attribute, draft.block.location)
@@ -171,7 +179,10 @@ class Filler:
 
         mux = bool(types & {"TCPMUX", "TCPMUXPLUS"})
         port = v.get("port")
-        if port is None and not mux and "RPC" not in types:
+        unixSocket = "listen_path" in spec  # our extension: no port at all
+        if unixSocket:
+            bind = None
+        if port is None and not mux and "RPC" not in types and not unixSocket:
             if "UNLISTED" in types:
                 raise Drop(f"Unlisted service: {name} must have a port entry", "port")
             if protocol is None:
@@ -258,6 +269,7 @@ class Filler:
             libwrap=v.get("libwrap"),
             chroot=v.get("chroot"),
             locations=locations,
+            **listeningFields(v),  # type: ignore[arg-type]
         )
 
     # --- check_entry ----------------------------------------------------
@@ -312,7 +324,7 @@ class Filler:
             rpcNumber = self.env.rpc.get(name.lower())
             if rpcNumber is None:
                 raise Drop(f"unknown RPC service: {name}", "type")
-        elif "UNLISTED" not in types:
+        elif "UNLISTED" not in types and sc.listenPath is None:
             if not sc.protocol:
                 raise Drop(
                     f"A protocol or a socket_type must be specified for service: {name}."
@@ -360,6 +372,10 @@ class Filler:
             raise Drop(
                 f"Service {name} has socket_type dgram, but does not wait", "wait"
             )
+        try:
+            checkListening(sc, spec, self.env.isRoot, self._byPath, warnings)
+        except ListeningProblem as e:
+            raise Drop(e.message, e.attribute) from None
         self._checkRequired(sc, spec, types, warnings)
         if "INTERNAL" not in types:
             self._checkServer(sc)
@@ -411,7 +427,7 @@ class Filler:
             if "UNLISTED" in types:
                 must += (
                     ["protocol"]
-                    if types & {"TCPMUX", "TCPMUXPLUS"}
+                    if types & {"TCPMUX", "TCPMUXPLUS"} or sc.listenPath
                     else ["protocol", "port"]
                 )
         if "RPC" in types:

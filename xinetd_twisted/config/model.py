@@ -239,6 +239,14 @@ class ServiceConfig:
     @ivar chroot: the C{chroot} directory (our extension), or L{None}.
     @ivar locations: attribute name (lower-case, as written in xinetd) ->
         where it was set, for messages about values.
+    @ivar listenPath: C{listen_path} (our extension): the UNIX-domain
+        socket the service listens on instead of a port, or L{None}.
+    @ivar socketOwner: C{socket_owner} as written (C{USER[:GROUP]}), or
+        L{None}: the socket file keeps the daemon's user and group.
+    @ivar socketUid: the socket file's owner from C{socket_owner}, or L{None}.
+    @ivar socketGid: the socket file's group from C{socket_owner}, or L{None}
+        (left as created).
+    @ivar socketMode: C{socket_mode}, the socket file's permissions.
     """
 
     name: str
@@ -287,6 +295,12 @@ class ServiceConfig:
     libwrap: Optional[str] = None
     chroot: Optional[str] = None
     locations: Mapping[str, Location] = attr.ib(factory=dict, eq=False, hash=False)
+    # UNIX-domain sockets (our extension)
+    listenPath: Optional[str] = None
+    socketOwner: Optional[str] = None
+    socketUid: Optional[int] = None
+    socketGid: Optional[int] = None
+    socketMode: int = 0o666
 
     @property
     def isInternal(self) -> bool:

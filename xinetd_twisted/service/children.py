@@ -21,6 +21,7 @@ from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.logs.service import ServiceLog, wallDuration
 from xinetd_twisted.logs.sinks import FileLogSink
 from xinetd_twisted.policy.access import ServicePolicy
+from xinetd_twisted.service.connection import peerLabel
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError
 
@@ -52,6 +53,10 @@ class Child(ProcessProtocol):
         self.started = started
         self.accepted = accepted
         self.pid: Optional[int] = None
+        self.shown = peer
+        """
+        What its START, EXIT and FAIL lines write for the client.
+        """
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid  # type: ignore[union-attr]
@@ -150,6 +155,7 @@ class Children:
         most L{MAX_FORK_FAILURES} tries) unless the service has NORETRY.
         """
         child = Child(self, peer, self._context.wallClock(), accepted)
+        child.shown = peerLabel(peer, extra)
         self._context.hooks.connection(self._service.serviceId)
         if self.countsInstances:
             self._policy().started(peer)
@@ -228,7 +234,7 @@ class Children:
         if self.countsInstances:
             self._policy().ended(attempt.child.peer)
         if logFailure:
-            self._log().fail("fork", attempt.child.peer)
+            self._log().fail("fork", attempt.child.shown)
         self.onChildGone()
 
     def cancelRetries(self) -> None:
@@ -248,7 +254,7 @@ class Children:
         """
         assert child.pid is not None
         self.running[child.pid] = child
-        self._log().start(child.pid, child.peer)
+        self._log().start(child.pid, child.shown)
         hooks = self._context.hooks
         hooks.serverStarted(self._service.serviceId)
         if child.accepted:
