@@ -26,6 +26,7 @@ from xinetd_twisted.config.model import (
     ServiceConfig,
     Severity,
 )
+from xinetd_twisted.daemon.activation import InheritedSocket, InheritedSockets
 from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
 from xinetd_twisted.daemon.plan import Plan, ownsSocket, planReload
@@ -221,6 +222,7 @@ class SuperServer(MultiService):
         exitProcess: Optional[Callable[[int], None]] = None,
         metrics: Optional[IMetrics] = None,
         notifier: Optional[SystemdNotifier] = None,
+        inherited: Optional[InheritedSockets] = None,
     ) -> None:
         """
         @param exitProcess: called with an exit status when the daemon must
@@ -230,6 +232,9 @@ class SuperServer(MultiService):
             L{Metrics} when L{DaemonOptions.metrics} is set, else nothing.
         @param notifier: tells systemd about readiness, reloads and stops;
             by default from C{$NOTIFY_SOCKET}.
+        @param inherited: the sockets systemd passed (socket activation);
+            by default read from C{LISTEN_*} (and those variables unset)
+            unless C{environ} is given.
         """
         super().__init__()
         if reactor is None:
@@ -265,6 +270,14 @@ class SuperServer(MultiService):
             currentUmask() if umask is None else umask,
             self.metrics,
         )
+        if inherited is None:
+            inherited = (
+                InheritedSockets.fromEnvironment(os.environ)
+                if environ is None
+                else InheritedSockets()
+            )
+        self.inherited = inherited
+        self._inheritedFor: Dict[str, InheritedSocket] = {}
         self.draining: List[ServiceRuntime] = []
         self._signals = SignalHandlers(reactor)
         self._ownSyslog: Optional[DaemonSyslogObserver] = None
@@ -310,8 +323,10 @@ class SuperServer(MultiService):
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self._onPressure)
+        self._assignInherited(self.config)
         for runtime in list(self):
             self._bind(runtime)
+        self._logUnusedInherited()
         self._scrub = self._reactor.callLater(60, self._scrubSensor)
 
     def _spawnerNotStarted(self, reason: Any) -> None:
@@ -470,14 +485,27 @@ class SuperServer(MultiService):
                 service=service.serviceId,
             )
             return None
+        # addService starts it at once while we run (a reload): say first
+        # where its socket comes from.
+        self._inherit(runtime)
         self.addService(runtime)
         return runtime
+
+    def _inherit(self, runtime: ServiceRuntime) -> None:
+        """
+        Give a runtime its inherited socket, if systemd passed one for it.
+        """
+        inherited = self._inheritedFor.get(runtime.serviceId.lower())
+        runtime.inherited = (
+            None if inherited is None else inherited.sourceFor(runtime.service)
+        )
 
     def _bind(self, runtime: ServiceRuntime) -> bool:
         """
         Bind a runtime's socket; one that cannot be bound is logged and
         removed.
         """
+        self._inherit(runtime)
         try:
             runtime.privilegedStartService()
         except OSError as e:
@@ -501,6 +529,17 @@ class SuperServer(MultiService):
         self._forget(runtime)
         runtime.deactivate()
         return False
+
+    def _assignInherited(self, config: Config) -> None:
+        """
+        Which inherited socket each service of C{config} serves on.
+        """
+        if self.inherited.sockets:
+            self._inheritedFor = self.inherited.assign(config.services)
+
+    def _logUnusedInherited(self) -> None:
+        if self.inherited.sockets:
+            self.inherited.logUnused(self._inheritedFor)
 
     def _startRuntime(
         self, service: ServiceConfig, subservices: List[ServiceConfig]
@@ -623,7 +662,9 @@ class SuperServer(MultiService):
         logProblems(self.log, config.problems)
         self.context.policy.hostsAccess = self._readHosts()
         running = {runtime.name: runtime.service for runtime in self}
+        self._assignInherited(config)
         self.apply(planReload(running, config))
+        self._logUnusedInherited()
         self.config = config
         self.metrics.reloaded(True)
         self.notifier.ready(self._readyStatus())

@@ -148,10 +148,13 @@ class SocketSpec:
         return f"{host}:{self.port}/{self.protocol}"
 
 
-SocketSource = Callable[[], Tuple[socket.socket, "SocketSpec"]]
+SocketSource = Callable[[], Tuple[socket.socket, "SocketSpec", str]]
 """
-Gives a runtime a socket bound elsewhere (inherited from systemd) and its
-spec, each time it activates; the runtime owns what it is given.
+Gives a runtime a socket bound elsewhere (inherited from systemd), its
+spec and what to call it in messages, each time it activates; the runtime
+owns the socket it is given.
+
+@raise OSError: when the socket cannot serve the service.
 """
 
 

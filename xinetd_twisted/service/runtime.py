@@ -217,8 +217,8 @@ class ServiceRuntime(Service):
         if self.inherited is not None:
             # Socket activation: never bound here, whatever the
             # configuration says.
-            sock, spec = self.inherited()
-            self.adopt(sock, spec)
+            sock, spec, origin = self.inherited()
+            self.adopt(sock, spec, origin)
             return
         requested = self.requested
         if requested is not None and requested.family == socket.AF_UNIX:
@@ -230,10 +230,15 @@ class ServiceRuntime(Service):
             self.daemonLog.info(notice)
         self.adopt(sock, spec)
 
-    def adopt(self, sock: socket.socket, spec: Optional[SocketSpec]) -> None:
+    def adopt(
+        self, sock: socket.socket, spec: Optional[SocketSpec], origin: str = ""
+    ) -> None:
         """
         Serve on C{sock}, a socket bound for this service (by us, or
         inherited).
+
+        @param origin: where it came from, for the log (C{inherited socket
+            NAME (ADDRESS)}); by default its address.
         """
         self.spec = spec
         self.kind.open(sock)
@@ -244,7 +249,8 @@ class ServiceRuntime(Service):
         self.daemonLog.info(
             "service {service} listening on {where}",
             service=self.serviceId,
-            where=spec.describe() if spec is not None else "an inherited socket",
+            where=origin
+            or (spec.describe() if spec is not None else "an inherited socket"),
         )
 
     def deactivate(self) -> None:
