@@ -15,7 +15,7 @@ import subprocess
 import time
 from typing import List
 
-from tests.daemon import Daemon
+from tests.daemon import REPO, Daemon
 from tests.test_integration_kinds import (
     STREAM_WAIT_SERVER,
     _attrs,
@@ -23,7 +23,7 @@ from tests.test_integration_kinds import (
     _service,
     _waitFor,
 )
-from tests.test_integration_stream import _interpreter, _requireRoot
+from tests.test_integration_stream import _interpreter, _requireRoot, _traversable
 
 ENVIRONMENT_SERVER = r"""
 import os
@@ -245,3 +245,22 @@ class UnixSocketTests(_KindsTestCase):
         status = os.lstat(echo)
         self.assertEqual((status.st_ino, stat.S_IMODE(status.st_mode)), (before, 0o660))
         self.assertEqual(unixFetch(echo, b"kept\n"), b"kept\n")
+
+
+class ExampleTests(_KindsTestCase):
+    """
+    conf/xinetd.d/whoami, the bundled example.
+    """
+
+    def test_whoami(self) -> None:
+        """The bundled configuration's whoami names the client's uid."""
+        _requireRoot()
+        if not _traversable(REPO):
+            self.skipTest("the checkout is not reachable by nobody")
+        with open(os.path.join(REPO, "conf", "xinetd.conf")) as f:
+            d = self.daemon(f.read())
+        d.start()
+        path = "/tmp/xinetd-twisted-whoami.sock"
+        self.assertEqual(clientAs(NOBODY, path)[1:5], ["uid", "65534", "gid", "65534"])
+        d.stop()
+        self.assertFalse(os.path.lexists(path))
