@@ -7,9 +7,11 @@ addresses itself.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from typing import Callable, List, Optional
@@ -80,15 +82,16 @@ class ActivationTests(_KindsTestCase):
     def activated(
         self,
         build: Callable[[Daemon], str],
-        listen: List[int],
+        listen: List[object],
         names: List[str],
         knock: Callable[[], bytes],
         datagram: bool = False,
     ) -> tuple:
         """
         Start the daemon under systemd-socket-activate listening on
-        C{listen} (named C{names}); C{knock} is the first client, which
-        makes it exec the daemon.
+        C{listen} (ports on loopback, or paths), named C{names} (none: the
+        default name); C{knock} is the first client, which makes it exec
+        the daemon.
 
         @return: the daemon and what C{knock} got.
         """
@@ -96,9 +99,10 @@ class ActivationTests(_KindsTestCase):
         prefix = [ACTIVATE, "-E", "PYTHONPATH", "-E", "PATH"]
         if datagram:
             prefix.append("-d")
-        for port in listen:
-            prefix += ["-l", f"{HOST}:{port}"]
-        prefix.append("--fdname=" + ":".join(names))
+        for where in listen:
+            prefix += ["-l", where if isinstance(where, str) else f"{HOST}:{where}"]
+        if names:
+            prefix.append("--fdname=" + ":".join(names))
         self.patch(tests.daemon, "twistdCommand", lambda: prefix + original())
         answer: List[Optional[bytes]] = []
         knocker = threading.Thread(target=lambda: answer.append(_retrying(knock)))
@@ -176,6 +180,33 @@ class ActivationTests(_KindsTestCase):
         self.assertEqual(fetch(HOST, named, b"again\n"), b"again\n")
         self.assertRaises(ConnectionRefusedError, fetch, HOST, moved)
 
+    def test_unixPath(self) -> None:
+        """
+        An inherited UNIX socket serves the listen_path service on its path;
+        the daemon neither replaces nor removes systemd's socket file.
+        """
+        directory = tempfile.mkdtemp(prefix="xt-activated-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "echo.sock")
+
+        def build(d: Daemon) -> str:
+            return _service(
+                "echo",
+                _attrs(
+                    type="INTERNAL",
+                    socket_type="stream",
+                    wait="no",
+                    listen_path=path,
+                ),
+            )
+
+        d, answer = self.activated(build, [path], [], lambda: _unixEcho(path, b"un\n"))
+        self.assertEqual(answer, b"un\n")
+        inode = os.lstat(path).st_ino
+        self.assertIn(f"listening on inherited socket unknown (unix:{path})", d.log())
+        d.stop()
+        self.assertEqual(os.lstat(path).st_ino, inode)
+
     def test_streamWait(self) -> None:
         """A stream wait = yes server gets the inherited listening socket."""
         _requireRoot()
@@ -246,7 +277,15 @@ class ActivationTests(_KindsTestCase):
         self.assertEqual(answer.split()[1:], [HOST.encode(), HOST.encode(), b"hello"])
 
 
-def _isRoot() -> bool:
-    import os
+def _unixEcho(path: str, data: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        with s.makefile("rb") as replies:
+            return replies.read()
 
+
+def _isRoot() -> bool:
     return os.geteuid() == 0
