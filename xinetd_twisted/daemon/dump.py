@@ -45,7 +45,7 @@ def _runtimeLines(runtime: Any, draining: bool = False) -> List[str]:
         f"\tRunning servers = {len(runtime.servers)}",
     ]
     for pid, child in sorted(runtime.servers.items()):
-        peer = child.shown if child.shown is not None else "<no address>"
+        peer = child.peer if child.peer is not None else "<no address>"
         lines.append(f"\t\tpid={pid} from={peer} since={_when(child.started)}")
     retrying = runtime.retrying
     lines.append(f"\tSpawn retries pending = {len(retrying)}")
