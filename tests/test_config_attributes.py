@@ -48,6 +48,8 @@ class TableTests(SynchronousTestCase):
             "enabled disabled max_duration per_source_cps".split()
         )
         expected |= {"tls_certificate", "tls_key", "tls_client_ca", "proxy_protocol"}
+        # Our extension: UNIX-domain sockets.
+        expected |= {"listen_path", "socket_owner", "socket_mode"}
         self.assertEqual(set(ATTRIBUTES), expected)
 
     def test_defaultsAttributes(self) -> None:

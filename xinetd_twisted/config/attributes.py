@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Set
 import attr
 
 from xinetd_twisted.config import extensions as ext
+from xinetd_twisted.config import listening
 from xinetd_twisted.config import values as v
 from xinetd_twisted.config.model import Location
 
@@ -109,6 +110,10 @@ _ROWS = [
     _row("tls_key", 1, v.word),
     _row("tls_client_ca", 1, v.word),
     _row("proxy_protocol", LIST, v.addresses),
+    # UNIX-domain sockets (our extension: config/listening.py)
+    _row("listen_path", 1, listening.listenPath),
+    _row("socket_owner", 1, listening.socketOwner),
+    _row("socket_mode", 1, listening.socketMode),
 ]
 
 ATTRIBUTES: Mapping[str, Attribute] = {row.name: row for row in _ROWS}

@@ -16,6 +16,7 @@ import attr
 from xinetd_twisted.config.build import ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
 from xinetd_twisted.config.files import writableByOthers
+from xinetd_twisted.config.listening import ListeningProblem, checkListening
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.config.sysfiles import Services
 
@@ -57,6 +58,7 @@ class ServiceChecker:
         self.env = env
         self._byId: Dict[str, ServiceConfig] = {}
         self._byPort: Dict[Tuple[Optional[int], str], List[ServiceConfig]] = {}
+        self._byPath: Dict[str, ServiceConfig] = {}
 
     def accepted(self, service: ServiceConfig) -> None:
         """
@@ -64,6 +66,8 @@ class ServiceChecker:
         """
         self._byId[service.serviceId.lower()] = service
         self._byPort.setdefault((service.port, service.protocol), []).append(service)
+        if service.listenPath is not None:
+            self._byPath[service.listenPath] = service
 
     def check(self, draft: ServiceDraft, sc: ServiceConfig, warnings) -> ServiceConfig:
         """
@@ -121,7 +125,7 @@ class ServiceChecker:
             rpcNumber = self.env.rpc.get(name.lower())
             if rpcNumber is None:
                 raise Drop(f"unknown RPC service: {name}", "type")
-        elif "UNLISTED" not in types:
+        elif "UNLISTED" not in types and sc.listenPath is None:
             if not sc.protocol:
                 raise Drop(
                     f"A protocol or a socket_type must be specified for service: {name}."
@@ -169,6 +173,10 @@ class ServiceChecker:
             raise Drop(
                 f"Service {name} has socket_type dgram, but does not wait", "wait"
             )
+        try:
+            checkListening(sc, spec, self.env.isRoot, self._byPath, warnings)
+        except ListeningProblem as e:
+            raise Drop(e.message, e.attribute) from None
         self._checkRequired(sc, spec, types, warnings)
         if "INTERNAL" not in types:
             self._checkServer(sc, warnings)
@@ -214,7 +222,7 @@ class ServiceChecker:
             if "UNLISTED" in types:
                 must += (
                     ["protocol"]
-                    if types & {"TCPMUX", "TCPMUXPLUS"}
+                    if types & {"TCPMUX", "TCPMUXPLUS"} or sc.listenPath
                     else ["protocol", "port"]
                 )
         if "RPC" in types:

@@ -135,5 +135,10 @@ def dumpService(service: ServiceConfig) -> str:
             lines.append((attribute, value))
     if s.proxyProtocol is not None:
         lines.append(("proxy_protocol", _words(s.proxyProtocol)))
+    if s.listenPath is not None:
+        lines.append(("listen_path", s.listenPath))
+        if s.socketOwner is not None:
+            lines.append(("socket_owner", s.socketOwner))
+        lines.append(("socket_mode", f"{s.socketMode:04o}"))
     body = "".join(f"\t{name:<15} = {value}\n" for name, value in lines)
     return f"service {s.name}\n{{\n{body}}}\n"

@@ -19,6 +19,7 @@ from xinetd_twisted.config.build import STRICT_SUFFIX, ServiceDraft
 from xinetd_twisted.config.check import Drop, Environment, ServiceChecker
 from xinetd_twisted.config.extensions import checkExtensions
 from xinetd_twisted.config.front import FrontError, fillFront
+from xinetd_twisted.config.listening import listeningFields
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
     Location,
@@ -170,7 +171,10 @@ class Filler:
 
         mux = bool(types & {"TCPMUX", "TCPMUXPLUS"})
         port = v.get("port")
-        if port is None and not mux and "RPC" not in types:
+        unixSocket = "listen_path" in spec  # our extension: no port at all
+        if unixSocket:
+            bind = None
+        if port is None and not mux and "RPC" not in types and not unixSocket:
             if "UNLISTED" in types:
                 raise Drop(f"Unlisted service: {name} must have a port entry", "port")
             if protocol is None:
@@ -263,6 +267,7 @@ class Filler:
             locations=locations,
             maxDuration=fromDefaults("max_duration", None),
             perSourceCps=fromDefaults("per_source_cps", None),
+            **listeningFields(v),  # type: ignore[arg-type]
         )
 
 

@@ -267,6 +267,14 @@ class ServiceConfig:
         certificate must be signed by, or L{None} (no client certificate).
     @ivar proxyProtocol: C{proxy_protocol}: the trusted proxies whose
         connections begin with a PROXY v1/v2 header, or L{None}.
+    @ivar listenPath: C{listen_path} (our extension): the UNIX-domain
+        socket the service listens on instead of a port, or L{None}.
+    @ivar socketOwner: C{socket_owner} as written (C{USER[:GROUP]}), or
+        L{None}: the socket file keeps the daemon's user and group.
+    @ivar socketUid: the socket file's owner from C{socket_owner}, or L{None}.
+    @ivar socketGid: the socket file's group from C{socket_owner}, or L{None}
+        (left as created).
+    @ivar socketMode: C{socket_mode}, the socket file's permissions.
     """
 
     name: str
@@ -321,6 +329,12 @@ class ServiceConfig:
     tlsKey: Optional[str] = None
     tlsClientCA: Optional[str] = None
     proxyProtocol: Optional[Tuple[AddressEntry, ...]] = None
+    # UNIX-domain sockets (our extension)
+    listenPath: Optional[str] = None
+    socketOwner: Optional[str] = None
+    socketUid: Optional[int] = None
+    socketGid: Optional[int] = None
+    socketMode: int = 0o666
 
     @property
     def isInternal(self) -> bool:

@@ -37,6 +37,7 @@ FLAGS = frozenset(
         "IPV4",
         "IPV6",
         "LABELED",
+        "FREEBIND",
     }
 )
 SOCKET_TYPES = ("stream", "dgram", "raw", "seqpacket")

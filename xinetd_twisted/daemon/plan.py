@@ -12,7 +12,7 @@ from typing import List, Mapping, Tuple
 import attr
 
 from xinetd_twisted.config.model import Config, ServiceConfig
-from xinetd_twisted.listen.sockets import SocketSpec
+from xinetd_twisted.listen.sockets import specFor
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -54,13 +54,11 @@ def sameSocket(current: ServiceConfig, new: ServiceConfig) -> bool:
     (xinetd's identity: id, type, wait, protocol, socket type, port) and the
     same bind address and family (which otherwise force a rebind).
     """
-    if new.port is None or current.port is None:
+    wanted, requested = specFor(new), specFor(current)
+    if wanted is None or requested is None:
         return False
-    wanted = SocketSpec.forService(new)
-    requested = SocketSpec.forService(current)
     return (
-        wanted
-        == attr.evolve(requested, nodelay=wanted.nodelay, keepalive=wanted.keepalive)
+        wanted.identity() == requested.identity()
         and current.wait == new.wait
         and current.isInternal == new.isInternal
         and (current.redirect is None) == (new.redirect is None)

@@ -25,6 +25,7 @@ from xinetd_twisted.config.model import (
     Problem,
     Severity,
 )
+from xinetd_twisted.daemon.activation import InheritedSockets
 from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
 from xinetd_twisted.daemon.operations import Operations, budgetDescriptors
@@ -219,6 +220,7 @@ class SuperServer(MultiService):
         exitProcess: Optional[Callable[[int], None]] = None,
         metrics: Optional[IMetrics] = None,
         notifier: Optional[SystemdNotifier] = None,
+        inherited: Optional[InheritedSockets] = None,
     ) -> None:
         """
         @param exitProcess: called with an exit status when the daemon must
@@ -228,6 +230,9 @@ class SuperServer(MultiService):
             L{Metrics} when L{DaemonOptions.metrics} is set, else nothing.
         @param notifier: tells systemd about readiness, reloads and stops;
             by default from C{$NOTIFY_SOCKET}.
+        @param inherited: the sockets systemd passed (socket activation);
+            by default read from C{LISTEN_*} (and those variables unset)
+            unless C{environ} is given.
         """
         super().__init__()
         if reactor is None:
@@ -257,6 +262,13 @@ class SuperServer(MultiService):
             currentUmask() if umask is None else umask,
             self.metrics,
         )
+        if inherited is None:
+            inherited = (
+                InheritedSockets.fromEnvironment(os.environ)
+                if environ is None
+                else InheritedSockets()
+            )
+        self.inherited = inherited
         self.operations = Operations(
             self,
             reactor,
@@ -325,8 +337,10 @@ class SuperServer(MultiService):
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self.table.pressure)
+        self._assignInherited(self.config)
         for runtime in list(self):
             self.table.bind(runtime)
+        self._logUnusedInherited()
 
     def _spawnerNotStarted(self, reason: Any) -> None:
         # Stopped before it was ready, or it could not start: spawns fail
@@ -368,6 +382,17 @@ class SuperServer(MultiService):
         self._activated = False
         stopped.append(self.context.spawner.stop())  # type: ignore[arg-type]
         return DeferredList(stopped).addCallback(lambda _: None)
+
+    def _assignInherited(self, config: Config) -> None:
+        """
+        Which inherited socket each service of C{config} serves on.
+        """
+        if self.inherited.sockets:
+            self.table.inheritedFor = self.inherited.assign(config.services)
+
+    def _logUnusedInherited(self) -> None:
+        if self.inherited.sockets:
+            self.inherited.logUnused(self.table.inheritedFor)
 
     def exitIfNothingServed(self, message: str) -> bool:
         """
@@ -462,7 +487,9 @@ class SuperServer(MultiService):
         logProblems(self.log, config.problems)
         self.context.policy.hostsAccess = self._readHosts()
         running = {runtime.name: runtime.service for runtime in self}
+        self._assignInherited(config)
         self.table.apply(planReload(running, config))
+        self._logUnusedInherited()
         self.config = config
         self.operations.reloaded(True)
         self.exitIfNothingServed("No available services. Exiting")

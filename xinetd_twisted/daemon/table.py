@@ -8,12 +8,13 @@ the removed services whose servers still run.
 from __future__ import annotations
 
 import signal
-from typing import Any, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
 from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.daemon.activation import InheritedSocket
 from xinetd_twisted.daemon.metrics import IMetrics
 from xinetd_twisted.daemon.plan import Plan
 from xinetd_twisted.daemon.rpc import RpcRegistrations
@@ -29,6 +30,8 @@ class ServiceTable:
     @ivar draining: runtimes of services a reload removed whose servers
         have not all been reaped yet (for their EXIT lines and the dump).
     @ivar rpc: the rpcbind registrations of the RPC services.
+    @ivar inheritedFor: the socket systemd passed for a service, by
+        lower-case id.
     """
 
     log = Logger(namespace="xinetd_twisted.daemon")
@@ -45,6 +48,7 @@ class ServiceTable:
         self._metrics = metrics
         self.rpc = rpc
         self.draining: List[ServiceRuntime] = []
+        self.inheritedFor: Dict[str, InheritedSocket] = {}
         self._backedUp: Set[Optional[CredentialKey]] = set()
 
     def __iter__(self) -> Any:
@@ -68,14 +72,27 @@ class ServiceTable:
                 service=service.serviceId,
             )
             return None
+        # addService starts it at once while we run (a reload): say first
+        # where its socket comes from.
+        self._inherit(runtime)
         self._collection.addService(runtime)
         return runtime
+
+    def _inherit(self, runtime: ServiceRuntime) -> None:
+        """
+        Give a runtime its inherited socket, if systemd passed one for it.
+        """
+        inherited = self.inheritedFor.get(runtime.serviceId.lower())
+        runtime.inherited = (
+            None if inherited is None else inherited.sourceFor(runtime.service)
+        )
 
     def bind(self, runtime: ServiceRuntime) -> bool:
         """
         Bind a runtime's socket (and serve, when the daemon runs); one that
         cannot be bound is logged and removed.
         """
+        self._inherit(runtime)
         try:
             runtime.privilegedStartService()
         except OSError as e:

@@ -10,7 +10,7 @@ own read descriptors).
 from __future__ import annotations
 
 import socket
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import attr
 
@@ -20,6 +20,19 @@ LISTEN_BACKLOG = 64
 """
 xinetd's listen() backlog.
 """
+
+DEFAULT_SOCKET_MODE = 0o666
+"""
+The permissions of a C{listen_path} socket when C{socket_mode} is not given.
+"""
+
+UNIX_PROTOCOL = "unix"
+"""
+L{SocketSpec.protocol} of C{AF_UNIX} sockets.
+"""
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
 
 _SOCKET_TYPES = {
     "stream": socket.SOCK_STREAM,
@@ -43,6 +56,15 @@ class SocketSpec:
     @ivar v6only: IPV6_V6ONLY for AF_INET6 sockets.
     @ivar nodelay: TCP_NODELAY (flag NODELAY).
     @ivar keepalive: SO_KEEPALIVE (flag KEEPALIVE).
+    @ivar freebind: IP_FREEBIND / IPV6_FREEBIND (flag FREEBIND): bind an
+        address not (yet) configured on this host.
+    @ivar uid: for C{AF_UNIX}: the socket file's owner (C{socket_owner}),
+        or L{None} to leave it as created.
+    @ivar gid: for C{AF_UNIX}: its group, or L{None}.
+    @ivar mode: for C{AF_UNIX}: its permissions (C{socket_mode}).
+
+    For C{AF_UNIX} sockets (C{listen_path}) C{address} is the path, C{port}
+    is 0 and C{protocol} is C{unix}.
     """
 
     family: int
@@ -53,6 +75,10 @@ class SocketSpec:
     v6only: bool = False
     nodelay: bool = False
     keepalive: bool = False
+    freebind: bool = False
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+    mode: int = DEFAULT_SOCKET_MODE
 
     @classmethod
     def forService(cls, service: ServiceConfig) -> SocketSpec:
@@ -61,6 +87,17 @@ class SocketSpec:
         addresses, dual-stack IPv6 unless C{v6only} or a bind address says
         otherwise.
         """
+        if service.listenPath is not None:
+            return cls(
+                family=socket.AF_UNIX,
+                socketType=_SOCKET_TYPES[service.socketType],
+                protocol=UNIX_PROTOCOL,
+                address=service.listenPath,
+                port=0,
+                uid=service.socketUid,
+                gid=service.socketGid,
+                mode=service.socketMode,
+            )
         if service.port is None:
             raise ValueError(f"service {service.serviceId} has no port")
         family = service.family
@@ -80,14 +117,55 @@ class SocketSpec:
             v6only=bool(service.v6only) if family == socket.AF_INET6 else False,
             nodelay="NODELAY" in service.flags,
             keepalive="KEEPALIVE" in service.flags,
+            freebind="FREEBIND" in service.flags,
+        )
+
+    def identity(self) -> SocketSpec:
+        """
+        What must stay equal for a reload to keep the socket: the options
+        that act only when binding, or that are applied again in place
+        (TCP_NODELAY, SO_KEEPALIVE, FREEBIND, a UNIX socket's owner and
+        mode), left out.
+        """
+        return attr.evolve(
+            self,
+            nodelay=False,
+            keepalive=False,
+            freebind=False,
+            uid=None,
+            gid=None,
+            mode=DEFAULT_SOCKET_MODE,
         )
 
     def describe(self) -> str:
         """
-        C{[::]:7/tcp}-style text for messages.
+        C{[::]:7/tcp}-style text for messages (C{unix:/run/x.sock} for a
+        UNIX socket).
         """
+        if self.family == socket.AF_UNIX:
+            return f"{UNIX_PROTOCOL}:{self.address}"
         host = f"[{self.address}]" if self.family == socket.AF_INET6 else self.address
         return f"{host}:{self.port}/{self.protocol}"
+
+
+SocketSource = Callable[[], Tuple[socket.socket, "SocketSpec", str]]
+"""
+Gives a runtime a socket bound elsewhere (inherited from systemd), its
+spec and what to call it in messages, each time it activates; the runtime
+owns the socket it is given.
+
+@raise OSError: when the socket cannot serve the service.
+"""
+
+
+def specFor(service: ServiceConfig) -> Optional[SocketSpec]:
+    """
+    The socket a service asks for, or L{None} when it has none of its own
+    (tcpmux sub-services, RPC).
+    """
+    if service.listenPath is None and service.port is None:
+        return None
+    return SocketSpec.forService(service)
 
 
 def _protocolNumber(name: str) -> int:
@@ -117,6 +195,11 @@ def openSocket(spec: SocketSpec, backlog: int = LISTEN_BACKLOG) -> socket.socket
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if spec.keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if spec.freebind:
+            if spec.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         sock.bind((spec.address, spec.port))
         if spec.socketType in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET):
             sock.listen(backlog)

@@ -23,7 +23,7 @@ from xinetd_twisted.policy.access import Refusal, ServicePolicy
 from xinetd_twisted.policy.sensor import SensorOutcome
 from xinetd_twisted.protocols.ident import queryIdent
 from xinetd_twisted.service.banners import Banners
-from xinetd_twisted.service.connection import Connection
+from xinetd_twisted.service.connection import Connection, peerLabel
 from xinetd_twisted.service.context import DaemonContext
 
 Proceed = Callable[[Connection], None]
@@ -152,22 +152,29 @@ class Admission:
         Refuse a stream connection: log, banner_fail, ident for
         C{log_on_failure = USERID}, close a transport.
         """
-        self.refuse(refusal, connection.peer)
+        self.refuse(
+            refusal, connection.peer, peerLabel(connection.peer, connection.environment)
+        )
         connection.send(self.banners.fail)
         if "USERID" in self._service.logOnFailure:
             self._identAfterFailure(connection)
         connection.close()
 
-    def refuse(self, refusal: Refusal, peer: Optional[str]) -> None:
+    def refuse(
+        self, refusal: Refusal, peer: Optional[str], shown: Optional[str] = None
+    ) -> None:
         """
         Count and log a refusal, and act on what it says (cps pause,
         SENSOR addition).
+
+        @param shown: what the FAIL line writes for the client, when not
+            C{peer} (C{uid:N} for a UNIX-domain client).
         """
         self.refused += 1
         self._context.hooks.refused(self._service.serviceId, refusal.reason)
         if refusal.daemonMessage:
             self.daemonLog.error("{message}", message=refusal.message)
-        self._log.fail(refusal.reason, peer)
+        self._log.fail(refusal.reason, peer if shown is None else shown)
         if refusal.deactivated and refusal.deactivateUntil is not None:
             self.daemonLog.error("{message}", message=refusal.message)
             self._deactivateFor(refusal.deactivateUntil)

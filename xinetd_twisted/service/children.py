@@ -21,6 +21,7 @@ from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.logs.service import ServiceLog, wallDuration
 from xinetd_twisted.logs.sinks import FileLogSink
 from xinetd_twisted.policy.access import ServicePolicy
+from xinetd_twisted.service.connection import peerLabel
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.duration import serverDeadline
 from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError
@@ -61,6 +62,10 @@ class Child(ProcessProtocol):
         self.accepted = accepted
         self.pid: Optional[int] = None
         self.deadline: Any = None  # max_duration (service/duration.py)
+        self.shown: Any = peer
+        """
+        What its START, EXIT and FAIL lines write for the client.
+        """
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid  # type: ignore[union-attr]
@@ -160,6 +165,7 @@ class Children:
         most L{MAX_FORK_FAILURES} tries) unless the service has NORETRY.
         """
         child = Child(self, peer, self._context.wallClock(), accepted, address)
+        child.shown = address or peerLabel(peer, extra)
         self._context.hooks.connection(self._service.serviceId)
         if self.countsInstances:
             self._policy().started(peer)
@@ -238,7 +244,7 @@ class Children:
         if self.countsInstances:
             self._policy().ended(attempt.child.peer)
         if logFailure:
-            self._log().fail("fork", attempt.child.peer)
+            self._log().fail("fork", attempt.child.shown)
         self.onChildGone()
 
     def cancelRetries(self) -> None:
@@ -259,7 +265,7 @@ class Children:
         assert child.pid is not None
         self.running[child.pid] = child
         child.deadline = serverDeadline(self._context, self._service, child.pid)
-        self._log().start(child.pid, child.address or child.peer)
+        self._log().start(child.pid, child.shown)
         hooks = self._context.hooks
         hooks.serverStarted(self._service.serviceId)
         if child.accepted:
@@ -280,7 +286,7 @@ class Children:
             child.pid or 0,
             reason,
             wallDuration(child.started, self._context.wallClock()),
-            peer=child.address or child.peer,
+            peer=child.shown,
         )
         if isinstance(log.sink, FileLogSink):
             log.sink.sizeCheck()

@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 
 import attr
 
+from xinetd_twisted.listen.unix import peerCredentials
 from xinetd_twisted.service.banners import sendNoWait
 from xinetd_twisted.service.tls import tlsEnvironment
 
@@ -42,6 +43,21 @@ def socketAddress(address: object) -> Optional[Address]:
     host, port = getattr(address, "host", None), getattr(address, "port", None)
     if isinstance(host, str) and isinstance(port, int):
         return (host, port)
+    return None
+
+
+def peerLabel(
+    peer: Optional[str], environment: Tuple[Tuple[str, str], ...]
+) -> Optional[str]:
+    """
+    What logs write for a client: its host, or C{uid:N} for a UNIX-domain
+    client (which has no address, only credentials), else L{None}.
+    """
+    if peer is not None:
+        return peer
+    for name, value in environment:
+        if name == "REMOTE_UID":
+            return f"uid:{value}"
     return None
 
 
@@ -80,14 +96,21 @@ class Connection:
     ) -> Connection:
         """
         A connection accepted on our own socket.  The caller keeps owning
-        C{fd}.
+        C{fd}.  A UNIX-domain client has no address: its credentials
+        (SO_PEERCRED) become REMOTE_UID, REMOTE_GID and REMOTE_PID.
         """
+        environment: Tuple[Tuple[str, str], ...] = ()
+        if family == socket.AF_UNIX:
+            credentials = peerCredentials(fd)
+            if credentials is not None:
+                environment = credentials.environment()
         return cls(
             peer=hostOf(address),
             remote=socketAddress(address),
             fd=fd,
             family=family,
             accepted=accepted,
+            environment=environment,
         )
 
     @classmethod

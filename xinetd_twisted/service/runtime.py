@@ -18,7 +18,13 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from xinetd_twisted.config.model import ServiceConfig
-from xinetd_twisted.listen.sockets import SocketSpec, openServiceSocket
+from xinetd_twisted.listen.sockets import (
+    SocketSource,
+    SocketSpec,
+    openServiceSocket,
+    specFor,
+)
+from xinetd_twisted.listen.unix import BoundPath, openUnixSocket
 from xinetd_twisted.service.children import Child, SpawnAttempt
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.inprocess import (
@@ -82,6 +88,8 @@ class ServiceRuntime(Service):
     @ivar requested: the socket the configuration asks for (compared on
         reload; the bound one may differ after an IPv6 -> IPv4 fallback).
     @ivar spec: the socket actually bound, or L{None}.
+    @ivar inherited: where its socket comes from when it is not ours to
+        bind (systemd socket activation), or L{None}.
     """
 
     daemonLog = Logger(namespace="xinetd_twisted.service")
@@ -91,10 +99,10 @@ class ServiceRuntime(Service):
         self._context = context
         self.parts = ServiceParts(context, service, self._deactivateFor)
         self.kind: Kind = kindFor(self.parts)
-        self.requested: Optional[SocketSpec] = (
-            SocketSpec.forService(service) if service.port is not None else None
-        )
+        self.requested: Optional[SocketSpec] = specFor(service)
         self.spec: Optional[SocketSpec] = None
+        self.inherited: Optional[SocketSource] = None
+        self._bound: Optional[BoundPath] = None
         self._reactivation: Any = None
         self._paused = False
         # Told each time the socket is bound (RPC registration).
@@ -208,15 +216,31 @@ class ServiceRuntime(Service):
         """
         if self.parts.active:
             return
+        if self.inherited is not None:
+            # Socket activation: never bound here, whatever the
+            # configuration says.
+            sock, spec, origin = self.inherited()
+            self.adopt(sock, spec, origin)
+            return
+        requested = self.requested
+        if requested is not None and requested.family == socket.AF_UNIX:
+            sock, self._bound = openUnixSocket(requested)
+            self.adopt(sock, requested)
+            return
         sock, spec, notice = openServiceSocket(self.service)
         if notice:
             self.daemonLog.info(notice)
         self.adopt(sock, spec)
 
-    def adopt(self, sock: socket.socket, spec: Optional[SocketSpec]) -> None:
+    def adopt(
+        self, sock: socket.socket, spec: Optional[SocketSpec], origin: str = ""
+    ) -> None:
         """
         Serve on C{sock}, a socket bound for this service (by us, or
         inherited).
+
+        @param origin: where it came from, for the log (C{inherited socket
+            NAME (ADDRESS)}); by default its address.
         """
         self.spec = spec
         self.kind.open(sock)
@@ -227,7 +251,8 @@ class ServiceRuntime(Service):
         self.daemonLog.info(
             "service {service} listening on {where}",
             service=self.serviceId,
-            where=spec.describe() if spec is not None else "an inherited socket",
+            where=origin
+            or (spec.describe() if spec is not None else "an inherited socket"),
         )
         self.onBound(self)
 
@@ -243,6 +268,15 @@ class ServiceRuntime(Service):
         if self.parts.active:
             self.parts.active = False
             self.kind.close()
+        self._removePath()
+
+    def _removePath(self) -> None:
+        """
+        Remove our UNIX socket file, if it is still ours.
+        """
+        bound, self._bound = self._bound, None
+        if bound is not None:
+            bound.remove()
 
     def _deactivateFor(self, until: float) -> None:
         """
@@ -253,6 +287,7 @@ class ServiceRuntime(Service):
             return
         self.parts.active = False
         self.kind.close()
+        self._removePath()
         delay = max(0.0, until - self.parts.seconds())
         self._reactivation = self._context.reactor.callLater(delay, self._reactivate)
 
@@ -305,10 +340,28 @@ class ServiceRuntime(Service):
         and the children.
         """
         self.parts.reconfigure(service)
-        self.requested = (
-            SocketSpec.forService(service) if service.port is not None else None
-        )
+        self.requested = specFor(service)
         self.kind.update(service)
+        self._reapplyOwnership()
+
+    def _reapplyOwnership(self) -> None:
+        """
+        A kept UNIX socket takes the reloaded owner and mode in place.
+        """
+        requested = self.requested
+        if self._bound is None or requested is None:
+            return
+        try:
+            self._bound.apply(requested)
+        except OSError as e:
+            self.daemonLog.error(
+                "service {service}: cannot set the owner and mode of {path}: {error}",
+                service=self.serviceId,
+                path=self._bound.path,
+                error=e.strerror or str(e),
+            )
+            return
+        self.spec = requested
 
     def setSubservices(self, subservices: Iterable[ServiceConfig]) -> None:
         """
