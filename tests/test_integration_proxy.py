@@ -61,8 +61,12 @@ def talk(port: int, send: bytes, source: str = CLIENT, host: str = HOST) -> byte
         s.settimeout(15)
         s.bind((source, 0))
         s.connect((host, port))
-        s.sendall(send)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(send)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            # The daemon may close a refused connection before we finish.
+            return b""
         chunks: List[bytes] = []
         while True:
             try:
