@@ -45,7 +45,7 @@ class TableTests(SynchronousTestCase):
             "rpc_version rpc_number port redirect bind interface banner "
             "banner_success banner_fail disable deny_time rlimit_as rlimit_cpu "
             "rlimit_data rlimit_files rlimit_rss rlimit_stack v6only libwrap chroot "
-            "enabled disabled max_duration per_source_cps".split()
+            "enabled disabled max_duration per_source_cps no_new_privileges".split()
         )
         expected |= {"tls_certificate", "tls_key", "tls_client_ca", "proxy_protocol"}
         # Our extension: UNIX-domain sockets.
@@ -63,7 +63,7 @@ class TableTests(SynchronousTestCase):
                 "log_type log_on_success log_on_failure disabled enabled no_access "
                 "only_from instances passenv banner bind interface per_source groups "
                 "banner_success banner_fail cps max_load v6only umask "
-                "max_duration per_source_cps".split()
+                "max_duration per_source_cps no_new_privileges".split()
             ),
         )
 

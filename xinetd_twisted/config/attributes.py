@@ -105,6 +105,7 @@ _ROWS = [
     # Our extensions (issue 10): per-connection time and per-source rate limits.
     _row("max_duration", 1, ext.maxDuration, 1),
     _row("per_source_cps", 2, ext.perSourceCps, 2),
+    _row("no_new_privileges", 1, v.yesNo, 1),
     # TLS in front of a stream service, the PROXY header (our extensions).
     _row("tls_certificate", 1, v.word),
     _row("tls_key", 1, v.word),

@@ -126,6 +126,8 @@ def dumpService(service: ServiceConfig) -> str:
         lines.append(("max_duration", str(s.maxDuration)))
     if s.perSourceCps is not None:
         lines.append(("per_source_cps", f"{s.perSourceCps[0]} {s.perSourceCps[1]}"))
+    if s.noNewPrivileges:
+        lines.append(("no_new_privileges", "yes"))
     for attribute, value in (
         ("tls_certificate", s.tlsCertificate),
         ("tls_key", s.tlsKey),

@@ -267,6 +267,7 @@ class Filler:
             locations=locations,
             maxDuration=fromDefaults("max_duration", None),
             perSourceCps=fromDefaults("per_source_cps", None),
+            noNewPrivileges=bool(fromDefaults("no_new_privileges", False)),
             **listeningFields(v),  # type: ignore[arg-type]
         )
 

@@ -258,6 +258,9 @@ class ServiceConfig:
         in-process connection may last, or L{None} for no limit.
     @ivar perSourceCps: C{per_source_cps} (our extension): C{(rate, wait)},
         or L{None} for no per-source rate limit.
+    @ivar noNewPrivileges: C{no_new_privileges} (our extension): the server
+        runs with PR_SET_NO_NEW_PRIVS (setuid programs cannot gain
+        privileges).
     @ivar tlsCertificate: C{tls_certificate} (our extension): the absolute
         path of a PEM chain served by TLS in front of the service, or
         L{None} for plaintext.
@@ -325,6 +328,7 @@ class ServiceConfig:
     locations: Mapping[str, Location] = attr.ib(factory=dict, eq=False, hash=False)
     maxDuration: Optional[int] = None
     perSourceCps: Optional[Tuple[int, int]] = None
+    noNewPrivileges: bool = False
     tlsCertificate: Optional[str] = None
     tlsKey: Optional[str] = None
     tlsClientCA: Optional[str] = None
