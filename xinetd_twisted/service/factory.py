@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from typing import TYPE_CHECKING, Any, List, Optional
 
 import attr
@@ -89,6 +90,58 @@ def detachSocket(transport: Any, sock: socket.socket) -> int:
     return fd
 
 
+class IdleSweep:
+    """
+    Closes the connections that received nothing for a timeout, with one
+    timer for all of them (a timer per connection cost the hot path more
+    than the rest of an echo).  A sweep runs every quarter of the timeout
+    while connections are watched; a connection is closed after four sweeps
+    in a row without data, so between the timeout and 1.25 times it.
+    """
+
+    SWEEPS = 4
+
+    def __init__(self, clock: Any, timeout: float) -> None:
+        self._clock = clock
+        self._interval = timeout / self.SWEEPS
+        self._watched: "weakref.WeakKeyDictionary[ServiceProtocol, int]" = (
+            weakref.WeakKeyDictionary()
+        )
+        self._timer: Any = None
+
+    def watch(self, protocol: ServiceProtocol) -> None:
+        """
+        Watch a new connection.
+        """
+        self._watched[protocol] = 0
+        if self._timer is None:
+            self._timer = self._clock.callLater(self._interval, self._sweep)
+
+    def forget(self, protocol: ServiceProtocol) -> None:
+        """
+        The connection is closed or handed to a child.
+        """
+        self._watched.pop(protocol, None)
+        if not self._watched and self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _sweep(self) -> None:
+        self._timer = None
+        for protocol, quiet in list(self._watched.items()):
+            if protocol.sawData:
+                protocol.sawData = False
+                self._watched[protocol] = 0
+            elif quiet + 1 >= self.SWEEPS:
+                del self._watched[protocol]
+                protocol.idled()
+            else:
+                self._watched[protocol] = quiet + 1
+        if self._watched:
+            self._timer = self._clock.callLater(self._interval, self._sweep)
+
+
 @attr.s(frozen=True, auto_attribs=True)
 class ConnectionLimits:
     """
@@ -104,6 +157,11 @@ class ConnectionLimits:
     clock: Any
     idleTimeout: Optional[float] = None
     cost: int = 1
+    sweep: Optional[IdleSweep] = attr.ib(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.idleTimeout is not None:
+            object.__setattr__(self, "sweep", IdleSweep(self.clock, self.idleTimeout))
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
@@ -132,7 +190,7 @@ class ServiceProtocol(Protocol):
         self._parts = parts
         self._limits = limits
         self._holds = 0
-        self._idle: Any = None
+        self.sawData = False
         self.inner: Optional[Protocol] = None
         self.handedOff = False
         self._pending: List[bytes] = []
@@ -173,19 +231,20 @@ class ServiceProtocol(Protocol):
             self.transport.abortConnection()
             return False
         self._holds = limits.cost
-        if limits.idleTimeout is not None:
-            self._idle = limits.clock.callLater(limits.idleTimeout, self._idled)
+        if limits.sweep is not None:
+            limits.sweep.watch(self)
         return True
 
-    def _idled(self) -> None:
-        self._idle = None
+    def idled(self) -> None:
+        """
+        It received nothing for the idle timeout: close it.
+        """
         if not self.handedOff and not getattr(self.inner, "handedOff", False):
             self.transport.abortConnection()
 
     def _release(self) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        if self._limits is not None and self._limits.sweep is not None:
+            self._limits.sweep.forget(self)
         if self._holds and self._limits is not None:
             self._limits.descriptors.release(self._holds)
             self._holds = 0
@@ -242,8 +301,7 @@ class ServiceProtocol(Protocol):
             inner.dataReceived(data)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._idle is not None:
-            self._idle.reset(self._limits.idleTimeout)  # type: ignore[union-attr]
+        self.sawData = True
         if self.inner is not None:
             self.inner.dataReceived(data)
         elif not self.handedOff:
