@@ -158,12 +158,6 @@ class Children:
             # helper has adopted it.
             control.send(message, -1)
 
-    def ended(self, pid: int, status: int) -> None:
-        """
-        A helper reaped C{pid} with wait status C{status}.
-        """
-        self._reportEnded(pid, reasonForStatus(status))
-
     def adoptOrphans(
         self, orphanedSubs: List[Channel], subReaped: Callable[[Channel], None]
     ) -> None:
@@ -212,16 +206,19 @@ class Children:
             pid=pid,
             executable=process.setup.executable,
         )
-        self._reportEnded(pid, Failure(ProcessTerminated(status=None)))
+        self.ended(pid, Failure(ProcessTerminated(status=None)))
         return False
 
     def _adoptedEnded(self, pid: int, status: int) -> None:
         if status < 0:
-            self._reportEnded(pid, Failure(ProcessTerminated(status=None)))
+            self.ended(pid, Failure(ProcessTerminated(status=None)))
         else:
-            self._reportEnded(pid, reasonForStatus(status))
+            self.ended(pid, reasonForStatus(status))
 
-    def _reportEnded(self, pid: int, reason: Failure) -> None:
+    def ended(self, pid: int, reason: Failure) -> None:
+        """
+        Report a child ended (once: later reports of C{pid} are ignored).
+        """
         ended = self.running.pop(pid, None)
         if ended is None:
             return

@@ -25,6 +25,7 @@ from xinetd_twisted.spawn.interfaces import (
 )
 from xinetd_twisted.spawn.launcher import HelperLauncher
 from xinetd_twisted.spawn.requests import InFlight
+from xinetd_twisted.spawn.status import reasonForStatus
 from xinetd_twisted.spawn.table import ChannelTable
 from xinetd_twisted.spawn.templates import Templates
 from xinetd_twisted.spawn.watchdog import StuckWatchdog
@@ -90,7 +91,7 @@ class HelperEvents:
             request.deferred.callback(process)
         elif kind == "e":
             _, pid, status = event
-            self._children.ended(pid, status)
+            self._children.ended(pid, reasonForStatus(status))
         elif kind == "x":
             self._execFailed(event)
         elif kind == "f":
