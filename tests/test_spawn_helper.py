@@ -175,7 +175,7 @@ class SpawnerCase(TestCase):
         channel to the sub-helper that starts its children.
         """
         yield self.spawnOne(setup)
-        templateId = self.spawner._templates[setup]
+        templateId = self.spawner._templates.ids[setup]
         for _ in range(200):
             if templateId in self.spawner._routes:
                 return self.spawner._routes[templateId]
@@ -601,7 +601,9 @@ class HelperSpawnerTests(SpawnerCase):
         sleeper = _probeSetup("--sleep", "30", **creds)
         channel = yield self.routed(probe)
         yield self.sleeper(sleeper)  # through the root helper, once
-        self.assertIs(self.spawner._routes[self.spawner._templates[sleeper]], channel)
+        self.assertIs(
+            self.spawner._routes[self.spawner._templates.ids[sleeper]], channel
+        )
         helperPid = self.spawner._helperTransport.pid
         os.kill(helperPid, signal.SIGSTOP)
         self.addCleanup(os.kill, helperPid, signal.SIGCONT)

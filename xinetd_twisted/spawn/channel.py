@@ -1,128 +1,58 @@
-# -*- test-case-name: tests.test_spawn_helper -*-
+# -*- test-case-name: tests.test_spawn_helper,tests.test_spawn_watchdog -*-
 """
-The pieces L{xinetd_twisted.spawn.helperspawner.HelperSpawner} is made of: the
-transport of a child a helper started, the protocol watching the root helper
-process, a channel (socket) to one helper with its own queue and watchdog
-state, and a spawn waiting for its answer.
+L{Channel}: a socket from the daemon to one spawn helper (the root helper or
+one sub-helper), as a reactor descriptor with its own send queue and
+back-pressure, and the L{IChannelOwner} it reports to.
 """
 
 from __future__ import annotations
 
-import signal as _signal
+import array
+import os
 import socket
-from typing import TYPE_CHECKING, Any, List, Optional, Set, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
-import attr
-from twisted.internet.address import _ProcessAddress
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import (
-    IProcessTransport,
-    IReadDescriptor,
-    IWriteDescriptor,
-)
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
-from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey
-
-if TYPE_CHECKING:
-    from xinetd_twisted.spawn.helperspawner import HelperSpawner
+from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn.interfaces import CredentialKey
 
 _log = Logger(namespace="xinetd_twisted.spawn")
 
+_SEND_FLAGS = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
+_READ_BATCH = 64
+_RECV_FLAGS = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+_ANC_SIZE = socket.CMSG_SPACE(_wire.MAX_EVENTS_PER_MESSAGE * 4)
 
-@implementer(IProcessTransport)
-class HelperProcess:
+
+class IChannelOwner(Interface):
     """
-    The transport of one child started by the helper.
-
-    The child has no pipes to the daemon (its fds 0-2 are the client's
-    socket), so the stream methods do nothing.
-
-    @ivar pid: the child's pid, L{None} once it has been reaped.
-    @ivar setup: the L{ChildSetup} it was started with.
-    @ivar channel: the channel of the helper that started it (its parent).
-    @ivar adopted: whether the daemon is its parent now (its helper died)
-        and reaps and signals it itself.
+    What a L{Channel} tells about its peer.
     """
 
-    def __init__(
-        self,
-        spawner: HelperSpawner,
-        pid: int,
-        proto: Any,
-        setup: ChildSetup,
-        channel: Channel,
-    ) -> None:
-        self.pid: Optional[int] = pid
-        self.setup = setup
-        self.proto = proto
-        self.channel = channel
-        self.adopted = False
-        self._spawner = spawner
-
-    def signalProcess(self, signalID: Any) -> None:
+    def eventReceived(channel: Channel, event: tuple, fds: List[int]) -> None:
         """
-        Signal the child (C{"KILL"}, C{"TERM"}, C{"INT"} or a number) through
-        the helper, which only signals it while it is unreaped.
+        The peer reported C{event}; C{fds} are the descriptors still unclaimed
+        in its message (take one with C{fds.pop(0)}; the rest are closed).
         """
-        if self.pid is None:
-            raise ProcessExitedAlready()
-        if isinstance(signalID, str):
-            signalID = getattr(_signal, "SIG" + signalID)
-        self._spawner.signalChild(self.pid, int(signalID))
 
-    def closeStdin(self) -> None:
-        """Nothing to close: the child has no pipe from us."""
+    def channelLost(channel: Channel, why: str) -> None:
+        """
+        The socket failed or the peer closed it.
+        """
 
-    def closeStdout(self) -> None:
-        """Nothing to close: the child has no pipe to us."""
+    def queueChanged(channel: Channel, backedUp: bool) -> None:
+        """
+        Messages started to wait on C{channel} (or it has caught up).
+        """
 
-    def closeStderr(self) -> None:
-        """Nothing to close: the child has no pipe to us."""
-
-    def closeChildFD(self, descriptor: int) -> None:
-        """Nothing to close: the child has no pipes to us."""
-
-    def writeToChild(self, childFD: int, data: bytes) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def write(self, data: bytes) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def writeSequence(self, data: Any) -> None:
-        """Dropped: the child reads the client's socket, not us."""
-
-    def loseConnection(self) -> None:
-        """Nothing to close: the child has no pipes to us."""
-
-    def getPeer(self) -> _ProcessAddress:
-        """A process has no network address."""
-        return _ProcessAddress()
-
-    def getHost(self) -> _ProcessAddress:
-        """A process has no network address."""
-        return _ProcessAddress()
-
-
-class HelperProtocol(ProcessProtocol):
-    """
-    Watches the helper process itself: logs what it writes to stderr and
-    tells the spawner when it is gone.
-    """
-
-    def __init__(self, spawner: HelperSpawner) -> None:
-        self._spawner = spawner
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            _log.warn("spawn helper: {line}", line=line)
-
-    def processEnded(self, reason: Failure) -> None:
-        self._spawner._helperEnded(self, reason)
+    def waitingOn(channel: Channel) -> None:
+        """
+        A spawn now waits for C{channel}'s peer to answer.
+        """
 
 
 @implementer(IReadDescriptor, IWriteDescriptor)
@@ -140,6 +70,7 @@ class Channel:
     @ivar requests: ids of the spawns this peer has not answered yet.
     @ivar progress: when the peer last said something, or last became
         busy (L{reactor.seconds}).
+    @ivar watchdog: the pending stuck check on this peer, if any.
     @ivar stuck: found stuck and being killed: no new spawns.
     @ivar orphaned: its root helper died: it only reports and signals the
         children it started, until they have all ended.
@@ -147,13 +78,15 @@ class Channel:
 
     def __init__(
         self,
-        spawner: HelperSpawner,
+        reactor: Any,
+        owner: IChannelOwner,
         sock: socket.socket,
         subId: Optional[int],
         key: Optional[CredentialKey] = None,
         subPid: Optional[int] = None,
     ) -> None:
-        self.spawner = spawner
+        self._reactor = reactor
+        self._owner = owner
         self.sock = sock
         self.subId = subId
         self.key = key
@@ -182,6 +115,158 @@ class Channel:
         uid, gid, _groups = self.key or (None, None, None)
         return f"the spawn sub-helper {self.subPid} (uid {uid}, gid {gid})"
 
+    def awaitAnswer(self, requestId: int) -> None:
+        """
+        Make this peer the one that must answer spawn C{requestId}.
+        """
+        if not self.busy():
+            self.progress = self._reactor.seconds()
+        self.requests.add(requestId)
+        self._owner.waitingOn(self)
+
+    # --- sending --------------------------------------------------------
+
+    def send(self, data: bytes, fd: int, requestId: int = 0) -> bool:
+        """
+        Send or queue a message; L{False} when the channel is lost (and the
+        message was neither sent nor queued).
+        """
+        if self.closed:
+            return False
+        if not self.queue:
+            try:
+                self._sendNow(data, fd)
+                return True
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                self._owner.channelLost(
+                    self, f"send failed: {os.strerror(e.errno or 0)}"
+                )
+                return False
+        # The caller closes its fd when we return: keep our own copy.
+        if not self.busy():
+            self.progress = self._reactor.seconds()
+        self.queue.append((data, os.dup(fd) if fd >= 0 else -1, requestId))
+        if len(self.queue) == 1:
+            self._reactor.addWriter(self)
+            self._owner.queueChanged(self, True)
+        self._owner.waitingOn(self)
+        return True
+
+    def _sendNow(self, data: bytes, fd: int) -> None:
+        if fd >= 0:
+            fds = array.array("i", (fd,))
+            self.sock.sendmsg(
+                [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], _SEND_FLAGS
+            )
+        else:
+            self.sock.send(data, _SEND_FLAGS)
+
+    def flush(self) -> None:
+        """
+        Send what waits in the queue, as far as the peer takes it.
+        """
+        while self.queue:
+            data, fd, _requestId = self.queue[0]
+            try:
+                self._sendNow(data, fd)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self._owner.channelLost(
+                    self, f"send failed: {os.strerror(e.errno or 0)}"
+                )
+                return
+            del self.queue[0]
+            if fd >= 0:
+                os.close(fd)
+        self._reactor.removeWriter(self)
+        self._owner.queueChanged(self, False)
+
+    def dropQueue(self) -> List[int]:
+        """
+        Forget the unsent messages; return their request ids.
+        """
+        unsent = []
+        for _data, fd, requestId in self.queue:
+            if fd >= 0:
+                os.close(fd)
+            if requestId:
+                unsent.append(requestId)
+        if self.queue:
+            self.queue = []
+            self._reactor.removeWriter(self)
+            self._owner.queueChanged(self, False)
+        return unsent
+
+    def close(self) -> List[int]:
+        """
+        Close the socket; return the request ids of the unsent spawns.
+        """
+        if self.closed:
+            return []
+        self.closed = True
+        self._reactor.removeReader(self)
+        self._reactor.removeWriter(self)
+        self.sock.close()
+        if self.watchdog is not None and self.watchdog.active():
+            self.watchdog.cancel()
+        self.watchdog = None
+        return self.dropQueue()
+
+    # --- receiving ------------------------------------------------------
+
+    def readEvents(self) -> bool:
+        """
+        Handle up to a batch of messages; L{True} if more may be waiting.
+        """
+        sock = self.sock
+        owner = self._owner
+        for _ in range(_READ_BATCH):
+            if self.closed:
+                return False
+            try:
+                data, anc, _flags, _addr = sock.recvmsg(
+                    _wire.MAX_MESSAGE, _ANC_SIZE, _RECV_FLAGS
+                )
+            except BlockingIOError:
+                return False
+            except OSError as e:
+                owner.channelLost(self, f"receive failed: {os.strerror(e.errno or 0)}")
+                return False
+            fds: List[int] = []
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    n = len(payload) - len(payload) % 4
+                    fds.extend(memoryview(payload)[:n].cast("i"))
+            if not data:
+                owner.channelLost(self, "the helper closed its socket")
+                return False
+            self.progress = self._reactor.seconds()
+            try:
+                for event in _wire.decode(data):
+                    try:
+                        owner.eventReceived(self, event, fds)
+                    except Exception:
+                        # A process protocol's bug must not take the channel
+                        # (and every other child's reports) down with it.
+                        _log.failure("spawn helper event {event!r}", event=event)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        return True
+
+    def drain(self) -> None:
+        """
+        Handle everything a dead helper left in the socket.
+        """
+        for _ in range(10000):
+            if not self.readEvents():
+                return
+
+    # --- IReadDescriptor, IWriteDescriptor -------------------------------
+
     def fileno(self) -> int:
         return self.sock.fileno()
 
@@ -189,35 +274,13 @@ class Channel:
         return "SpawnHelper" if self.subId is None else "SpawnSubHelper"
 
     def doRead(self) -> None:
-        self.spawner._readEvents(self)  # a true return would mean "lost"
+        self.readEvents()  # a true return would mean "lost"
 
     def doWrite(self) -> None:
-        return self.spawner._flushQueue(self)
+        self.flush()
 
     def connectionLost(self, reason: Failure) -> None:
-        self.spawner._channelLost(self, "socket lost")
+        self._owner.channelLost(self, "socket lost")
 
 
-@attr.s(auto_attribs=True, slots=True, eq=False)
-class SpawnRequest:
-    """
-    A spawn sent (or queued) and not answered yet.
-
-    @ivar channel: the channel whose peer must answer it: the one it was
-        sent on, or the sub-helper the root helper forwarded it to.
-    @ivar sentOn: the channel it was sent on.
-    """
-
-    requestId: int
-    proto: Any
-    setup: ChildSetup
-    deferred: Deferred
-    channel: Channel
-    templateId: int
-    sentOn: Channel = attr.ib(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.sentOn = self.channel
-
-
-__all__ = ["Channel", "HelperProcess", "HelperProtocol", "SpawnRequest"]
+__all__ = ["Channel", "IChannelOwner"]

@@ -231,7 +231,7 @@ class _Template:
         ) = marshal.loads(blob)
         # Every limit the child must have.  When they all equal the
         # helper's own, a fork_exec child inherits them (the helper checks
-        # its own limits before each such spawn: see _Helper.ownLimitsAre).
+        # its own limits before each such spawn: see _ownLimitsAre).
         self.rlimits = [tuple(limit) for limit in self.rlimits]
         inherited = all(currentLimits.get(r) == (s, h) for r, s, h in self.rlimits)
         if dropCredentials:  # a sub-helper already runs with them
@@ -389,28 +389,81 @@ class _Sub:
             self.daemonEnd = -1
 
 
-class _Helper:
-    def __init__(
-        self, inboxes: list, outbox: socket.socket, isSub: bool = False
-    ) -> None:
-        self.inboxes = inboxes
-        self.ctl = outbox
+def _ownLimitsAre(rlimits: list) -> bool:
+    """
+    Make our own limits C{rlimits} (a fork_exec child inherits them);
+    L{False} when one cannot be restored (a hard limit was lowered).
+    """
+    for r, soft, hard in rlimits:
+        if resource.getrlimit(r) != (soft, hard):
+            try:
+                resource.setrlimit(r, (soft, hard))
+            except (OSError, ValueError):
+                return False
+    return True
+
+
+class _Outbox:
+    """
+    The events for the daemon, sent in batches on its socket.
+
+    @ivar events: the events not sent yet.
+    @ivar fds: sockets for the daemon, in C{"c"} event order.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.events: list = []
+        self.fds: list = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def flush(self) -> None:
+        out, self.events = self.events, []
+        fds, self.fds = self.fds, []
+        sent = list(fds)
+        try:
+            for i in range(0, len(out), MAX_EVENTS_PER_MESSAGE):
+                chunk = out[i : i + MAX_EVENTS_PER_MESSAGE]
+                data = marshal.dumps(chunk)
+                n = sum(1 for e in chunk if e[0] == "c" and e[3])
+                if not n:
+                    self.sock.send(data, socket.MSG_NOSIGNAL)
+                    continue
+                payload = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds[:n])
+                del fds[:n]
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, payload)]
+                self.sock.sendmsg([data], rights, socket.MSG_NOSIGNAL)
+        finally:
+            for fd in sent:  # the daemon has its copies
+                os.close(fd)
+
+
+class _Spawner:
+    """
+    Registers templates and starts their children (or has a sub-helper
+    start them), then reports how each one ended.
+
+    @ivar tampered: a sub-helper whose limits were lowered beyond repair:
+        it must end.
+    """
+
+    def __init__(self, outbox: _Outbox, isSub: bool, limits: dict, forward) -> None:
+        """
+        @param forward: C{forward(credentials, tid, msg, fd)} hands a spawn
+            that needs credentials to their sub-helper.
+        """
+        self.outbox = outbox
         self.isSub = isSub
-        self.subs: dict[tuple, _Sub] = {}  # by credentials
-        self.subPids: dict[int, _Sub] = {}  # until reaped
-        self.nextSubId = 1
+        self.forward = forward
         self.rawTemplates: dict = {}  # tid -> [raw "T" messages]
         self.templates: dict = {}
         self.parts: dict = {}  # (inbox fd, tid) -> [parts]
         self.children: dict = {}  # pid -> None (unreaped)
-        self.wake: tuple = ()
         self.execErrors: dict = {}  # pid -> bytes written by the child
-        self.out: list = []
-        self.outFds: list = []  # sockets for the daemon, in "c" event order
-        self.limits: dict = allRlimits()
-        self.limitList = [(r, s, h) for r, (s, h) in self.limits.items()]
-        self.nofile = [(resource.RLIMIT_NOFILE, *self.limits[resource.RLIMIT_NOFILE])]
-        # A sub-helper whose limits were lowered beyond repair ends itself.
+        self.limits = limits
+        self.limitList = [(r, s, h) for r, (s, h) in limits.items()]
         self.tampered = False
         self.errR, self.errW = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         # The kernel stamps every message with its sender's pid: children
@@ -418,82 +471,58 @@ class _Helper:
         self.errR.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.errR.setblocking(False)
 
-    def handle(self, inbox: int, data: bytes, ancdata: list) -> None:
-        fds: list = []
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(payload) - len(payload) % 4
-                fds.extend(memoryview(payload)[:n].cast("i"))
-        try:
-            msg = marshal.loads(data)
-            kind = msg[0]
-            if kind == "S":
-                self.spawn(msg, fds[0] if fds else -1)
-            elif kind == "T":
-                _, tid, part, final, index = msg
-                # Parts are per inbox: the root helper and the daemon may
-                # both register a template with a sub-helper.  Part 0
-                # starts afresh: a registration cut short is sent again.
-                if index == 0:
-                    self.parts[(inbox, tid)] = []
-                    if not self.isSub:
-                        self.rawTemplates[tid] = []
-                self.parts.setdefault((inbox, tid), []).append(part)
-                if not self.isSub:
-                    self.rawTemplates.setdefault(tid, []).append(data)
-                if final:
-                    blob = b"".join(self.parts.pop((inbox, tid)))
-                    self.templates[tid] = _Template(blob, self.limits, self.isSub)
-                    if self.templates[tid].credentials is None:
-                        self.rawTemplates.pop(tid, None)
-            elif kind == "K":
-                _, pid, sig = msg
-                # Ours and unreaped (also an orphan of a dead sub-helper,
-                # adopted): cannot be a recycled pid.
-                if pid in self.children or (pid not in self.subPids and _isChild(pid)):
-                    try:
-                        os.kill(pid, sig)
-                    except OSError:
-                        pass
-            elif kind == "X" and not self.isSub:
-                self.killSub(msg[1])
-        finally:
-            for fd in fds:
-                os.close(fd)
+    def closeErrorSocket(self) -> None:
+        self.errR.close()
+        self.errW.close()
 
-    def ownLimitsAre(self, rlimits: list) -> bool:
+    def register(self, inbox: int, msg: tuple, data: bytes) -> None:
         """
-        Make our own limits C{rlimits} (a fork_exec child inherits them);
-        L{False} when one cannot be restored (a hard limit was lowered).
+        Take one C{"T"} message (C{data}, decoded C{msg}) from C{inbox}.
         """
-        for r, soft, hard in rlimits:
-            if resource.getrlimit(r) != (soft, hard):
-                try:
-                    resource.setrlimit(r, (soft, hard))
-                except (OSError, ValueError):
-                    return False
-        return True
+        _, tid, part, final, index = msg
+        # Parts are per inbox: the root helper and the daemon may both
+        # register a template with a sub-helper.  Part 0 starts afresh: a
+        # registration cut short is sent again.
+        if index == 0:
+            self.parts[(inbox, tid)] = []
+            if not self.isSub:
+                self.rawTemplates[tid] = []
+        self.parts.setdefault((inbox, tid), []).append(part)
+        if not self.isSub:
+            self.rawTemplates.setdefault(tid, []).append(data)
+        if final:
+            blob = b"".join(self.parts.pop((inbox, tid)))
+            self.templates[tid] = _Template(blob, self.limits, self.isSub)
+            if self.templates[tid].credentials is None:
+                self.rawTemplates.pop(tid, None)
+
+    def rawTemplate(self, tid: int) -> list:
+        """
+        The C{"T"} messages of a template, to register it with a sub-helper.
+        """
+        return self.rawTemplates[tid]  # type: ignore[no-any-return]
 
     def spawn(self, msg: tuple, fd: int) -> None:
         _, rid, tid, extra = msg
+        out = self.outbox.events
         t = self.templates.get(tid)
         if t is None or fd < 0:
-            if fd < 0 and self.isSub and not self.ownLimitsAre(self.limitList):
+            if fd < 0 and self.isSub and not _ownLimitsAre(self.limitList):
                 # The descriptor did not fit under a lowered RLIMIT_NOFILE.
-                self.out.append(("f", rid, errno.EPERM, "rlimits"))
+                out.append(("f", rid, errno.EPERM, "rlimits"))
                 self.tampered = True
                 return
-            self.out.append(("f", rid, errno.EINVAL))
+            out.append(("f", rid, errno.EINVAL))
             return
         if t.credentials is not None:
             self.forward(t.credentials, tid, msg, fd)
             return
         fast = t.fast
-        if fast and not self.ownLimitsAre(t.rlimits):
+        if fast and not _ownLimitsAre(t.rlimits):
             if self.isSub:
                 # Someone lowered our hard limits: no child of ours can
                 # get the right ones.  The root helper starts a new one.
-                self.out.append(("f", rid, errno.EPERM, "rlimits"))
+                out.append(("f", rid, errno.EPERM, "rlimits"))
                 self.tampered = True
                 return
             fast = False  # the child sets them itself
@@ -506,16 +535,84 @@ class _Helper:
             else:
                 pid = _forkChild(t, t.argv, env, fd, errW)
         except OSError as e:
-            self.out.append(("f", rid, e.errno or 0))
+            out.append(("f", rid, e.errno or 0))
             return
         self.children[pid] = None
-        self.out.append(("s", rid, pid))
+        out.append(("s", rid, pid))
+
+    def started(self, pid: int) -> bool:
+        """
+        Whether C{pid} is a child we started and have not reaped.
+        """
+        return pid in self.children
+
+    def drainErrors(self) -> None:
+        for _ in range(4096):
+            try:
+                data, anc, _flags, _addr = self.errR.recvmsg(256, 64)
+            except BlockingIOError:
+                return
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = int.from_bytes(payload[:4], sys.byteorder)
+                    self.execErrors[pid] = self.execErrors.get(pid, b"") + data
+
+    def reaped(self, pid: int, status: int) -> None:
+        """
+        Report a child (ours, or a sub-helper's orphan) reaped.
+        """
+        out = self.outbox.events
+        if pid not in self.children:
+            # A sub-helper's orphan, reparented to us (subreaper).
+            out.append(("e", pid, status))
+            return
+        del self.children[pid]
+        report = self.execErrors.pop(pid, None)
+        if report is not None:
+            parts = report.split(b":")
+            try:
+                err = int(parts[1], 16)
+            except (IndexError, ValueError):
+                err = 0
+            stage = "setup" if report.endswith(b"noexec") else "exec"
+            out.append(("x", pid, err, stage))
+            status = 127 << 8
+        out.append(("e", pid, status))
+
+
+class _SubHelpers:
+    """
+    The root helper's sub-helpers, one per credential set: started on
+    demand, sent the spawns that need their credentials, killed when the
+    daemon finds one stuck, reported when reaped.
+    """
+
+    def __init__(self, outbox: _Outbox, rawTemplate, closeInChild) -> None:
+        """
+        @param rawTemplate: C{rawTemplate(tid)} gives a template's C{"T"}
+            messages.
+        @param closeInChild: closes, in a new sub-helper, what the root
+            helper holds besides its sub-helpers.
+        """
+        self.outbox = outbox
+        self.rawTemplate = rawTemplate
+        self.closeInChild = closeInChild
+        self.subs: dict[tuple, _Sub] = {}  # by credentials
+        self.subPids: dict[int, _Sub] = {}  # until reaped
+        self.nextSubId = 1
+
+    def isSub(self, pid: int) -> bool:
+        """
+        Whether C{pid} is one of our (unreaped) sub-helpers.
+        """
+        return pid in self.subPids
 
     def forward(self, credentials: tuple, tid: int, msg: tuple, fd: int) -> None:
         # Never wait for a sub-helper: one that is stopped must not stop
         # us (and every other credential set); the spawn fails instead.
         flags = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
         rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
+        out = self.outbox
         err = 0
         for _attempt in range(2):
             sub = self.subs.get(credentials)
@@ -524,7 +621,7 @@ class _Helper:
                     sub = self.startSub(credentials)
                 newTemplate = tid not in sub.templates
                 if newTemplate:
-                    for raw in self.rawTemplates[tid]:
+                    for raw in self.rawTemplate(tid):
                         sub.sock.sendmsg([raw], [], flags)
                     sub.templates.add(tid)
                 sub.sock.sendmsg([marshal.dumps(msg)], rights, flags)
@@ -536,19 +633,19 @@ class _Helper:
                 err = e.errno or 0
                 continue
             except OSError as e:
-                self.out.append(("f", msg[1], e.errno or 0))
+                out.events.append(("f", msg[1], e.errno or 0))
                 return
             sub.recent.append(msg[1])
             if sub.daemonEnd >= 0:
-                self.out.append(("c", sub.subId, tid, True, sub.pid))
-                self.outFds.append(sub.daemonEnd)
+                out.events.append(("c", sub.subId, tid, True, sub.pid))
+                out.fds.append(sub.daemonEnd)
                 sub.daemonEnd = -1
             elif newTemplate:
-                self.out.append(("c", sub.subId, tid, False, sub.pid))
+                out.events.append(("c", sub.subId, tid, False, sub.pid))
             return
-        self.out.append(("f", msg[1], err))
+        out.events.append(("f", msg[1], err))
 
-    def killSub(self, subId: int) -> None:
+    def kill(self, subId: int) -> None:
         """
         Kill a sub-helper the daemon found stuck (ours and unreaped: the
         pid cannot be recycled); its reaping reports C{"g"}.
@@ -589,9 +686,7 @@ class _Helper:
                 daemonEnd.close()
                 for other in self.subs.values():
                     other.sock.close()
-                self.errR.close()
-                self.errW.close()
-                self.ctl.close()
+                self.closeInChild()
                 null = os.open(os.devnull, os.O_RDWR)
                 for target in (0, 1, 2):
                     os.dup2(null, target)
@@ -615,19 +710,79 @@ class _Helper:
         self.subPids[pid] = sub
         return sub
 
-    def drainErrors(self) -> None:
-        for _ in range(4096):
-            try:
-                data, anc, _flags, _addr = self.errR.recvmsg(256, 64)
-            except BlockingIOError:
-                return
-            for level, kind, payload in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = int.from_bytes(payload[:4], sys.byteorder)
-                    self.execErrors[pid] = self.execErrors.get(pid, b"") + data
+    def reaped(self, pid: int) -> bool:
+        """
+        Report sub-helper C{pid} reaped; L{False} if it is not one.
+        """
+        gone = self.subPids.pop(pid, None)
+        if gone is None:
+            return False
+        if self.subs.get(gone.creds) is gone:
+            del self.subs[gone.creds]
+        gone.close()
+        # The daemon fails those of these, and of the requests it sent
+        # this sub-helper itself, it has not seen started.
+        self.outbox.events.append(("g", list(gone.recent), gone.subId))
+        return True
+
+
+class _Helper:
+    """
+    The request loop of a helper (the root helper, or with C{isSub} a
+    sub-helper): reads the requests on its inboxes, reaps on C{SIGCHLD},
+    and sends what happened in batches.
+    """
+
+    def __init__(
+        self, inboxes: list, outbox: socket.socket, isSub: bool = False
+    ) -> None:
+        self.inboxes = inboxes
+        self.isSub = isSub
+        self.outbox = _Outbox(outbox)
+        limits = allRlimits()
+        self.nofile = [(resource.RLIMIT_NOFILE, *limits[resource.RLIMIT_NOFILE])]
+        self.subs = _SubHelpers(self.outbox, self._rawTemplate, self._closeInSub)
+        self.spawner = _Spawner(self.outbox, isSub, limits, self.subs.forward)
+
+    def _rawTemplate(self, tid: int) -> list:
+        return self.spawner.rawTemplate(tid)
+
+    def _closeInSub(self) -> None:
+        self.spawner.closeErrorSocket()
+        self.outbox.close()
+
+    def handle(self, inbox: int, data: bytes, ancdata: list) -> None:
+        fds: list = []
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) - len(payload) % 4
+                fds.extend(memoryview(payload)[:n].cast("i"))
+        try:
+            msg = marshal.loads(data)
+            kind = msg[0]
+            if kind == "S":
+                self.spawner.spawn(msg, fds[0] if fds else -1)
+            elif kind == "T":
+                self.spawner.register(inbox, msg, data)
+            elif kind == "K":
+                _, pid, sig = msg
+                # Ours and unreaped (also an orphan of a dead sub-helper,
+                # adopted): cannot be a recycled pid.
+                if self.spawner.started(pid) or (
+                    not self.subs.isSub(pid) and _isChild(pid)
+                ):
+                    try:
+                        os.kill(pid, sig)
+                    except OSError:
+                        pass
+            elif kind == "X" and not self.isSub:
+                self.subs.kill(msg[1])
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def reap(self) -> None:
-        self.drainErrors()
+        self.spawner.drainErrors()
         for _ in range(65536):
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -635,54 +790,11 @@ class _Helper:
                 return
             if pid == 0:
                 return
-            gone = self.subPids.pop(pid, None)
-            if gone is not None:
-                if self.subs.get(gone.creds) is gone:
-                    del self.subs[gone.creds]
-                gone.close()
-                # The daemon fails those of these, and of the requests it
-                # sent this sub-helper itself, it has not seen started.
-                self.out.append(("g", list(gone.recent), gone.subId))
-                continue
-            if pid not in self.children:
-                # A sub-helper's orphan, reparented to us (subreaper).
-                self.out.append(("e", pid, status))
-                continue
-            del self.children[pid]
-            report = self.execErrors.pop(pid, None)
-            if report is not None:
-                parts = report.split(b":")
-                try:
-                    err = int(parts[1], 16)
-                except (IndexError, ValueError):
-                    err = 0
-                stage = "setup" if report.endswith(b"noexec") else "exec"
-                self.out.append(("x", pid, err, stage))
-                status = 127 << 8
-            self.out.append(("e", pid, status))
-
-    def flush(self) -> None:
-        out, self.out = self.out, []
-        fds, self.outFds = self.outFds, []
-        sent = list(fds)
-        try:
-            for i in range(0, len(out), MAX_EVENTS_PER_MESSAGE):
-                chunk = out[i : i + MAX_EVENTS_PER_MESSAGE]
-                data = marshal.dumps(chunk)
-                n = sum(1 for e in chunk if e[0] == "c" and e[3])
-                if not n:
-                    self.ctl.send(data, socket.MSG_NOSIGNAL)
-                    continue
-                payload = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds[:n])
-                del fds[:n]
-                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, payload)]
-                self.ctl.sendmsg([data], rights, socket.MSG_NOSIGNAL)
-        finally:
-            for fd in sent:  # the daemon has its copies
-                os.close(fd)
+            if not self.subs.reaped(pid):
+                self.spawner.reaped(pid, status)
 
     def run(self) -> None:
-        wakeR, wakeW = self.wake = os.pipe()
+        wakeR, wakeW = os.pipe()
         os.set_blocking(wakeW, False)
         os.set_blocking(wakeR, False)
         signal.set_wakeup_fd(wakeW, warn_on_full_buffer=False)
@@ -692,12 +804,14 @@ class _Helper:
         for fd in inboxes:
             poller.register(fd, select.POLLIN)
         poller.register(wakeR, select.POLLIN)
-        poller.register(self.errR.fileno(), select.POLLIN)
+        poller.register(self.spawner.errR.fileno(), select.POLLIN)
         flags = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
         ancSize = socket.CMSG_SPACE(16 * 4)
+        outbox = self.outbox
+        spawner = self.spawner
         if not self.isSub:
-            self.out.append(("r", os.getpid()))
-            self.flush()
+            outbox.events.append(("r", os.getpid()))
+            outbox.flush()
         while True:
             events = poller.poll()
             for fd, _ev in events:
@@ -706,7 +820,7 @@ class _Helper:
                     if self.isSub:
                         # A lowered soft RLIMIT_NOFILE would drop the
                         # descriptors of the requests we are to read.
-                        self.ownLimitsAre(self.nofile)
+                        _ownLimitsAre(self.nofile)
                     for _ in range(_BATCH):
                         try:
                             data, anc, _f, _a = inbox.recvmsg(
@@ -721,7 +835,7 @@ class _Helper:
                                 # for the daemon until it closes.
                                 poller.unregister(fd)
                                 break
-                            self.flush()  # the daemon has gone: so do we
+                            outbox.flush()  # the daemon has gone: so do we
                             return
                         self.handle(fd, data, anc)
                 elif fd == wakeR:
@@ -731,10 +845,10 @@ class _Helper:
                         pass
                     self.reap()
                 else:
-                    self.drainErrors()
-            if self.out:
-                self.flush()
-            if self.tampered:
+                    spawner.drainErrors()
+            if outbox.events:
+                outbox.flush()
+            if spawner.tampered:
                 return
 
 

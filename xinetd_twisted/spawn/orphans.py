@@ -80,12 +80,14 @@ def ourChildren() -> List[int]:
 class _Adopted:
     """
     The reap handler Twisted calls for one adopted pid.
+
+    @ivar ended: called with the wait status once the pid is reaped.
     """
 
     def __init__(self, reaper: OrphanReaper, pid: int, ended: Callable[[int], None]):
         self.pid = pid
         self._reaper = reaper
-        self._ended = ended
+        self.ended = ended
 
     def reapProcess(self) -> None:
         try:
@@ -97,7 +99,7 @@ class _Adopted:
             self.processEnded(status)
 
     def processEnded(self, status: int) -> None:
-        self._reaper._ended(self, status)
+        self._reaper.reaped(self, status)
 
 
 class OrphanReaper:
@@ -160,12 +162,15 @@ class OrphanReaper:
             return False
         return True
 
-    def _ended(self, handler: _Adopted, status: int) -> None:
+    def reaped(self, handler: _Adopted, status: int) -> None:
+        """
+        The pid C{handler} follows has been reaped with C{status}.
+        """
         if self.adopted.get(handler.pid) is handler:
             del self.adopted[handler.pid]
         # Whatever this one left running (a sub-helper's children) may be
         # ours now: the caller's callback adopts the ones it knows.
-        handler._ended(status)
+        handler.ended(status)
         self.reapStrays()
 
     def reapStrays(self) -> int:

@@ -1,0 +1,165 @@
+# -*- test-case-name: tests.test_spawn_helper,tests.test_spawn_resilience -*-
+"""
+L{HelperLauncher}: the root spawn helper process's life: started (as root),
+ready, ended.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import warnings
+from typing import Any, Callable, Dict, List
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from xinetd_twisted.spawn.interfaces import SpawnError
+from xinetd_twisted.spawn.orphans import OrphanReaper
+
+_log = Logger(namespace="xinetd_twisted.spawn")
+
+HELPER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helper.py")
+
+
+class HelperProtocol(ProcessProtocol):
+    """
+    Watches the helper process itself: logs what it writes to stderr and
+    tells the launcher when it is gone.
+    """
+
+    def __init__(self, launcher: HelperLauncher) -> None:
+        self._launcher = launcher
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            _log.warn("spawn helper: {line}", line=line)
+
+    def processEnded(self, reason: Failure) -> None:
+        self._launcher.helperEnded(self, reason)
+
+
+class HelperLauncher:
+    """
+    Starts the root helper and says when it is ready and when it has ended.
+
+    @ivar transport: the helper process's transport, L{None} when none runs.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        environment: Dict[str, str],
+        reaper: OrphanReaper,
+        ended: Callable[[bool], None],
+    ) -> None:
+        """
+        @param environment: the helper's own environment.
+        @param ended: called with whether we were stopping it when the
+            helper process has ended, before L{whenEnded} fires.
+        """
+        self._reactor = reactor
+        self._environment = environment
+        self._reaper = reaper
+        self._onEnded = ended
+        self._protocol: Any = None
+        self.transport: Any = None
+        self._ready: List[Deferred] = []
+        self._ended: List[Deferred] = []
+        self._isReady = False
+
+    @property
+    def running(self) -> bool:
+        """
+        Whether a helper process has been started and has not ended.
+        """
+        return self._protocol is not None
+
+    def launch(self) -> socket.socket:
+        """
+        Start the helper; return (non-blocking) our end of its socket.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        proto = HelperProtocol(self)
+        # glibc's posix_spawn leaves its internal signals (32, 33) ignored in
+        # the new program, and ignored stays ignored across our children's
+        # exec; Twisted's fork path (taken when uid/gid are given) does not.
+        # Starting the helper is rare, so take the fork path when root.
+        creds = {"uid": 0, "gid": 0} if os.getuid() == 0 else {}
+        try:
+            with warnings.catch_warnings():
+                # Twisted's fork path then warns, in the child, that it is
+                # asked to become root while already root: it is on purpose.
+                warnings.filterwarnings("ignore", message="tried to drop privileges")
+                transport = self._reactor.spawnProcess(
+                    proto,
+                    sys.executable,
+                    [sys.executable, "-I", "-S", HELPER_PATH, "3"],
+                    env=self._environment,
+                    childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
+                    **creds,
+                )
+        finally:
+            theirs.close()
+        # If it dies, what it started becomes ours (see orphans).
+        self._reaper.becomeSubreaper()
+        ours.setblocking(False)
+        self._protocol = proto
+        self.transport = transport
+        self._isReady = False
+        return ours
+
+    def whenReady(self) -> Deferred:
+        """
+        A Deferred that fires once the helper has said it is ready.
+        """
+        if self._isReady:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._ready.append(d)
+        return d
+
+    def ready(self) -> None:
+        """
+        The helper has said it is ready.
+        """
+        self._isReady = True
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.callback(None)
+
+    def failReady(self, why: str) -> None:
+        """
+        The helper's socket is lost: it will never be ready.
+        """
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.errback(SpawnError(f"spawn helper: {why}"))
+
+    def whenEnded(self) -> Deferred:
+        """
+        A Deferred that fires when the running helper process has ended.
+        """
+        d: Deferred = Deferred()
+        self._ended.append(d)
+        return d
+
+    def helperEnded(self, proto: HelperProtocol, reason: Failure) -> None:
+        """
+        The helper process C{proto} watches has ended.
+        """
+        if proto is not self._protocol:
+            return
+        stopping = bool(self._ended)
+        self._onEnded(stopping)
+        self._protocol = None
+        self.transport = None
+        ended, self._ended = self._ended, []
+        for d in ended:
+            d.callback(None)
+
+
+__all__ = ["HELPER_PATH", "HelperLauncher", "HelperProtocol"]

@@ -1,0 +1,236 @@
+# -*- test-case-name: tests.test_spawn_helper,tests.test_spawn_watchdog -*-
+"""
+L{ChannelTable}: the daemon's channels to its helpers, which one starts the
+children of which template, and what follows when one is lost, stuck or
+orphaned.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+import socket
+from typing import Any, Callable, Dict, List, Optional
+
+from twisted.logger import Logger
+
+from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn.channel import Channel, IChannelOwner
+from xinetd_twisted.spawn.children import Children
+from xinetd_twisted.spawn.interfaces import CredentialKey
+from xinetd_twisted.spawn.orphans import OrphanReaper
+from xinetd_twisted.spawn.requests import InFlight
+
+_log = Logger(namespace="xinetd_twisted.spawn")
+
+
+class ChannelTable:
+    """
+    The channel to the root helper, those straight to its sub-helpers
+    (and to the sub-helpers of a dead root helper), and the routes of
+    templates to sub-helpers.
+
+    @ivar control: the root helper's channel, L{None} when it is lost.
+    @ivar subs: C{{subId: Channel}} of the running root helper's sub-helpers.
+    @ivar orphanedSubs: channels of the sub-helpers of a dead root helper.
+    @ivar routes: C{{templateId: Channel}}: the sub-helper that starts the
+        template's children, to send its spawns straight to.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        inFlight: InFlight,
+        children: Children,
+        reaper: OrphanReaper,
+        controlLost: Callable[[str], None],
+    ) -> None:
+        """
+        @param controlLost: called with why when the root helper's channel
+            is lost.
+        """
+        self._reactor = reactor
+        self._inFlight = inFlight
+        self._children = children
+        self._reaper = reaper
+        self._controlLost = controlLost
+        self.control: Optional[Channel] = None
+        self.subs: Dict[int, Channel] = {}
+        self.orphanedSubs: List[Channel] = []
+        self.routes: Dict[int, Channel] = {}
+
+    def channels(self) -> List[Channel]:
+        """
+        Every open channel.
+        """
+        control = [] if self.control is None else [self.control]
+        return control + list(self.subs.values()) + self.orphanedSubs
+
+    def openControl(self, owner: IChannelOwner, sock: socket.socket) -> None:
+        """
+        Use C{sock} to a new root helper, which knows no route yet.
+        """
+        self.control = Channel(self._reactor, owner, sock, None)
+        self.routes.clear()
+        self._reactor.addReader(self.control)
+
+    def sendControl(self, message: bytes) -> None:
+        """
+        Send C{message} to the root helper, if it is there.
+        """
+        if self.control is not None:
+            self.control.send(message, -1)
+
+    def addSub(
+        self,
+        owner: IChannelOwner,
+        sock: socket.socket,
+        subId: int,
+        key: Optional[CredentialKey],
+        subPid: int,
+    ) -> None:
+        """
+        Use C{sock}, straight to sub-helper C{subId}, handed over by the
+        root helper.
+        """
+        new = Channel(self._reactor, owner, sock, subId, key, subPid)
+        new.progress = self._reactor.seconds()
+        self.subs[subId] = new
+        self._reactor.addReader(new)
+
+    def route(self, subId: int, templateId: int) -> Optional[Channel]:
+        """
+        Send the template's spawns straight to sub-helper C{subId} from
+        now on; return its channel, L{None} if it cannot take them.
+        """
+        channel = self.subs.get(subId)
+        if channel is None or channel.stuck or channel.closed:
+            return None
+        self.routes[templateId] = channel
+        return channel
+
+    def _unroute(self, channel: Channel) -> None:
+        for templateId in [t for t, c in self.routes.items() if c is channel]:
+            del self.routes[templateId]
+
+    def close(self, channel: Channel) -> List[int]:
+        """
+        Close a channel; return the request ids of its unsent spawns.
+        """
+        if channel.closed:
+            return []
+        unsent = channel.close()
+        if channel.subId is not None:
+            # A current sub-helper's channel stays in subs until the root
+            # helper's "g" says which of its spawns will never start.
+            if channel in self.orphanedSubs:
+                self.orphanedSubs.remove(channel)
+            self._unroute(channel)
+        return unsent
+
+    def closeOrphans(self) -> None:
+        """
+        Close the channels of the sub-helpers of a dead root helper.
+        """
+        for orphaned in list(self.orphanedSubs):
+            self.close(orphaned)
+
+    def closeIdleOrphans(self) -> None:
+        """
+        Close the channels of orphaned sub-helpers that have nothing left
+        to report: they exit (and are reaped by us).
+        """
+        for channel in list(self.orphanedSubs):
+            if channel.busy() or self._children.startedBy(channel):
+                continue
+            self.close(channel)
+
+    def channelLost(self, channel: Channel, why: str) -> None:
+        """
+        A channel's socket failed or its peer closed it.
+        """
+        if channel.closed:
+            return
+        inFlight = self._inFlight
+        if channel.subId is not None:
+            # The children it started are reaped by the root helper (or by
+            # us, if it has died too); the spawns it may still have started
+            # fail on its "g" event, which comes after all it said.  Unsent
+            # ones fail now.
+            for requestId in self.close(channel):
+                inFlight.subHelperDied(requestId)
+            if channel.orphaned:  # no "g" will come; EOF was its last word
+                for requestId in list(channel.requests):
+                    inFlight.subHelperDied(requestId)
+            return
+        if channel is not self.control:
+            return
+        self.control = None
+        for requestId in self.close(channel):
+            inFlight.fail(requestId, f"spawn helper: {why}")
+        # Also those it had forwarded: a sub-helper that still starts one
+        # reports a child nobody expects, which it then kills.
+        inFlight.failSentOn(channel, f"spawn helper: {why}")
+        # Its sub-helpers live on for the children they started.
+        for sub in list(self.subs.values()):
+            if sub.closed:  # dead, and no "g" will come
+                for requestId in list(sub.requests):
+                    inFlight.subHelperDied(requestId)
+                continue
+            sub.orphaned = True
+            self._unroute(sub)
+            self.orphanedSubs.append(sub)
+        self.subs = {}
+        self._controlLost(why)
+
+    def subGone(self, subId: int, forwarded: List[int]) -> None:
+        """
+        The root helper reaped sub-helper C{subId}: of the spawns it had
+        forwarded to it (C{forwarded}) and of those sent to it, those not
+        reported started never will be.
+        """
+        gone = self.subs.pop(subId, None)
+        if gone is not None:
+            gone.drain()  # dead: all it said is there
+            forwarded = list(forwarded) + list(gone.requests)
+        for requestId in forwarded:
+            self._inFlight.subHelperDied(requestId)
+        if gone is not None:
+            self.close(gone)
+
+    def subReaped(self, channel: Channel) -> None:
+        """
+        An orphaned sub-helper, our child, has been reaped by us: all it
+        said is in its socket, and its children are ours now.
+        """
+        channel.drain()
+        for requestId in list(channel.requests):
+            self._inFlight.subHelperDied(requestId)
+        self.close(channel)
+        self._children.adoptFrom(channel)
+
+    def stuck(self, channel: Channel, quiet: float) -> None:
+        """
+        Kill a sub-helper that has not answered for C{quiet} seconds while
+        spawns waited on it; fail its spawns.  The next spawn of its
+        credentials starts another.
+        """
+        channel.stuck = True
+        _log.error(
+            "{helper} answered nothing for {quiet:.1f} s with {count} spawn(s)"
+            " waiting: killing it; they fail and the next spawn starts"
+            " another",
+            helper=channel.describe(),
+            quiet=quiet,
+            count=len(channel.requests),
+            uid=(channel.key or (None,))[0],
+        )
+        self._unroute(channel)
+        for requestId in channel.dropQueue():
+            self._inFlight.subHelperDied(requestId)
+        if not channel.orphaned and self.control is not None:
+            self.control.send(_wire.killSubMessage(channel.subId or 0), -1)
+        elif channel.subPid is not None:
+            self._reaper.signal(channel.subPid, _signal.SIGKILL)
+
+
+__all__ = ["ChannelTable"]
