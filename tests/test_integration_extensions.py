@@ -442,3 +442,35 @@ class RpcTests(DaemonCase):
 
         waitUntil(lambda: bool(changed()))
         self.assertEqual({row[3] for row in self.namespace.mappings()}, {port})
+
+
+class NoNewPrivilegesTests(TestCase):
+    """
+    C{no_new_privileges = yes} through the real daemon: the server runs with
+    PR_SET_NO_NEW_PRIVS, the others do not.
+    """
+
+    def test_serverHasNoNewPrivs(self) -> None:
+        """A server of a no_new_privileges service reads NoNewPrivs: 1."""
+        from tests.daemon import Daemon, fetch, freePort
+
+        user = "\tuser = nobody\n" if os.geteuid() == 0 else ""
+        text = ""
+        ports = {}
+        for name, extra in (("nnp", "\tno_new_privileges = yes\n"), ("plain", "")):
+            ports[name] = freePort()
+            text += (
+                f"service {name}\n{{\n\ttype = UNLISTED\n\tport = {ports[name]}\n"
+                "\tsocket_type = stream\n\twait = no\n\tbind = 127.0.0.1\n"
+                f"\tserver = /bin/grep\n\tserver_args = NoNewPrivs /proc/self/status\n"
+                f"{user}{extra}}}\n"
+            )
+        d = Daemon(text)
+        self.addCleanup(d.cleanup)
+        d.start(waitFor=("127.0.0.1", ports["plain"]))
+        self.assertEqual(
+            fetch("127.0.0.1", ports["nnp"]).split(), [b"NoNewPrivs:", b"1"]
+        )
+        self.assertEqual(
+            fetch("127.0.0.1", ports["plain"]).split(), [b"NoNewPrivs:", b"0"]
+        )

@@ -337,10 +337,10 @@ class SuperServer(MultiService):
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self.table.pressure)
-        self._assignInherited(self.config)
+        self.table.assignInherited(self.inherited, self.config)
         for runtime in list(self):
             self.table.bind(runtime)
-        self._logUnusedInherited()
+        self.table.logUnusedInherited(self.inherited)
 
     def _spawnerNotStarted(self, reason: Any) -> None:
         # Stopped before it was ready, or it could not start: spawns fail
@@ -382,17 +382,6 @@ class SuperServer(MultiService):
         self._activated = False
         stopped.append(self.context.spawner.stop())  # type: ignore[arg-type]
         return DeferredList(stopped).addCallback(lambda _: None)
-
-    def _assignInherited(self, config: Config) -> None:
-        """
-        Which inherited socket each service of C{config} serves on.
-        """
-        if self.inherited.sockets:
-            self.table.inheritedFor = self.inherited.assign(config.services)
-
-    def _logUnusedInherited(self) -> None:
-        if self.inherited.sockets:
-            self.inherited.logUnused(self.table.inheritedFor)
 
     def exitIfNothingServed(self, message: str) -> bool:
         """
@@ -487,9 +476,9 @@ class SuperServer(MultiService):
         logProblems(self.log, config.problems)
         self.context.policy.hostsAccess = self._readHosts()
         running = {runtime.name: runtime.service for runtime in self}
-        self._assignInherited(config)
+        self.table.assignInherited(self.inherited, config)
         self.table.apply(planReload(running, config))
-        self._logUnusedInherited()
+        self.table.logUnusedInherited(self.inherited)
         self.config = config
         self.operations.reloaded(True)
         self.exitIfNothingServed("No available services. Exiting")

@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
-from xinetd_twisted.config.model import ServiceConfig
-from xinetd_twisted.daemon.activation import InheritedSocket
+from xinetd_twisted.config.model import Config, ServiceConfig
+from xinetd_twisted.daemon.activation import InheritedSocket, InheritedSockets
 from xinetd_twisted.daemon.metrics import IMetrics
 from xinetd_twisted.daemon.plan import Plan
 from xinetd_twisted.daemon.rpc import RpcRegistrations
@@ -77,6 +77,21 @@ class ServiceTable:
         self._inherit(runtime)
         self._collection.addService(runtime)
         return runtime
+
+    def assignInherited(self, inherited: InheritedSockets, config: Config) -> None:
+        """
+        Which of the sockets systemd passed each service of C{config}
+        serves on.
+        """
+        if inherited.sockets:
+            self.inheritedFor = inherited.assign(config.services)
+
+    def logUnusedInherited(self, inherited: InheritedSockets) -> None:
+        """
+        Log the passed sockets no service uses.
+        """
+        if inherited.sockets:
+            inherited.logUnused(self.inheritedFor)
 
     def _inherit(self, runtime: ServiceRuntime) -> None:
         """

@@ -21,10 +21,9 @@ from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import (
     SocketSource,
     SocketSpec,
-    openServiceSocket,
     specFor,
 )
-from xinetd_twisted.listen.unix import BoundPath, openUnixSocket
+from xinetd_twisted.service.binding import ServiceSocket
 from xinetd_twisted.service.children import Child, SpawnAttempt
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.inprocess import (
@@ -101,14 +100,25 @@ class ServiceRuntime(Service):
         self.kind: Kind = kindFor(self.parts)
         self.requested: Optional[SocketSpec] = specFor(service)
         self.spec: Optional[SocketSpec] = None
-        self.inherited: Optional[SocketSource] = None
-        self._bound: Optional[BoundPath] = None
+        self.binding = ServiceSocket(service.serviceId)
         self._reactivation: Any = None
         self._paused = False
         # Told each time the socket is bound (RPC registration).
         self.onBound: Callable[[ServiceRuntime], object] = lambda runtime: None
 
     # --- what the daemon, the dump and tests read --------------------------
+
+    @property
+    def inherited(self) -> Optional[SocketSource]:
+        """
+        Where its socket comes from when systemd passed it (socket
+        activation), or L{None}.
+        """
+        return self.binding.inherited
+
+    @inherited.setter
+    def inherited(self, source: Optional[SocketSource]) -> None:
+        self.binding.inherited = source
 
     @property
     def service(self) -> ServiceConfig:
@@ -216,21 +226,8 @@ class ServiceRuntime(Service):
         """
         if self.parts.active:
             return
-        if self.inherited is not None:
-            # Socket activation: never bound here, whatever the
-            # configuration says.
-            sock, spec, origin = self.inherited()
-            self.adopt(sock, spec, origin)
-            return
-        requested = self.requested
-        if requested is not None and requested.family == socket.AF_UNIX:
-            sock, self._bound = openUnixSocket(requested)
-            self.adopt(sock, requested)
-            return
-        sock, spec, notice = openServiceSocket(self.service)
-        if notice:
-            self.daemonLog.info(notice)
-        self.adopt(sock, spec)
+        sock, spec, origin = self.binding.open(self.service, self.requested)
+        self.adopt(sock, spec, origin)
 
     def adopt(
         self, sock: socket.socket, spec: Optional[SocketSpec], origin: str = ""
@@ -268,15 +265,7 @@ class ServiceRuntime(Service):
         if self.parts.active:
             self.parts.active = False
             self.kind.close()
-        self._removePath()
-
-    def _removePath(self) -> None:
-        """
-        Remove our UNIX socket file, if it is still ours.
-        """
-        bound, self._bound = self._bound, None
-        if bound is not None:
-            bound.remove()
+        self.binding.removePath()
 
     def _deactivateFor(self, until: float) -> None:
         """
@@ -287,7 +276,7 @@ class ServiceRuntime(Service):
             return
         self.parts.active = False
         self.kind.close()
-        self._removePath()
+        self.binding.removePath()
         delay = max(0.0, until - self.parts.seconds())
         self._reactivation = self._context.reactor.callLater(delay, self._reactivate)
 
@@ -342,26 +331,8 @@ class ServiceRuntime(Service):
         self.parts.reconfigure(service)
         self.requested = specFor(service)
         self.kind.update(service)
-        self._reapplyOwnership()
-
-    def _reapplyOwnership(self) -> None:
-        """
-        A kept UNIX socket takes the reloaded owner and mode in place.
-        """
-        requested = self.requested
-        if self._bound is None or requested is None:
-            return
-        try:
-            self._bound.apply(requested)
-        except OSError as e:
-            self.daemonLog.error(
-                "service {service}: cannot set the owner and mode of {path}: {error}",
-                service=self.serviceId,
-                path=self._bound.path,
-                error=e.strerror or str(e),
-            )
-            return
-        self.spec = requested
+        if self.binding.reapply(self.requested):
+            self.spec = self.requested
 
     def setSubservices(self, subservices: Iterable[ServiceConfig]) -> None:
         """

@@ -130,6 +130,7 @@ def encodeTemplate(
     chroot: str | None,
     workingDirectory: str,
     newSession: bool,
+    noNewPrivileges: bool = False,
 ) -> bytes:
     """
     Encode the fields of a C{ChildSetup} (names as there) for the helper.
@@ -148,6 +149,7 @@ def encodeTemplate(
             None if chroot is None else os.fsencode(chroot),
             os.fsencode(workingDirectory),
             bool(newSession),
+            bool(noNewPrivileges),
         )
     )
 
@@ -210,6 +212,7 @@ class _Template:
         "chroot",
         "cwd",
         "newSession",
+        "noNewPrivileges",
         "fast",
         "credentials",
     )
@@ -228,6 +231,7 @@ class _Template:
             self.chroot,
             self.cwd,
             self.newSession,
+            self.noNewPrivileges,
         ) = marshal.loads(blob)
         # Every limit the child must have.  When they all equal the
         # helper's own, a fork_exec child inherits them (the helper checks
@@ -241,6 +245,7 @@ class _Template:
             and inherited
             and not self.nice
             and self.chroot is None
+            and not self.noNewPrivileges
         )
         self.credentials = None
         if self.fast and not (
@@ -307,6 +312,20 @@ def _closeAllBut(keep: tuple) -> None:
     os.closerange(low, 1 << 20)
 
 
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _noNewPrivileges() -> None:
+    """
+    PR_SET_NO_NEW_PRIVS for this process and what it executes.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
 def _forkChild(t, argv, env, fd, errW):
     """
     Create a child with C{os.fork} and set it up in Python: the path for
@@ -339,6 +358,8 @@ def _forkChild(t, argv, env, fd, errW):
         if t.uid is not None:
             os.setresuid(t.uid, t.uid, t.uid)
         os.umask(t.umask)
+        if t.noNewPrivileges:
+            _noNewPrivileges()
         for target in (0, 1, 2):
             os.dup2(fd, target)
         os.closerange(3, errW)

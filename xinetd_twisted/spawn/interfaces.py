@@ -46,6 +46,8 @@ class ChildSetup:
         or L{None}.
     @ivar workingDirectory: chdir here (after chroot); xinetd uses C{/}.
     @ivar newSession: call setsid() (xinetd always does).
+    @ivar noNewPrivileges: set PR_SET_NO_NEW_PRIVS before exec (our
+        C{no_new_privileges}): setuid programs gain nothing.
     """
 
     executable: str
@@ -60,6 +62,7 @@ class ChildSetup:
     chroot: Optional[str] = None
     workingDirectory: str = "/"
     newSession: bool = True
+    noNewPrivileges: bool = False
 
 
 CredentialKey = Tuple[Optional[int], Optional[int], Optional[Tuple[int, ...]]]

@@ -61,6 +61,8 @@ class ReactorSpawner:
             missing.append("nice")
         if setup.chroot is not None:
             missing.append("chroot")
+        if setup.noNewPrivileges:
+            missing.append("noNewPrivileges")
         for r, soft, hard in setup.rlimits:
             if resource.getrlimit(r) != (soft, hard):
                 missing.append(f"rlimit {r}")

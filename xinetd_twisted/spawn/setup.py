@@ -87,6 +87,7 @@ def childSetupFor(
         chroot=service.chroot,
         workingDirectory="/",
         newSession=True,
+        noNewPrivileges=service.noNewPrivileges,
     )
 
 

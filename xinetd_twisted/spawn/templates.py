@@ -70,6 +70,7 @@ class Templates:
             setup.chroot,
             setup.workingDirectory,
             setup.newSession,
+            setup.noNewPrivileges,
         )
         return _wire.templateMessages(templateId, blob)
 
