@@ -130,3 +130,65 @@ def openStreamListener(
             reactor, sock, proxyGate(reactor, parts, acceptRaw), serviceId
         )
     return PortListener(reactor, sock, ProxyHeaderFactory(parts, factory))
+
+
+class OwnListener:
+    """
+    A stream kind's listener on its own socket: opened, paused, resumed and
+    closed for the kind.
+
+    @ivar family: the socket's family (to adopt accepted descriptors).
+    """
+
+    def __init__(
+        self,
+        parts: ServiceParts,
+        acceptRaw: Callable[[int, object], None],
+        factory: Any,
+        handsOffSockets: bool,
+    ) -> None:
+        self._parts = parts
+        self._acceptRaw = acceptRaw
+        self._factory = factory
+        self._handsOff = handsOffSockets
+        self._listener: Optional[StreamListener] = None
+        self.family = socket.AF_INET
+
+    def open(self, sock: socket.socket) -> None:
+        """
+        Serve C{sock}.
+        """
+        self.family = sock.family
+        self._listener = openStreamListener(
+            self._parts, sock, self._acceptRaw, self._factory, self._handsOff
+        )
+        self._listener.startReading()
+
+    @property
+    def socket(self) -> Optional[socket.socket]:
+        """
+        The listening socket while open.
+        """
+        return None if self._listener is None else self._listener.socket
+
+    def close(self) -> None:
+        """
+        Stop serving and close our descriptor.
+        """
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def pause(self) -> None:
+        """
+        Stop accepting for a while.
+        """
+        if self._listener is not None:
+            self._listener.stopReading()
+
+    def resume(self) -> None:
+        """
+        Accept again.
+        """
+        if self._listener is not None:
+            self._listener.startReading()

@@ -44,7 +44,7 @@ from xinetd_twisted.service.factory import (
     detachSocket,
     plainSocket,
 )
-from xinetd_twisted.service.front import StreamListener, openStreamListener
+from xinetd_twisted.service.front import OwnListener
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
@@ -80,14 +80,13 @@ class InProcessStreamKind:
         self._protocols = LimitedConnections(
             parts.context.reactor, lambda: self._parts.service
         )
-        self._acceptor: Optional[StreamListener] = None
-        self._family = socket.AF_INET
         self._inner = self.innerFactory()
         serviceId = parts.service.serviceId
         self.factory = ServiceFactory(self, serviceId, parts, self.limits())
         self._admittedFactory = ServiceFactory(
             _Admitted(self), serviceId, parts, self.limits()
         )
+        self._own = OwnListener(parts, self.acceptRaw, self.factory, False)
 
     def innerFactory(self) -> Any:
         """
@@ -115,28 +114,20 @@ class InProcessStreamKind:
         self._inner = self.innerFactory()
 
     def open(self, sock: socket.socket) -> None:
-        self._family = sock.family
-        self._acceptor = openStreamListener(
-            self._parts, sock, self.acceptRaw, self.factory, handsOffSockets=False
-        )
-        self._acceptor.startReading()
+        self._own.open(sock)
 
     @property
     def listeningSocket(self) -> Optional[socket.socket]:
-        return None if self._acceptor is None else self._acceptor.socket
+        return self._own.socket
 
     def close(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.close()
-            self._acceptor = None
+        self._own.close()
 
     def pause(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.stopReading()
+        self._own.pause()
 
     def resume(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.startReading()
+        self._own.resume()
 
     def endConnections(self) -> None:
         """
@@ -154,7 +145,7 @@ class InProcessStreamKind:
     def acceptRaw(self, fd: int, address: object) -> None:
         try:
             connection = Connection.fromDescriptor(
-                fd, address, self._family, self._parts.seconds()
+                fd, address, self._own.family, self._parts.seconds()
             )
             self._parts.admission.admit(
                 connection, lambda admitted: self._admitted(admitted, self.adopt)
@@ -177,7 +168,7 @@ class InProcessStreamKind:
         protocol.
         """
         self._parts.context.reactor.adoptStreamConnection(
-            connection.fd, self._family, self._admittedFactory
+            connection.fd, self._own.family, self._admittedFactory
         )
 
     # --- the factory door --------------------------------------------------

@@ -27,7 +27,7 @@ from xinetd_twisted.service.factory import (
     plainSocket,
     relayToChild,
 )
-from xinetd_twisted.service.front import StreamListener, openStreamListener
+from xinetd_twisted.service.front import OwnListener
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.spawn.interfaces import ChildSetup
@@ -73,35 +73,26 @@ class ProgramKind:
             parts,
             ConnectionLimits(parts.context.descriptors, parts.context.reactor, None, 2),
         )
-        self._acceptor: Optional[StreamListener] = None
-        self._family = socket.AF_INET
+        self._own = OwnListener(parts, self.acceptRaw, self.factory, True)
 
     def update(self, service: ServiceConfig) -> None:
         self.setup = setupFor(self._parts.context, service)
 
     def open(self, sock: socket.socket) -> None:
-        self._family = sock.family
-        self._acceptor = openStreamListener(
-            self._parts, sock, self.acceptRaw, self.factory, handsOffSockets=True
-        )
-        self._acceptor.startReading()
+        self._own.open(sock)
 
     @property
     def listeningSocket(self) -> Optional[socket.socket]:
-        return None if self._acceptor is None else self._acceptor.socket
+        return self._own.socket
 
     def close(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.close()
-            self._acceptor = None
+        self._own.close()
 
     def pause(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.stopReading()
+        self._own.pause()
 
     def resume(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.startReading()
+        self._own.resume()
 
     def endConnections(self) -> None:
         """
@@ -117,7 +108,7 @@ class ProgramKind:
         """
         try:
             connection = Connection.fromDescriptor(
-                fd, address, self._family, self._parts.seconds()
+                fd, address, self._own.family, self._parts.seconds()
             )
             self._parts.admission.admit(connection, self._serve)
         finally:
