@@ -192,3 +192,28 @@ class OwnListener:
         """
         if self._listener is not None:
             self._listener.startReading()
+
+
+class OwnSocketKind:
+    """
+    What a stream kind does with its own socket, through its
+    L{OwnListener} (C{self._own}, set by the kind).
+    """
+
+    _own: OwnListener
+
+    def open(self, sock: socket.socket) -> None:
+        self._own.open(sock)
+
+    @property
+    def listeningSocket(self) -> Optional[socket.socket]:
+        return self._own.socket
+
+    def close(self) -> None:
+        self._own.close()
+
+    def pause(self) -> None:
+        self._own.pause()
+
+    def resume(self) -> None:
+        self._own.resume()

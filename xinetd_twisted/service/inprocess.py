@@ -44,7 +44,7 @@ from xinetd_twisted.service.factory import (
     detachSocket,
     plainSocket,
 )
-from xinetd_twisted.service.front import OwnListener
+from xinetd_twisted.service.front import OwnListener, OwnSocketKind
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
@@ -66,7 +66,7 @@ def _handedOff(protocol: Any) -> bool:
 
 
 @implementer(IStreamKind)
-class InProcessStreamKind:
+class InProcessStreamKind(OwnSocketKind):
     """
     What the in-process stream kinds share: both doors, admission, then an
     inner protocol from L{innerFactory}.
@@ -112,22 +112,6 @@ class InProcessStreamKind:
 
     def update(self, service: ServiceConfig) -> None:
         self._inner = self.innerFactory()
-
-    def open(self, sock: socket.socket) -> None:
-        self._own.open(sock)
-
-    @property
-    def listeningSocket(self) -> Optional[socket.socket]:
-        return self._own.socket
-
-    def close(self) -> None:
-        self._own.close()
-
-    def pause(self) -> None:
-        self._own.pause()
-
-    def resume(self) -> None:
-        self._own.resume()
 
     def endConnections(self) -> None:
         """

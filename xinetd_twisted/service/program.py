@@ -27,7 +27,7 @@ from xinetd_twisted.service.factory import (
     plainSocket,
     relayToChild,
 )
-from xinetd_twisted.service.front import OwnListener
+from xinetd_twisted.service.front import OwnListener, OwnSocketKind
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.spawn.interfaces import ChildSetup
@@ -48,7 +48,7 @@ def setupFor(context: DaemonContext, service: ServiceConfig) -> ChildSetup:
 
 
 @implementer(IStreamKind)
-class ProgramKind:
+class ProgramKind(OwnSocketKind):
     """
     Stream C{wait = no} with a program: each admitted connection becomes a
     child's fds 0, 1 and 2; the parent keeps nothing, so the client sees EOF
@@ -77,22 +77,6 @@ class ProgramKind:
 
     def update(self, service: ServiceConfig) -> None:
         self.setup = setupFor(self._parts.context, service)
-
-    def open(self, sock: socket.socket) -> None:
-        self._own.open(sock)
-
-    @property
-    def listeningSocket(self) -> Optional[socket.socket]:
-        return self._own.socket
-
-    def close(self) -> None:
-        self._own.close()
-
-    def pause(self) -> None:
-        self._own.pause()
-
-    def resume(self) -> None:
-        self._own.resume()
 
     def endConnections(self) -> None:
         """
