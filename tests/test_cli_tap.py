@@ -1,6 +1,7 @@
 """
 Tests for the command line of the twistd plugin (L{xinetd_twisted.tap.Options}):
-C{--strict}, C{--version}, and a configuration that cannot be used.
+C{--strict}, C{--helper-idle}, C{--version}, and a configuration that cannot
+be used.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import subprocess
 import sys
 
 from twisted.python.filepath import FilePath
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import twistdCommand
 from tests.test_config_support import EXTERNAL, service
 from xinetd_twisted import __version__
-from xinetd_twisted.tap import Options
+from xinetd_twisted.spawn.helperspawner import IDLE_TIMEOUT
+from xinetd_twisted.tap import Options, makeService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,6 +56,32 @@ class OptionsTests(SynchronousTestCase):
             ),
             (False, 1, True, (), ("svc",)),
         )
+
+    def test_helperIdle(self) -> None:
+        """
+        C{--helper-idle SECONDS} becomes the helper spawner's idle timeout
+        for sub-helpers; without it the spawner's default holds.
+        """
+        path = self.write(service(EXTERNAL).encode())
+        given = Options()
+        given.parseOptions(["--config", path, "--helper-idle", "2.5"])
+        default = Options()
+        default.parseOptions(["--config", path])
+        self.assertEqual(
+            (
+                makeService(given).context.spawner.idleTimeout,  # type: ignore[attr-defined]
+                makeService(default).context.spawner.idleTimeout,  # type: ignore[attr-defined]
+            ),
+            (2.5, IDLE_TIMEOUT),
+        )
+
+    def test_helperIdleNegative(self) -> None:
+        """
+        A negative C{--helper-idle} is a usage error.
+        """
+        path = self.write(service(EXTERNAL).encode())
+        with self.assertRaises(UsageError):
+            Options().parseOptions(["--config", path, "--helper-idle", "-1"])
 
     def test_version(self) -> None:
         """

@@ -6,115 +6,16 @@ helpers on the other ends of the real sockets.
 
 from __future__ import annotations
 
-import array
 import marshal
-import os
 import socket
-from typing import Any, List, Optional, Tuple
 
-from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
-
+from tests.fakehelper import NOBODY, OTHER, FakeHelperCase
+from tests.fakehelper import messages as _messages
 from xinetd_twisted.spawn import helper as wire
-from xinetd_twisted.spawn.helperspawner import HelperSpawner
-from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError, credentialKey
-
-NOBODY = ChildSetup(
-    "/bin/true", ("true",), uid=65534, gid=65534, supplementaryGroups=()
-)
-OTHER = ChildSetup("/bin/true", ("true",), uid=1, gid=1, supplementaryGroups=())
+from xinetd_twisted.spawn.interfaces import SpawnError, credentialKey
 
 
-class _Transport:
-    pid = 4242
-
-    def signalProcess(self, signal: Any) -> None:
-        pass
-
-
-class _ProcessReactor(MemoryReactorClock):
-    """
-    Keeps the helper's end of the control socket for the test.
-    """
-
-    helperEnd: Optional[socket.socket] = None
-
-    def spawnProcess(self, proto: Any, executable: str, args: Any, **kw: Any) -> Any:
-        self.helperEnd = socket.socket(fileno=os.dup(kw["childFDs"][3]))
-        return _Transport()
-
-
-class _Proto:
-    def makeConnection(self, transport: Any) -> None:
-        self.transport = transport
-
-
-def _messages(sock: socket.socket) -> List[tuple]:
-    found = []
-    for _ in range(10000):
-        try:
-            data, _anc, _f, _a = sock.recvmsg(65536, 1024, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return found
-        found.append(marshal.loads(data))
-    return found
-
-
-class WatchdogTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.reactor = _ProcessReactor()
-        self.spawner = HelperSpawner(self.reactor)
-        self.spawner._reaper.becomeSubreaper = lambda: None  # type: ignore[method-assign]
-        self.spawner.start()
-        self.helper = self.reactor.helperEnd
-        assert self.helper is not None
-        self.addCleanup(self.helper.close)
-        self.addCleanup(self.spawner.stop)
-        self.changes: List[Tuple[Any, bool]] = []
-        self.spawner.observePressure(lambda key, up: self.changes.append((key, up)))
-        self.logged: List[dict] = []
-        globalLogPublisher.addObserver(self.logged.append)  # type: ignore[arg-type]
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)  # type: ignore[arg-type]
-        self.tell([("r", 1)])
-
-    def tell(self, events: list, fds: Tuple[int, ...] = ()) -> None:
-        """
-        Send helper events on the control socket and let the spawner read.
-        """
-        rights = []
-        if fds:
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-        self.helper.sendmsg([marshal.dumps(events)], rights)
-        assert self.spawner._control is not None
-        self.spawner._control.doRead()
-
-    def spawn(self, setup: ChildSetup) -> Any:
-        a, b = socket.socketpair()
-        try:
-            d = self.spawner.spawn(_Proto(), setup, b.fileno(), ())
-        finally:
-            a.close()
-            b.close()
-        return d
-
-    def routedSub(self, setup: ChildSetup, subId: int) -> socket.socket:
-        """
-        Spawn C{setup} once through the root helper, which hands over a new
-        sub-helper's socket; return the sub-helper's end.
-        """
-        d = self.spawn(setup)
-        [request] = [m for m in _messages(self.helper) if m[0] == "S"]
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.addCleanup(ours.close)
-        self.tell([("c", subId, request[2], True, 1000 + subId)], (theirs.fileno(),))
-        theirs.close()
-        channel = self.spawner._subs[subId]
-        ours.sendmsg([marshal.dumps([("s", request[1], 2000 + subId)])])
-        channel.doRead()
-        self.successResultOf(d)
-        return ours
-
+class WatchdogTests(FakeHelperCase):
     def test_silentSubHelperIsKilledAfterStuckTimeout(self) -> None:
         """
         A sub-helper silent for stuckTimeout seconds with a spawn waiting

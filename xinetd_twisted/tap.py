@@ -43,6 +43,15 @@ class Options(usage.Options):
             "fast and faithful) or 'plain' (reactor.spawnProcess; cannot set "
             "a new session, nice, rlimits, chroot or exact groups).",
         ],
+        [
+            "helper-idle",
+            None,
+            None,
+            "Seconds a spawn sub-helper (one per service user) with nothing "
+            "to do lives on before it exits; the next server of that user "
+            "starts another (a few ms).  0: never (default 10).",
+            float,
+        ],
     ]
     optParameters += [
         [
@@ -141,6 +150,8 @@ class Options(usage.Options):
             raise usage.UsageError("--spawner must be 'helper' or 'plain'")
         if self["graceful-stop"] is not None and self["graceful-stop"] < 0:
             raise usage.UsageError("--graceful-stop must be a number of seconds")
+        if self["helper-idle"] is not None and self["helper-idle"] < 0:
+            raise usage.UsageError("--helper-idle must be a number of seconds")
         facility = self["syslog-facility"]
         if facility is not None:
             from xinetd_twisted.logs.sinks import SYSLOG_FACILITIES
@@ -202,7 +213,7 @@ def makeService(options: Any) -> IService:
         partial(
             loadConfig, inetdConf=options["inetd-compat"], strict=options["strict"]
         ),
-        makeSpawner(options["spawner"]),
+        makeSpawner(options["spawner"], helperIdle=options["helper-idle"]),
         options=daemonOptions,
     )
 

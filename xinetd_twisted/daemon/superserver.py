@@ -113,11 +113,18 @@ def logProblems(log: Logger, problems: tuple[Problem, ...]) -> None:
         emit("{problem}", problem=str(problem))
 
 
-def makeSpawner(kind: str = "helper", reactor: Optional[Any] = None) -> ISpawner:
+def makeSpawner(
+    kind: str = "helper",
+    reactor: Optional[Any] = None,
+    helperIdle: Optional[float] = None,
+) -> ISpawner:
     """
     The spawner named by C{kind}: C{"helper"} (the fast, faithful fork
     server) or C{"plain"} (C{reactor.spawnProcess}, lenient about what it
     cannot apply).
+
+    @param helperIdle: the helper's sub-helpers' idle timeout in seconds
+        (0: never retire them), L{None} for the default.
     """
     if reactor is None:
         from twisted.internet import reactor as _reactor
@@ -126,7 +133,9 @@ def makeSpawner(kind: str = "helper", reactor: Optional[Any] = None) -> ISpawner
     if kind == "helper":
         from xinetd_twisted.spawn.helperspawner import HelperSpawner
 
-        return HelperSpawner(reactor=reactor)
+        if helperIdle is None:
+            return HelperSpawner(reactor=reactor)
+        return HelperSpawner(reactor=reactor, idleTimeout=helperIdle)
     if kind == "plain":
         from xinetd_twisted.spawn.reactorspawner import ReactorSpawner
 

@@ -72,6 +72,8 @@ class Channel:
         busy (L{reactor.seconds}).
     @ivar watchdog: the pending stuck check on this peer, if any.
     @ivar stuck: found stuck and being killed: no new spawns.
+    @ivar retired: found idle and being ended: no new spawns (those of its
+        credentials go through the root helper, which starts another).
     @ivar orphaned: its root helper died: it only reports and signals the
         children it started, until they have all ended.
     """
@@ -98,6 +100,7 @@ class Channel:
         self.watchdog: Any = None
         self.closed = False
         self.stuck = False
+        self.retired = False
         self.orphaned = False
 
     def busy(self) -> bool:

@@ -25,6 +25,7 @@ from xinetd_twisted.spawn.interfaces import (
 )
 from xinetd_twisted.spawn.launcher import HelperLauncher
 from xinetd_twisted.spawn.requests import InFlight
+from xinetd_twisted.spawn.retirement import IdleRetirement
 from xinetd_twisted.spawn.status import reasonForStatus
 from xinetd_twisted.spawn.table import ChannelTable
 from xinetd_twisted.spawn.templates import Templates
@@ -53,6 +54,7 @@ class HelperEvents:
         inFlight: InFlight,
         children: Children,
         watchdog: StuckWatchdog,
+        retirement: IdleRetirement,
     ) -> None:
         self._launcher = launcher
         self._table = table
@@ -60,6 +62,7 @@ class HelperEvents:
         self._inFlight = inFlight
         self._children = children
         self.waitingOn = watchdog.watch
+        self._retirement = retirement
         self.pressure: Optional[PressureObserver] = None
 
     def queueChanged(self, channel: Channel, backedUp: bool) -> None:
@@ -162,7 +165,8 @@ class HelperEvents:
                 return
             sock = socket.socket(fileno=fds.pop(0))
             sock.setblocking(False)
-            table.addSub(self, sock, subId, credentialKey(setup), subPid)
+            new = table.addSub(self, sock, subId, credentialKey(setup), subPid)
+            self._retirement.watch(new)
         channel = table.route(subId, templateId)
         if channel is not None:
             # The root helper forwards this template's spawns to it: it is

@@ -24,6 +24,11 @@ sub-helper, and what follows:
   - it dies (or the root helper does): the servers it started stay in
     C{running}, still get signals and are reported once, with their real
     status, when they end.  See L{xinetd_twisted.spawn.orphans}.
+
+A sub-helper starts with the first spawn of its credential set and is
+retired when idle (L{HelperSpawner.idleTimeout}, see
+L{xinetd_twisted.spawn.retirement}); the next spawn of that set starts
+another through the root helper, as the first one did.
 """
 
 from __future__ import annotations
@@ -48,11 +53,19 @@ from xinetd_twisted.spawn.interfaces import (
 from xinetd_twisted.spawn.launcher import HELPER_PATH, HelperLauncher
 from xinetd_twisted.spawn.orphans import OrphanReaper
 from xinetd_twisted.spawn.requests import InFlight
+from xinetd_twisted.spawn.retirement import IdleRetirement
 from xinetd_twisted.spawn.table import ChannelTable
 from xinetd_twisted.spawn.templates import Templates
 from xinetd_twisted.spawn.watchdog import StuckWatchdog
 
 _log = Logger(namespace="xinetd_twisted.spawn")
+
+IDLE_TIMEOUT = 10.0
+"""
+Seconds a sub-helper with nothing in flight lives on (L{HelperSpawner}'s
+default C{idleTimeout}): starting another costs the next spawn of its
+credential set a few milliseconds.
+"""
 
 
 @implementer(ISpawner)
@@ -70,6 +83,9 @@ class HelperSpawner:
 
     @cvar stuckTimeout: seconds a sub-helper may stay silent while spawns
         wait on it before it is declared stuck, killed and replaced.
+    @ivar idleTimeout: seconds a sub-helper with nothing in flight (no
+        spawn waiting, no child still followed) may stay silent before it
+        is retired; 0 keeps sub-helpers until the helper stops.
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
     @ivar running: C{{pid: HelperProcess}} of the children not reaped yet.
@@ -82,18 +98,21 @@ class HelperSpawner:
         reactor: Any = None,
         maxQueued: int = 64,
         helperEnvironment: Optional[Dict[str, str]] = None,
+        idleTimeout: float = IDLE_TIMEOUT,
     ) -> None:
         """
         @param reactor: provides C{IReactorProcess}, C{IReactorFDSet} and
             C{IReactorTime}.
         @param helperEnvironment: the helper's own environment (children
             never see it); only tests and benchmarks need to set it.
+        @param idleTimeout: see L{idleTimeout}.
         """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self.maxQueued = maxQueued
+        self.idleTimeout = idleTimeout
         self._ids = itertools.count(1)  # template and request ids
         self._reaper = OrphanReaper(reactor)
         self._launcher = HelperLauncher(
@@ -110,6 +129,9 @@ class HelperSpawner:
             self._reaper,
             self._launcher.failReady,
         )
+        self._retirement = IdleRetirement(
+            reactor, lambda: self.idleTimeout, self._table.idle, self._table.retire
+        )
         self._events = HelperEvents(
             self._launcher,
             self._table,
@@ -117,6 +139,7 @@ class HelperSpawner:
             self._inFlight,
             self._children,
             StuckWatchdog(reactor, lambda: self.stuckTimeout, self._table.stuck),
+            self._retirement,
         )
 
     # --- ISpawner -----------------------------------------------------
@@ -135,6 +158,7 @@ class HelperSpawner:
         alone.  Fires when the helper process has ended.
         """
         self._children.stop()
+        self._retirement.stop()
         self._table.closeOrphans()
         if not self._launcher.running:
             return succeed(None)

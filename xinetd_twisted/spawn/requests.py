@@ -12,7 +12,12 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from xinetd_twisted.spawn.channel import Channel
-from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError
+from xinetd_twisted.spawn.interfaces import (
+    ChildSetup,
+    CredentialKey,
+    SpawnError,
+    credentialKey,
+)
 
 _log = Logger(namespace="xinetd_twisted.spawn")
 
@@ -78,6 +83,17 @@ class InFlight:
         for request in list(self._pending.values()):
             if request.templateId == templateId and request.channel is via:
                 self._attribute(request, to)
+
+    def awaitedOn(
+        self, channel: Optional[Channel], key: Optional[CredentialKey]
+    ) -> bool:
+        """
+        Whether a spawn of credential set C{key} waits on C{channel}'s peer.
+        """
+        return any(
+            request.channel is channel and credentialKey(request.setup) == key
+            for request in self._pending.values()
+        )
 
     def take(self, requestId: int) -> Optional[SpawnRequest]:
         """

@@ -87,15 +87,16 @@ class ChannelTable:
         subId: int,
         key: Optional[CredentialKey],
         subPid: int,
-    ) -> None:
+    ) -> Channel:
         """
         Use C{sock}, straight to sub-helper C{subId}, handed over by the
-        root helper.
+        root helper; return its channel.
         """
         new = Channel(self._reactor, owner, sock, subId, key, subPid)
         new.progress = self._reactor.seconds()
         self.subs[subId] = new
         self._reactor.addReader(new)
+        return new
 
     def route(self, subId: int, templateId: int) -> Optional[Channel]:
         """
@@ -103,7 +104,7 @@ class ChannelTable:
         now on; return its channel, L{None} if it cannot take them.
         """
         channel = self.subs.get(subId)
-        if channel is None or channel.stuck or channel.closed:
+        if channel is None or channel.stuck or channel.retired or channel.closed:
             return None
         self.routes[templateId] = channel
         return channel
@@ -207,6 +208,33 @@ class ChannelTable:
             self._inFlight.subHelperDied(requestId)
         self.close(channel)
         self._children.adoptFrom(channel)
+
+    def idle(self, channel: Channel) -> bool:
+        """
+        Whether sub-helper C{channel} has nothing in flight: no spawn waits
+        on it, none on the root helper that it would be forwarded to, and
+        no child it started is still followed.
+        """
+        return not (
+            channel.busy()
+            or self._children.startedBy(channel)
+            or self._inFlight.awaitedOn(self.control, channel.key)
+        )
+
+    def retire(self, channel: Channel) -> None:
+        """
+        End idle sub-helper C{channel}: its spawns go through the root
+        helper again, which, told before any of them, starts another.
+
+        The root helper kills it (it is idle: nothing is lost) and reports
+        its C{"g"} once reaped, which L{subGone} takes as any other; its
+        channel stays open until then for whatever it said last.
+        """
+        if self.control is None or channel.subId is None:
+            return
+        channel.retired = True
+        self._unroute(channel)
+        self.control.send(_wire.killSubMessage(channel.subId), -1)
 
     def stuck(self, channel: Channel, quiet: float) -> None:
         """
