@@ -24,6 +24,25 @@ _log = Logger(namespace="xinetd_twisted.spawn")
 
 HELPER_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helper.py")
 
+_BOOTSTRAP = (
+    "import sys, _frozen_importlib as b, _frozen_importlib_external as e\n"
+    "spec = e.spec_from_file_location('xinetd_twisted_helper', sys.argv[1])\n"
+    "helper = b.module_from_spec(spec)\n"
+    "spec.loader.exec_module(helper)\n"
+    "helper.main(sys.argv[1:])\n"
+)
+
+
+def helperArguments(path: str = HELPER_PATH) -> List[str]:
+    """
+    The helper's argv after the interpreter: C{-I -S} (no site, no
+    environment, nothing on C{sys.path}) and the file at C{path} loaded
+    through the import system rather than run as a script, so that it comes
+    from its cached bytecode instead of being compiled at each start (which
+    leaves about 1.7 MB behind in the helper); its channel is fd 3.
+    """
+    return ["-I", "-S", "-c", _BOOTSTRAP, path, "3"]
+
 
 class HelperProtocol(ProcessProtocol):
     """
@@ -97,7 +116,7 @@ class HelperLauncher:
                 transport = self._reactor.spawnProcess(
                     proto,
                     sys.executable,
-                    [sys.executable, "-I", "-S", HELPER_PATH, "3"],
+                    [sys.executable, *helperArguments()],
                     env=self._environment,
                     childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
                     **creds,
@@ -162,4 +181,4 @@ class HelperLauncher:
             d.callback(None)
 
 
-__all__ = ["HELPER_PATH", "HelperLauncher", "HelperProtocol"]
+__all__ = ["HELPER_PATH", "HelperLauncher", "HelperProtocol", "helperArguments"]
