@@ -2,10 +2,12 @@
 """
 The spawn helper ("fork server") and the wire format the daemon uses with it.
 
-The daemon starts this file once, while still root, as
-C{python -I -S helper.py FD} with FD one end of a C{SOCK_SEQPACKET}
-socketpair.  The helper stays small (standard library only, gc frozen, one
-thread), so creating a child costs a fork of a small process instead of the
+The daemon starts this file once, while still root, with C{python -I -S}
+and its L{main} called on FD 3, one end of a C{SOCK_SEQPACKET} socketpair
+(the file is imported, so it starts from its cached bytecode: see
+L{xinetd_twisted.spawn.launcher.helperArguments}).  The helper stays small
+(standard library C modules where those suffice, gc frozen, one thread),
+so creating a child costs a fork of a small process instead of the
 daemon's heap, and the reactor only pays for one C{sendmsg} per connection.
 
 Every message is a L{marshal}-encoded tuple (both ends run the same
@@ -18,7 +20,8 @@ interpreter).  Daemon to helper:
     C{SCM_RIGHTS}: start a child;
   - C{("K", pid, signal)}: signal a child if it is still unreaped;
   - C{("X", subId)} (root helper only): SIGKILL sub-helper C{subId}, which
-    the daemon found stuck; the next spawn of its credentials starts another.
+    the daemon found stuck or idle; the next spawn of its credentials
+    starts another.
 
 Helper to daemon, one message holding a list of events:
 
@@ -48,6 +51,18 @@ root helper's channel to the daemon nor of any other credential set (its
 stdio is C{/dev/null}), so a sub-helper that is stopped or slow only delays
 its own credential set.  It is dead (and all its events are in the daemon's
 socket) when the root helper reports its C{"g"}.
+
+Sub-helpers start on first use and end when idle.  The daemon, which knows
+everything in flight, retires a sub-helper that has no spawn waiting on it
+(on its socket, or on this helper's for its credential set, which would be
+forwarded to it), no unreaped child it still follows, and has said nothing
+for the idle timeout: it stops sending that set's spawns to it, then sends
+C{"X"}.  Its later spawns come here after the C{"X"}, so this helper, which
+has forgotten the old sub-helper by then, forks a new one for them (a
+C{"c"} with its socket) and the direct path resumes; the old one's C{"g"}
+fails nothing, as nothing was in flight.  (A sub-helper whose socket from
+the daemon closes exits at once, leaving any children to this helper, the
+subreaper; the daemon closes it only when it stops.)
 
 What the service's user can do to a sub-helper (it runs with their
 credentials) is signal it and change its resource limits with prlimit(2):
