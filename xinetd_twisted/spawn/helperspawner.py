@@ -78,8 +78,9 @@ class HelperSpawner:
     Made of: the helper's life (L{HelperLauncher}), the channels and
     routes (L{ChannelTable}), the templates (L{Templates}), the spawns in
     flight (L{InFlight}), the running children (L{Children}), the stuck
-    sub-helper watchdog (L{StuckWatchdog}) and what each helper event
-    means to them (L{HelperEvents}).
+    sub-helper watchdog (L{StuckWatchdog}), the idle sub-helpers'
+    retirement (L{IdleRetirement}) and what each helper event means to
+    them (L{HelperEvents}).
 
     @cvar stuckTimeout: seconds a sub-helper may stay silent while spawns
         wait on it before it is declared stuck, killed and replaced.
