@@ -177,6 +177,10 @@ class RetirementTests(FakeHelperCase):
         self.assertEqual(list(self.spawner._routes.values()), [self.spawner._subs[2]])
         self.assertEqual(self.problems(), [])
         self.assertEqual(self.changes, [])
+        # The direct path resumes, registering the template with the new one.
+        self.spawn(NOBODY).addErrback(lambda _: None)
+        self.assertEqual([m[0] for m in messages(new)], ["T", "S"])
+        self.assertEqual(messages(self.helper), [])
 
     def test_goneBeforeTheNextSubHelperStarts(self) -> None:
         """
