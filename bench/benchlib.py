@@ -441,16 +441,19 @@ def burnerArgv(seconds: float, python: str = sys.executable) -> List[str]:
 
 
 @contextlib.contextmanager
-def burner(seconds: float, argv: Optional[List[str]] = None) -> Iterator[int]:
+def burner(
+    seconds: float, argv: Optional[List[str]] = None
+) -> Iterator[subprocess.Popen]:
     """
     Keep one core busy while the block runs: start L{burnerArgv}'s loop (not
-    pinned to any core), give its pid, SIGKILL it by that pid on the way out.
+    pinned to any core), give its process, SIGKILL it by its pid on the way
+    out.
 
     @param seconds: the hard bound: the loop ends by itself after it.
     """
     process = subprocess.Popen(argv or burnerArgv(seconds), stdin=subprocess.DEVNULL)
     try:
-        yield process.pid
+        yield process
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)

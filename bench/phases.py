@@ -180,9 +180,11 @@ def runPhase(
             if not step.burn:
                 rounds += measure(bench.client, ds, step, bench.args.time_limit)
                 continue
-            with benchlib.burner(bench.args.burn_bound) as pid:
-                print(f"  CPU burner running (pid {pid})")
+            with benchlib.burner(bench.args.burn_bound) as burning:
+                print(f"  CPU burner running (pid {burning.pid})")
                 rounds += measure(bench.client, ds, step, bench.args.time_limit)
+                if burning.poll() is not None:
+                    print("  WARNING: the CPU burner ended before its rounds did")
         for d in ds:
             after = treeNote("after the runs", d, exclude)
             bench.notes.append(f"- {d.name} [{tag}]: {idle[d.name]}; {after}")

@@ -187,7 +187,9 @@ def memoryMode(bench: Bench) -> goals.MemoryResult:
     finally:
         for d in ds:
             d.stop()
-    return goals.MemoryResult(stages, first, crypto, args.idle_wait)
+    return goals.MemoryResult(
+        stages, first, crypto, args.idle_wait, len(services), len(bench.users)
+    )
 
 
 def startupMode(bench: Bench) -> Dict[str, List[float]]:
@@ -198,9 +200,15 @@ def startupMode(bench: Bench) -> Dict[str, List[float]]:
     services = benchlib.spread(
         bench.known["hello"], args.startup_services, bench.users, "s"
     )
+    kinds = {"both": startup.KINDS, "ours": ("ours", "floor"), "xinetd": ("xinetd",)}
     print(f"\nstartup: {len(services)} services, {args.startup_rounds} rounds")
     return startup.measureStartup(
-        bench.python, bench.tmp, services, args.startup_rounds, args.ours_option
+        bench.python,
+        bench.tmp,
+        services,
+        args.startup_rounds,
+        args.ours_option,
+        kinds[args.only],
     )
 
 
@@ -380,6 +388,7 @@ def runModes(bench: Bench, report: goals.Report) -> None:
         report.memory = memoryMode(bench)
     if "startup" in modes:
         report.startup = startupMode(bench)
+        report.startupServices = bench.args.startup_services
 
 
 def printReport(bench: Bench, report: goals.Report, loadBefore: str) -> None:

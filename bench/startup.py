@@ -94,18 +94,19 @@ def measureStartup(
     services: Sequence[Workload],
     rounds: int,
     oursOptions: Sequence[str] = (),
+    kinds: Sequence[str] = KINDS,
 ) -> Dict[str, List[float]]:
     """
-    C{rounds} rounds of xinetd, ours and the floor, in alternating order
-    (reversed every other round), on one config text with fresh ports for
-    each run.
+    C{rounds} rounds of xinetd, ours and the floor (or those of C{kinds}),
+    in alternating order (reversed every other round), on one config text
+    with fresh ports for each run.
 
-    @return: for each of L{KINDS}, the seconds of each round.
+    @return: for each of C{kinds}, the seconds of each round.
     """
-    results: Dict[str, List[float]] = {k: [] for k in KINDS}
+    results: Dict[str, List[float]] = {k: [] for k in kinds}
     env = daemons.oursEnv()
     for r in range(rounds):
-        for kind in KINDS if r % 2 == 0 else reversed(KINDS):
+        for kind in kinds if r % 2 == 0 else list(reversed(kinds)):
             if kind == "floor":
                 results[kind].append(floor(python))
                 continue
@@ -133,15 +134,19 @@ def formatStartup(results: Dict[str, List[float]], count: int) -> str:
     The medians of L{measureStartup}'s rounds and the ratios to xinetd and
     to the floor.
     """
-    med = {k: statistics.median(v) for k, v in results.items()}
-    out = [f"{count} services, {len(results['ours'])} rounds, medians:"]
-    for k in KINDS:
+    med = {k: statistics.median(v) for k, v in results.items() if v}
+    rounds = max(len(v) for v in results.values())
+    out = [f"{count} services, {rounds} rounds, medians:"]
+    for k in med:
         runs = ", ".join(f"{x * 1000:.0f}" for x in results[k])
         out.append(f"- {k}: {med[k] * 1000:.0f} ms (runs: {runs})")
-    out.append(f"- ours / xinetd = {med['ours'] / med['xinetd']:.1f}x")
-    out.append(
-        f"- ours / floor (Python + reactor + twistd) = {med['ours'] / med['floor']:.2f}x"
-    )
+    if "ours" in med and "xinetd" in med:
+        out.append(f"- ours / xinetd = {med['ours'] / med['xinetd']:.1f}x")
+    if "ours" in med and "floor" in med:
+        out.append(
+            "- ours / floor (Python + reactor + twistd) = "
+            f"{med['ours'] / med['floor']:.2f}x"
+        )
     return "\n".join(out)
 
 

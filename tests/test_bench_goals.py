@@ -5,6 +5,7 @@ readings (never a timing).
 
 from __future__ import annotations
 
+import attr
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.benchload import load
@@ -155,6 +156,15 @@ class MemoryGoalsTests(SynchronousTestCase):
             _memory(idleProcesses=4, pss=36 * 1024, crypto=True, first=(60.0,))
         )
         self.assertEqual([g.status for g in lines], [goals.NOT_MET] * 4)
+
+    def test_countsNamed(self) -> None:
+        """The goal names the service and user counts measured."""
+        memory = attr.evolve(_memory(), services=200, users=2)
+        self.assertEqual(
+            goals.memoryGoals(memory)[0].goal, "idle tree PSS, 200 svc, 2 users"
+        )
+        line = goals.startupGoal({"ours": [0.3], "floor": [0.2]}, 200)
+        self.assertEqual(line.goal, "start-up, 200 svc, ours / floor")
 
     def test_notRun(self) -> None:
         """Without the memory mode, the four goals are not run."""

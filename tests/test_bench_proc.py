@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -174,16 +175,17 @@ class BurnerTests(SynchronousTestCase):
 
     def test_killed(self) -> None:
         """Leaving the block kills and reaps the process it started."""
-        with benchlib.burner(60, ["sleep", "60"]) as pid:
-            self.assertTrue(os.path.exists(f"/proc/{pid}"))
-        self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+        with benchlib.burner(60, ["sleep", "60"]) as process:
+            self.assertIsNone(process.poll())
+        self.assertEqual(process.returncode, -signal.SIGKILL)
+        self.assertRaises(ProcessLookupError, os.kill, process.pid, 0)
 
     def test_killedOnError(self) -> None:
         """An error in the block still kills the burner."""
         pids = []
         with self.assertRaises(ZeroDivisionError):
-            with benchlib.burner(60, ["sleep", "60"]) as pid:
-                pids.append(pid)
+            with benchlib.burner(60, ["sleep", "60"]) as process:
+                pids.append(process.pid)
                 raise ZeroDivisionError("in the block")
         self.assertRaises(ProcessLookupError, os.kill, pids[0], 0)
 

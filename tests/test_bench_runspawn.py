@@ -191,3 +191,29 @@ class MakeDaemonsTests(SynchronousTestCase):
             daemons.daemonNames("ours", [], True), ["ours", "ours-metrics"]
         )
         self.assertEqual(daemons.daemonNames("xinetd", ["helper"]), ["xinetd"])
+
+
+class FormatStartupTests(SynchronousTestCase):
+    """
+    The start-up summary, with every kind or some.
+    """
+
+    def setUp(self) -> None:
+        self.startup = load("startup")
+
+    def test_all(self) -> None:
+        """Medians of each kind, then the ratios to xinetd and to the floor."""
+        text = self.startup.formatStartup(
+            {"xinetd": [0.04, 0.05, 0.06], "ours": [0.5, 0.4, 0.9], "floor": [0.2] * 3},
+            1000,
+        )
+        self.assertIn("1000 services, 3 rounds, medians:", text)
+        self.assertIn("- ours: 500 ms (runs: 500, 400, 900)", text)
+        self.assertIn("- ours / xinetd = 10.0x", text)
+        self.assertTrue(text.endswith("= 2.50x"))
+
+    def test_someKinds(self) -> None:
+        """Without xinetd (--only ours) there is no ratio to it."""
+        text = self.startup.formatStartup({"ours": [0.5], "floor": [0.25]}, 10)
+        self.assertNotIn("xinetd", text)
+        self.assertIn("= 2.00x", text)
