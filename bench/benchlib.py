@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -184,17 +185,53 @@ def spread(
     ]
 
 
-def freePorts(count: int) -> List[int]:
+def ephemeralLow(proc: Path = Path("/proc")) -> int:
     """
-    C{count} distinct loopback TCP ports nobody listens on right now (all
-    held open at once so none repeats; racy against others, good enough).
+    The lowest port of the kernel's ephemeral range (32768 when unknown).
     """
-    held = []
     try:
-        for _ in range(count):
+        text = (proc / "sys" / "net" / "ipv4" / "ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def freePorts(
+    count: int,
+    low: int = 10000,
+    high: Optional[int] = None,
+    start: Optional[int] = None,
+) -> List[int]:
+    """
+    C{count} distinct loopback TCP ports nobody uses now, from C{low} up to
+    (not including) C{high}, the start of the ephemeral range by default.
+
+    Below that range no program asking the kernel for any port (bind to port
+    0, or a client's source port) is given one of them in the moment between
+    this choice and the daemon's bind: on a machine where others run tests
+    and benchmarks, nobody else's client reaches our services.  All are held
+    bound at once, so none repeats; the search starts at a random port
+    (C{start}) so two runs rarely try the same ones.
+
+    @raise RuntimeError: fewer than C{count} ports are free in the range.
+    """
+    high = ephemeralLow() if high is None else high
+    span = high - low
+    first = random.randrange(span) if start is None else start - low
+    held: List[socket.socket] = []
+    try:
+        for i in range(span):
+            if len(held) == count:
+                break
             s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", low + (first + i) % span))
+            except OSError:
+                s.close()
+                continue
             held.append(s)
-            s.bind(("127.0.0.1", 0))
+        if len(held) < count:
+            raise RuntimeError(f"only {len(held)} free ports in {low}-{high - 1}")
         return [int(s.getsockname()[1]) for s in held]
     finally:
         for s in held:

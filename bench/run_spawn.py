@@ -391,7 +391,9 @@ def runModes(bench: Bench, report: goals.Report) -> None:
         report.startupServices = bench.args.startup_services
 
 
-def printReport(bench: Bench, report: goals.Report, loadBefore: str) -> None:
+def printReport(
+    bench: Bench, report: goals.Report, loadBefore: str, began: float
+) -> None:
     args = bench.args
     print()
     if report.rows:
@@ -414,6 +416,7 @@ def printReport(bench: Bench, report: goals.Report, loadBefore: str) -> None:
         print("\n## Start-up\n")
         print(startup.formatStartup(report.startup, args.startup_services))
     print(f"\n- load average before {loadBefore}, after {daemons.loadavg()}")
+    print(f"- the run took {time.monotonic() - began:.0f} s")
     ours = next((n for n in bench.names if n != "xinetd"), "ours")
     print(f"\n## Goals (issue 12; {ours} against xinetd)\n")
     print(goals.formatGoals(goals.evaluate(report, ours)))
@@ -434,14 +437,14 @@ def main(argv: Sequence[str]) -> int:
     bench = Bench(args, client, known, tmp, python, benchlib.serviceUsers(args.users))
     print(daemons.machineFacts(python))
     print(f"modes {', '.join(args.modes)}; configs and logs in {tmp}")
-    loadBefore = daemons.loadavg()
+    loadBefore, began = daemons.loadavg(), time.monotonic()
     report = goals.Report()
     try:
         runModes(bench, report)
     except PhaseFailed as e:
         print(f"\n{e}")
         return 1
-    printReport(bench, report, loadBefore)
+    printReport(bench, report, loadBefore, began)
     rows = report.rows + report.saturation
     status = 3 if any(r["errors"] or not r["bytesOk"] for r in rows) else 0
     if not args.keep and status == 0:

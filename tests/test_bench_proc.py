@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -81,9 +82,35 @@ class PortsTests(SynchronousTestCase):
     """
 
     def test_distinct(self) -> None:
-        """Ports asked for at once never repeat."""
+        """Ports asked for at once never repeat and stay below the ephemeral range."""
         ports = benchlib.freePorts(50)
         self.assertEqual(len(set(ports)), 50)
+        self.assertTrue(all(10000 <= p < benchlib.ephemeralLow() for p in ports))
+
+    def _usedAndFree(self) -> tuple:
+        """
+        A socket bound to some port p, p + 1 being free (checked by binding).
+        """
+        for _ in range(100):
+            used = socket.socket()
+            used.bind(("127.0.0.1", 0))
+            port = used.getsockname()[1]
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    used.close()
+                    continue
+            return used, port
+        raise self.skipTest("no two adjacent free ports")
+
+    def test_skipsUsed(self) -> None:
+        """A port in use is skipped; none free in the range is an error."""
+        used, port = self._usedAndFree()
+        with used:
+            ports = benchlib.freePorts(1, port, port + 2, start=port)
+            self.assertRaises(RuntimeError, benchlib.freePorts, 1, port, port + 1)
+        self.assertEqual(ports, [port + 1])
 
     def test_listeningPorts(self) -> None:
         """Only sockets in state LISTEN (0A) count; the port is hexadecimal."""
