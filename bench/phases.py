@@ -119,9 +119,11 @@ def measure(
     results = []
     w = step.workload
     timeLimit = step.timeLimit or timeLimit
-    for conc in step.concurrencies:
+    for level, conc in enumerate(step.concurrencies):
         for r in range(step.rounds):
-            for d in ds if r % 2 == 0 else list(reversed(ds)):
+            # Flip the order every round and every concurrency, so that a
+            # step of one round per concurrency alternates too.
+            for d in ds if (level + r) % 2 == 0 else list(reversed(ds)):
                 before = benchlib.processTree(d.pid)
                 res = benchlib.runClient(
                     client,

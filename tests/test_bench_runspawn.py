@@ -5,8 +5,10 @@ configs: what would run, never a daemon or a timing.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -217,3 +219,51 @@ class FormatStartupTests(SynchronousTestCase):
         text = self.startup.formatStartup({"ours": [0.5], "floor": [0.25]}, 10)
         self.assertNotIn("xinetd", text)
         self.assertIn("= 2.00x", text)
+
+
+class _FakeDaemon:
+    def __init__(self, name: str, pid: int, port: int) -> None:
+        self.name, self.pid, self.ports = name, pid, {"hello": port}
+
+
+class MeasureTests(SynchronousTestCase):
+    """
+    L{phases.measure} alternates the daemons and labels its rounds.
+    """
+
+    def setUp(self) -> None:
+        self.phases = load("phases")
+        self.calls = []
+
+        def runClient(client, port, conc, connections, timeLimit, payload):
+            self.calls.append((port, conc, timeLimit))
+            return {"rate": 1.0, "completed": 1, "errors": 0}
+
+        self.patch(self.phases.benchlib, "runClient", runClient)
+        self.patch(self.phases.benchlib, "processTree", lambda pid: {(pid, 1): 0})
+        self.patch(sys, "stdout", io.StringIO())  # its progress lines
+        self.daemons = [_FakeDaemon("xinetd", 10, 1), _FakeDaemon("ours", 20, 2)]
+        self.hello = benchlib.workloads(Path("/srv/hello"))["hello"]
+
+    def test_rounds(self) -> None:
+        """Each round flips the order of the daemons."""
+        step = self.phases.Step(self.hello, "1 svc", [8], 100, 3)
+        rounds = self.phases.measure(Path("lc"), self.daemons, step, 60.0)
+        self.assertEqual([c[0] for c in self.calls], [1, 2, 2, 1, 1, 2])
+        self.assertEqual({(r.variant, r.concurrency) for r in rounds}, {("1 svc", 8)})
+
+    def test_levels(self) -> None:
+        """With one round per concurrency the order flips between them."""
+        step = self.phases.Step(self.hello, "", [1, 2, 4], 100, 1, timeLimit=3.0)
+        self.phases.measure(Path("lc"), self.daemons, step, 60.0)
+        self.assertEqual(
+            self.calls,
+            [
+                (1, 1, 3.0),
+                (2, 1, 3.0),
+                (2, 2, 3.0),
+                (1, 2, 3.0),
+                (1, 4, 3.0),
+                (2, 4, 3.0),
+            ],
+        )
