@@ -431,6 +431,9 @@ def main(argv: Sequence[str]) -> int:
         print(problem, file=sys.stderr)
         return 2
     python = daemons.daemonPython(args.python)
+    if not daemons.hasTwisted(python):
+        print(f"{python} cannot import twistd: give --python", file=sys.stderr)
+        return 2
     tmp = Path(tempfile.mkdtemp(prefix="xinetd-bench-"))
     # The daemons and the service users must reach the config and logs.
     tmp.chmod(0o755)
