@@ -164,10 +164,11 @@ def main(argv: Sequence[str]) -> int:
     template = benchlib.workloads(hello)["hello"]
     users = benchlib.serviceUsers(args.users)
     services = benchlib.spread(template, args.services, users, "s")
-    tmp = Path(tempfile.mkdtemp(prefix="xinetd-startup-"))
-    tmp.chmod(0o755)
     python = daemons.daemonPython(args.python)
-    results = measureStartup(python, tmp, services, args.rounds)
+    with tempfile.TemporaryDirectory(prefix="xinetd-startup-") as name:
+        tmp = Path(name)
+        tmp.chmod(0o755)
+        results = measureStartup(python, tmp, services, args.rounds)
     print(formatStartup(results, args.services))
     return 0
 
