@@ -1,19 +1,24 @@
 """
 Pieces of the hand-run benchmarks that do not need a daemon: building the C
-helpers, writing the shared xinetd.conf, reading /proc, running the load
-client and summarising rounds.  Kept apart from L{run_spawn} so the tests can
-check them without root, a daemon or a timing.
+helpers, writing the shared xinetd.conf, choosing service users, reading
+/proc (CPU, memory, listening ports), running the load client and a bounded
+CPU burner, and summarising rounds.  Kept apart from L{run_spawn} so the
+tests can check them without root, a daemon or a timing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
+import signal
 import socket
 import statistics
 import subprocess
+import sys
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import attr
 
@@ -34,6 +39,8 @@ class Workload:
     @ivar expectedBytes: bytes a correct reply has, per connection, or
         L{None} when it varies (daytime).
     @ivar attributes: extra C{(attribute, value)} lines for the service.
+    @ivar user: the C{user} of a spawned service, or L{None} for the
+        default of L{renderConfig}.
     """
 
     name: str
@@ -41,6 +48,7 @@ class Workload:
     payload: int
     expectedBytes: Optional[int]
     attributes: Tuple[Tuple[str, str], ...] = ()
+    user: Optional[str] = None
 
 
 def workloads(hello: Path) -> Dict[str, Workload]:
@@ -125,7 +133,7 @@ def renderConfig(
             ("wait", "no"),
         ]
         if w.server is not None:
-            attrs += [("user", user), ("server", w.server)]
+            attrs += [("user", w.user or user), ("server", w.server)]
         attrs += [
             ("bind", "127.0.0.1"),
             ("port", str(ports[w.name])),
@@ -142,13 +150,121 @@ def renderConfig(
     return "\n".join(lines)
 
 
+PREFERRED_USERS = ("nobody", "daemon", "bin", "sys")
+
+
+def serviceUsers(count: int, passwd: Path = Path("/etc/passwd")) -> List[str]:
+    """
+    C{count} existing users for the spawned services, C{nobody} first, then
+    C{daemon}, C{bin}, C{sys} and any other non-root account of C{passwd}.
+
+    @raise ValueError: C{passwd} has fewer such users.
+    """
+    names = [
+        line.split(":")[0]
+        for line in passwd.read_text().splitlines()
+        if line.count(":") >= 3 and line.split(":")[2] != "0"
+    ]
+    ordered = [u for u in PREFERRED_USERS if u in names]
+    ordered += [u for u in names if u not in ordered]
+    if count > len(ordered):
+        raise ValueError(f"{passwd} has only {len(ordered)} non-root users")
+    return ordered[:count]
+
+
+def spread(
+    template: Workload, count: int, users: Sequence[str], prefix: str
+) -> List[Workload]:
+    """
+    C{count} copies of C{template} named C{prefix0}, C{prefix1}, ..., their
+    C{user} taken from C{users} in turn (so C{users[0]} runs the first).
+    """
+    return [
+        attr.evolve(template, name=f"{prefix}{i}", user=users[i % len(users)])
+        for i in range(count)
+    ]
+
+
+def ephemeralLow(proc: Path = Path("/proc")) -> int:
+    """
+    The lowest port of the kernel's ephemeral range (32768 when unknown).
+    """
+    try:
+        text = (proc / "sys" / "net" / "ipv4" / "ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def freePorts(
+    count: int,
+    low: int = 10000,
+    high: Optional[int] = None,
+    start: Optional[int] = None,
+) -> List[int]:
+    """
+    C{count} distinct loopback TCP ports nobody uses now, from C{low} up to
+    (not including) C{high}, the start of the ephemeral range by default.
+
+    Below that range no program asking the kernel for any port (bind to port
+    0, or a client's source port) is given one of them in the moment between
+    this choice and the daemon's bind: on a machine where others run tests
+    and benchmarks, nobody else's client reaches our services.  All are held
+    bound at once, so none repeats; the search starts at a random port
+    (C{start}) so two runs rarely try the same ones.
+
+    @raise RuntimeError: fewer than C{count} ports are free in the range.
+    """
+    high = ephemeralLow() if high is None else high
+    span = high - low
+    first = random.randrange(span) if start is None else start - low
+    held: List[socket.socket] = []
+    try:
+        for i in range(span):
+            if len(held) == count:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", low + (first + i) % span))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+        if len(held) < count:
+            raise RuntimeError(f"only {len(held)} free ports in {low}-{high - 1}")
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 def freePort() -> int:
     """
     A loopback TCP port nobody listens on right now (racy, good enough here).
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return freePorts(1)[0]
+
+
+def listeningPorts(proc: Path = Path("/proc")) -> frozenset:
+    """
+    The TCP ports something listens on, read from C{proc/net/tcp}: a check
+    that makes no connection (a connection to a spawning service would
+    start a server and, in ours, a sub-helper).
+    """
+    ports = set()
+    for line in (proc / "net" / "tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return frozenset(ports)
+
+
+def parseComm(text: str) -> str:
+    """
+    The command name (truncated by the kernel to 15 bytes) in the text of
+    /proc/PID/stat.
+    """
+    return text[text.index("(") + 1 : text.rindex(")")]
 
 
 def parseStat(text: str) -> Tuple[int, int, int]:
@@ -166,6 +282,41 @@ def parseStat(text: str) -> Tuple[int, int, int]:
     return ppid, cpu, start
 
 
+def _scanStats(proc: Path) -> Dict[int, str]:
+    """
+    The text of /proc/PID/stat of every process alive now, by pid.
+    """
+    stats: Dict[int, str] = {}
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stats[int(entry.name)] = (Path(entry.path) / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+    return stats
+
+
+def _descendants(root: int, stats: Mapping[int, str]) -> List[int]:
+    """
+    C{root} and its descendants among C{stats} (by the ppid of each).
+    """
+    children: Dict[int, List[int]] = {}
+    for pid, text in stats.items():
+        try:
+            children.setdefault(parseStat(text)[0], []).append(pid)
+        except (ValueError, IndexError):
+            continue
+    tree = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            tree.append(pid)
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
 def processTree(root: int, proc: Path = Path("/proc")) -> Dict[Tuple[int, int], int]:
     """
     CPU ticks of C{root} and every descendant alive now.
@@ -173,27 +324,66 @@ def processTree(root: int, proc: Path = Path("/proc")) -> Dict[Tuple[int, int], 
     @return: C{(pid, starttime)} to utime+stime ticks; the key tells a pid
         apart from a later process that reuses it.
     """
-    stats: Dict[int, Tuple[int, int, int]] = {}
-    for entry in os.scandir(proc):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stats[int(entry.name)] = parseStat((Path(entry.path) / "stat").read_text())
-        except (OSError, ValueError, IndexError):
-            continue  # exited while we looked
-    children: Dict[int, List[int]] = {}
-    for pid, (ppid, _, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
+    stats = _scanStats(proc)
     tree: Dict[Tuple[int, int], int] = {}
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in stats:
-            continue
-        _, cpu, start = stats[pid]
+    for pid in _descendants(root, stats):
+        _, cpu, start = parseStat(stats[pid])
         tree[(pid, start)] = cpu
-        todo.extend(children.get(pid, ()))
     return tree
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class TreeMemory:
+    """
+    The memory of a daemon's process tree at one moment.
+
+    @ivar processes: how many processes the tree has.
+    @ivar pssKiB: sum of their proportional set sizes.
+    @ivar rssKiB: sum of their resident set sizes (shared pages counted
+        once per process).
+    """
+
+    processes: int
+    pssKiB: int
+    rssKiB: int
+
+
+def treePids(
+    root: int, proc: Path = Path("/proc"), exclude: Iterable[str] = ()
+) -> List[int]:
+    """
+    C{root} and its descendants, without the processes whose command name
+    is in C{exclude} (the short-lived spawned servers).
+    """
+    stats = _scanStats(proc)
+    skip = {name[:15] for name in exclude}
+    return [p for p in _descendants(root, stats) if parseComm(stats[p]) not in skip]
+
+
+def treeMemory(
+    root: int, proc: Path = Path("/proc"), exclude: Iterable[str] = ()
+) -> TreeMemory:
+    """
+    The L{TreeMemory} of C{root}'s tree, without the processes named in
+    C{exclude} (see L{treePids}).
+    """
+    pids = treePids(root, proc, exclude)
+    return TreeMemory(len(pids), pssKiB(pids, proc), rssKiB(pids, proc))
+
+
+def mapsMention(pids: Iterable[int], needle: str, proc: Path = Path("/proc")) -> bool:
+    """
+    Whether any of C{pids} maps a file whose path holds C{needle}: how to
+    tell that a library (pyOpenSSL's C{cryptography}) was imported.
+    """
+    for pid in pids:
+        try:
+            text = (proc / str(pid) / "maps").read_text()
+        except OSError:
+            continue
+        if needle in text:
+            return True
+    return False
 
 
 def longLivedCpu(
@@ -273,6 +463,40 @@ def runClient(
     return parsed
 
 
+def burnerArgv(seconds: float, python: str = sys.executable) -> List[str]:
+    """
+    The command of a CPU burner: a busy loop of one Python process that
+    ends by itself after C{seconds}, whatever happens to its starter.
+    """
+    loop = (
+        "import time\n"
+        f"end = time.monotonic() + {float(seconds)!r}\n"
+        "while time.monotonic() < end:\n"
+        "    pass\n"
+    )
+    return [python, "-c", loop]
+
+
+@contextlib.contextmanager
+def burner(
+    seconds: float, argv: Optional[List[str]] = None
+) -> Iterator[subprocess.Popen]:
+    """
+    Keep one core busy while the block runs: start L{burnerArgv}'s loop (not
+    pinned to any core), give its process, SIGKILL it by its pid on the way
+    out.
+
+    @param seconds: the hard bound: the loop ends by itself after it.
+    """
+    process = subprocess.Popen(argv or burnerArgv(seconds), stdin=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @attr.s(frozen=True, auto_attribs=True)
 class Round:
     """
@@ -282,6 +506,8 @@ class Round:
     @ivar daemonCpuSeconds: CPU of the daemon's long-lived processes.
     @ivar parentCpuSeconds: the part of it spent by the daemon process itself
         (the rest is its helpers').
+    @ivar variant: what else differs between rows of one workload (services
+        configured, a CPU burner running); empty for none.
     """
 
     workload: str
@@ -290,22 +516,35 @@ class Round:
     result: Mapping[str, float]
     daemonCpuSeconds: float
     parentCpuSeconds: float = 0.0
+    variant: str = ""
+
+
+def _share(cpuSeconds: float, result: Mapping[str, float]) -> float:
+    """
+    C{cpuSeconds} over the wall time of the client run (0 if unknown).
+    """
+    seconds = result.get("seconds", 0.0)
+    return cpuSeconds / seconds if seconds else 0.0
 
 
 def summarise(
     rounds: Sequence[Round], expected: Mapping[str, Optional[int]]
 ) -> List[Dict]:
     """
-    Medians per (workload, daemon, concurrency), in first-seen order.
+    Medians per (workload, variant, daemon, concurrency), in first-seen order.
 
     @param expected: workload name to expected bytes per connection; a row
         whose clients read anything else is flagged C{bytesOk=False}.
+    @return: one dict per row; C{parentShare} and C{helperShare} are the
+        median shares of one core the daemon process and its long-lived
+        helpers used over each run's wall time.
     """
-    groups: Dict[Tuple[str, str, int], List[Round]] = {}
+    groups: Dict[Tuple[str, str, str, int], List[Round]] = {}
     for r in rounds:
-        groups.setdefault((r.workload, r.daemon, r.concurrency), []).append(r)
+        key = (r.workload, r.variant, r.daemon, r.concurrency)
+        groups.setdefault(key, []).append(r)
     rows = []
-    for (workload, daemon, conc), rs in groups.items():
+    for (workload, variant, daemon, conc), rs in groups.items():
         rates = [r.result["rate"] for r in rs]
         completed = sum(r.result["completed"] for r in rs)
         cpu = sum(r.daemonCpuSeconds for r in rs)
@@ -315,6 +554,7 @@ def summarise(
         rows.append(
             {
                 "workload": workload,
+                "variant": variant,
                 "daemon": daemon,
                 "concurrency": conc,
                 "rate": statistics.median(rates),
@@ -327,6 +567,13 @@ def summarise(
                 ),
                 "daemonUsPerConn": cpu * 1e6 / completed if completed else 0.0,
                 "parentUsPerConn": parentCpu * 1e6 / completed if completed else 0.0,
+                "parentShare": statistics.median(
+                    _share(r.parentCpuSeconds, r.result) for r in rs
+                ),
+                "helperShare": statistics.median(
+                    _share(r.daemonCpuSeconds - r.parentCpuSeconds, r.result)
+                    for r in rs
+                ),
                 "errors": sum(r.result["errors"] for r in rs),
                 "completed": completed,
                 "bytesOk": perConnection is None
@@ -334,6 +581,17 @@ def summarise(
             }
         )
     return rows
+
+
+def rowLabel(row: Mapping) -> str:
+    """
+    The workload of a L{summarise} row, with its variant if it has one.
+    """
+    return (
+        f"{row['workload']} [{row['variant']}]"
+        if row.get("variant")
+        else row["workload"]
+    )
 
 
 def formatTable(rows: Sequence[Mapping], baseline: str = "xinetd") -> str:
@@ -348,7 +606,7 @@ def formatTable(rows: Sequence[Mapping], baseline: str = "xinetd") -> str:
     ]
     for r in rows:
         out.append(
-            f"| {r['workload']} | {r['daemon']} | {r['concurrency']} "
+            f"| {rowLabel(r)} | {r['daemon']} | {r['concurrency']} "
             f"| {r['rate']:.0f} | {r['rateMin']:.0f}-{r['rateMax']:.0f} "
             f"| {r['p50us'] / 1000:.2f} | {r['p99us'] / 1000:.2f} "
             f"| {r['daemonUsPerConn']:.0f} ({r['parentUsPerConn']:.0f}) "
@@ -356,16 +614,16 @@ def formatTable(rows: Sequence[Mapping], baseline: str = "xinetd") -> str:
             f"| {r['errors']:.0f} | {'yes' if r['bytesOk'] else 'NO'} |"
         )
     base = {
-        (r["workload"], r["concurrency"]): r["rate"]
+        (rowLabel(r), r["concurrency"]): r["rate"]
         for r in rows
         if r["daemon"] == baseline
     }
     ratios = []
     for r in rows:
-        key = (r["workload"], r["concurrency"])
+        key = (rowLabel(r), r["concurrency"])
         if r["daemon"] != baseline and base.get(key):
             ratios.append(
-                f"- {r['workload']}, C={r['concurrency']}: {r['daemon']}/{baseline}"
+                f"- {key[0]}, C={r['concurrency']}: {r['daemon']}/{baseline}"
                 f" = {r['rate'] / base[key]:.2f}x"
             )
     if ratios:

@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
 """
-Spawn benchmark: xinetd-twisted against real xinetd, on loopback, by hand.
+Performance benchmark: xinetd-twisted against real xinetd, on loopback, by hand.
 
 Both daemons read the same xinetd.conf (only the ports differ), run as root
 so that C{user = nobody} works, and are measured in alternation: for each
 workload and concurrency, R rounds of N connections, each round running the
-daemons in swapped order.  Prints a Markdown table of medians, the ratio
-ours/xinetd, the daemons' CPU per connection (parent and long-lived helpers,
-the parent's share in parentheses; never the spawned children) and their
-idle memory.
+daemons in swapped order.  The modes (all but saturation run by default):
 
-    sudo python3 bench/run_spawn.py                 # hello + cat, C = 1 and 8
-    sudo python3 bench/run_spawn.py --only xinetd --quick
-    sudo python3 bench/run_spawn.py --log --workloads hello
+  - spawn: spawn hello with 1 and with 1000 services configured;
+  - burn: spawn hello while a bounded CPU burner keeps one core busy;
+  - inprocess: internal daytime and echo 1 KiB;
+  - memory: the idle process tree with 1000 services over 3 users (PSS,
+    RSS, processes) and the first connection after an idle wait;
+  - startup: exec to every port listening, 1000 services, beside the floor;
+  - saturation: rising concurrency until the daemon's own process uses a
+    whole core (internal daytime and spawn hello).
+
+It prints the tables, then a Goals section judging each goal of issue 12.
+
+    sudo python3 bench/run_spawn.py                 # every mode but saturation
+    sudo python3 bench/run_spawn.py --quick         # the same, short
+    sudo python3 bench/run_spawn.py --modes memory --idle-wait 5
+    sudo python3 bench/run_spawn.py --saturation --quick
 
 Never run in CI: the numbers depend on the machine and its load.
 """
@@ -21,290 +30,201 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence, Tuple
 
-import attr
-
-# Run as a script: make benchlib importable whatever the cwd.
+# Run as a script: make the bench modules importable whatever the cwd.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
-from benchlib import REPO, Round, Workload  # noqa: E402
+import daemons  # noqa: E402
+import goals  # noqa: E402
+import startup  # noqa: E402
+from benchlib import Round, Workload  # noqa: E402
+from daemons import XINETD  # noqa: E402
+from phases import Bench, PhaseFailed, Step, runPhase, timedFetch  # noqa: E402
 
-XINETD = "/usr/sbin/xinetd"
-TICK = os.sysconf("SC_CLK_TCK")
+MODES = ("spawn", "burn", "inprocess", "memory", "startup", "saturation")
+DEFAULT_MODES = MODES[:-1]
+# Connections per saturation run: more than any level reaches in its time.
+SATURATION_CAP = 1_000_000
 
 
-class Daemon:
+def spawnPlan(
+    args: argparse.Namespace, known: Dict[str, Workload], users: Sequence[str]
+) -> List[Tuple[str, List[Workload], List[Step]]]:
     """
-    One super-server process started by this script, and only that one.
+    The phases of the spawn and burn modes: one per service count
+    (C{--services}), the burner in the phase of the smallest.
 
-    @ivar name: C{"xinetd"} or C{"ours"}.
-    @ivar ports: service name to the port this daemon's config uses.
+    @return: for each phase its tag, the services configured (the measured
+        ones, then hello services never connected to, their users spread
+        over C{users}) and its steps.
     """
-
-    def __init__(
-        self,
-        name: str,
-        argv: List[str],
-        ports: Dict[str, int],
-        logPath: Path,
-        cwd: Optional[Path] = None,
-        env: Optional[Dict[str, str]] = None,
-    ) -> None:
-        self.name = name
-        self.argv = argv
-        self.ports = ports
-        self.logPath = logPath
-        self.cwd = cwd
-        self.env = env
-        self.process: Optional[subprocess.Popen] = None
-        self.idleRssKiB = 0
-        self.idlePssKiB = 0
-        self.idleProcesses = 0
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> None:
-        """
-        Start the daemon in the foreground, its output into its log file.
-        """
-        log = open(self.logPath, "ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-
-    def waitReady(self, service: str, expected: bytes, timeout: float = 30.0) -> None:
-        """
-        Wait until C{service} answers one connection with C{expected} bytes
-        (or anything, when C{expected} is empty).
-
-        @raise RuntimeError: the daemon exited or never answered in time.
-        """
-        deadline = time.monotonic() + timeout
-        lastError = "no attempt"
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with status {self.process.returncode}"
-                )
-            try:
-                reply = fetchOnce(self.ports[service])
-                if not expected or reply == expected:
-                    return
-                lastError = f"unexpected reply {reply[:80]!r}"
-                print(f"  {self.name}: {service}: {lastError}; retrying")
-            except ConnectionRefusedError as e:
-                lastError = str(e)  # not listening yet: the normal case
-            except OSError as e:
-                # Accepted but no EOF in time, or reset: worth seeing, since
-                # each such attempt is one more connection in the logs.
-                lastError = str(e)
-                print(f"  {self.name}: {service}: {lastError}; retrying")
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not serving {service}: {lastError}")
-
-    def stop(self) -> None:
-        """
-        SIGTERM the daemon by its pid; SIGKILL if it lingers.
-        """
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def log(self) -> str:
-        try:
-            return self.logPath.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-def fetchOnce(port: int, timeout: float = 2.0) -> bytes:
-    """
-    Connect to 127.0.0.1:C{port} and read until EOF (bounded in bytes and time).
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        total = 0
-        while total < 65536:
-            data = s.recv(4096)
-            if not data:
-                break
-            chunks.append(data)
-            total += len(data)
-        return b"".join(chunks)
-
-
-def makeDaemons(
-    only: str,
-    tmp: Path,
-    services: Sequence[Workload],
-    log: bool,
-    idle: Sequence[Workload] = (),
-    spawners: Sequence[str] = (),
-    metrics: bool = False,
-) -> List[Daemon]:
-    """
-    Write one config per daemon (same text, own ports) and describe how each
-    daemon is started; nothing runs yet.
-
-    @param idle: services configured (each listening) but never connected to.
-    @param spawners: values for our C{--spawner} option, one daemon each
-        (named C{ours-<spawner>}); empty for one daemon C{ours} with the
-        plugin's default spawner.
-    @param metrics: also run C{ours-metrics}, our daemon with C{--metrics}
-        on (the cost of counting).
-    """
-    daemons = []
-    ours = [f"ours-{s}" for s in spawners] or ["ours"]
-    if metrics:
-        ours.append("ours-metrics")
-    for name in ["xinetd", *ours]:
-        if only != "both" and not name.startswith(only):
-            continue
-        ports = {w.name: benchlib.freePort() for w in services}
-        ports.update({w.name: benchlib.freePort() for w in idle})
-        serviceLog = tmp / f"{name}-services.log" if log else None
-        cfg = tmp / f"{name}.conf"
-        cfg.write_text(benchlib.renderConfig([*services, *idle], ports, serviceLog))
-        daemonLog = tmp / f"{name}.log"
-        if name == "xinetd":
-            argv = [XINETD, "-dontfork", "-stayalive", "-f", str(cfg)]
-            argv += ["-filelog", str(daemonLog)]
-            daemons.append(Daemon(name, argv, ports, daemonLog))
-        else:
-            # twistd's own runner: it calls privilegedStartService (sockets
-            # below 1024, then the rest) as xinetd's plugin expects.
-            argv = [
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--pidfile=",
-                "xinetd",
-                "--config",
-                str(cfg),
+    measured = [known[w] for w in args.workloads]
+    plan = []
+    for n in args.services:
+        total = max(n, len(measured))
+        steps = []
+        if "spawn" in args.modes:
+            variant = goals.spawnVariant(total)
+            steps += [
+                Step(w, variant, args.concurrency, args.connections, args.rounds)
+                for w in measured
             ]
-            if name == "ours-metrics":
-                where = f"tcp:{benchlib.freePort()}:interface=127.0.0.1"
-                argv += ["--metrics", where]
-            elif name != "ours":
-                argv += ["--spawner", name[len("ours-") :]]
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
+        if "burn" in args.modes and n == min(args.services):
+            burn = Step(
+                known["hello"],
+                goals.burnVariant(total),
+                args.concurrency,
+                args.connections,
+                args.rounds,
+                burn=True,
             )
-            daemons.append(Daemon(name, argv, ports, daemonLog, cwd=REPO, env=env))
-    return daemons
+            steps.append(burn)
+        if not steps:
+            continue
+        configured = list({s.workload.name: s.workload for s in steps}.values())
+        idle = benchlib.spread(known["hello"], total - len(configured), users, "idle")
+        plan.append((f"spawn-{total}", [*configured, *idle], steps))
+    return plan
 
 
-def loadavg() -> str:
+def spawnPhases(bench: Bench) -> List[Round]:
     """
-    The 1, 5 and 15 minute load averages: other work on the machine skews
-    every number here, and this is how the reader sees it.
+    Run the phases of L{spawnPlan}.
     """
+    rounds: List[Round] = []
+    for tag, services, steps in spawnPlan(bench.args, bench.known, bench.users):
+        rounds += runPhase(bench, tag, services, steps)
+    return rounds
+
+
+def inprocessPhase(bench: Bench) -> List[Round]:
+    """
+    Internal daytime and echo 1 KiB, at the C{--concurrency} values.
+    """
+    args = bench.args
+    steps = [
+        Step(
+            bench.known[w],
+            "",
+            args.concurrency,
+            args.inprocess_connections,
+            args.rounds,
+        )
+        for w in ("daytime", "echo")
+    ]
+    return runPhase(bench, "inprocess", [s.workload for s in steps], steps)
+
+
+def saturationPhase(bench: Bench) -> List[Round]:
+    """
+    Internal daytime and spawn hello at each of C{--saturation-levels}, each
+    level run for C{--saturation-seconds} (the clock ticks are 10 ms: CPU
+    shares need runs of seconds).
+    """
+    args, known = bench.args, bench.known
+    levels = args.saturation_levels
+    seconds = args.saturation_seconds
+    steps = [
+        Step(known[w], "", levels, SATURATION_CAP, 1, timeLimit=seconds)
+        for w in ("daytime", "hello")
+    ]
+    return runPhase(bench, "saturation", [s.workload for s in steps], steps)
+
+
+def memoryMode(bench: Bench) -> goals.MemoryResult:
+    """
+    The idle footprint with C{--memory-services} over C{--users} users: the
+    tree at start, after one connection to a service of each user, and after
+    the idle wait; then the first connection after each idle wait.
+    """
+    args = bench.args
+    hello = bench.known["hello"]
+    services = benchlib.spread(hello, args.memory_services, bench.users, "m")
+    perUser = [next(w for w in services if w.user == u) for u in bench.users]
+    exclude = [Path(hello.server or "").name]
+    ds = bench.make("memory", services)
+    stages: Dict[str, Dict[str, benchlib.TreeMemory]] = {}
+    first: Dict[str, List[float]] = {d.name: [] for d in ds}
+
+    def snapshot(stage: str) -> None:
+        stages[stage] = {
+            d.name: benchlib.treeMemory(d.pid, exclude=exclude) for d in ds
+        }
+
+    print(f"\nmemory: {len(services)} services over users {', '.join(bench.users)}")
     try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def machineFacts() -> str:
-    """
-    The facts a reader needs to compare a results table with another.
-    """
-    import twisted
-
-    xinetdVersion = "absent"
-    if os.path.exists(XINETD):
-        out = subprocess.run([XINETD, "-version"], capture_output=True, text=True)
-        xinetdVersion = (out.stdout + out.stderr).strip().splitlines()[0]
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; nproc {os.cpu_count()}; "
-        f"cpu {model}; kernel {platform.release()}; "
-        f"python {platform.python_version()}; twisted {twisted.__version__}; "
-        f"xinetd {xinetdVersion}"
+        for d in ds:
+            d.start()
+        for d in ds:
+            try:
+                d.waitListening()
+            except RuntimeError as e:
+                raise PhaseFailed(f"{e}\n--- {d.logPath} ---\n{d.log()[-4000:]}") from e
+        time.sleep(1.0)
+        snapshot("started")
+        for d in ds:
+            for w in perUser:
+                timedFetch(d.ports[w.name])
+        time.sleep(0.5)
+        snapshot("busy")
+        crypto: Dict[str, bool] = {}
+        for rep in range(args.idle_repeats):
+            print(f"  idle wait {rep + 1}/{args.idle_repeats}: {args.idle_wait:g} s")
+            time.sleep(args.idle_wait)
+            if rep == 0:
+                snapshot("idle")
+                for d in ds:
+                    pids = benchlib.treePids(d.pid, exclude=exclude)
+                    crypto[d.name] = benchlib.mapsMention(pids, "/cryptography/")
+            for d in ds if rep % 2 == 0 else list(reversed(ds)):
+                first[d.name].append(timedFetch(d.ports[services[0].name]))
+    finally:
+        for d in ds:
+            d.stop()
+    return goals.MemoryResult(
+        stages, first, crypto, args.idle_wait, len(services), len(bench.users)
     )
 
 
-def measure(
-    daemons: Sequence[Daemon],
-    client: Path,
-    services: Sequence[Workload],
-    concurrencies: Sequence[int],
-    rounds: int,
-    connections: int,
-    timeLimit: float,
-) -> List[Round]:
+def startupMode(bench: Bench) -> Dict[str, List[float]]:
     """
-    Alternate the daemons over rounds of each workload and concurrency.
+    Exec to every port listening with C{--startup-services}, beside the floor.
     """
-    results = []
-    for w in services:
-        for conc in concurrencies:
-            for r in range(rounds):
-                order = list(daemons) if r % 2 == 0 else list(reversed(daemons))
-                for d in order:
-                    before = benchlib.processTree(d.pid)
-                    res = benchlib.runClient(
-                        client, d.ports[w.name], conc, connections, timeLimit, w.payload
-                    )
-                    after = benchlib.processTree(d.pid)
-                    cpu = benchlib.longLivedCpu(before, after) / TICK
-                    parent = benchlib.longLivedCpu(
-                        {k: v for k, v in before.items() if k[0] == d.pid}, after
-                    )
-                    results.append(Round(w.name, d.name, conc, res, cpu, parent / TICK))
-                    print(
-                        f"  {w.name:8} {d.name:7} C={conc:<3} round {r + 1}: "
-                        f"{res['rate']:7.0f} conns/s  errors {res['errors']:.0f}"
-                        f"  daemon CPU {cpu * 1e6 / max(res['completed'], 1):.0f} us/conn",
-                        flush=True,
-                    )
-    return results
+    args = bench.args
+    services = benchlib.spread(
+        bench.known["hello"], args.startup_services, bench.users, "s"
+    )
+    kinds = {"both": startup.KINDS, "ours": ("ours", "floor"), "xinetd": ("xinetd",)}
+    print(f"\nstartup: {len(services)} services, {args.startup_rounds} rounds")
+    return startup.measureStartup(
+        bench.python,
+        bench.tmp,
+        services,
+        args.startup_rounds,
+        args.ours_option,
+        kinds[args.only],
+    )
+
+
+def _ints(text: str) -> List[int]:
+    return [int(c) for c in text.split(",") if c]
 
 
 def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--connections", type=int, default=3000, help="per round")
+    p.add_argument("--connections", type=int, default=3000, help="per spawn round")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--concurrency", default="1,8", help="comma-separated")
+    p.add_argument("--concurrency", type=_ints, default=[1, 8], help="e.g. 1,8")
     p.add_argument(
         "--workloads",
-        default="hello,cat",
-        help="comma-separated from hello, cat, echo, daytime",
+        default="hello",
+        help="spawn mode: comma-separated from hello, cat, echo, daytime",
     )
     p.add_argument("--only", choices=("both", "xinetd", "ours"), default="both")
     p.add_argument(
@@ -312,7 +232,11 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="log_type = FILE with log_on_success = PID HOST EXIT DURATION",
     )
-    p.add_argument("--quick", action="store_true", help="800 connections, 1 round")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="800 connections, 1 round, 2 idle waits, 1 start-up round",
+    )
     p.add_argument(
         "--time-limit", type=float, default=60.0, help="seconds per client run"
     )
@@ -323,114 +247,209 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         " (e.g. helper,plain); default: the plugin's default, one daemon",
     )
     p.add_argument(
+        "--services",
+        type=_ints,
+        default=[1, 1000],
+        help="spawn mode: services configured, one phase each (e.g. 1,1000);"
+        " the ones not measured are hello services never connected to",
+    )
+    p.add_argument(
         "--extra-services",
         type=int,
-        default=0,
-        help="also configure this many idle hello services (own ports)",
+        default=None,
+        help="as --services with the measured workloads plus this many",
+    )
+    p.add_argument(
+        "--users",
+        type=int,
+        default=3,
+        help="spread the unmeasured services' user over K system users"
+        " (nobody first); the measured hello runs as nobody",
     )
     p.add_argument(
         "--metrics",
         action="store_true",
         help="also run our daemon with --metrics on (daemon ours-metrics)",
     )
+    p.add_argument(
+        "--modes",
+        default=",".join(DEFAULT_MODES),
+        help=f"comma-separated from {', '.join(MODES)}, or all",
+    )
+    for mode in MODES:
+        p.add_argument(
+            f"--{mode}",
+            action="store_true",
+            help=f"run the {mode} mode (and others named)",
+        )
+    p.add_argument(
+        "--inprocess-connections",
+        type=int,
+        default=None,
+        help="per round of daytime and echo (default 4x --connections)",
+    )
+    p.add_argument(
+        "--burn-bound",
+        type=float,
+        default=900.0,
+        help="seconds after which the CPU burner stops by itself",
+    )
+    p.add_argument("--memory-services", type=int, default=1000)
+    p.add_argument(
+        "--idle-wait",
+        type=float,
+        default=15.0,
+        help="memory mode: seconds idle before each reading and first connection",
+    )
+    p.add_argument("--idle-repeats", type=int, default=5, help="first connections")
+    p.add_argument("--startup-services", type=int, default=1000)
+    p.add_argument("--startup-rounds", type=int, default=None, help="default --rounds")
+    p.add_argument("--saturation-levels", type=_ints, default=[1, 2, 4, 8, 16, 32])
+    p.add_argument(
+        "--saturation-seconds",
+        type=float,
+        default=None,
+        help="seconds per saturation level and daemon (default 3, --quick 1)",
+    )
+    p.add_argument("--python", default="", help="interpreter of our daemon")
+    p.add_argument(
+        "--ours-option",
+        action="append",
+        default=[],
+        help="one more option for our daemon (repeatable), e.g. --ours-option=--limit=500",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
-    args = p.parse_args(argv)
+    return normalise(p.parse_args(argv), p)
+
+
+def normalise(
+    args: argparse.Namespace, p: argparse.ArgumentParser
+) -> argparse.Namespace:
+    """
+    Fill in the defaults that depend on other options; check the modes.
+    """
     if args.quick:
-        args.connections, args.rounds = 800, 1
-    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+        args.connections, args.rounds, args.idle_repeats = 800, 1, 2
+    chosen = [m for m in MODES if getattr(args, m)]
+    named = [m for m in args.modes.split(",") if m]
+    if chosen:
+        named = chosen
+    elif named == ["all"]:
+        named = list(MODES)
+    unknown = [m for m in named if m not in MODES]
+    if unknown:
+        p.error(f"unknown modes {unknown}; known: {', '.join(MODES)}")
+    args.modes = named
     args.workloads = args.workloads.split(",")
+    if args.extra_services is not None:
+        args.services = [len(args.workloads) + args.extra_services]
+    if args.inprocess_connections is None:
+        args.inprocess_connections = 4 * args.connections
+    if args.saturation_seconds is None:
+        args.saturation_seconds = 1.0 if args.quick else 3.0
+    if args.startup_rounds is None:
+        args.startup_rounds = args.rounds
     args.spawner = [s for s in args.spawner.split(",") if s]
     return args
 
 
-def main(argv: Sequence[str]) -> int:
-    args = parseArgs(argv)
+def cannotRun(args: argparse.Namespace, known: Sequence[str]) -> str:
+    """
+    Why this run cannot go ahead, or an empty string.
+    """
     if os.geteuid() != 0:
-        print(
+        return (
             "run_spawn.py must run as root: the services run as user = nobody,\n"
-            "which both xinetd and xinetd-twisted can only set up as root.",
-            file=sys.stderr,
+            "which both xinetd and xinetd-twisted can only set up as root."
         )
-        return 2
     if args.only in ("both", "xinetd") and not os.path.exists(XINETD):
-        print(f"{XINETD} is missing: apt-get install xinetd", file=sys.stderr)
-        return 2
-    client, hello = benchlib.build()
-    known = benchlib.workloads(hello)
+        return f"{XINETD} is missing: apt-get install xinetd"
     unknown = [w for w in args.workloads if w not in known]
     if unknown:
-        print(f"unknown workloads: {unknown}; known: {list(known)}", file=sys.stderr)
-        return 2
-    services = [known[w] for w in args.workloads]
+        return f"unknown workloads: {unknown}; known: {list(known)}"
+    return ""
 
-    tmp = Path(tempfile.mkdtemp(prefix="xinetd-bench-"))
-    # The daemons and `nobody` must reach the log files and the config.
-    tmp.chmod(0o755)
-    idle = [
-        attr.evolve(known["hello"], name=f"idle{i}") for i in range(args.extra_services)
-    ]
-    daemons = makeDaemons(
-        args.only, tmp, services, args.log, idle, args.spawner, args.metrics
-    )
-    print(machineFacts())
-    loadBefore = loadavg()
-    print(f"configs and logs in {tmp}")
-    status = 0
-    try:
-        for d in daemons:
-            d.start()
-            try:
-                for w in services:
-                    d.waitReady(
-                        w.name, benchlib.HELLO_LINE if w.name == "hello" else b""
-                    )
-            except RuntimeError as e:
-                d.stop()
-                print(f"\n{d.name} failed to start: {e}\n--- {d.logPath} ---")
-                print(d.log()[-4000:])
-                return 1
-            time.sleep(0.5)
-            pids = [pid for pid, _ in benchlib.processTree(d.pid)]
-            d.idleRssKiB = benchlib.rssKiB(pids)
-            d.idlePssKiB = benchlib.pssKiB(pids)
-            d.idleProcesses = len(pids)
-        for d in daemons:
-            # Warm-up: page cache, allocator, and helpers started on first use.
-            for w in services:
-                benchlib.runClient(client, d.ports[w.name], 4, 300, 20.0, w.payload)
-        rounds = measure(
-            daemons,
-            client,
-            services,
-            args.concurrency,
-            args.rounds,
-            args.connections,
-            args.time_limit,
-        )
-        rows = benchlib.summarise(rounds, {w.name: w.expectedBytes for w in services})
-        print()
+
+def runModes(bench: Bench, report: goals.Report) -> None:
+    """
+    Run the modes asked for, filling C{report}.
+    """
+    modes = bench.args.modes
+    rounds: List[Round] = []
+    if "spawn" in modes or "burn" in modes:
+        rounds += spawnPhases(bench)
+    if "inprocess" in modes:
+        rounds += inprocessPhase(bench)
+    expected = {w.name: w.expectedBytes for w in bench.known.values()}
+    report.rows = benchlib.summarise(rounds, expected)
+    if "saturation" in modes:
+        report.saturation = benchlib.summarise(saturationPhase(bench), expected)
+    if "memory" in modes:
+        report.memory = memoryMode(bench)
+    if "startup" in modes:
+        report.startup = startupMode(bench)
+        report.startupServices = bench.args.startup_services
+
+
+def printReport(
+    bench: Bench, report: goals.Report, loadBefore: str, began: float
+) -> None:
+    args = bench.args
+    print()
+    if report.rows:
         print(
-            f"{args.rounds} rounds x {args.connections} connections, "
-            f"log {'FILE' if args.log else 'off'}, user = nobody, "
-            f"{len(services) + len(idle)} services configured\n"
+            f"{args.rounds} rounds x {args.connections} connections (in-process"
+            f" {args.inprocess_connections}), log {'FILE' if args.log else 'off'},"
+            f" measured hello as user nobody, other services over {len(bench.users)}"
+            " users\n"
         )
-        print(benchlib.formatTable(rows))
+        print(benchlib.formatTable(report.rows))
         print()
-        for d in daemons:
-            pids = [pid for pid, _ in benchlib.processTree(d.pid)]
-            print(
-                f"- {d.name}: idle {d.idleProcesses} process(es), "
-                f"RSS {d.idleRssKiB / 1024:.1f} MiB, PSS {d.idlePssKiB / 1024:.1f} MiB;"
-                f" after the runs {len(pids)} process(es), "
-                f"RSS {benchlib.rssKiB(pids) / 1024:.1f} MiB, "
-                f"PSS {benchlib.pssKiB(pids) / 1024:.1f} MiB"
-            )
-        print(f"- load average before {loadBefore}, after {loadavg()}")
-        if any(r["errors"] or not r["bytesOk"] for r in rows):
-            status = 3
-    finally:
-        for d in daemons:
-            d.stop()
+        print("\n".join(bench.notes))
+    if report.saturation:
+        print("\n## Saturation\n")
+        print(goals.formatSaturation(report.saturation))
+    if report.memory is not None:
+        print("\n## Memory\n")
+        print(goals.formatMemory(report.memory))
+    if report.startup is not None:
+        print("\n## Start-up\n")
+        print(startup.formatStartup(report.startup, args.startup_services))
+    print(f"\n- load average before {loadBefore}, after {daemons.loadavg()}")
+    print(f"- the run took {time.monotonic() - began:.0f} s")
+    ours = next((n for n in bench.names if n != "xinetd"), "ours")
+    print(f"\n## Goals (issue 12; {ours} against xinetd)\n")
+    print(goals.formatGoals(goals.evaluate(report, ours)))
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parseArgs(argv)
+    client, hello = benchlib.build()
+    known = benchlib.workloads(hello)
+    problem = cannotRun(args, list(known))
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    python = daemons.daemonPython(args.python)
+    if not daemons.hasTwisted(python):
+        print(f"{python} cannot import twistd: give --python", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="xinetd-bench-"))
+    # The daemons and the service users must reach the config and logs.
+    tmp.chmod(0o755)
+    bench = Bench(args, client, known, tmp, python, benchlib.serviceUsers(args.users))
+    print(daemons.machineFacts(python))
+    print(f"modes {', '.join(args.modes)}; configs and logs in {tmp}")
+    loadBefore, began = daemons.loadavg(), time.monotonic()
+    report = goals.Report()
+    try:
+        runModes(bench, report)
+    except PhaseFailed as e:
+        print(f"\n{e}")
+        return 1
+    printReport(bench, report, loadBefore, began)
+    rows = report.rows + report.saturation
+    status = 3 if any(r["errors"] or not r["bytesOk"] for r in rows) else 0
     if not args.keep and status == 0:
         for f in tmp.iterdir():
             f.unlink()

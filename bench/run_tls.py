@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
 from benchlib import HELLO_LINE, REPO, Workload  # noqa: E402
-from run_spawn import XINETD, Daemon  # noqa: E402
+from daemons import XINETD, Daemon  # noqa: E402
 
 STUNNEL = "/usr/bin/stunnel4"
 TICK = os.sysconf("SC_CLK_TCK")

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """
 Start-up benchmark: from exec to every configured port listening, for real
 xinetd and ours on the same configuration of N services (own ports), beside
@@ -6,7 +7,8 @@ the floor of any Twisted daemon: Python importing the reactor and twistd
 
     sudo python3 bench/startup.py --services 1000 --rounds 3
 
-Never run in CI; prints medians and ratios.
+Never run in CI; prints medians and ratios.  bench/run_spawn.py --startup
+runs the same measurement beside its other modes.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from typing import Dict, List, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
+import daemons  # noqa: E402
+from benchlib import REPO, Workload  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-XINETD = "/usr/sbin/xinetd"
 FLOOR = (
     "import sys; sys.modules['OpenSSL'] = None; "
     "from twisted.internet import reactor; import twisted.scripts.twistd"
 )
+KINDS = ("xinetd", "ours", "floor")
 
 
 def listening(port: int) -> bool:
@@ -76,60 +79,97 @@ def timeToListen(argv: List[str], ports: Sequence[int], env: Dict[str, str]) -> 
             process.wait()
 
 
-def floor() -> float:
+def floor(python: str = sys.executable) -> float:
     """
-    Seconds for Python to import the reactor and twistd, pyOpenSSL out.
+    Seconds for C{python} to import the reactor and twistd, pyOpenSSL out.
     """
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", FLOOR], check=True)
+    subprocess.run([python, "-c", FLOOR], check=True)
     return time.monotonic() - started
+
+
+def measureStartup(
+    python: str,
+    tmp: Path,
+    services: Sequence[Workload],
+    rounds: int,
+    oursOptions: Sequence[str] = (),
+    kinds: Sequence[str] = KINDS,
+) -> Dict[str, List[float]]:
+    """
+    C{rounds} rounds of xinetd, ours and the floor (or those of C{kinds}),
+    in alternating order (reversed every other round), on one config text
+    with fresh ports for each run.
+
+    @return: for each of C{kinds}, the seconds of each round.
+    """
+    results: Dict[str, List[float]] = {k: [] for k in kinds}
+    env = daemons.oursEnv()
+    for r in range(rounds):
+        for kind in kinds if r % 2 == 0 else list(reversed(kinds)):
+            if kind == "floor":
+                results[kind].append(floor(python))
+                continue
+            ports = dict(
+                zip(
+                    (w.name for w in services),
+                    benchlib.freePorts(len(services)),
+                    strict=True,
+                )
+            )
+            cfg = tmp / f"startup-{kind}.conf"
+            cfg.write_text(benchlib.renderConfig(services, ports))
+            if kind == "xinetd":
+                argv = daemons.xinetdArgv(cfg)
+            else:
+                log = ["--logfile", str(tmp / "startup-ours.log")]
+                argv = daemons.oursArgv(python, cfg, oursOptions, log)
+            order = [ports[w.name] for w in services]
+            results[kind].append(timeToListen(argv, order, env))
+    return results
+
+
+def formatStartup(results: Dict[str, List[float]], count: int) -> str:
+    """
+    The medians of L{measureStartup}'s rounds and the ratios to xinetd and
+    to the floor.
+    """
+    med = {k: statistics.median(v) for k, v in results.items() if v}
+    rounds = max(len(v) for v in results.values())
+    out = [f"{count} services, {rounds} rounds, medians:"]
+    for k in med:
+        runs = ", ".join(f"{x * 1000:.0f}" for x in results[k])
+        out.append(f"- {k}: {med[k] * 1000:.0f} ms (runs: {runs})")
+    if "ours" in med and "xinetd" in med:
+        out.append(f"- ours / xinetd = {med['ours'] / med['xinetd']:.1f}x")
+    if "ours" in med and "floor" in med:
+        out.append(
+            "- ours / floor (Python + reactor + twistd) = "
+            f"{med['ours'] / med['floor']:.2f}x"
+        )
+    return "\n".join(out)
 
 
 def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument("--services", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--users", type=int, default=1, help="spread over K users")
+    p.add_argument("--python", default="", help="interpreter of our daemon")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("run as root: the services run as user = nobody", file=sys.stderr)
         return 2
     _, hello = benchlib.build()
-    known = benchlib.workloads(hello)
-    import attr
-
-    services = [attr.evolve(known["hello"], name=f"s{i}") for i in range(args.services)]
-    tmp = Path(tempfile.mkdtemp(prefix="xinetd-startup-"))
-    tmp.chmod(0o755)
-    results: Dict[str, List[float]] = {"xinetd": [], "ours": [], "floor": []}
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO)
-    for _ in range(args.rounds):
-        for name in ("xinetd", "ours"):
-            ports = {w.name: benchlib.freePort() for w in services}
-            cfg = tmp / f"{name}.conf"
-            cfg.write_text(benchlib.renderConfig(services, ports))
-            if name == "xinetd":
-                cmd = [XINETD, "-dontfork", "-stayalive", "-f", str(cfg)]
-            else:
-                cmd = [sys.executable, "-c"]
-                cmd += ["from twisted.scripts.twistd import run; run()"]
-                cmd += ["-n", "--pidfile=", "--logfile", str(tmp / "ours.log")]
-                cmd += ["xinetd", "--config", str(cfg)]
-            order = [ports[w.name] for w in services]
-            results[name].append(timeToListen(cmd, order, env))
-        results["floor"].append(floor())
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"{args.services} services, {args.rounds} rounds, medians:")
-    for k in ("xinetd", "ours", "floor"):
-        print(
-            f"- {k}: {med[k] * 1000:.0f} ms (runs: "
-            + ", ".join(f"{x * 1000:.0f}" for x in results[k])
-            + ")"
-        )
-    print(f"- ours / xinetd = {med['ours'] / med['xinetd']:.1f}x")
-    print(
-        f"- ours / floor (Python + reactor + twistd) = {med['ours'] / med['floor']:.2f}x"
-    )
+    template = benchlib.workloads(hello)["hello"]
+    users = benchlib.serviceUsers(args.users)
+    services = benchlib.spread(template, args.services, users, "s")
+    python = daemons.daemonPython(args.python)
+    with tempfile.TemporaryDirectory(prefix="xinetd-startup-") as name:
+        tmp = Path(name)
+        tmp.chmod(0o755)
+        results = measureStartup(python, tmp, services, args.rounds)
+    print(formatStartup(results, args.services))
     return 0
 
 

@@ -1,0 +1,318 @@
+"""
+The super-servers the benchmarks start, and only those: how each is started
+(real xinetd, ours under twistd), waiting for it to serve, stopping it by its
+pid, and the facts about the machine a results table needs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import benchlib
+from benchlib import REPO, Workload
+
+XINETD = "/usr/sbin/xinetd"
+TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def hasTwisted(python: str) -> bool:
+    """
+    Whether C{python} can import twistd (so it can run our daemon).
+    """
+    probe = subprocess.run(
+        [python, "-c", "import twisted.scripts.twistd"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+def daemonPython(requested: str = "") -> str:
+    """
+    The interpreter that runs our daemon and the start-up floor: C{requested},
+    else this one if it has Twisted, else the repository's C{.venv}.
+    """
+    if requested:
+        return requested
+    venv = REPO / ".venv" / "bin" / "python"
+    if not hasTwisted(sys.executable) and venv.exists():
+        return str(venv)
+    return sys.executable
+
+
+def oursEnv() -> Dict[str, str]:
+    """
+    The environment of our daemon: this one, with the repository first on
+    C{PYTHONPATH}.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def oursArgv(
+    python: str,
+    config: Path,
+    options: Sequence[str] = (),
+    twistdOptions: Sequence[str] = (),
+) -> List[str]:
+    """
+    Our daemon in the foreground under twistd's own runner (it calls
+    privilegedStartService, as the plugin expects), with C{options} after
+    C{xinetd} and C{twistdOptions} before it.
+    """
+    argv = [python, "-c", TWISTD, "-n", "--pidfile=", *twistdOptions, "xinetd"]
+    return argv + ["--config", str(config), *options]
+
+
+def xinetdArgv(config: Path, log: Optional[Path] = None) -> List[str]:
+    """
+    Real xinetd in the foreground, staying alive, its log to C{log}.
+    """
+    argv = [XINETD, "-dontfork", "-stayalive", "-f", str(config)]
+    return argv + (["-filelog", str(log)] if log is not None else [])
+
+
+class Daemon:
+    """
+    One super-server process started by this script, and only that one.
+
+    @ivar name: C{"xinetd"} or C{"ours"} (or C{"ours-<variant>"}).
+    @ivar ports: service name to the port this daemon's config uses.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: List[str],
+        ports: Dict[str, int],
+        logPath: Path,
+        cwd: Optional[Path] = None,
+        env: Optional[Dict[str, str]] = None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.ports = ports
+        self.logPath = logPath
+        self.cwd = cwd
+        self.env = env
+        self.process: Optional[subprocess.Popen] = None
+        self.idleRssKiB = 0
+        self.idlePssKiB = 0
+        self.idleProcesses = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        """
+        Start the daemon in the foreground, its output into its log file.
+        """
+        log = open(self.logPath, "ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def _checkAlive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with status {self.process.returncode}"
+            )
+
+    def waitReady(self, service: str, expected: bytes, timeout: float = 30.0) -> None:
+        """
+        Wait until C{service} answers one connection with C{expected} bytes
+        (or anything, when C{expected} is empty).
+
+        @raise RuntimeError: the daemon exited or never answered in time.
+        """
+        deadline = time.monotonic() + timeout
+        lastError = "no attempt"
+        while time.monotonic() < deadline:
+            self._checkAlive()
+            try:
+                reply = fetchOnce(self.ports[service])
+                if not expected or reply == expected:
+                    return
+                lastError = f"unexpected reply {reply[:80]!r}"
+                print(f"  {self.name}: {service}: {lastError}; retrying")
+            except ConnectionRefusedError as e:
+                lastError = str(e)  # not listening yet: the normal case
+            except OSError as e:
+                # Accepted but no EOF in time, or reset: worth seeing, since
+                # each such attempt is one more connection in the logs.
+                lastError = str(e)
+                print(f"  {self.name}: {service}: {lastError}; retrying")
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not serving {service}: {lastError}")
+
+    def waitListening(self, timeout: float = 120.0) -> None:
+        """
+        Wait until every port of the daemon listens, without connecting
+        (see L{benchlib.listeningPorts}).
+
+        @raise RuntimeError: the daemon exited or some port never listened.
+        """
+        deadline = time.monotonic() + timeout
+        wanted = set(self.ports.values())
+        while True:
+            self._checkAlive()
+            missing = wanted - benchlib.listeningPorts()
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: {len(missing)} ports not listening")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """
+        SIGTERM the daemon by its pid; SIGKILL if it lingers.
+        """
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log(self) -> str:
+        try:
+            return self.logPath.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def fetchOnce(port: int, timeout: float = 2.0) -> bytes:
+    """
+    Connect to 127.0.0.1:C{port} and read until EOF (bounded in bytes and time).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        total = 0
+        while total < 65536:
+            data = s.recv(4096)
+            if not data:
+                break
+            chunks.append(data)
+            total += len(data)
+        return b"".join(chunks)
+
+
+def daemonNames(
+    only: str, spawners: Sequence[str] = (), metrics: bool = False
+) -> List[str]:
+    """
+    The daemons one run compares: C{xinetd}, then ours (one per C{--spawner}
+    value, plus C{ours-metrics}), keeping those C{only} selects.
+    """
+    ours = [f"ours-{s}" for s in spawners] or ["ours"]
+    if metrics:
+        ours.append("ours-metrics")
+    return [n for n in ["xinetd", *ours] if only == "both" or n.startswith(only)]
+
+
+def makeDaemons(
+    names: Sequence[str],
+    tmp: Path,
+    services: Sequence[Workload],
+    tag: str,
+    python: str,
+    serviceLog: bool = False,
+    oursOptions: Sequence[str] = (),
+) -> List[Daemon]:
+    """
+    Write one config per daemon (the same text, own ports) and describe how
+    each daemon is started; nothing runs yet.
+
+    @param names: from L{daemonNames}.
+    @param tag: names this set's configs and logs in C{tmp}.
+    @param serviceLog: FILE logging of successes (see L{benchlib.renderConfig}).
+    @param oursOptions: more options for each of our daemons.
+    """
+    ports = iter(benchlib.freePorts(len(names) * len(services)))
+    daemons = []
+    for name in names:
+        own = {w.name: next(ports) for w in services}
+        logFile = tmp / f"{tag}-{name}-services.log" if serviceLog else None
+        cfg = tmp / f"{tag}-{name}.conf"
+        cfg.write_text(benchlib.renderConfig(services, own, logFile))
+        daemonLog = tmp / f"{tag}-{name}.log"
+        if name == "xinetd":
+            daemons.append(Daemon(name, xinetdArgv(cfg, daemonLog), own, daemonLog))
+            continue
+        options = list(oursOptions)
+        if name == "ours-metrics":
+            where = f"tcp:{benchlib.freePort()}:interface=127.0.0.1"
+            options += ["--metrics", where]
+        elif name != "ours":
+            options += ["--spawner", name[len("ours-") :]]
+        argv = oursArgv(python, cfg, options)
+        daemons.append(Daemon(name, argv, own, daemonLog, cwd=REPO, env=oursEnv()))
+    return daemons
+
+
+def loadavg() -> str:
+    """
+    The 1, 5 and 15 minute load averages: other work on the machine skews
+    every number here, and this is how the reader sees it.
+    """
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machineFacts(python: str) -> str:
+    """
+    The facts a reader needs to compare a results table with another.
+
+    @param python: the interpreter of our daemon, asked for its Twisted.
+    """
+    probe = subprocess.run(
+        [
+            python,
+            "-c",
+            "import sys, twisted; print(sys.version.split()[0], twisted.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    pythonVersion, _, twistedVersion = probe.stdout.strip().partition(" ")
+    xinetdVersion = "absent"
+    if os.path.exists(XINETD):
+        out = subprocess.run([XINETD, "-version"], capture_output=True, text=True)
+        xinetdVersion = (out.stdout + out.stderr).strip().splitlines()[0]
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; nproc {os.cpu_count()}; "
+        f"cpu {model}; kernel {platform.release()}; "
+        f"python {pythonVersion or '?'} ({python}); twisted {twistedVersion or 'absent'}; "
+        f"xinetd {xinetdVersion}"
+    )

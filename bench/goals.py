@@ -1,0 +1,418 @@
+"""
+The goals of issue 12, judged from one run of bench/run_spawn.py: each goal
+becomes one line with the measured ratio or value, the target and whether it
+is met.  Pure: it reads the rows and readings the modes produced, so the
+tests can check it without a daemon or a timing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import attr
+from benchlib import TreeMemory
+
+MET = "met"
+NOT_MET = "NOT met"
+NOT_RUN = "not run"
+
+SPAWN_SERVICES = (1, 1000)
+SPAWN_CONCURRENCY = (1, 8)
+SPAWN_RATIO = 1.3
+BURN_RATIO = 1.0
+DAYTIME_RATIO = 1.0
+ECHO_RATIO = 4.0
+PSS_LIMIT_MIB = 35.0
+FIRST_CONNECTION_LIMIT_MS = 50.0
+STARTUP_LIMIT = 1.5
+SATURATED = 0.95
+
+
+def spawnVariant(services: int) -> str:
+    """
+    The variant of the spawn rows measured with C{services} configured.
+    """
+    return f"{services} svc"
+
+
+def burnVariant(services: int) -> str:
+    """
+    The variant of the spawn rows measured while the CPU burner ran.
+    """
+    return f"burn, {services} svc"
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class MemoryResult:
+    """
+    What the memory mode measured, by daemon name.
+
+    @ivar stages: C{"started"} (every port listening, no connection yet),
+        C{"busy"} (after one connection per service user) and C{"idle"}
+        (after the idle wait), each daemon's L{TreeMemory}.
+    @ivar firstConnectionMs: latencies of the first connection after each
+        idle wait.
+    @ivar cryptography: whether the tree maps pyOpenSSL's C{cryptography}.
+    @ivar idleWait: the seconds of each idle wait.
+    @ivar services: how many services were configured.
+    @ivar users: over how many service users.
+    """
+
+    stages: Mapping[str, Mapping[str, TreeMemory]]
+    firstConnectionMs: Mapping[str, Sequence[float]]
+    cryptography: Mapping[str, bool]
+    idleWait: float
+    services: int = 1000
+    users: int = 3
+
+
+@attr.s(auto_attribs=True)
+class Report:
+    """
+    Everything one run measured; a part that did not run stays empty.
+
+    @ivar rows: L{benchlib.summarise} rows of the spawn, burn and in-process
+        modes.
+    @ivar saturation: L{benchlib.summarise} rows of the saturation mode.
+    @ivar startup: L{startup.measureStartup}'s seconds by kind.
+    @ivar startupServices: how many services the start-up runs configured.
+    """
+
+    rows: List[Dict] = attr.Factory(list)
+    saturation: List[Dict] = attr.Factory(list)
+    memory: Optional[MemoryResult] = None
+    startup: Optional[Mapping[str, Sequence[float]]] = None
+    startupServices: int = 1000
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class GoalLine:
+    """
+    One goal: its name, what was measured, the target and the verdict.
+    """
+
+    goal: str
+    value: str
+    target: str
+    status: str
+
+
+def _find(
+    rows: Sequence[Mapping], workload: str, variant: str, conc: int, daemon: str
+) -> Optional[Mapping]:
+    for r in rows:
+        key = (r["workload"], r["variant"], r["concurrency"], r["daemon"])
+        if key == (workload, variant, conc, daemon):
+            return r
+    return None
+
+
+def _ratioLine(
+    rows: Sequence[Mapping],
+    goal: str,
+    where: tuple,
+    ours: str,
+    field: str,
+    target: float,
+    atLeast: bool,
+) -> GoalLine:
+    """
+    A goal on ours' C{field} over xinetd's in the row at C{where}.
+    """
+    mine, base = (_find(rows, *where, d) for d in (ours, "xinetd"))
+    sign = ">=" if atLeast else "<="
+    targetText = f"{sign} {target:.1f}x"
+    if mine is None or base is None or not base[field]:
+        return GoalLine(goal, "-", targetText, NOT_RUN)
+    value = mine[field] / base[field]
+    if field == "rate":
+        detail = f"{mine[field]:.0f} vs {base[field]:.0f} conns/s"
+    else:
+        detail = f"{mine[field] / 1000:.2f} vs {base[field] / 1000:.2f} ms"
+    ok = value >= target if atLeast else value <= target
+    return GoalLine(
+        goal, f"{value:.2f}x ({detail})", targetText, MET if ok else NOT_MET
+    )
+
+
+def spawnGoals(rows: Sequence[Mapping], ours: str = "ours") -> List[GoalLine]:
+    """
+    Spawn path, C{user = nobody}: the rate at C=1 and C=8 with 1 and 1000
+    services, p99 no worse than xinetd's, and the rate with a CPU burner.
+    """
+    lines = []
+    for n in SPAWN_SERVICES:
+        for c in SPAWN_CONCURRENCY:
+            where = ("hello", spawnVariant(n), c)
+            name = f"spawn hello, {n} svc, C={c}"
+            lines.append(
+                _ratioLine(
+                    rows, f"{name}: rate", where, ours, "rate", SPAWN_RATIO, True
+                )
+            )
+            lines.append(
+                _ratioLine(rows, f"{name}: p99", where, ours, "p99us", 1.0, False)
+            )
+    for c in SPAWN_CONCURRENCY:
+        where = ("hello", burnVariant(1), c)
+        name = f"spawn hello, CPU burner, C={c}: rate"
+        lines.append(_ratioLine(rows, name, where, ours, "rate", BURN_RATIO, True))
+    return lines
+
+
+def inprocessGoals(rows: Sequence[Mapping], ours: str = "ours") -> List[GoalLine]:
+    """
+    Internal daytime at least 1.0x at C=1 and C=8; echo at least 4x at each
+    concurrency measured (C=8 at least).
+    """
+    lines = []
+    for c in SPAWN_CONCURRENCY:
+        where = ("daytime", "", c)
+        name = f"internal daytime, C={c}: rate"
+        lines.append(_ratioLine(rows, name, where, ours, "rate", DAYTIME_RATIO, True))
+    echoes = sorted(
+        {r["concurrency"] for r in rows if r["workload"] == "echo" and not r["variant"]}
+        | {8}
+    )
+    for c in echoes:
+        name = f"internal echo 1 KiB, C={c}: rate"
+        where = ("echo", "", c)
+        lines.append(_ratioLine(rows, name, where, ours, "rate", ECHO_RATIO, True))
+    return lines
+
+
+def _mib(kib: float) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def memoryGoals(memory: Optional[MemoryResult], ours: str = "ours") -> List[GoalLine]:
+    """
+    Footprint: idle tree PSS, pyOpenSSL not imported, sub-helpers gone when
+    idle, and the first connection after idle.
+    """
+    services, users = (memory.services, memory.users) if memory else (1000, 3)
+    names = [
+        f"idle tree PSS, {services} svc, {users} users",
+        "pyOpenSSL not imported (no TLS service)",
+        "sub-helpers start on use, exit when idle",
+        "first connection after idle (median)",
+    ]
+    targets = [
+        f"<= {PSS_LIMIT_MIB:.0f} MiB",
+        "no cryptography mapped",
+        "idle processes <= at start",
+        f"< {FIRST_CONNECTION_LIMIT_MS:.0f} ms",
+    ]
+    if memory is None or ours not in memory.stages.get("idle", {}):
+        return [
+            GoalLine(n, "-", t, NOT_RUN) for n, t in zip(names, targets, strict=True)
+        ]
+    idle = memory.stages["idle"]
+    mine, base = idle[ours], idle.get("xinetd")
+    beside = f"; xinetd {_mib(base.pssKiB)}" if base else ""
+    pss = GoalLine(
+        names[0],
+        f"{_mib(mine.pssKiB)} (RSS {_mib(mine.rssKiB)}, {mine.processes} processes"
+        f"{beside})",
+        targets[0],
+        MET if mine.pssKiB <= PSS_LIMIT_MIB * 1024 else NOT_MET,
+    )
+    mapped = memory.cryptography.get(ours, False)
+    tls = GoalLine(
+        names[1],
+        "cryptography mapped" if mapped else "not mapped",
+        targets[1],
+        NOT_MET if mapped else MET,
+    )
+    counts = [memory.stages[s][ours].processes for s in ("started", "busy", "idle")]
+    helpers = GoalLine(
+        names[2],
+        f"processes {counts[0]} at start, {counts[1]} after one connection per"
+        f" user, {counts[2]} after {memory.idleWait:g} s idle",
+        targets[2],
+        MET if counts[2] <= counts[0] else NOT_MET,
+    )
+    lines = [pss, tls, helpers]
+    first = memory.firstConnectionMs.get(ours, ())
+    if not first:
+        lines.append(GoalLine(names[3], "-", targets[3], NOT_RUN))
+        return lines
+    median = statistics.median(first)
+    xinetdFirst = memory.firstConnectionMs.get("xinetd", ())
+    beside = f"; xinetd {statistics.median(xinetdFirst):.1f} ms" if xinetdFirst else ""
+    lines.append(
+        GoalLine(
+            names[3],
+            f"{median:.1f} ms (runs {', '.join(f'{x:.1f}' for x in first)}{beside})",
+            targets[3],
+            MET if median < FIRST_CONNECTION_LIMIT_MS else NOT_MET,
+        )
+    )
+    return lines
+
+
+def startupGoal(
+    startup: Optional[Mapping[str, Sequence[float]]], services: int = 1000
+) -> GoalLine:
+    """
+    Start-up with 1000 services at most 1.5x the floor of Python importing
+    Twisted's reactor and twistd.
+
+    @param services: how many services the runs configured.
+    """
+    name = f"start-up, {services} svc, ours / floor"
+    target = f"<= {STARTUP_LIMIT:.1f}x"
+    if not startup or not startup.get("ours") or not startup.get("floor"):
+        return GoalLine(name, "-", target, NOT_RUN)
+    med = {k: statistics.median(v) for k, v in startup.items() if v}
+    value = med["ours"] / med["floor"]
+    detail = f"ours {med['ours'] * 1000:.0f} ms, floor {med['floor'] * 1000:.0f} ms"
+    if "xinetd" in med:
+        detail += f", xinetd {med['xinetd'] * 1000:.0f} ms"
+    status = MET if value <= STARTUP_LIMIT else NOT_MET
+    return GoalLine(name, f"{value:.2f}x ({detail})", target, status)
+
+
+def saturationPoint(
+    rows: Sequence[Mapping], workload: str, daemon: str, threshold: float = SATURATED
+) -> Optional[Mapping]:
+    """
+    The row of the lowest concurrency at which C{daemon}'s own process used
+    at least C{threshold} of one core on C{workload}, or L{None}.
+    """
+    mine = sorted(
+        (r for r in rows if (r["workload"], r["daemon"]) == (workload, daemon)),
+        key=lambda r: r["concurrency"],
+    )
+    return next((r for r in mine if r["parentShare"] >= threshold), None)
+
+
+def describeSaturation(rows: Sequence[Mapping], workload: str, daemon: str) -> str:
+    """
+    Where C{daemon}'s process saturates on C{workload}, or its busiest row.
+    """
+    mine = [r for r in rows if (r["workload"], r["daemon"]) == (workload, daemon)]
+    if not mine:
+        return "not measured"
+    fastest = max(mine, key=lambda r: r["rate"])
+    peak = f"peak {fastest['rate']:.0f} conns/s at C={fastest['concurrency']}"
+    point = saturationPoint(rows, workload, daemon)
+    if point is not None:
+        return (
+            f"C={point['concurrency']}, {point['rate']:.0f} conns/s"
+            f" (parent {point['parentShare'] * 100:.0f}%); {peak}"
+        )
+    top = max(mine, key=lambda r: r["parentShare"])
+    return (
+        f"not reached (at most {top['parentShare'] * 100:.0f}% at"
+        f" C={top['concurrency']}); {peak}"
+    )
+
+
+def ceilingGoals(rows: Sequence[Mapping], ours: str = "ours") -> List[GoalLine]:
+    """
+    Where the ceiling is: the rate at which our reactor thread saturates,
+    for internal daytime and for spawn hello; xinetd's beside.
+    """
+    lines = []
+    for workload in ("daytime", "hello"):
+        name = f"ceiling, {workload}: parent at {SATURATED * 100:.0f}% of a core"
+        target = "found"
+        if not any(r["workload"] == workload for r in rows):
+            lines.append(GoalLine(name, "-", target, NOT_RUN))
+            continue
+        value = (
+            f"{describeSaturation(rows, workload, ours)}; xinetd "
+            f"{describeSaturation(rows, workload, 'xinetd')}"
+        )
+        found = saturationPoint(rows, workload, ours) is not None
+        lines.append(GoalLine(name, value, target, MET if found else NOT_MET))
+    return lines
+
+
+def evaluate(report: Report, ours: str = "ours") -> List[GoalLine]:
+    """
+    Every goal of issue 12, in the issue's order.
+    """
+    parts: List[Callable[[], List[GoalLine]]] = [
+        lambda: spawnGoals(report.rows, ours),
+        lambda: inprocessGoals(report.rows, ours),
+        lambda: memoryGoals(report.memory, ours),
+        lambda: [startupGoal(report.startup, report.startupServices)],
+        lambda: ceilingGoals(report.saturation, ours),
+    ]
+    return [line for part in parts for line in part()]
+
+
+def formatGoals(lines: Sequence[GoalLine]) -> str:
+    """
+    The Goals section: a Markdown table and a count of goals met.
+    """
+    out = ["| goal | measured | target | verdict |", "|---|---|---|---|"]
+    out += [f"| {g.goal} | {g.value} | {g.target} | {g.status} |" for g in lines]
+    judged = [g for g in lines if g.status != NOT_RUN]
+    met = sum(g.status == MET for g in judged)
+    out += ["", f"{met} of {len(judged)} goals measured are met ({len(lines)} goals)."]
+    return "\n".join(out)
+
+
+def formatSaturation(rows: Sequence[Mapping]) -> str:
+    """
+    The saturation rows with the daemon process's and its helpers' shares of
+    one core, then where each daemon's process saturates.
+    """
+    out = [
+        "| workload | daemon | C | conns/s | p99 ms | parent CPU | helpers CPU "
+        "| client CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['workload']} | {r['daemon']} | {r['concurrency']} "
+            f"| {r['rate']:.0f} | {r['p99us'] / 1000:.2f} "
+            f"| {r['parentShare'] * 100:.0f}% | {r['helperShare'] * 100:.0f}% "
+            f"| {r['clientCpu'] * 100:.0f}% |"
+        )
+    out.append("")
+    pairs = dict.fromkeys((r["workload"], r["daemon"]) for r in rows)
+    for workload, daemon in pairs:
+        where = describeSaturation(rows, workload, daemon)
+        out.append(
+            f"- {workload}, {daemon}: parent at {SATURATED * 100:.0f}% of a core: {where}"
+        )
+    return "\n".join(out)
+
+
+def formatMemory(memory: MemoryResult) -> str:
+    """
+    The memory mode's readings by stage and daemon, then the first
+    connections after idle.
+    """
+    out = [
+        "| stage | daemon | processes | PSS MiB | RSS MiB |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {
+        "started": "started, no connection",
+        "busy": "after one connection per user",
+        "idle": f"after {memory.idleWait:g} s idle",
+    }
+    for stage, byDaemon in memory.stages.items():
+        for daemon, m in byDaemon.items():
+            out.append(
+                f"| {labels.get(stage, stage)} | {daemon} | {m.processes} "
+                f"| {m.pssKiB / 1024:.1f} | {m.rssKiB / 1024:.1f} |"
+            )
+    out.append("")
+    for daemon, runs in memory.firstConnectionMs.items():
+        if runs:
+            out.append(
+                f"- {daemon}: first connection after {memory.idleWait:g} s idle,"
+                f" median {statistics.median(runs):.1f} ms (runs "
+                + ", ".join(f"{x:.1f}" for x in runs)
+                + ")"
+            )
+    for daemon, mapped in memory.cryptography.items():
+        out.append(f"- {daemon}: cryptography {'mapped' if mapped else 'not mapped'}")
+    return "\n".join(out)

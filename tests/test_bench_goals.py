@@ -1,0 +1,259 @@
+"""
+Tests for bench/goals.py: each goal of issue 12 judged from made-up rows and
+readings (never a timing).
+"""
+
+from __future__ import annotations
+
+import attr
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.benchload import load
+
+benchlib = load("benchlib")
+goals = load("goals")
+
+
+def _row(workload, variant, daemon, conc, rate, p99=3000.0, parentShare=0.0):
+    return {
+        "workload": workload,
+        "variant": variant,
+        "daemon": daemon,
+        "concurrency": conc,
+        "rate": rate,
+        "p99us": p99,
+        "parentShare": parentShare,
+        "helperShare": 0.0,
+        "clientCpu": 0.1,
+    }
+
+
+def _byGoal(lines):
+    return {g.goal: g for g in lines}
+
+
+class SpawnGoalsTests(SynchronousTestCase):
+    """
+    The spawn path: rate ratios, p99 and the CPU burner.
+    """
+
+    def test_rate(self) -> None:
+        """1.3x xinetd's rate is met, less is not."""
+        rows = [
+            _row("hello", "1 svc", "xinetd", 1, 1000),
+            _row("hello", "1 svc", "ours", 1, 1300),
+            _row("hello", "1 svc", "xinetd", 8, 2000),
+            _row("hello", "1 svc", "ours", 8, 2500),
+        ]
+        lines = _byGoal(goals.spawnGoals(rows))
+        c1 = lines["spawn hello, 1 svc, C=1: rate"]
+        self.assertEqual((c1.status, c1.target), (goals.MET, ">= 1.3x"))
+        self.assertTrue(c1.value.startswith("1.30x (1300 vs 1000 conns/s)"))
+        self.assertEqual(lines["spawn hello, 1 svc, C=8: rate"].status, goals.NOT_MET)
+
+    def test_p99(self) -> None:
+        """p99 no worse than xinetd's: equal is met, higher is not."""
+        rows = [
+            _row("hello", "1000 svc", "xinetd", 1, 1000, p99=2000),
+            _row("hello", "1000 svc", "ours", 1, 1000, p99=2000),
+            _row("hello", "1000 svc", "xinetd", 8, 1000, p99=2000),
+            _row("hello", "1000 svc", "ours", 8, 1000, p99=2100),
+        ]
+        lines = _byGoal(goals.spawnGoals(rows))
+        self.assertEqual(lines["spawn hello, 1000 svc, C=1: p99"].status, goals.MET)
+        c8 = lines["spawn hello, 1000 svc, C=8: p99"]
+        self.assertEqual(c8.status, goals.NOT_MET)
+        self.assertIn("2.10 vs 2.00 ms", c8.value)
+
+    def test_burner(self) -> None:
+        """With the burner the target is 1.0x, on the burn rows only."""
+        rows = [
+            _row("hello", "burn, 1 svc", "xinetd", 8, 1000),
+            _row("hello", "burn, 1 svc", "ours", 8, 1000),
+        ]
+        line = _byGoal(goals.spawnGoals(rows))["spawn hello, CPU burner, C=8: rate"]
+        self.assertEqual(line.status, goals.MET)
+
+    def test_notRun(self) -> None:
+        """A goal without both daemons' rows is not run, not failed."""
+        rows = [_row("hello", "1 svc", "ours", 1, 5000)]
+        lines = goals.spawnGoals(rows)
+        self.assertEqual(len(lines), 10)
+        self.assertEqual({g.status for g in lines}, {goals.NOT_RUN})
+
+    def test_otherDaemon(self) -> None:
+        """The daemon judged can be named (ours-helper and the like)."""
+        rows = [
+            _row("hello", "1 svc", "xinetd", 1, 1000),
+            _row("hello", "1 svc", "ours-helper", 1, 2000),
+        ]
+        lines = _byGoal(goals.spawnGoals(rows, "ours-helper"))
+        self.assertEqual(lines["spawn hello, 1 svc, C=1: rate"].status, goals.MET)
+
+
+class InprocessGoalsTests(SynchronousTestCase):
+    """
+    Internal daytime and echo.
+    """
+
+    def test_targets(self) -> None:
+        """Daytime needs 1.0x, echo 4x; echo is judged at each C measured."""
+        rows = [
+            _row("daytime", "", "xinetd", 1, 1000),
+            _row("daytime", "", "ours", 1, 1000),
+            _row("echo", "", "xinetd", 1, 1000),
+            _row("echo", "", "ours", 1, 3900),
+            _row("echo", "", "xinetd", 8, 1000),
+            _row("echo", "", "ours", 8, 4000),
+        ]
+        lines = _byGoal(goals.inprocessGoals(rows))
+        self.assertEqual(lines["internal daytime, C=1: rate"].status, goals.MET)
+        self.assertEqual(lines["internal daytime, C=8: rate"].status, goals.NOT_RUN)
+        self.assertEqual(lines["internal echo 1 KiB, C=1: rate"].status, goals.NOT_MET)
+        self.assertEqual(lines["internal echo 1 KiB, C=8: rate"].status, goals.MET)
+
+    def test_echoAlwaysAtEight(self) -> None:
+        """Echo at C=8 is a goal even when it was not measured."""
+        lines = _byGoal(goals.inprocessGoals([]))
+        self.assertEqual(lines["internal echo 1 KiB, C=8: rate"].status, goals.NOT_RUN)
+
+
+def _memory(idleProcesses=3, pss=30 * 1024, crypto=False, first=(10.0, 60.0, 20.0)):
+    T = benchlib.TreeMemory
+    return goals.MemoryResult(
+        stages={
+            "started": {"xinetd": T(1, 2000, 4000), "ours": T(3, 40000, 60000)},
+            "busy": {"xinetd": T(1, 2000, 4000), "ours": T(6, 60000, 90000)},
+            "idle": {"xinetd": T(1, 2000, 4000), "ours": T(idleProcesses, pss, 50000)},
+        },
+        firstConnectionMs={"xinetd": [1.0, 2.0], "ours": list(first)},
+        cryptography={"xinetd": False, "ours": crypto},
+        idleWait=15.0,
+    )
+
+
+class MemoryGoalsTests(SynchronousTestCase):
+    """
+    The footprint goals.
+    """
+
+    def test_met(self) -> None:
+        """Under 35 MiB, no cryptography, helpers gone, first connection fast."""
+        lines = goals.memoryGoals(_memory())
+        self.assertEqual([g.status for g in lines], [goals.MET] * 4)
+        self.assertIn(
+            "30.0 MiB (RSS 48.8 MiB, 3 processes; xinetd 2.0 MiB)", lines[0].value
+        )
+        self.assertIn(
+            "3 at start, 6 after one connection per user, 3 after 15 s", lines[2].value
+        )
+        self.assertTrue(lines[3].value.startswith("20.0 ms"))
+        self.assertIn("xinetd 1.5 ms", lines[3].value)
+
+    def test_notMet(self) -> None:
+        """Too much PSS, cryptography mapped, helpers left, slow first connection."""
+        lines = goals.memoryGoals(
+            _memory(idleProcesses=4, pss=36 * 1024, crypto=True, first=(60.0,))
+        )
+        self.assertEqual([g.status for g in lines], [goals.NOT_MET] * 4)
+
+    def test_countsNamed(self) -> None:
+        """The goal names the service and user counts measured."""
+        memory = attr.evolve(_memory(), services=200, users=2)
+        self.assertEqual(
+            goals.memoryGoals(memory)[0].goal, "idle tree PSS, 200 svc, 2 users"
+        )
+        line = goals.startupGoal({"ours": [0.3], "floor": [0.2]}, 200)
+        self.assertEqual(line.goal, "start-up, 200 svc, ours / floor")
+
+    def test_notRun(self) -> None:
+        """Without the memory mode, the four goals are not run."""
+        lines = goals.memoryGoals(None)
+        self.assertEqual([g.status for g in lines], [goals.NOT_RUN] * 4)
+
+
+class StartupGoalTests(SynchronousTestCase):
+    """
+    Start-up against the floor.
+    """
+
+    def test_ratioOfMedians(self) -> None:
+        """The ratio is of the medians, ours over the floor."""
+        line = goals.startupGoal(
+            {"xinetd": [0.05], "ours": [0.3, 0.9, 0.29], "floor": [0.2, 0.2, 0.9]}
+        )
+        self.assertEqual(line.status, goals.MET)
+        self.assertTrue(
+            line.value.startswith("1.50x (ours 300 ms, floor 200 ms, xinetd 50 ms)")
+        )
+
+    def test_notMet(self) -> None:
+        """Above 1.5x is not met; no data is not run."""
+        self.assertEqual(
+            goals.startupGoal({"ours": [0.31], "floor": [0.2]}).status, goals.NOT_MET
+        )
+        self.assertEqual(goals.startupGoal(None).status, goals.NOT_RUN)
+
+
+class SaturationTests(SynchronousTestCase):
+    """
+    Where the daemon's process saturates a core.
+    """
+
+    def _rows(self):
+        return [
+            _row("daytime", "", "ours", 4, 9000, parentShare=0.7),
+            _row("daytime", "", "ours", 1, 5000, parentShare=0.5),
+            _row("daytime", "", "ours", 16, 11000, parentShare=0.99),
+            _row("daytime", "", "ours", 8, 10000, parentShare=0.96),
+            _row("daytime", "", "xinetd", 8, 20000, parentShare=0.6),
+        ]
+
+    def test_lowestConcurrency(self) -> None:
+        """The point is the lowest concurrency at 95% or more."""
+        point = goals.saturationPoint(self._rows(), "daytime", "ours")
+        self.assertEqual(point["concurrency"], 8)
+        self.assertIsNone(goals.saturationPoint(self._rows(), "daytime", "xinetd"))
+
+    def test_ceilingGoals(self) -> None:
+        """Found for ours is met (xinetd beside); no hello rows is not run."""
+        daytime, hello = goals.ceilingGoals(self._rows())
+        self.assertEqual(daytime.status, goals.MET)
+        self.assertIn(
+            "C=8, 10000 conns/s (parent 96%); peak 11000 conns/s at C=16", daytime.value
+        )
+        self.assertIn("xinetd not reached (at most 60% at C=8)", daytime.value)
+        self.assertEqual(hello.status, goals.NOT_RUN)
+
+    def test_format(self) -> None:
+        """The saturation table has the shares and one line per daemon."""
+        text = goals.formatSaturation(self._rows())
+        self.assertIn("| daytime | ours | 16 | 11000 | 3.00 | 99% | 0% | 10% |", text)
+        self.assertIn("- daytime, xinetd: parent at 95% of a core: not reached", text)
+
+
+class EvaluateTests(SynchronousTestCase):
+    """
+    The whole Goals section.
+    """
+
+    def test_everyGoal(self) -> None:
+        """An empty report lists every goal, each not run."""
+        lines = goals.evaluate(goals.Report())
+        self.assertEqual(len(lines), 10 + 3 + 4 + 1 + 2)
+        self.assertEqual({g.status for g in lines}, {goals.NOT_RUN})
+
+    def test_format(self) -> None:
+        """The table ends with how many measured goals are met."""
+        report = goals.Report(memory=_memory())
+        text = goals.formatGoals(goals.evaluate(report))
+        self.assertIn("| first connection after idle (median) | 20.0 ms", text)
+        self.assertTrue(text.endswith("4 of 4 goals measured are met (20 goals)."))
+
+    def test_formatMemory(self) -> None:
+        """The memory table has one line per stage and daemon."""
+        text = goals.formatMemory(_memory())
+        self.assertIn(
+            "| after one connection per user | ours | 6 | 58.6 | 87.9 |", text
+        )
+        self.assertIn("- ours: first connection after 15 s idle, median 20.0 ms", text)

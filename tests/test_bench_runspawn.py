@@ -1,0 +1,269 @@
+"""
+Tests for bench/run_spawn.py's options and plan and bench/daemons.py's
+configs: what would run, never a daemon or a timing.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.benchload import load
+
+benchlib = load("benchlib")
+daemons = load("daemons")
+run_spawn = load("run_spawn")
+
+_USERS = ["nobody", "daemon", "bin"]
+
+
+class ParseArgsTests(SynchronousTestCase):
+    """
+    The command line of bench/run_spawn.py.
+    """
+
+    def test_defaults(self) -> None:
+        """Every mode but saturation, hello at C=1,8 with 1 and 1000 services."""
+        args = run_spawn.parseArgs([])
+        self.assertEqual(
+            args.modes, ["spawn", "burn", "inprocess", "memory", "startup"]
+        )
+        self.assertEqual((args.concurrency, args.services), ([1, 8], [1, 1000]))
+        self.assertEqual(args.workloads, ["hello"])
+        self.assertEqual((args.users, args.idle_wait, args.idle_repeats), (3, 15.0, 5))
+        self.assertEqual(args.inprocess_connections, 4 * args.connections)
+        self.assertEqual(args.startup_rounds, args.rounds)
+        self.assertEqual(args.saturation_seconds, 3.0)
+
+    def test_modeFlags(self) -> None:
+        """Mode flags choose exactly the modes named, over --modes."""
+        args = run_spawn.parseArgs(["--memory", "--saturation", "--modes", "spawn"])
+        self.assertEqual(args.modes, ["memory", "saturation"])
+
+    def test_modesList(self) -> None:
+        """--modes takes a list, or all."""
+        self.assertEqual(
+            run_spawn.parseArgs(["--modes", "burn,startup"]).modes, ["burn", "startup"]
+        )
+        self.assertEqual(
+            run_spawn.parseArgs(["--modes", "all"]).modes, list(run_spawn.MODES)
+        )
+
+    def test_unknownMode(self) -> None:
+        """An unknown mode is a usage error."""
+        self.patch(run_spawn.argparse.ArgumentParser, "_print_message", lambda *a: None)
+        self.assertRaises(SystemExit, run_spawn.parseArgs, ["--modes", "spawn,fast"])
+
+    def test_quick(self) -> None:
+        """--quick shortens rounds, connections, idle waits and saturation levels."""
+        args = run_spawn.parseArgs(["--quick", "--idle-wait", "2"])
+        self.assertEqual(
+            (args.connections, args.rounds, args.idle_repeats), (800, 1, 2)
+        )
+        self.assertEqual((args.idle_wait, args.saturation_seconds), (2.0, 1.0))
+        self.assertEqual(args.inprocess_connections, 3200)
+
+    def test_extraServices(self) -> None:
+        """The old --extra-services K means one phase of the workloads plus K."""
+        args = run_spawn.parseArgs(
+            ["--workloads", "hello,cat", "--extra-services", "10"]
+        )
+        self.assertEqual(args.services, [12])
+
+    def test_oursOptions(self) -> None:
+        """--ours-option repeats; --spawner and --concurrency are lists."""
+        args = run_spawn.parseArgs(
+            [
+                "--ours-option=--limit=5",
+                "--ours-option=--strict",
+                "--spawner",
+                "helper,plain",
+                "--concurrency",
+                "2,4,16",
+            ]
+        )
+        self.assertEqual(args.ours_option, ["--limit=5", "--strict"])
+        self.assertEqual(args.spawner, ["helper", "plain"])
+        self.assertEqual(args.concurrency, [2, 4, 16])
+
+
+class SpawnPlanTests(SynchronousTestCase):
+    """
+    The phases the spawn and burn modes run.
+    """
+
+    def setUp(self) -> None:
+        self.known = benchlib.workloads(Path("/srv/hello"))
+
+    def test_default(self) -> None:
+        """One phase per service count; the burner in the smallest one."""
+        plan = run_spawn.spawnPlan(run_spawn.parseArgs([]), self.known, _USERS)
+        self.assertEqual([tag for tag, _, _ in plan], ["spawn-1", "spawn-1000"])
+        (_, small, smallSteps), (_, big, bigSteps) = plan
+        self.assertEqual([w.name for w in small], ["hello"])
+        self.assertEqual(
+            [(s.variant, s.burn) for s in smallSteps],
+            [("1 svc", False), ("burn, 1 svc", True)],
+        )
+        self.assertEqual([(s.variant, s.burn) for s in bigSteps], [("1000 svc", False)])
+        self.assertEqual(len(big), 1000)
+        self.assertEqual(len({w.name for w in big}), 1000)
+
+    def test_users(self) -> None:
+        """The measured hello runs as nobody; the idle services take the users in turn."""
+        plan = run_spawn.spawnPlan(run_spawn.parseArgs([]), self.known, _USERS)
+        big = plan[1][1]
+        self.assertEqual(big[0].name, "hello")
+        self.assertIsNone(big[0].user)
+        self.assertEqual(
+            [w.user for w in big[1:5]], ["nobody", "daemon", "bin", "nobody"]
+        )
+
+    def test_burnOnly(self) -> None:
+        """--burn alone runs one phase with the burner step only."""
+        plan = run_spawn.spawnPlan(run_spawn.parseArgs(["--burn"]), self.known, _USERS)
+        self.assertEqual(len(plan), 1)
+        self.assertEqual([s.burn for s in plan[0][2]], [True])
+
+    def test_noSpawnModes(self) -> None:
+        """Without spawn or burn there is no spawn phase."""
+        plan = run_spawn.spawnPlan(
+            run_spawn.parseArgs(["--memory"]), self.known, _USERS
+        )
+        self.assertEqual(plan, [])
+
+
+class MakeDaemonsTests(SynchronousTestCase):
+    """
+    Both daemons read the same config text; only the ports differ.
+    """
+
+    def setUp(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp)
+        hello = benchlib.workloads(Path("/srv/hello"))["hello"]
+        self.services = [hello, *benchlib.spread(hello, 5, _USERS, "idle")]
+
+    def test_sameText(self) -> None:
+        """The configs are equal once the port numbers are taken out."""
+        names = daemons.daemonNames("both")
+        ds = daemons.makeDaemons(names, self.tmp, self.services, "t", "/py")
+        self.assertEqual([d.name for d in ds], ["xinetd", "ours"])
+        texts = [(self.tmp / f"t-{d.name}.conf").read_text() for d in ds]
+        strip = [re.sub(r"port        = \d+", "port", t) for t in texts]
+        self.assertEqual(strip[0], strip[1])
+        self.assertEqual(texts[0].count("service "), 6)
+        ports = [p for d in ds for p in d.ports.values()]
+        self.assertEqual(len(set(ports)), 12)
+
+    def test_argv(self) -> None:
+        """Ours runs under twistd with its options; xinetd in the foreground."""
+        names = daemons.daemonNames("both", ["plain"], metrics=False)
+        ds = daemons.makeDaemons(
+            names, self.tmp, self.services, "t", "/py", oursOptions=["--limit=9"]
+        )
+        xinetd, ours = ds
+        self.assertEqual(xinetd.argv[:3], [daemons.XINETD, "-dontfork", "-stayalive"])
+        self.assertEqual(ours.name, "ours-plain")
+        self.assertEqual(ours.argv[:2], ["/py", "-c"])
+        self.assertEqual(
+            ours.argv[3:],
+            [
+                "-n",
+                "--pidfile=",
+                "xinetd",
+                "--config",
+                str(self.tmp / "t-ours-plain.conf"),
+                "--limit=9",
+                "--spawner",
+                "plain",
+            ],
+        )
+        self.assertTrue(ours.env["PYTHONPATH"].startswith(str(benchlib.REPO)))
+
+    def test_only(self) -> None:
+        """--only keeps the daemons whose name starts with it."""
+        self.assertEqual(
+            daemons.daemonNames("ours", [], True), ["ours", "ours-metrics"]
+        )
+        self.assertEqual(daemons.daemonNames("xinetd", ["helper"]), ["xinetd"])
+
+
+class FormatStartupTests(SynchronousTestCase):
+    """
+    The start-up summary, with every kind or some.
+    """
+
+    def setUp(self) -> None:
+        self.startup = load("startup")
+
+    def test_all(self) -> None:
+        """Medians of each kind, then the ratios to xinetd and to the floor."""
+        text = self.startup.formatStartup(
+            {"xinetd": [0.04, 0.05, 0.06], "ours": [0.5, 0.4, 0.9], "floor": [0.2] * 3},
+            1000,
+        )
+        self.assertIn("1000 services, 3 rounds, medians:", text)
+        self.assertIn("- ours: 500 ms (runs: 500, 400, 900)", text)
+        self.assertIn("- ours / xinetd = 10.0x", text)
+        self.assertTrue(text.endswith("= 2.50x"))
+
+    def test_someKinds(self) -> None:
+        """Without xinetd (--only ours) there is no ratio to it."""
+        text = self.startup.formatStartup({"ours": [0.5], "floor": [0.25]}, 10)
+        self.assertNotIn("xinetd", text)
+        self.assertIn("= 2.00x", text)
+
+
+class _FakeDaemon:
+    def __init__(self, name: str, pid: int, port: int) -> None:
+        self.name, self.pid, self.ports = name, pid, {"hello": port}
+
+
+class MeasureTests(SynchronousTestCase):
+    """
+    L{phases.measure} alternates the daemons and labels its rounds.
+    """
+
+    def setUp(self) -> None:
+        self.phases = load("phases")
+        self.calls = []
+
+        def runClient(client, port, conc, connections, timeLimit, payload):
+            self.calls.append((port, conc, timeLimit))
+            return {"rate": 1.0, "completed": 1, "errors": 0}
+
+        self.patch(self.phases.benchlib, "runClient", runClient)
+        self.patch(self.phases.benchlib, "processTree", lambda pid: {(pid, 1): 0})
+        self.patch(sys, "stdout", io.StringIO())  # its progress lines
+        self.daemons = [_FakeDaemon("xinetd", 10, 1), _FakeDaemon("ours", 20, 2)]
+        self.hello = benchlib.workloads(Path("/srv/hello"))["hello"]
+
+    def test_rounds(self) -> None:
+        """Each round flips the order of the daemons."""
+        step = self.phases.Step(self.hello, "1 svc", [8], 100, 3)
+        rounds = self.phases.measure(Path("lc"), self.daemons, step, 60.0)
+        self.assertEqual([c[0] for c in self.calls], [1, 2, 2, 1, 1, 2])
+        self.assertEqual({(r.variant, r.concurrency) for r in rounds}, {("1 svc", 8)})
+
+    def test_levels(self) -> None:
+        """With one round per concurrency the order flips between them."""
+        step = self.phases.Step(self.hello, "", [1, 2, 4], 100, 1, timeLimit=3.0)
+        self.phases.measure(Path("lc"), self.daemons, step, 60.0)
+        self.assertEqual(
+            self.calls,
+            [
+                (1, 1, 3.0),
+                (2, 1, 3.0),
+                (2, 2, 3.0),
+                (1, 2, 3.0),
+                (1, 4, 3.0),
+                (2, 4, 3.0),
+            ],
+        )
