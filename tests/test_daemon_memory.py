@@ -1,0 +1,59 @@
+"""
+Tests for L{xinetd_twisted.daemon.memory}: the heap around a configuration
+load.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from xinetd_twisted.daemon.memory import pausedCollections
+
+
+class PausedCollectionsTests(SynchronousTestCase):
+    """
+    L{pausedCollections} suspends the cyclic collector for a block.
+    """
+
+    def setUp(self) -> None:
+        enabled = gc.isenabled()
+        self.addCleanup(gc.enable if enabled else gc.disable)
+        gc.enable()
+
+    def test_pausedInside(self) -> None:
+        """
+        The collector does not run inside the block and runs again after it.
+        """
+        with pausedCollections():
+            self.assertFalse(gc.isenabled())
+        self.assertTrue(gc.isenabled())
+
+    def test_restoredOnError(self) -> None:
+        """
+        An exception out of the block still turns the collector back on.
+        """
+        with self.assertRaises(ZeroDivisionError):
+            with pausedCollections():
+                raise ZeroDivisionError()
+        self.assertTrue(gc.isenabled())
+
+    def test_nested(self) -> None:
+        """
+        An inner block leaves the collector paused for the outer one.
+        """
+        with pausedCollections():
+            with pausedCollections():
+                pass
+            self.assertFalse(gc.isenabled())
+        self.assertTrue(gc.isenabled())
+
+    def test_disabledStaysDisabled(self) -> None:
+        """
+        A collector that was off before the block stays off after it.
+        """
+        gc.disable()
+        with pausedCollections():
+            pass
+        self.assertFalse(gc.isenabled())
