@@ -186,7 +186,7 @@ optional (rlimits): the value means RLIM_INFINITY.
 """
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class ServiceConfig:
     """
     One service after parsing, defaults, implied values and validation.
