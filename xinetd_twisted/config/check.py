@@ -18,6 +18,7 @@ from xinetd_twisted.config.builtins import BUILTINS
 from xinetd_twisted.config.files import writableByOthers
 from xinetd_twisted.config.listening import ListeningProblem, checkListening
 from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.sharing import SharedValues
 from xinetd_twisted.config.sysfiles import Services
 
 IDENT_PORT = 113
@@ -56,6 +57,7 @@ class ServiceChecker:
 
     def __init__(self, env: Environment) -> None:
         self.env = env
+        self._shared = SharedValues()
         self._byId: Dict[str, ServiceConfig] = {}
         self._byPort: Dict[Tuple[Optional[int], str], List[ServiceConfig]] = {}
         self._byPath: Dict[str, ServiceConfig] = {}
@@ -194,13 +196,15 @@ class ServiceChecker:
                     )
             logOnSuccess = logOnSuccess - {"USERID"}
             logOnFailure = logOnFailure - {"USERID"}
+        shared = self._shared
         return attr.evolve(
             sc,
-            types=frozenset(types),
-            flags=frozenset(flags),
+            types=shared(frozenset(types)),
+            flags=shared(frozenset(flags)),
             rpcNumber=rpcNumber,
-            logOnSuccess=logOnSuccess,
-            logOnFailure=logOnFailure,
+            logOnSuccess=shared(frozenset(logOnSuccess)),
+            logOnFailure=shared(frozenset(logOnFailure)),
+            **shared.fieldsOf(sc),
         )
 
     def _checkRequired(self, sc: ServiceConfig, spec, types, warnings) -> None:
