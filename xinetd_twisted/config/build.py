@@ -7,7 +7,6 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, List, Optional, Tuple
 
 import attr
@@ -32,6 +31,8 @@ def _suggestion(name: str, inDefaults: bool) -> str:
     """
     The C{(did you mean X?)} part of a message about an unknown attribute.
     """
+    import difflib  # only for a misspelt attribute
+
     known = [
         row.name
         for row in ATTRIBUTES.values()

@@ -7,7 +7,7 @@ L{Config}.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
 
 import attr
 
@@ -15,7 +15,6 @@ from xinetd_twisted.config.addresses import makeResolver
 from xinetd_twisted.config.build import STRICT_SUFFIX, Builder
 from xinetd_twisted.config.files import FileRefused
 from xinetd_twisted.config.fill import Environment, Filler
-from xinetd_twisted.config.inetdconf import InetdConf, readInetdConf
 from xinetd_twisted.config.model import (
     Config,
     ConfigError,
@@ -32,6 +31,10 @@ from xinetd_twisted.config.sysfiles import (
     readServices,
 )
 from xinetd_twisted.config.values import ParseContext
+
+if TYPE_CHECKING:
+    # Read only with --inetd-compat.
+    from xinetd_twisted.config.inetdconf import InetdConf
 
 
 def loadConfig(
@@ -166,6 +169,8 @@ def _finish(reader: Reader, options: _Options) -> Config:
     if options.inetdConf is not None:
         # xinetd reads inetd.conf after every xinetd file, into the same
         # list, so its lines get every defaults value.
+        from xinetd_twisted.config.inetdconf import readInetdConf
+
         _addInetd(builder, reader, readInetdConf(options.inetdConf, services), options)
         files.append(options.inetdConf)
         try:
