@@ -42,7 +42,7 @@ _SOCKET_TYPES = {
 }
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class SocketSpec:
     """
     What identifies a service's socket: when these are equal across a reload

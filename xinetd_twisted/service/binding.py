@@ -25,6 +25,8 @@ class ServiceSocket:
         then it is bound here.
     """
 
+    __slots__ = ("_serviceId", "inherited", "_bound")
+
     log = Logger(namespace="xinetd_twisted.service")
 
     def __init__(self, serviceId: str) -> None:

@@ -36,6 +36,8 @@ class ServiceFront:
     @ivar proxies: the trusted proxies, or L{None}.
     """
 
+    __slots__ = ("tls", "proxies")
+
     def __init__(self, service: ServiceConfig) -> None:
         self.tls: Optional[ServiceTLS] = (
             ServiceTLS(service) if service.tlsCertificate is not None else None
@@ -139,6 +141,8 @@ class OwnListener:
 
     @ivar family: the socket's family (to adopt accepted descriptors).
     """
+
+    __slots__ = ("_parts", "_acceptRaw", "_factory", "_handsOff", "_listener", "family")
 
     def __init__(
         self,
