@@ -12,7 +12,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service, words
-from xinetd_twisted.config.model import ConfigError, Severity, SyslogLog
+from xinetd_twisted.config.model import ConfigError, Location, Severity, SyslogLog
 
 INTERNAL = """\
     type = INTERNAL
@@ -528,3 +528,21 @@ class SharedValuesTests(SynchronousTestCase):
         self.assertEqual((a.flags, b.flags), (frozenset(), {"IPV4"}))
         self.assertEqual(a.port, 4000)
         self.assertEqual(b.port, 4001)
+
+    def test_locationsCompact(self) -> None:
+        """
+        A service's locations answer as a mapping of attribute to
+        L{Location}, and services written alike share the attribute names.
+        """
+        text = service(EXTERNAL, name="a") + service(
+            EXTERNAL.replace("4000", "4001"), name="b"
+        )
+        a, b = parse(text).services
+        self.assertEqual(a.locations["port"], Location("test.conf", 9))
+        self.assertEqual(b.locations.get("port"), Location("test.conf", 19))
+        self.assertIn("server", a.locations)
+        self.assertNotIn("banner", a.locations)
+        self.assertIsNone(a.locations.get("banner"))
+        self.assertRaises(KeyError, lambda: a.locations["banner"])
+        self.assertEqual(list(a.locations), list(b.locations))
+        self.assertIs(a.locations.names, b.locations.names)

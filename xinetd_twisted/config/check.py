@@ -204,6 +204,7 @@ class ServiceChecker:
             rpcNumber=rpcNumber,
             logOnSuccess=shared(frozenset(logOnSuccess)),
             logOnFailure=shared(frozenset(logOnFailure)),
+            locations=shared.locations(sc.locations),
             **shared.fieldsOf(sc),
         )
 

@@ -7,9 +7,9 @@ copy of each value instead of a thousand.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, TypeVar
+from typing import Any, Dict, Hashable, Mapping, TypeVar
 
-from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.model import Location, Locations, ServiceConfig
 
 _T = TypeVar("_T", bound=Hashable)
 
@@ -52,6 +52,13 @@ class SharedValues:
         itself the first time).
         """
         return self._values.setdefault(value, value)
+
+    def locations(self, locations: Mapping[str, Location]) -> Locations:
+        """
+        C{locations} compact, its names and paths shared.
+        """
+        compact = Locations.fromMapping(locations)
+        return Locations(self(compact.names), self(compact.paths), compact.lines)
 
     def fieldsOf(self, service: ServiceConfig) -> Dict[str, Any]:
         """
