@@ -50,7 +50,7 @@ class ServiceSocket:
         if requested is not None and requested.family == socket.AF_UNIX:
             sock, self._bound = openUnixSocket(requested)
             return sock, requested, ""
-        sock, spec, notice = openServiceSocket(service)
+        sock, spec, notice = openServiceSocket(service, spec=requested)
         if notice:
             self.log.info(notice)
         return sock, spec, ""
