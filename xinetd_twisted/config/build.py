@@ -47,7 +47,9 @@ class ServiceDraft:
     """
     A service block after its lines were applied.
 
-    @ivar block: the block as read.
+    @ivar block: the block's C{service} line: its name and location (the
+        lines, applied to L{settings}, are not kept: with a thousand
+        services they were most of a load's memory).
     @ivar settings: its attributes.
     """
 
@@ -122,7 +124,8 @@ class Builder:
         settings.copyFrom(self.defaults, COPIED_AT_PARSE)
         outcome = self._apply(block, settings, False)
         if outcome == "keep":
-            self.drafts.append(ServiceDraft(block, settings))
+            header = Block(block.kind, block.name, block.location, ())
+            self.drafts.append(ServiceDraft(header, settings))
         elif outcome == "drop":
             self.dropService(settings.values.get("id", block.name), block.location.path)
 
