@@ -335,6 +335,16 @@ class ServiceLog:
     @ivar mapToIPv4: render IPv4-mapped addresses as IPv4 (opt-in).
     """
 
+    __slots__ = (
+        "serviceId",
+        "logOnSuccess",
+        "logOnFailure",
+        "sink",
+        "mapToIPv4",
+        "_log",
+        "_always",
+    )
+
     def __init__(
         self,
         serviceId: str,

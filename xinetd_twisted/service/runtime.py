@@ -106,6 +106,10 @@ class ServiceRuntime(Service):
 
     daemonLog = Logger(namespace="xinetd_twisted.service")
 
+    # Told each time the socket is bound (RPC registration); set per
+    # runtime by the table (a class default: no closure per service).
+    onBound: Callable[[ServiceRuntime], object] = staticmethod(lambda runtime: None)
+
     def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
         self.name: str = service.serviceId  # type: ignore[assignment]
         self._context = context
@@ -116,8 +120,6 @@ class ServiceRuntime(Service):
         self.binding = ServiceSocket(service.serviceId)
         self._reactivation: Any = None
         self._paused = False
-        # Told each time the socket is bound (RPC registration).
-        self.onBound: Callable[[ServiceRuntime], object] = lambda runtime: None
 
     # --- what the daemon, the dump and tests read --------------------------
 
