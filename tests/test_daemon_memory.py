@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import gc
 
+from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
+from xinetd_twisted.config.model import Config
 from xinetd_twisted.daemon.memory import pausedCollections
+from xinetd_twisted.daemon.reload import loadForReload
 
 
 class PausedCollectionsTests(SynchronousTestCase):
@@ -57,3 +60,27 @@ class PausedCollectionsTests(SynchronousTestCase):
         with pausedCollections():
             pass
         self.assertFalse(gc.isenabled())
+
+
+class ReloadLoadTests(SynchronousTestCase):
+    """
+    L{loadForReload} loads with the collector paused.
+    """
+
+    def test_loaderRunsPaused(self) -> None:
+        """
+        The loader runs without cyclic collections; they run again after.
+        """
+        enabled = gc.isenabled()
+        self.addCleanup(gc.enable if enabled else gc.disable)
+        gc.enable()
+        seen = []
+
+        def loader(path: str) -> Config:
+            seen.append(gc.isenabled())
+            return Config(services=())
+
+        config = loadForReload(loader, "x.conf", Logger())
+        self.assertEqual(config, Config(services=()))
+        self.assertEqual(seen, [False])
+        self.assertTrue(gc.isenabled())
