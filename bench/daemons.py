@@ -49,9 +49,12 @@ def daemonPython(requested: str = "") -> str:
 def oursEnv() -> Dict[str, str]:
     """
     The environment of our daemon: this one, with the repository first on
-    C{PYTHONPATH}.
+    C{PYTHONPATH} and bytecode caches allowed (as installed, the package has
+    its bytecode compiled, as Twisted's is: without them ours would compile
+    every module from source on each start).
     """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
     )

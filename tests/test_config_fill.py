@@ -12,7 +12,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service, words
-from xinetd_twisted.config.model import ConfigError, Severity, SyslogLog
+from xinetd_twisted.config.model import ConfigError, Location, Severity, SyslogLog
 
 INTERNAL = """\
     type = INTERNAL
@@ -496,3 +496,53 @@ class CheckTests(SynchronousTestCase):
         """
         body = EXTERNAL.replace("user = root", f"user = {os.geteuid()}")
         self.assertEqual(len(parse(service(body), isRoot=False).services), 1)
+
+
+class SharedValuesTests(SynchronousTestCase):
+    """
+    Services written alike hold one object per equal value.
+    """
+
+    def test_equalValuesShared(self) -> None:
+        """
+        Two services with the same socket type, server, arguments, types and
+        flags share those values.
+        """
+        body = EXTERNAL + "\n server_args = -x"
+        text = service(body, name="a") + service(body.replace("4000", "4001"), name="b")
+        a, b = parse(text).services
+        for field in ("socketType", "server", "serverArgs", "argv", "types", "flags"):
+            self.assertIs(getattr(a, field), getattr(b, field), field)
+        self.assertIs(a.logOnSuccess, b.logOnSuccess)
+
+    def test_differentValuesKept(self) -> None:
+        """
+        Sharing never gives a service another's different value.
+        """
+        text = service(EXTERNAL + "\n server_args = -x", name="a") + service(
+            EXTERNAL.replace("4000", "4001") + "\n server_args = -y\n flags = IPV4",
+            name="b",
+        )
+        a, b = parse(text).services
+        self.assertEqual((a.serverArgs, b.serverArgs), (("-x",), ("-y",)))
+        self.assertEqual((a.flags, b.flags), (frozenset(), {"IPV4"}))
+        self.assertEqual(a.port, 4000)
+        self.assertEqual(b.port, 4001)
+
+    def test_locationsCompact(self) -> None:
+        """
+        A service's locations answer as a mapping of attribute to
+        L{Location}, and services written alike share the attribute names.
+        """
+        text = service(EXTERNAL, name="a") + service(
+            EXTERNAL.replace("4000", "4001"), name="b"
+        )
+        a, b = parse(text).services
+        self.assertEqual(a.locations["port"], Location("test.conf", 9))
+        self.assertEqual(b.locations.get("port"), Location("test.conf", 19))
+        self.assertIn("server", a.locations)
+        self.assertNotIn("banner", a.locations)
+        self.assertIsNone(a.locations.get("banner"))
+        self.assertRaises(KeyError, lambda: a.locations["banner"])
+        self.assertEqual(list(a.locations), list(b.locations))
+        self.assertIs(a.locations.names, b.locations.names)

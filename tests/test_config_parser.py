@@ -5,12 +5,14 @@ Tests for L{xinetd_twisted.config.parser}: the grammar, includes, locations.
 from __future__ import annotations
 
 import os
+from typing import List
 
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service
 from xinetd_twisted.config.model import Location, Severity
+from xinetd_twisted.config.parser import Block, Broken, Reader
 
 
 class GrammarTests(SynchronousTestCase):
@@ -247,3 +249,51 @@ class IncludeTests(SynchronousTestCase):
         )
         self.assertEqual(config.services[0].instances, 7)
         self.assertIn("only 1 defaults entry is allowed", messages(config)[0])
+
+
+class ConsumerTests(SynchronousTestCase):
+    """
+    A L{Reader} with a consumer hands each block over as it is read.
+    """
+
+    def test_blocksInReadingOrder(self) -> None:
+        """
+        The consumer gets every block in reading order, broken and
+        swallowed ones included, and L{Reader.blocks} stays empty.
+        """
+        got: List[Block] = []
+        reader = Reader(consumer=got.append)
+        reader.readText(
+            "defaults\n{\n instances = 3\n}\n"
+            "service a\n{\n wait = no\n"
+            "service b\n{\n}\n"
+            "service c\n{\n wait = yes\n}\n",
+            "t.conf",
+        )
+        self.assertEqual(
+            [(b.kind, b.name) for b in got],
+            [("defaults", "defaults"), ("service", "a"), ("service", "b")]
+            + [("service", "c")],
+        )
+        self.assertIsInstance(got[1].lines[-1], Broken)
+        self.assertEqual(reader.blocks, [])
+
+    def test_sameAsWithoutConsumer(self) -> None:
+        """
+        The blocks consumed are those a reader without a consumer keeps.
+        """
+        text = service(EXTERNAL, name="a") + service(EXTERNAL, name="b")
+        got: List[Block] = []
+        Reader(consumer=got.append).readText(text, "t.conf")
+        kept = Reader()
+        kept.readText(text, "t.conf")
+        self.assertEqual(got, kept.blocks)
+
+    def test_loadUnchanged(self) -> None:
+        """
+        Loading (which consumes blocks as read) still reports a problem of
+        a later block at its file and line.
+        """
+        config = parse(service(EXTERNAL, name="a") + service("bogus = 1", name="b"))
+        self.assertEqual([s.name for s in config.services], ["a"])
+        self.assertTrue(any("test.conf:13" in m for m in messages(config)))

@@ -92,6 +92,18 @@ class OpenSocketTests(SynchronousTestCase):
         conn.close()
         self.assertEqual(numericHost(addr), "::ffff:127.0.0.1")
 
+    def test_givenSpecUsed(self) -> None:
+        """
+        The spec the caller already computed for the service is the one
+        bound and returned (not a second, equal one).
+        """
+        wanted = SocketSpec.forService(service(bind="127.0.0.1"))
+        sock, spec, notice = openServiceSocket(service(bind="127.0.0.1"), spec=wanted)
+        self.addCleanup(sock.close)
+        self.assertIs(spec, wanted)
+        self.assertIsNone(notice)
+        self.assertEqual(sock.getsockname()[0], "127.0.0.1")
+
     def test_v6onlyOn(self) -> None:
         """
         C{v6only = yes} sets IPV6_V6ONLY, so IPv4 clients are refused.

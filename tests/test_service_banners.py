@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from xinetd_twisted.config.model import Location, ServiceConfig
 from xinetd_twisted.service.banners import (
     BANNER_LIMIT,
+    NO_BANNERS,
     Banners,
     loadBanner,
     readBanner,
@@ -179,6 +180,11 @@ class ForServiceTests(SynchronousTestCase):
         banners = Banners.forService(service(banner=path), log=self.log)
         self.assertEqual(banners, Banners(connect=b"welcome\n"))
         self.assertEqual(self.events, [])
+
+    def test_noBannersShared(self) -> None:
+        """Services that name no banner all get the one empty L{Banners}."""
+        self.assertIs(Banners.forService(service(), log=self.log), NO_BANNERS)
+        self.assertEqual(NO_BANNERS, Banners())
 
     def test_warnsOncePerBanner(self) -> None:
         """

@@ -131,6 +131,27 @@ class ChildSetupForTests(SynchronousTestCase):
             ),
         )
 
+    def test_servicesShareEnvironmentAndLimits(self) -> None:
+        """
+        Services with the same environment and limits share one tuple of
+        each (a thousand services cost one copy).
+        """
+        first = _setup(_service(name="a", serviceId="a", env=("X=1",)))
+        second = _setup(_service(name="b", serviceId="b", env=("X=1",), uid=1))
+        self.assertIs(first.environment, second.environment)
+        self.assertIs(first.rlimits, second.rlimits)
+
+    def test_differentEnvironmentsKeptApart(self) -> None:
+        """
+        A service with another C{env} or C{rlimit_*} gets its own values.
+        """
+        first = _setup(_service(env=("X=1",)))
+        second = _setup(_service(env=("X=2",), rlimits=(("RLIMIT_CPU", 5),)))
+        self.assertIn(("X", "2"), second.environment)
+        self.assertNotIn(("X", "2"), first.environment)
+        self.assertIn((resource.RLIMIT_CPU, 5, 5), second.rlimits)
+        self.assertNotIn((resource.RLIMIT_CPU, 5, 5), first.rlimits)
+
     def test_credentialsWhenRoot(self) -> None:
         """A root daemon sets uid, gid and the exact supplementary groups."""
         setup = _setup(_service(groups=True, supplementaryGroups=(5, 6)))

@@ -15,6 +15,7 @@ from xinetd_twisted import __version__
 from xinetd_twisted.config.model import ConfigError, UnreadableConfig
 from xinetd_twisted.config.reader import loadConfig
 from xinetd_twisted.config.tls import deferOpenSSL
+from xinetd_twisted.daemon.memory import pausedCollections
 
 # twistd imports this before the reactor: keep pyOpenSSL (~13 MB) out
 # until a TLS service needs it.
@@ -160,9 +161,12 @@ class Options(usage.Options):
                 raise usage.UsageError(f"Bad syslog facility: {facility}")
             self["syslog-facility"] = facility.lower()
         try:
-            config = loadConfig(
-                self["config"], inetdConf=self["inetd-compat"], strict=self["strict"]
-            )
+            with pausedCollections():
+                config = loadConfig(
+                    self["config"],
+                    inetdConf=self["inetd-compat"],
+                    strict=self["strict"],
+                )
         except UnreadableConfig as e:
             # One line: twistd would print its whole usage for a UsageError.
             raise SystemExit(f"twistd: cannot read {e.path}: {e.reason}") from None
@@ -207,15 +211,16 @@ def makeService(options: Any) -> IService:
         syslogFacility=options["syslog-facility"],
         metrics=options["metrics"],
     )
-    return SuperServer(
-        options["loadedConfig"],
-        options["config"],
-        partial(
-            loadConfig, inetdConf=options["inetd-compat"], strict=options["strict"]
-        ),
-        makeSpawner(options["spawner"], helperIdle=options["helper-idle"]),
-        options=daemonOptions,
-    )
+    with pausedCollections():
+        return SuperServer(
+            options["loadedConfig"],
+            options["config"],
+            partial(
+                loadConfig, inetdConf=options["inetd-compat"], strict=options["strict"]
+            ),
+            makeSpawner(options["spawner"], helperIdle=options["helper-idle"]),
+            options=daemonOptions,
+        )
 
 
 def _foreground(options: Any) -> bool:

@@ -7,7 +7,6 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, List, Optional, Tuple
 
 import attr
@@ -32,6 +31,8 @@ def _suggestion(name: str, inDefaults: bool) -> str:
     """
     The C{(did you mean X?)} part of a message about an unknown attribute.
     """
+    import difflib  # only for a misspelt attribute
+
     known = [
         row.name
         for row in ATTRIBUTES.values()
@@ -46,7 +47,9 @@ class ServiceDraft:
     """
     A service block after its lines were applied.
 
-    @ivar block: the block as read.
+    @ivar block: the block's C{service} line: its name and location (the
+        lines, applied to L{settings}, are not kept: with a thousand
+        services they were most of a load's memory).
     @ivar settings: its attributes.
     """
 
@@ -121,7 +124,8 @@ class Builder:
         settings.copyFrom(self.defaults, COPIED_AT_PARSE)
         outcome = self._apply(block, settings, False)
         if outcome == "keep":
-            self.drafts.append(ServiceDraft(block, settings))
+            header = Block(block.kind, block.name, block.location, ())
+            self.drafts.append(ServiceDraft(header, settings))
         elif outcome == "drop":
             self.dropService(settings.values.get("id", block.name), block.location.path)
 

@@ -18,6 +18,7 @@ from xinetd_twisted.config.builtins import BUILTINS
 from xinetd_twisted.config.files import writableByOthers
 from xinetd_twisted.config.listening import ListeningProblem, checkListening
 from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.sharing import SharedValues
 from xinetd_twisted.config.sysfiles import Services
 
 IDENT_PORT = 113
@@ -56,6 +57,10 @@ class ServiceChecker:
 
     def __init__(self, env: Environment) -> None:
         self.env = env
+        self._shared = SharedValues()
+        # Per load: a thousand services running one program stat it once.
+        self._servers: Dict[str, Tuple[bool, bool]] = {}
+        self._status: Dict[str, Optional[os.stat_result]] = {}
         self._byId: Dict[str, ServiceConfig] = {}
         self._byPort: Dict[Tuple[Optional[int], str], List[ServiceConfig]] = {}
         self._byPath: Dict[str, ServiceConfig] = {}
@@ -194,13 +199,16 @@ class ServiceChecker:
                     )
             logOnSuccess = logOnSuccess - {"USERID"}
             logOnFailure = logOnFailure - {"USERID"}
+        shared = self._shared
         return attr.evolve(
             sc,
-            types=frozenset(types),
-            flags=frozenset(flags),
+            types=shared(frozenset(types)),
+            flags=shared(frozenset(flags)),
             rpcNumber=rpcNumber,
-            logOnSuccess=logOnSuccess,
-            logOnFailure=logOnFailure,
+            logOnSuccess=shared(frozenset(logOnSuccess)),
+            logOnFailure=shared(frozenset(logOnFailure)),
+            locations=shared.locations(sc.locations),
+            **shared.fieldsOf(sc),
         )
 
     def _checkRequired(self, sc: ServiceConfig, spec, types, warnings) -> None:
@@ -255,11 +263,34 @@ class ServiceChecker:
             if not os.path.isdir(sc.chroot):
                 raise Drop(f"chroot directory {sc.chroot} does not exist", "chroot")
             path = os.path.join(sc.chroot, sc.server.lstrip("/"))
-        if not os.path.isfile(path):
+        isFile, executable = self._serverFacts(path)
+        if not isFile:
             raise Drop(f"Could not stat server {path}", "server")
-        if not os.access(path, os.X_OK):
+        if not executable:
             raise Drop(f"Server {path} is not executable", "server")
         self._checkWritable(path, "server", "server", warnings)
+
+    def _serverFacts(self, path: str) -> Tuple[bool, bool]:
+        """
+        Whether C{path} is a file, and executable, found once per load.
+        """
+        facts = self._servers.get(path)
+        if facts is None:
+            isFile = os.path.isfile(path)
+            facts = (isFile, isFile and os.access(path, os.X_OK))
+            self._servers[path] = facts
+        return facts
+
+    def _statOnce(self, path: str) -> Optional[os.stat_result]:
+        """
+        C{os.stat(path)} once per load, or L{None} when it fails.
+        """
+        if path not in self._status:
+            try:
+                self._status[path] = os.stat(path)
+            except (OSError, ValueError):
+                self._status[path] = None
+        return self._status[path]
 
     def _checkBanners(self, sc: ServiceConfig, warnings) -> None:
         for attribute, path in (
@@ -276,9 +307,8 @@ class ServiceChecker:
         """
         if not self.env.warnWritable:
             return
-        try:
-            status = os.stat(path)
-        except (OSError, ValueError):
+        status = self._statOnce(path)
+        if status is None:
             return  # a missing banner is the runtime's concern
         why = writableByOthers(status)
         if why is not None:

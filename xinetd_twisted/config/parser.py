@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import List, NoReturn, Optional, Tuple, Union
+from typing import Callable, List, NoReturn, Optional, Tuple, Union
 
 import attr
 
@@ -27,7 +27,7 @@ from xinetd_twisted.config.model import ConfigError, Location, Problem, Severity
 MAX_LINE = 16 * 1024
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class Line:
     """
     C{name op value...} inside a block.
@@ -39,7 +39,7 @@ class Line:
     location: Location
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class Broken:
     """
     A line that breaks its block (xinetd drops the service): bad syntax,
@@ -51,7 +51,7 @@ class Broken:
     attribute: Optional[str] = None
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class Block:
     """
     A C{defaults} or C{service NAME} block as read.
@@ -75,7 +75,8 @@ class Reader:
     """
     Reads a main file and everything it includes, in xinetd's order.
 
-    @ivar blocks: every block, in reading order.
+    @ivar blocks: every block, in reading order (unless a L{consumer}
+        takes them).
     @ivar problems: syntax problems found at the top level.
     @ivar files: every file read.
     @ivar unread: files the configuration names that were not read because
@@ -83,6 +84,10 @@ class Reader:
         entry): the services they defined may only look removed.
     @ivar warnWritable: warn about files and directories another user
         than root could change (for a daemon running as root).
+    @ivar consumer: given each block as soon as it is read, in reading
+        order, instead of L{blocks}: then a block's lines can be let go
+        once applied, rather than every file's lines kept until the end
+        (with a thousand services that was most of a load's memory).
     """
 
     blocks: List[Block] = attr.ib(factory=list)
@@ -90,7 +95,17 @@ class Reader:
     files: List[str] = attr.ib(factory=list)
     unread: List[str] = attr.ib(factory=list)
     warnWritable: bool = False
+    consumer: Optional[Callable[[Block], None]] = None
     _stack: List[str] = attr.ib(factory=list)
+
+    def addBlock(self, block: Block) -> None:
+        """
+        A block was read: to the L{consumer}, else to L{blocks}.
+        """
+        if self.consumer is not None:
+            self.consumer(block)
+        else:
+            self.blocks.append(block)
 
     def problem(
         self, location: Location, message: str, severity: Severity = Severity.ERROR
@@ -337,7 +352,8 @@ class _FileReader:
                 self.swallowed[-1] = attr.evolve(last, lines=(item,) + last.lines)
 
     def _flushSwallowed(self) -> None:
-        self.reader.blocks.extend(self.swallowed)
+        for block in self.swallowed:
+            self.reader.addBlock(block)
         self.swallowed = []
 
     def run(self) -> None:
@@ -381,7 +397,7 @@ class _FileReader:
                 # xinetd counts the line it read instead of the brace.
                 where = location if brace is None else brace[1]
                 broken = Broken(f"Service {name}: missing '{{'", where)
-                self.reader.blocks.append(Block(kind, name, location, (broken,)))
+                self.reader.addBlock(Block(kind, name, location, (broken,)))
                 if brace is not None and brace[0].strip(" \t") != "}":
                     self._swallow(brace[0], brace[1], location)
                 self.skipEntry(location)
@@ -391,7 +407,7 @@ class _FileReader:
             if kind == "defaults":
                 self.sawDefaults = True
             lines = self.readBody(location)
-            self.reader.blocks.append(Block(kind, name, location, lines, duplicate))
+            self.reader.addBlock(Block(kind, name, location, lines, duplicate))
             self._flushSwallowed()
 
     def readBody(self, start: Location) -> Tuple[Union[Line, Broken], ...]:

@@ -7,7 +7,7 @@ L{Config}.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional
 
 import attr
 
@@ -15,7 +15,6 @@ from xinetd_twisted.config.addresses import makeResolver
 from xinetd_twisted.config.build import STRICT_SUFFIX, Builder
 from xinetd_twisted.config.files import FileRefused
 from xinetd_twisted.config.fill import Environment, Filler
-from xinetd_twisted.config.inetdconf import InetdConf, readInetdConf
 from xinetd_twisted.config.model import (
     Config,
     ConfigError,
@@ -32,6 +31,10 @@ from xinetd_twisted.config.sysfiles import (
     readServices,
 )
 from xinetd_twisted.config.values import ParseContext
+
+if TYPE_CHECKING:
+    # Read only with --inetd-compat.
+    from xinetd_twisted.config.inetdconf import InetdConf
 
 
 def loadConfig(
@@ -74,17 +77,10 @@ def loadConfig(
         large, unreadable), includes nest too deep, or a value in
         C{defaults} is bad (xinetd exits then).
     """
-    reader = Reader(
-        warnWritable=os.geteuid() == 0 if warnWritable is None else warnWritable
-    )
-    if text is not None:
-        reader.readText(text, path)
-    else:
-        _readMain(reader, path)
     options = _Options(
         environ,
         isRoot,
-        reader.warnWritable,
+        os.geteuid() == 0 if warnWritable is None else warnWritable,
         strict,
         servicesFile,
         protocolsFile,
@@ -92,7 +88,13 @@ def loadConfig(
         networksFile,
         inetdConf,
     )
-    return _finish(reader, options)
+    load = _Load(options)
+    reader = Reader(warnWritable=options.warnWritable, consumer=load.add)
+    if text is not None:
+        reader.readText(text, path)
+    else:
+        _readMain(reader, path)
+    return _finish(reader, load, options)
 
 
 def parseConfigText(text: str, path: str = "<string>", **options: Any) -> Config:
@@ -151,22 +153,48 @@ def _strictly(problems: Iterable[Problem], strict: bool) -> List[Problem]:
     ]
 
 
-def _finish(reader: Reader, options: _Options) -> Config:
-    services = readServices(options.servicesFile)
-    ctx = ParseContext(
-        resolve=makeResolver(),
-        networks=readNetworks(options.networksFile),
-        protocols=readProtocols(options.protocolsFile),
-        services=services,
-    )
-    builder = Builder(ctx, strict=options.strict)
-    for block in reader.blocks:
-        builder.add(block)
+class _Load:
+    """
+    Applies each block as the reader reads it (so that its lines can go),
+    remembering the ids of the xinetd services (for inetd.conf lines).
+
+    @ivar services: /etc/services.
+    @ivar builder: applies the blocks.
+    @ivar xinetdIds: the lower-case id of every xinetd service block -> its
+        location, the first one for an id.
+    """
+
+    def __init__(self, options: _Options) -> None:
+        self.services = readServices(options.servicesFile)
+        ctx = ParseContext(
+            resolve=makeResolver(),
+            networks=readNetworks(options.networksFile),
+            protocols=readProtocols(options.protocolsFile),
+            services=self.services,
+        )
+        self.builder = Builder(ctx, strict=options.strict)
+        self.xinetdIds: Dict[str, Location] = {}
+
+    def add(self, block: Block) -> None:
+        """
+        Apply one block, in reading order.
+        """
+        if block.kind == "service":
+            self.xinetdIds.setdefault(_blockId(block).lower(), block.location)
+        self.builder.add(block)
+
+
+def _finish(reader: Reader, load: _Load, options: _Options) -> Config:
+    services, builder = load.services, load.builder
     files = list(reader.files)
     if options.inetdConf is not None:
         # xinetd reads inetd.conf after every xinetd file, into the same
         # list, so its lines get every defaults value.
-        _addInetd(builder, reader, readInetdConf(options.inetdConf, services), options)
+        from xinetd_twisted.config.inetdconf import readInetdConf
+
+        _addInetd(
+            builder, load.xinetdIds, readInetdConf(options.inetdConf, services), options
+        )
         files.append(options.inetdConf)
         try:
             inetdStatus = os.stat(options.inetdConf)
@@ -190,8 +218,11 @@ def _finish(reader: Reader, options: _Options) -> Config:
         builder.defaults,
         strict=options.strict,
     )
-    for draft in builder.activeDrafts():
-        filler.add(draft)
+    # Each draft let go once filled, as each block once applied.
+    drafts = list(reversed(builder.activeDrafts()))
+    builder.drafts.clear()
+    while drafts:
+        filler.add(drafts.pop())
     problems += filler.problems
     dropped = builder.dropped + filler.dropped
     withErrors = {
@@ -210,7 +241,10 @@ def _finish(reader: Reader, options: _Options) -> Config:
 
 
 def _addInetd(
-    builder: Builder, reader: Reader, conf: InetdConf, options: _Options
+    builder: Builder,
+    xinetdIds: Mapping[str, Location],
+    conf: InetdConf,
+    options: _Options,
 ) -> None:
     """
     Give the builder the inetd.conf lines that no xinetd service hides.
@@ -220,10 +254,6 @@ def _addInetd(
     inetd.conf line even when it is disabled; so every xinetd block counts,
     whether it runs or not.
     """
-    xinetdIds: Dict[str, Location] = {}
-    for block in reader.blocks:
-        if block.kind == "service":
-            xinetdIds.setdefault(_blockId(block).lower(), block.location)
     builder.problems.extend(_strictly(conf.problems, options.strict))
     # Under strict, a line with a warning is dropped like a service.
     warned = {

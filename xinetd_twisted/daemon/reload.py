@@ -11,6 +11,7 @@ from typing import Callable, Optional
 from twisted.logger import Logger
 
 from xinetd_twisted.config.model import Config, ConfigError, Severity
+from xinetd_twisted.daemon.memory import pausedCollections
 
 
 def loadForReload(
@@ -21,7 +22,8 @@ def loadForReload(
     used at all.
     """
     try:
-        return loader(path)
+        with pausedCollections():
+            return loader(path)
     except ConfigError as e:
         for problem in e.problems:
             emit = log.warn if problem.severity is Severity.WARNING else log.error

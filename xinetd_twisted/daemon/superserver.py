@@ -26,6 +26,7 @@ from xinetd_twisted.config.model import (
     Severity,
 )
 from xinetd_twisted.daemon.activation import InheritedSockets
+from xinetd_twisted.daemon.memory import pausedCollections
 from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
 from xinetd_twisted.daemon.operations import Operations, budgetDescriptors
@@ -347,8 +348,9 @@ class SuperServer(MultiService):
         started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self.table.pressure)
         self.table.assignInherited(self.inherited, self.config)
-        for runtime in list(self):
-            self.table.bind(runtime)
+        with pausedCollections():
+            for runtime in list(self):
+                self.table.bind(runtime)
         self.table.logUnusedInherited(self.inherited)
 
     def _spawnerNotStarted(self, reason: Any) -> None:

@@ -42,7 +42,7 @@ _SOCKET_TYPES = {
 }
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class SocketSpec:
     """
     What identifies a service's socket: when these are equal across a reload
@@ -211,16 +211,20 @@ def openSocket(spec: SocketSpec, backlog: int = LISTEN_BACKLOG) -> socket.socket
 
 
 def openServiceSocket(
-    service: ServiceConfig, backlog: int = LISTEN_BACKLOG
+    service: ServiceConfig,
+    backlog: int = LISTEN_BACKLOG,
+    spec: Optional[SocketSpec] = None,
 ) -> tuple[socket.socket, SocketSpec, Optional[str]]:
     """
     Open the socket for C{service}.  When IPv6 is unavailable and no bind
     address was given, fall back to IPv4 as xinetd does.
 
+    @param spec: C{SocketSpec.forService(service)} when the caller has it.
     @return: the socket, the spec actually used, and a notice to log when a
         fallback happened (else L{None}).
     """
-    spec = SocketSpec.forService(service)
+    if spec is None:
+        spec = SocketSpec.forService(service)
     try:
         return openSocket(spec, backlog), spec, None
     except OSError as e:

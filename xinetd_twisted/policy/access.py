@@ -115,6 +115,25 @@ class ServicePolicy:
     @ivar libwrapName: the daemon name for hosts.allow/deny, or L{None}.
     """
 
+    __slots__ = (
+        "config",
+        "_context",
+        "_seconds",
+        "_processLimit",
+        "_sensorList",
+        "_loadAverage",
+        "limits",
+        "rate",
+        "sourceRate",
+        "_addresses",
+        "_times",
+        "_isSensor",
+        "libwrapName",
+        "_wrap",
+        "_lastHost",
+        "_lastPeer",
+    )
+
     def __init__(
         self,
         config: ServiceConfig,

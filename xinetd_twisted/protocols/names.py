@@ -35,7 +35,6 @@ from typing import (
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.names import dns
 
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 4096
@@ -97,6 +96,9 @@ def _addresses(result: Any) -> Iterable[str]:
     """
     The addresses of the A and AAAA records in a L{twisted.names} answer.
     """
+    # twisted.names costs the daemon ~0.5 MB: only a lookup needs it.
+    from twisted.names import dns
+
     answers = result[0] if isinstance(result, tuple) else ()
     for record in answers:
         payload = getattr(record, "payload", None)

@@ -43,6 +43,17 @@ class Admission:
     @ivar refused: those refused.
     """
 
+    __slots__ = (
+        "_context",
+        "_service",
+        "_log",
+        "_deactivateFor",
+        "policy",
+        "banners",
+        "connections",
+        "refused",
+    )
+
     daemonLog = Logger(namespace="xinetd_twisted.service")
 
     def __init__(

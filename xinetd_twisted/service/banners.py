@@ -186,4 +186,12 @@ class Banners:
                     problem=problem,
                 )
             texts.append(data)
+        if not any(texts):
+            return NO_BANNERS
         return cls(*texts)
+
+
+NO_BANNERS = Banners()
+"""
+The banners of a service that names none (one value for all of them).
+"""

@@ -8,13 +8,16 @@ address we bind.
 from __future__ import annotations
 
 import socket
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from twisted.logger import Logger
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import SocketSource, SocketSpec, openServiceSocket
-from xinetd_twisted.listen.unix import BoundPath, openUnixSocket
+
+if TYPE_CHECKING:
+    # Imported only when a service has a listen_path.
+    from xinetd_twisted.listen.unix import BoundPath
 
 
 class ServiceSocket:
@@ -24,6 +27,8 @@ class ServiceSocket:
     @ivar inherited: the socket systemd passed for the service, or L{None}:
         then it is bound here.
     """
+
+    __slots__ = ("_serviceId", "inherited", "_bound")
 
     log = Logger(namespace="xinetd_twisted.service")
 
@@ -46,9 +51,11 @@ class ServiceSocket:
             # configuration says.
             return self.inherited()
         if requested is not None and requested.family == socket.AF_UNIX:
+            from xinetd_twisted.listen.unix import openUnixSocket
+
             sock, self._bound = openUnixSocket(requested)
             return sock, requested, ""
-        sock, spec, notice = openServiceSocket(service)
+        sock, spec, notice = openServiceSocket(service, spec=requested)
         if notice:
             self.log.info(notice)
         return sock, spec, ""

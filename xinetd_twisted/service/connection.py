@@ -14,7 +14,6 @@ from typing import Any, Optional, Tuple
 
 import attr
 
-from xinetd_twisted.listen.unix import peerCredentials
 from xinetd_twisted.service.banners import sendNoWait
 from xinetd_twisted.service.tls import tlsEnvironment
 
@@ -101,6 +100,9 @@ class Connection:
         """
         environment: Tuple[Tuple[str, str], ...] = ()
         if family == socket.AF_UNIX:
+            # Only UNIX-domain services need the module.
+            from xinetd_twisted.listen.unix import peerCredentials
+
             credentials = peerCredentials(fd)
             if credentials is not None:
                 environment = credentials.environment()

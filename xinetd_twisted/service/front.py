@@ -20,11 +20,23 @@ from twisted.python.failure import Failure
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.stream import StreamAcceptor
-from xinetd_twisted.service.proxy import ProxyHeaderFactory, TrustedProxies, proxyGate
 from xinetd_twisted.service.tls import ServiceTLS
 
 if TYPE_CHECKING:
     from xinetd_twisted.service.parts import ServiceParts
+    from xinetd_twisted.service.proxy import TrustedProxies
+
+
+def _trustedProxies(service: ServiceConfig) -> Optional[TrustedProxies]:
+    """
+    The service's trusted proxies, or L{None}: the PROXY machinery is
+    imported only for a service that names some.
+    """
+    if service.proxyProtocol is None:
+        return None
+    from xinetd_twisted.service.proxy import TrustedProxies
+
+    return TrustedProxies.forService(service)
 
 
 class ServiceFront:
@@ -36,11 +48,13 @@ class ServiceFront:
     @ivar proxies: the trusted proxies, or L{None}.
     """
 
+    __slots__ = ("tls", "proxies")
+
     def __init__(self, service: ServiceConfig) -> None:
         self.tls: Optional[ServiceTLS] = (
             ServiceTLS(service) if service.tlsCertificate is not None else None
         )
-        self.proxies = TrustedProxies.forService(service)
+        self.proxies = _trustedProxies(service)
 
     def reconfigure(self, service: ServiceConfig) -> None:
         """
@@ -53,7 +67,7 @@ class ServiceFront:
             self.tls = ServiceTLS(service)
         else:
             self.tls.reload(service)
-        self.proxies = TrustedProxies.forService(service)
+        self.proxies = _trustedProxies(service)
 
 
 class PortListener:
@@ -117,6 +131,8 @@ def openStreamListener(
     reactor = parts.context.reactor
     front = parts.front
     serviceId = parts.service.serviceId
+    if front.proxies is not None:
+        from xinetd_twisted.service.proxy import ProxyHeaderFactory, proxyGate
     if front.tls is not None:
         served = front.tls.wrap(factory)
         served.noisy = False
@@ -139,6 +155,8 @@ class OwnListener:
 
     @ivar family: the socket's family (to adopt accepted descriptors).
     """
+
+    __slots__ = ("_parts", "_acceptRaw", "_factory", "_handsOff", "_listener", "family")
 
     def __init__(
         self,

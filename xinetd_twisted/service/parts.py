@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from xinetd_twisted.config.builtins import builtinFor
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.logs.service import ServiceLog
+from xinetd_twisted.policy.access import ServicePolicy
 from xinetd_twisted.service.admission import Admission
 from xinetd_twisted.service.children import Children
 from xinetd_twisted.service.context import DaemonContext
@@ -41,6 +42,16 @@ class ServiceParts:
     @ivar active: whether the service's socket is open and served.
     """
 
+    __slots__ = (
+        "context",
+        "service",
+        "log",
+        "admission",
+        "children",
+        "front",
+        "active",
+    )
+
     daemonLog = Logger(namespace="xinetd_twisted.service")
 
     def __init__(
@@ -56,13 +67,22 @@ class ServiceParts:
         self.children = Children(
             context,
             service,
-            policy=lambda: self.admission.policy,
-            log=lambda: self.log,
+            policy=self._policy,
+            log=self._log,
             recheck=self.admission.recheckAccess,
             countsInstances=countsInstances(service),
         )
         self.front = ServiceFront(service)
         self.active = False
+
+    # Bound methods rather than lambdas: a thousand services keep two
+    # closures and their cells less each.
+
+    def _policy(self) -> ServicePolicy:
+        return self.admission.policy
+
+    def _log(self) -> ServiceLog:
+        return self.log
 
     def reconfigure(self, service: ServiceConfig) -> None:
         """

@@ -11,7 +11,7 @@ in C{stopService}; its C{factory} serves it on any other endpoint too.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -26,23 +26,25 @@ from xinetd_twisted.listen.sockets import (
 from xinetd_twisted.service.binding import ServiceSocket
 from xinetd_twisted.service.children import Child, SpawnAttempt
 from xinetd_twisted.service.context import DaemonContext
-from xinetd_twisted.service.inprocess import (
-    InternalDatagramKind,
-    InternalStreamKind,
-    RedirectKind,
-    TcpmuxKind,
-)
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import ProgramKind, WaitKind
 from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey, credentialKey
 
+if TYPE_CHECKING:
+    from xinetd_twisted.service.inprocess import (
+        InternalDatagramKind,
+        InternalStreamKind,
+        RedirectKind,
+        TcpmuxKind,
+    )
+
 Kind = Union[
     ProgramKind,
     WaitKind,
-    InternalStreamKind,
-    InternalDatagramKind,
-    RedirectKind,
-    TcpmuxKind,
+    "InternalStreamKind",
+    "InternalDatagramKind",
+    "RedirectKind",
+    "TcpmuxKind",
 ]
 
 REACTIVATE_RETRY = 10.0
@@ -56,17 +58,28 @@ def kindFor(parts: ServiceParts) -> Kind:
     The kind that serves a service, by its configuration.
     """
     service = parts.service
-    if service.isInternal:
-        if service.name.lower() == "tcpmux" and service.socketType == "stream":
-            return TcpmuxKind(parts)
+    if service.isInternal or service.redirect is not None:
+        # The in-process kinds (and the builtins, redirect and tcpmux behind
+        # them) are imported only when a service is served in-process.
+        from xinetd_twisted.service import inprocess
+
+        if not service.isInternal:
+            return inprocess.RedirectKind(parts)
+        if isTcpmux(service):
+            return inprocess.TcpmuxKind(parts)
         if service.socketType == "dgram":
-            return InternalDatagramKind(parts)
-        return InternalStreamKind(parts)
-    if service.redirect is not None:
-        return RedirectKind(parts)
+            return inprocess.InternalDatagramKind(parts)
+        return inprocess.InternalStreamKind(parts)
     if service.wait:
         return WaitKind(parts)
     return ProgramKind(parts)
+
+
+def isTcpmux(service: ServiceConfig) -> bool:
+    """
+    Whether the internal service is the tcpmux multiplexer.
+    """
+    return service.name.lower() == "tcpmux" and service.socketType == "stream"
 
 
 def hasRuntime(service: ServiceConfig) -> bool:
@@ -93,6 +106,10 @@ class ServiceRuntime(Service):
 
     daemonLog = Logger(namespace="xinetd_twisted.service")
 
+    # Told each time the socket is bound (RPC registration); set per
+    # runtime by the table (a class default: no closure per service).
+    onBound: Callable[[ServiceRuntime], object] = staticmethod(lambda runtime: None)
+
     def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
         self.name: str = service.serviceId  # type: ignore[assignment]
         self._context = context
@@ -103,8 +120,6 @@ class ServiceRuntime(Service):
         self.binding = ServiceSocket(service.serviceId)
         self._reactivation: Any = None
         self._paused = False
-        # Told each time the socket is bound (RPC registration).
-        self.onBound: Callable[[ServiceRuntime], object] = lambda runtime: None
 
     # --- what the daemon, the dump and tests read --------------------------
 
@@ -338,7 +353,10 @@ class ServiceRuntime(Service):
         """
         The tcpmux sub-services it may hand connections to (tcpmux only).
         """
-        if isinstance(self.kind, TcpmuxKind):
+        if self.service.isInternal and isTcpmux(self.service):
+            from xinetd_twisted.service.inprocess import TcpmuxKind
+
+            assert isinstance(self.kind, TcpmuxKind)
             self.kind.setSubservices(subservices)
 
     def endServers(self, signum: int) -> None:

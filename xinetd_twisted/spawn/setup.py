@@ -7,6 +7,7 @@ per configuration load (never per connection).
 from __future__ import annotations
 
 import resource
+from functools import lru_cache
 from typing import Dict, Mapping, Optional, Tuple
 
 from xinetd_twisted.config.model import UNLIMITED, ServiceConfig
@@ -54,24 +55,15 @@ def childSetupFor(
     """
     if service.server is None:
         raise ValueError(f"service {service.serviceId} runs no program")
-    if service.passenv is None:
-        base = list(daemonEnviron.items())
-    else:
-        base = [(n, daemonEnviron[n]) for n in service.passenv if n in daemonEnviron]
-    extra = []
-    for word in service.env:
-        name, _, value = word.partition("=")
-        extra.append((name, value))
-    # Later entries win in a C environment only by convention; keep one
-    # entry per name, the service's env overriding the passed one.
-    overridden = {name for name, _ in extra}
-    environment = tuple((n, v) for n, v in base if n not in overridden) + tuple(extra)
-
-    limits = dict(DAEMON_RLIMITS if daemonRlimits is None else daemonRlimits)
-    limits[resource.RLIMIT_NOFILE] = (_limit(nofileHardLimit), _limit(nofileHardLimit))
-    for resourceName, amount in service.rlimits:
-        limits[getattr(resource, resourceName)] = (_limit(amount), _limit(amount))
-    rlimits = [(r, soft, hard) for r, (soft, hard) in sorted(limits.items())]
+    passenv = None if service.passenv is None else tuple(service.passenv)
+    environment = _environment(
+        tuple(daemonEnviron.items()), passenv, tuple(service.env)
+    )
+    rlimits = _rlimits(
+        tuple((DAEMON_RLIMITS if daemonRlimits is None else daemonRlimits).items()),
+        nofileHardLimit,
+        tuple((name, amount) for name, amount in service.rlimits),
+    )
 
     credentials = isRoot and (service.uid is not None or service.gid is not None)
     return ChildSetup(
@@ -83,12 +75,59 @@ def childSetupFor(
         supplementaryGroups=tuple(service.supplementaryGroups) if credentials else None,
         umask=service.umask if service.umask is not None else daemonUmask | 0o022,
         nice=service.nice,
-        rlimits=tuple(rlimits),
+        rlimits=rlimits,
         chroot=service.chroot,
         workingDirectory="/",
         newSession=True,
         noNewPrivileges=service.noNewPrivileges,
     )
+
+
+# Services mostly share their environment and limits: one tuple each for
+# all of them (~3.5 KiB a service otherwise).  Bounded, for reloads.
+
+
+@lru_cache(maxsize=64)
+def _environment(
+    daemonEnviron: Tuple[Tuple[str, str], ...],
+    passenv: Optional[Tuple[str, ...]],
+    env: Tuple[str, ...],
+) -> Tuple[Tuple[str, str], ...]:
+    """
+    The child's base environment: the daemon's (only the C{passenv} names,
+    when set), the service's C{env} overriding it.
+    """
+    if passenv is None:
+        base = list(daemonEnviron)
+    else:
+        known = dict(daemonEnviron)
+        base = [(n, known[n]) for n in passenv if n in known]
+    extra = []
+    for word in env:
+        name, _, value = word.partition("=")
+        extra.append((name, value))
+    # Later entries win in a C environment only by convention; keep one
+    # entry per name, the service's env overriding the passed one.
+    overridden = {name for name, _ in extra}
+    return tuple((n, v) for n, v in base if n not in overridden) + tuple(extra)
+
+
+@lru_cache(maxsize=64)
+def _rlimits(
+    daemonRlimits: Tuple[Tuple[int, Tuple[int, int]], ...],
+    nofileHardLimit: int,
+    serviceRlimits: Tuple[Tuple[str, int], ...],
+) -> Tuple[Tuple[int, int, int], ...]:
+    """
+    Every limit the child gets, C{(resource, soft, hard)} in resource
+    order: the service's, else the daemon's; files at the daemon's hard
+    limit unless the service sets C{rlimit_files}.
+    """
+    limits = dict(daemonRlimits)
+    limits[resource.RLIMIT_NOFILE] = (_limit(nofileHardLimit), _limit(nofileHardLimit))
+    for resourceName, amount in serviceRlimits:
+        limits[getattr(resource, resourceName)] = (_limit(amount), _limit(amount))
+    return tuple((r, soft, hard) for r, (soft, hard) in sorted(limits.items()))
 
 
 def connectionEnvironment(peerHost: str) -> Tuple[Tuple[str, str], ...]:
