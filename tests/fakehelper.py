@@ -33,8 +33,11 @@ class FakeHelperTransport:
 
     pid = 4242
 
+    def __init__(self) -> None:
+        self.signals: List[Any] = []
+
     def signalProcess(self, signal: Any) -> None:
-        pass
+        self.signals.append(signal)
 
 
 class ProcessReactor(MemoryReactorClock):
@@ -45,10 +48,15 @@ class ProcessReactor(MemoryReactorClock):
     """
 
     helperEnd: Optional[socket.socket] = None
+    helperProtocol: Any = None
+    launched = 0
 
     def spawnProcess(self, proto: Any, executable: str, args: Any, **kw: Any) -> Any:
         self.helperEnd = socket.socket(fileno=os.dup(kw["childFDs"][3]))
-        return FakeHelperTransport()
+        self.helperProtocol = proto
+        self.launched += 1
+        self.helperTransport = FakeHelperTransport()
+        return self.helperTransport
 
 
 class FakeProtocol:

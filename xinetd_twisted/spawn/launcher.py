@@ -13,6 +13,7 @@ import warnings
 from typing import Any, Callable, Dict, List
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -61,11 +62,17 @@ class HelperProtocol(ProcessProtocol):
         self._launcher.helperEnded(self, reason)
 
 
+def _credentials() -> tuple:
+    return (os.getresuid(), os.getresgid(), sorted(os.getgroups()))
+
+
 class HelperLauncher:
     """
     Starts the root helper and says when it is ready and when it has ended.
 
     @ivar transport: the helper process's transport, L{None} when none runs.
+    @ivar retired: whether the helper last started has said it exits because
+        it was idle (so its end is no loss).
     """
 
     def __init__(
@@ -77,8 +84,9 @@ class HelperLauncher:
     ) -> None:
         """
         @param environment: the helper's own environment.
-        @param ended: called with whether we were stopping it when the
-            helper process has ended, before L{whenEnded} fires.
+        @param ended: called with whether its end was expected (we were
+            stopping it, or it L{retired}) when the helper process has
+            ended, before L{whenEnded} fires.
         """
         self._reactor = reactor
         self._environment = environment
@@ -89,6 +97,8 @@ class HelperLauncher:
         self._ready: List[Deferred] = []
         self._ended: List[Deferred] = []
         self._isReady = False
+        self._launchedAs: Any = None
+        self.retired = False
 
     @property
     def running(self) -> bool:
@@ -129,7 +139,35 @@ class HelperLauncher:
         self._protocol = proto
         self.transport = transport
         self._isReady = False
+        self.retired = False
+        if self._launchedAs is None:
+            self._launchedAs = _credentials()
         return ours
+
+    def canRelaunch(self) -> bool:
+        """
+        Whether a helper started now would have the credentials of the
+        first one: not once the daemon has dropped its privileges (twistd
+        C{--uid}), when only the running helper can still start servers
+        as other users.
+        """
+        return self._launchedAs is not None and _credentials() == self._launchedAs
+
+    def retiring(self) -> None:
+        """
+        The running helper has said it exits because it is idle.
+        """
+        self.retired = True
+
+    def kill(self) -> None:
+        """
+        SIGKILL the running helper, if any (its end is then a death).
+        """
+        if self.transport is not None:
+            try:
+                self.transport.signalProcess("KILL")
+            except (ProcessExitedAlready, OSError):
+                pass
 
     def whenReady(self) -> Deferred:
         """
@@ -173,7 +211,7 @@ class HelperLauncher:
         if proto is not self._protocol:
             return
         stopping = bool(self._ended)
-        self._onEnded(stopping)
+        self._onEnded(stopping or self.retired)
         self._protocol = None
         self.transport = None
         ended, self._ended = self._ended, []
