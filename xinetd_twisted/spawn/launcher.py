@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import warnings
 from typing import Any, Callable, Dict, List
 
 from twisted.internet.defer import Deferred, succeed
@@ -18,6 +17,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from xinetd_twisted.spawn.helperprocess import startHelperProcess
 from xinetd_twisted.spawn.interfaces import SpawnError
 from xinetd_twisted.spawn.orphans import OrphanReaper
 
@@ -34,15 +34,15 @@ _BOOTSTRAP = (
 )
 
 
-def helperArguments(path: str = HELPER_PATH) -> List[str]:
+def helperArguments(path: str = HELPER_PATH, fd: int = 3) -> List[str]:
     """
     The helper's argv after the interpreter: C{-I -S} (no site, no
     environment, nothing on C{sys.path}) and the file at C{path} loaded
     through the import system rather than run as a script, so that it comes
     from its cached bytecode instead of being compiled at each start (which
-    leaves about 1.7 MB behind in the helper); its channel is fd 3.
+    leaves about 1.7 MB behind in the helper); its channel is fd C{fd}.
     """
-    return ["-I", "-S", "-c", _BOOTSTRAP, path, "3"]
+    return ["-I", "-S", "-c", _BOOTSTRAP, path, str(fd)]
 
 
 class HelperProtocol(ProcessProtocol):
@@ -69,6 +69,9 @@ def _credentials() -> tuple:
 class HelperLauncher:
     """
     Starts the root helper and says when it is ready and when it has ended.
+
+    @ivar startProcess: starts it: C{(reactor, protocol, argv, environment,
+        fd to keep) -> transport} (L{startHelperProcess}; tests replace it).
 
     @ivar transport: the helper process's transport, L{None} when none runs.
     @ivar retired: whether the helper last started has said it exits because
@@ -99,6 +102,7 @@ class HelperLauncher:
         self._isReady = False
         self._launchedAs: Any = None
         self.retired = False
+        self.startProcess: Callable[..., Any] = startHelperProcess
 
     @property
     def running(self) -> bool:
@@ -109,33 +113,30 @@ class HelperLauncher:
 
     def launch(self) -> socket.socket:
         """
-        Start the helper; return (non-blocking) our end of its socket.
+        Start the helper; return (non-blocking) our end of its socket.  If
+        it cannot be started that is logged, and the socket's other end is
+        closed: what is sent on it fails as with a helper that died.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proto = HelperProtocol(self)
-        # glibc's posix_spawn leaves its internal signals (32, 33) ignored in
-        # the new program, and ignored stays ignored across our children's
-        # exec; Twisted's fork path (taken when uid/gid are given) does not.
-        # Starting the helper is rare, so take the fork path when root.
-        creds = {"uid": 0, "gid": 0} if os.getuid() == 0 else {}
+        argv = [sys.executable, *helperArguments(fd=theirs.fileno())]
         try:
-            with warnings.catch_warnings():
-                # Twisted's fork path then warns, in the child, that it is
-                # asked to become root while already root: it is on purpose.
-                warnings.filterwarnings("ignore", message="tried to drop privileges")
-                transport = self._reactor.spawnProcess(
-                    proto,
-                    sys.executable,
-                    [sys.executable, *helperArguments()],
-                    env=self._environment,
-                    childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
-                    **creds,
-                )
+            transport = self.startProcess(
+                self._reactor, proto, argv, self._environment, theirs.fileno()
+            )
+        except OSError as e:
+            _log.error(
+                "cannot start the spawn helper: {reason}",
+                reason=os.strerror(e.errno or 0),
+            )
+            transport = None
         finally:
             theirs.close()
+        ours.setblocking(False)
+        if transport is None:
+            return ours
         # If it dies, what it started becomes ours (see orphans).
         self._reaper.becomeSubreaper()
-        ours.setblocking(False)
         self._protocol = proto
         self.transport = transport
         self._isReady = False
