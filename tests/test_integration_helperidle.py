@@ -1,6 +1,7 @@
 """
 C{--helper-idle}: through the real daemon, a service user's spawn
-sub-helper exits once idle and the next connection starts another.
+sub-helper exits once idle, then the root helper, and the next connection
+starts others.
 """
 
 from __future__ import annotations
@@ -55,3 +56,48 @@ class HelperIdleTests(TestCase):
         self.assertEqual(fetch(HOST, port), b"idle\n")
         self.assertNotIn("Traceback", d.log())
         self.assertNotIn("sub-helper died", d.log())
+
+    def helpers(self, daemon: Daemon) -> List[int]:
+        """
+        Every helper process of the daemon (root helper and sub-helpers).
+        """
+        assert daemon.process is not None
+        return [
+            pid
+            for pid, args in _descendants(daemon.process.pid).items()
+            if "helper" in args
+        ]
+
+    def test_rootHelperExitsWhenIdle(self) -> None:
+        """
+        With C{--helper-idle 1}, once nobody's sub-helper has gone the root
+        helper goes too, leaving the daemon alone; the next connection
+        starts new ones and its server still runs as nobody.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("needs root: a service of another user")
+        port = freePort()
+        config = (
+            f"service whoami\n{{\n\ttype = UNLISTED\n\tport = {port}\n"
+            f"\tsocket_type = stream\n\twait = no\n\tbind = {HOST}\n"
+            "\tuser = nobody\n\tserver = /usr/bin/id\n\tserver_args = -un\n"
+            "\tcps = 0 0\n}\n"
+        )
+        d = Daemon(config, ["--helper-idle", "1"])
+        self.addCleanup(d.cleanup)
+        d.start(waitFor=(HOST, port))
+        self.assertEqual(fetch(HOST, port), b"nobody\n")
+        first = self.helpers(d)
+        self.assertTrue(first)
+        deadline = time.monotonic() + 20
+        while self.helpers(d) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.helpers(d), [])
+        for pid in first:
+            self.assertFalse(os.path.exists(f"/proc/{pid}"))
+        self.assertEqual(fetch(HOST, port), b"nobody\n")
+        self.assertEqual(fetch(HOST, port), b"nobody\n")
+        log = d.log()
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("spawn helper ended", log)
+        self.assertNotIn("died", log)

@@ -20,7 +20,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from tests.fakehelper import NOBODY, FakeHelperCase, FakeProtocol, messages
-from tests.test_spawn_helper import PYTHON, SpawnerCase, _probeSetup
+from tests.test_spawn_helper import PYTHON, SpawnerCase, _Child, _probeSetup
 from xinetd_twisted.spawn import helper as _wire
 from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError
 
@@ -381,6 +381,24 @@ class RealRootRetirementTests(SpawnerCase):
         self.assertEqual(
             [e for e in self.logged if e.get("log_level") == LogLevel.error], []
         )
+
+    @defer.inlineCallbacks
+    def test_stopWhileANewOneStarts(self):
+        """
+        Stopping right after a spawn has started a new helper (the old one
+        retired) ends it, fails that spawn, and leaves no helper behind.
+        """
+        yield self.probe(_probeSetup())
+        self.assertTrue((yield self.whenAnswered()))
+        yield self.whenEnded()
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        d = self.spawner.spawn(_Child(), _probeSetup(), theirs.fileno(), ())
+        theirs.close()
+        pid = self.spawner._helperTransport.pid
+        yield self.spawner.stop()
+        yield self.assertFailure(d, SpawnError)
+        self.assertFalse(os.path.exists(f"/proc/{pid}"))
 
     @defer.inlineCallbacks
     def test_strayKeepsIt(self):
