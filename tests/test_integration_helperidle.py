@@ -15,6 +15,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.daemon import Daemon, fetch, freePort
 from tests.test_integration_access import _descendants
+from tests.test_integration_kinds import STREAM_WAIT_SERVER, _interpreter
 from tests.test_integration_spawnpressure import HOST, _service
 
 
@@ -101,3 +102,39 @@ class HelperIdleTests(TestCase):
         self.assertNotIn("Traceback", log)
         self.assertNotIn("spawn helper ended", log)
         self.assertNotIn("died", log)
+
+    def test_waitServiceAfterRootHelperRetired(self) -> None:
+        """
+        A C{wait = yes} server keeps the helpers while it runs; once it
+        has exited and they are all gone, the next client gets a new
+        server from new helpers.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("needs root: a service of another user")
+        port = freePort()
+        d = Daemon("", ["--helper-idle", "1"])
+        self.addCleanup(d.cleanup)
+        server = os.path.join(d.directory, "streamwait.py")
+        with open(server, "w") as f:
+            f.write(STREAM_WAIT_SERVER)
+        os.chmod(server, 0o755)
+        with open(d.configPath, "w") as f:
+            f.write(
+                f"service swait\n{{\n\ttype = UNLISTED\n\tport = {port}\n"
+                f"\tsocket_type = stream\n\twait = yes\n\tbind = {HOST}\n"
+                f"\tuser = nobody\n\tserver = {_interpreter()}\n"
+                f"\tserver_args = -I -S {server} 0.5\n}}\n"
+            )
+        d.start(waitFor=(HOST, port))
+        first = fetch(HOST, port).split()  # start()'s probe was the first
+        self.assertEqual(first[1], b"2")
+        self.assertTrue(self.helpers(d))
+        deadline = time.monotonic() + 20
+        while self.helpers(d) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.helpers(d), [])
+        self.assertFalse(os.path.exists(f"/proc/{int(first[0])}"))
+        second = fetch(HOST, port).split()
+        self.assertNotEqual(second[0], first[0])
+        self.assertEqual(second[1], b"1")
+        self.assertNotIn("Traceback", d.log())
