@@ -194,7 +194,8 @@ class HelperSpawner:
         extraEnvironment: Tuple[Tuple[str, str], ...],
     ) -> Deferred:
         """
-        See L{ISpawner.spawn}.  Restarts the helper if it has died.
+        See L{ISpawner.spawn}.  Starts another helper if it has died or
+        retired.
         """
         table = self._table
         control = table.control
