@@ -33,8 +33,11 @@ class FakeHelperTransport:
 
     pid = 4242
 
+    def __init__(self) -> None:
+        self.signals: List[Any] = []
+
     def signalProcess(self, signal: Any) -> None:
-        pass
+        self.signals.append(signal)
 
 
 class ProcessReactor(MemoryReactorClock):
@@ -45,10 +48,20 @@ class ProcessReactor(MemoryReactorClock):
     """
 
     helperEnd: Optional[socket.socket] = None
+    helperProtocol: Any = None
+    launched = 0
 
-    def spawnProcess(self, proto: Any, executable: str, args: Any, **kw: Any) -> Any:
-        self.helperEnd = socket.socket(fileno=os.dup(kw["childFDs"][3]))
-        return FakeHelperTransport()
+    def startHelper(
+        self, reactor: Any, proto: Any, argv: Any, environment: Any, fd: int
+    ) -> Any:
+        """
+        Play L{startHelperProcess}: keep the helper's end of its socket.
+        """
+        self.helperEnd = socket.socket(fileno=os.dup(fd))
+        self.helperProtocol = proto
+        self.launched += 1
+        self.helperTransport = FakeHelperTransport()
+        return self.helperTransport
 
 
 class FakeProtocol:
@@ -95,6 +108,7 @@ class FakeHelperCase(SynchronousTestCase):
         self.reactor = ProcessReactor()
         self.spawner = HelperSpawner(self.reactor, **self.spawnerArguments)
         self.spawner._reaper.becomeSubreaper = lambda: None  # type: ignore[method-assign]
+        self.spawner._launcher.startProcess = self.reactor.startHelper
         self.spawner.start()
         helper = self.reactor.helperEnd
         assert helper is not None

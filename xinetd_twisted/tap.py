@@ -48,9 +48,11 @@ class Options(usage.Options):
             "helper-idle",
             None,
             None,
-            "Seconds a spawn sub-helper (one per service user) with nothing "
-            "to do lives on before it exits; the next server of that user "
-            "starts another (a few ms).  0: never (default 10).",
+            "Seconds a spawn helper with nothing to do lives on before it "
+            "exits: a sub-helper (one per service user; the next server of "
+            "that user starts another, a few ms), then the root helper once "
+            "it has none (the next connection starts both, ~20 ms).  0: "
+            "never (default 10).",
             float,
         ],
     ]

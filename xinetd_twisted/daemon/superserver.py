@@ -124,8 +124,8 @@ def makeSpawner(
     server) or C{"plain"} (C{reactor.spawnProcess}, lenient about what it
     cannot apply).
 
-    @param helperIdle: the helper's sub-helpers' idle timeout in seconds
-        (0: never retire them), L{None} for the default.
+    @param helperIdle: the spawn helpers' idle timeout in seconds (0:
+        never retire them), L{None} for the default.
     """
     if reactor is None:
         from twisted.internet import reactor as _reactor

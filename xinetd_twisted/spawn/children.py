@@ -139,6 +139,14 @@ class Children:
         """
         return any(p.channel is channel for p in self.running.values())
 
+    def helperParented(self) -> bool:
+        """
+        Whether a running child's parent is a helper of the running root
+        helper (not the daemon, which adopted it, nor a sub-helper of a
+        dead root helper).
+        """
+        return any(not (p.adopted or p.channel.orphaned) for p in self.running.values())
+
     def signal(self, pid: int, signal: int, control: Optional[Channel]) -> None:
         """
         Signal a running child through whoever is its parent now.

@@ -25,7 +25,7 @@ from xinetd_twisted.spawn.interfaces import (
 )
 from xinetd_twisted.spawn.launcher import HelperLauncher
 from xinetd_twisted.spawn.requests import InFlight
-from xinetd_twisted.spawn.retirement import IdleRetirement
+from xinetd_twisted.spawn.retirement import IdleRetirement, RootRetirement
 from xinetd_twisted.spawn.status import reasonForStatus
 from xinetd_twisted.spawn.table import ChannelTable
 from xinetd_twisted.spawn.templates import Templates
@@ -55,6 +55,7 @@ class HelperEvents:
         children: Children,
         watchdog: StuckWatchdog,
         retirement: IdleRetirement,
+        rootRetirement: RootRetirement,
     ) -> None:
         self._launcher = launcher
         self._table = table
@@ -63,6 +64,7 @@ class HelperEvents:
         self._children = children
         self.waitingOn = watchdog.watch
         self._retirement = retirement
+        self._rootRetirement = rootRetirement
         self.pressure: Optional[PressureObserver] = None
 
     def queueChanged(self, channel: Channel, backedUp: bool) -> None:
@@ -105,7 +107,10 @@ class HelperEvents:
             _, forwarded, subId = event
             self._table.subGone(subId, forwarded)
         elif kind == "r":
-            self._launcher.ready()
+            self._rootRetirement.watch(channel)
+            self._launcher.ready()  # last: what it fires may stop us
+        elif kind == "q" or kind == "n":
+            self._rootRetirement.answered(channel, kind == "q")
         if channel.orphaned:
             self._table.closeIdleOrphans()
 

@@ -21,7 +21,11 @@ interpreter).  Daemon to helper:
   - C{("K", pid, signal)}: signal a child if it is still unreaped;
   - C{("X", subId)} (root helper only): SIGKILL sub-helper C{subId}, which
     the daemon found stuck or idle; the next spawn of its credentials
-    starts another.
+    starts another;
+  - C{("Q",)} (root helper only): the daemon found this helper idle and
+    sends nothing more until it answers: C{("q",)} and exit when it has
+    no child at all (no sub-helper, no server, no adopted orphan), else
+    C{("n",)} and go on.
 
 Helper to daemon, one message holding a list of events:
 
@@ -37,7 +41,8 @@ Helper to daemon, one message holding a list of events:
     to that new sub-helper;
   - C{("g", [requestId, ...], subId)}: sub-helper C{subId} died (and has
     been reaped); those of these requests, and of those sent to it
-    directly, not yet reported started never will be.
+    directly, not yet reported started never will be;
+  - C{("q",)} / C{("n",)}: the answer to C{"Q"}.
 
 Children that need credentials (and nothing that needs Python in the child)
 are started by a sub-helper per credential set, forked from this helper
@@ -62,7 +67,12 @@ has forgotten the old sub-helper by then, forks a new one for them (a
 C{"c"} with its socket) and the direct path resumes; the old one's C{"g"}
 fails nothing, as nothing was in flight.  (A sub-helper whose socket from
 the daemon closes exits at once, leaving any children to this helper, the
-subreaper; the daemon closes it only when it stops.)
+subreaper; the daemon closes it only when it stops.)  The root helper
+ends the same way once it has no sub-helper left: the daemon, finding it
+idle too, sends C{"Q"} and holds every later message until the answer, so
+nothing follows the C{"Q"}; this helper checks with C{waitid} that it has
+no child at all (a server's orphaned background process, which only it
+knows of, keeps it) before it says C{"q"} and exits.
 
 What the service's user can do to a sub-helper (it runs with their
 credentials) is signal it and change its resource limits with prlimit(2):
@@ -206,6 +216,13 @@ def killSubMessage(subId: int) -> bytes:
     return marshal.dumps(("X", subId))
 
 
+def retireMessage() -> bytes:
+    """
+    Encode the daemon's request to an idle root helper to exit.
+    """
+    return marshal.dumps(("Q",))
+
+
 def decode(data: bytes) -> tuple:
     """
     Decode one message from either side.
@@ -314,6 +331,18 @@ def _isChild(pid: int) -> bool:
     try:
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except (ChildProcessError, OSError):
+        return False
+    return True
+
+
+def _hasChildren() -> bool:
+    """
+    Whether we have any child, running or not yet reaped (also an orphan
+    adopted as a subreaper, which we never started).
+    """
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
         return False
     return True
 
@@ -778,6 +807,7 @@ class _Helper:
         self.inboxes = inboxes
         self.isSub = isSub
         self.outbox = _Outbox(outbox)
+        self.retiring = False
         limits = allRlimits()
         self.nofile = [(resource.RLIMIT_NOFILE, *limits[resource.RLIMIT_NOFILE])]
         self.subs = _SubHelpers(self.outbox, self._rawTemplate, self._closeInSub)
@@ -816,6 +846,9 @@ class _Helper:
                         pass
             elif kind == "X" and not self.isSub:
                 self.subs.kill(msg[1])
+            elif kind == "Q" and not self.isSub:
+                self.retiring = not (self.subs.subPids or _hasChildren())
+                self.outbox.events.append(("q",) if self.retiring else ("n",))
         finally:
             for fd in fds:
                 os.close(fd)
@@ -877,6 +910,8 @@ class _Helper:
                             outbox.flush()  # the daemon has gone: so do we
                             return
                         self.handle(fd, data, anc)
+                        if self.retiring:
+                            break  # nothing comes after "Q"
                 elif fd == wakeR:
                     try:
                         os.read(wakeR, 4096)
@@ -887,7 +922,7 @@ class _Helper:
                     spawner.drainErrors()
             if outbox.events:
                 outbox.flush()
-            if spawner.tampered:
+            if spawner.tampered or self.retiring:
                 return
 
 

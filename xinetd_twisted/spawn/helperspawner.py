@@ -28,7 +28,10 @@ sub-helper, and what follows:
 A sub-helper starts with the first spawn of its credential set and is
 retired when idle (L{HelperSpawner.idleTimeout}, see
 L{xinetd_twisted.spawn.retirement}); the next spawn of that set starts
-another through the root helper, as the first one did.
+another through the root helper, as the first one did.  The root helper
+too is retired once it has no sub-helper, no child and nothing to do for
+as long; the next spawn starts another (the daemon stays root, or was
+never; one that has dropped its privileges keeps it).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from xinetd_twisted.spawn.interfaces import (
 from xinetd_twisted.spawn.launcher import HELPER_PATH, HelperLauncher
 from xinetd_twisted.spawn.orphans import OrphanReaper
 from xinetd_twisted.spawn.requests import InFlight
-from xinetd_twisted.spawn.retirement import IdleRetirement
+from xinetd_twisted.spawn.retirement import IdleRetirement, RootRetirement
 from xinetd_twisted.spawn.table import ChannelTable
 from xinetd_twisted.spawn.templates import Templates
 from xinetd_twisted.spawn.watchdog import StuckWatchdog
@@ -62,9 +65,10 @@ _log = Logger(namespace="xinetd_twisted.spawn")
 
 IDLE_TIMEOUT = 10.0
 """
-Seconds a sub-helper with nothing in flight lives on (L{HelperSpawner}'s
-default C{idleTimeout}): starting another costs the next spawn of its
-credential set a few milliseconds.
+Seconds a helper with nothing in flight lives on (L{HelperSpawner}'s
+default C{idleTimeout}): starting another sub-helper costs the next spawn
+of its credential set a few milliseconds, another root helper some 20 ms
+more.
 """
 
 
@@ -78,15 +82,16 @@ class HelperSpawner:
     Made of: the helper's life (L{HelperLauncher}), the channels and
     routes (L{ChannelTable}), the templates (L{Templates}), the spawns in
     flight (L{InFlight}), the running children (L{Children}), the stuck
-    sub-helper watchdog (L{StuckWatchdog}), the idle sub-helpers'
-    retirement (L{IdleRetirement}) and what each helper event means to
-    them (L{HelperEvents}).
+    sub-helper watchdog (L{StuckWatchdog}), the idle helpers' retirement
+    (L{IdleRetirement} for sub-helpers, L{RootRetirement} for the root
+    helper) and what each helper event means to them (L{HelperEvents}).
 
     @cvar stuckTimeout: seconds a sub-helper may stay silent while spawns
         wait on it before it is declared stuck, killed and replaced.
     @ivar idleTimeout: seconds a sub-helper with nothing in flight (no
         spawn waiting, no child still followed) may stay silent before it
-        is retired; 0 keeps sub-helpers until the helper stops.
+        is retired, and the root helper once it has no sub-helper and no
+        child either; 0 keeps them until the spawner stops.
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
     @ivar running: C{{pid: HelperProcess}} of the children not reaped yet.
@@ -128,10 +133,19 @@ class HelperSpawner:
             self._inFlight,
             self._children,
             self._reaper,
-            self._launcher.failReady,
+            self._controlLost,
         )
         self._retirement = IdleRetirement(
             reactor, lambda: self.idleTimeout, self._table.idle, self._table.retire
+        )
+        self._rootRetirement = RootRetirement(
+            reactor,
+            lambda: self.idleTimeout,
+            lambda: self.stuckTimeout,
+            self._table,
+            self._children,
+            self._launcher,
+            self.spawn,
         )
         self._events = HelperEvents(
             self._launcher,
@@ -141,6 +155,7 @@ class HelperSpawner:
             self._children,
             StuckWatchdog(reactor, lambda: self.stuckTimeout, self._table.stuck),
             self._retirement,
+            self._rootRetirement,
         )
 
     # --- ISpawner -----------------------------------------------------
@@ -159,6 +174,7 @@ class HelperSpawner:
         alone.  Fires when the helper process has ended.
         """
         self._children.stop()
+        self._rootRetirement.stop("spawner stopped")
         self._retirement.stop()
         self._table.closeOrphans()
         if not self._launcher.running:
@@ -178,12 +194,21 @@ class HelperSpawner:
         extraEnvironment: Tuple[Tuple[str, str], ...],
     ) -> Deferred:
         """
-        See L{ISpawner.spawn}.  Restarts the helper if it has died.
+        See L{ISpawner.spawn}.  Starts another helper if it has died or
+        retired.
         """
         table = self._table
-        if table.control is None:
-            _log.info("starting the spawn helper")
+        control = table.control
+        if control is None:
+            if not self._launcher.retired:
+                _log.info("starting the spawn helper")
             self._launch()
+        elif control.retired:  # asked to exit: wait for its answer
+            if len(self._rootRetirement.held) >= self.maxQueued:
+                return fail(SpawnError("the spawn helper is backed up"))
+            return self._rootRetirement.hold(
+                processProtocol, setup, socketFD, extraEnvironment
+            )
         templateId = self._templates.ids.get(setup)
         if templateId is None:
             assert table.control is not None
@@ -231,7 +256,9 @@ class HelperSpawner:
         """
         Whether messages are waiting on any channel for a helper to catch up.
         """
-        return any(channel.queue for channel in self._table.channels())
+        return bool(self._rootRetirement.held) or any(
+            channel.queue for channel in self._table.channels()
+        )
 
     # --- the parts at work ----------------------------------------------
 
@@ -239,6 +266,10 @@ class HelperSpawner:
         sock = self._launcher.launch()
         self._templates.reset()
         self._table.openControl(self._events, sock)
+
+    def _controlLost(self, why: str) -> None:
+        self._launcher.failReady(why)
+        self._rootRetirement.controlLost()
 
     def _helperEnded(self, stopping: bool) -> None:
         control = self._table.control

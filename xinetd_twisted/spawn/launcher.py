@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import warnings
 from typing import Any, Callable, Dict, List
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from xinetd_twisted.spawn.helperprocess import startHelperProcess
 from xinetd_twisted.spawn.interfaces import SpawnError
 from xinetd_twisted.spawn.orphans import OrphanReaper
 
@@ -33,15 +34,15 @@ _BOOTSTRAP = (
 )
 
 
-def helperArguments(path: str = HELPER_PATH) -> List[str]:
+def helperArguments(path: str = HELPER_PATH, fd: int = 3) -> List[str]:
     """
     The helper's argv after the interpreter: C{-I -S} (no site, no
     environment, nothing on C{sys.path}) and the file at C{path} loaded
     through the import system rather than run as a script, so that it comes
     from its cached bytecode instead of being compiled at each start (which
-    leaves about 1.7 MB behind in the helper); its channel is fd 3.
+    leaves about 1.7 MB behind in the helper); its channel is fd C{fd}.
     """
-    return ["-I", "-S", "-c", _BOOTSTRAP, path, "3"]
+    return ["-I", "-S", "-c", _BOOTSTRAP, path, str(fd)]
 
 
 class HelperProtocol(ProcessProtocol):
@@ -61,11 +62,20 @@ class HelperProtocol(ProcessProtocol):
         self._launcher.helperEnded(self, reason)
 
 
+def _credentials() -> tuple:
+    return (os.getresuid(), os.getresgid(), sorted(os.getgroups()))
+
+
 class HelperLauncher:
     """
     Starts the root helper and says when it is ready and when it has ended.
 
+    @ivar startProcess: starts it: C{(reactor, protocol, argv, environment,
+        fd to keep) -> transport} (L{startHelperProcess}; tests replace it).
+
     @ivar transport: the helper process's transport, L{None} when none runs.
+    @ivar retired: whether the helper last started has said it exits because
+        it was idle (so its end is no loss).
     """
 
     def __init__(
@@ -77,8 +87,9 @@ class HelperLauncher:
     ) -> None:
         """
         @param environment: the helper's own environment.
-        @param ended: called with whether we were stopping it when the
-            helper process has ended, before L{whenEnded} fires.
+        @param ended: called with whether its end was expected (we were
+            stopping it, or it L{retired}) when the helper process has
+            ended, before L{whenEnded} fires.
         """
         self._reactor = reactor
         self._environment = environment
@@ -89,6 +100,9 @@ class HelperLauncher:
         self._ready: List[Deferred] = []
         self._ended: List[Deferred] = []
         self._isReady = False
+        self._launchedAs: Any = None
+        self.retired = False
+        self.startProcess: Callable[..., Any] = startHelperProcess
 
     @property
     def running(self) -> bool:
@@ -99,37 +113,62 @@ class HelperLauncher:
 
     def launch(self) -> socket.socket:
         """
-        Start the helper; return (non-blocking) our end of its socket.
+        Start the helper; return (non-blocking) our end of its socket.  If
+        it cannot be started that is logged, and the socket's other end is
+        closed: what is sent on it fails as with a helper that died.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proto = HelperProtocol(self)
-        # glibc's posix_spawn leaves its internal signals (32, 33) ignored in
-        # the new program, and ignored stays ignored across our children's
-        # exec; Twisted's fork path (taken when uid/gid are given) does not.
-        # Starting the helper is rare, so take the fork path when root.
-        creds = {"uid": 0, "gid": 0} if os.getuid() == 0 else {}
+        argv = [sys.executable, *helperArguments(fd=theirs.fileno())]
         try:
-            with warnings.catch_warnings():
-                # Twisted's fork path then warns, in the child, that it is
-                # asked to become root while already root: it is on purpose.
-                warnings.filterwarnings("ignore", message="tried to drop privileges")
-                transport = self._reactor.spawnProcess(
-                    proto,
-                    sys.executable,
-                    [sys.executable, *helperArguments()],
-                    env=self._environment,
-                    childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
-                    **creds,
-                )
+            transport = self.startProcess(
+                self._reactor, proto, argv, self._environment, theirs.fileno()
+            )
+        except OSError as e:
+            _log.error(
+                "cannot start the spawn helper: {reason}",
+                reason=os.strerror(e.errno or 0),
+            )
+            transport = None
         finally:
             theirs.close()
+        ours.setblocking(False)
+        if transport is None:
+            return ours
         # If it dies, what it started becomes ours (see orphans).
         self._reaper.becomeSubreaper()
-        ours.setblocking(False)
         self._protocol = proto
         self.transport = transport
         self._isReady = False
+        self.retired = False
+        if self._launchedAs is None:
+            self._launchedAs = _credentials()
         return ours
+
+    def canRelaunch(self) -> bool:
+        """
+        Whether a helper started now would have the credentials of the
+        first one: not once the daemon has dropped its privileges (twistd
+        C{--uid}), when only the running helper can still start servers
+        as other users.
+        """
+        return self._launchedAs is not None and _credentials() == self._launchedAs
+
+    def retiring(self) -> None:
+        """
+        The running helper has said it exits because it is idle.
+        """
+        self.retired = True
+
+    def kill(self) -> None:
+        """
+        SIGKILL the running helper, if any (its end is then a death).
+        """
+        if self.transport is not None:
+            try:
+                self.transport.signalProcess("KILL")
+            except (ProcessExitedAlready, OSError):
+                pass
 
     def whenReady(self) -> Deferred:
         """
@@ -173,7 +212,7 @@ class HelperLauncher:
         if proto is not self._protocol:
             return
         stopping = bool(self._ended)
-        self._onEnded(stopping)
+        self._onEnded(stopping or self.retired)
         self._protocol = None
         self.transport = None
         ended, self._ended = self._ended, []

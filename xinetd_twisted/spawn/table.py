@@ -236,6 +236,18 @@ class ChannelTable:
         self._unroute(channel)
         self.control.send(_wire.killSubMessage(channel.subId), -1)
 
+    def retireControl(self, channel: Channel) -> None:
+        """
+        The root helper on C{channel} exits because it is idle: forget it
+        quietly (nothing is in flight on it); the next spawn starts another.
+        """
+        if channel is not self.control:
+            return
+        self.control = None
+        for requestId in self.close(channel):
+            self._inFlight.fail(requestId, "spawn helper: retired")
+        self._inFlight.failSentOn(channel, "spawn helper: retired")
+
     def stuck(self, channel: Channel, quiet: float) -> None:
         """
         Kill a sub-helper that has not answered for C{quiet} seconds while
