@@ -68,9 +68,14 @@ class Bench:
     def names(self) -> List[str]:
         return daemons.daemonNames(self.args.only, self.args.spawner, self.args.metrics)
 
-    def make(self, tag: str, services: Sequence[Workload]) -> List[Daemon]:
+    def make(
+        self, tag: str, services: Sequence[Workload], oursOptions: Sequence[str] = ()
+    ) -> List[Daemon]:
         """
         The daemons of one phase (same config text, own ports); not started.
+
+        @param oursOptions: options for our daemon in this phase only, after
+            C{--ours-option}'s.
         """
         return daemons.makeDaemons(
             self.names,
@@ -79,7 +84,7 @@ class Bench:
             tag,
             self.python,
             self.args.log,
-            self.args.ours_option,
+            [*self.args.ours_option, *oursOptions],
         )
 
     @contextlib.contextmanager

@@ -148,7 +148,9 @@ def memoryMode(bench: Bench) -> goals.MemoryResult:
     services = benchlib.spread(hello, args.memory_services, bench.users, "m")
     perUser = [next(w for w in services if w.user == u) for u in bench.users]
     exclude = [Path(hello.server or "").name]
-    ds = bench.make("memory", services)
+    # Our helpers retire after --helper-idle (the sub-helpers, then the
+    # root helper one timeout later): a short one keeps the waits short.
+    ds = bench.make("memory", services, ["--helper-idle", f"{args.helper_idle:g}"])
     stages: Dict[str, Dict[str, benchlib.TreeMemory]] = {}
     first: Dict[str, List[float]] = {d.name: [] for d in ds}
 
@@ -296,10 +298,18 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--memory-services", type=int, default=1000)
     p.add_argument(
+        "--helper-idle",
+        type=float,
+        default=4.0,
+        help="memory mode: our daemon's --helper-idle (its default is 10 s)",
+    )
+    p.add_argument(
         "--idle-wait",
         type=float,
-        default=15.0,
-        help="memory mode: seconds idle before each reading and first connection",
+        default=None,
+        help="memory mode: seconds idle before each reading and first connection "
+        "(default 3 x --helper-idle: the sub-helpers go after one, the root "
+        "helper after two)",
     )
     p.add_argument("--idle-repeats", type=int, default=5, help="first connections")
     p.add_argument("--startup-services", type=int, default=1000)
@@ -330,6 +340,8 @@ def normalise(
     """
     if args.quick:
         args.connections, args.rounds, args.idle_repeats = 800, 1, 2
+    if args.idle_wait is None:
+        args.idle_wait = 3 * args.helper_idle
     chosen = [m for m in MODES if getattr(args, m)]
     named = [m for m in args.modes.split(",") if m]
     if chosen:

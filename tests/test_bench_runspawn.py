@@ -36,10 +36,21 @@ class ParseArgsTests(SynchronousTestCase):
         )
         self.assertEqual((args.concurrency, args.services), ([1, 8], [1, 1000]))
         self.assertEqual(args.workloads, ["hello"])
-        self.assertEqual((args.users, args.idle_wait, args.idle_repeats), (3, 15.0, 5))
+        self.assertEqual((args.users, args.idle_wait, args.idle_repeats), (3, 12.0, 5))
+        self.assertEqual(args.helper_idle, 4.0)
         self.assertEqual(args.inprocess_connections, 4 * args.connections)
         self.assertEqual(args.startup_rounds, args.rounds)
         self.assertEqual(args.saturation_seconds, 3.0)
+
+    def test_idleWaitFollowsHelperIdle(self) -> None:
+        """
+        The idle wait defaults to three of our helpers' idle timeouts (the
+        root helper retires one timeout after its sub-helpers); given, it is
+        kept.
+        """
+        self.assertEqual(run_spawn.parseArgs(["--helper-idle", "2"]).idle_wait, 6.0)
+        args = run_spawn.parseArgs(["--helper-idle", "2", "--idle-wait", "1"])
+        self.assertEqual(args.idle_wait, 1.0)
 
     def test_modeFlags(self) -> None:
         """Mode flags choose exactly the modes named, over --modes."""
