@@ -314,6 +314,13 @@ def _closeAllBut(keep: tuple) -> None:
 
 PR_SET_NO_NEW_PRIVS = 38
 
+_SETUP_FAILED = frozenset({127, 255})
+"""
+Exit codes of a child that failed before its program ran (ours from
+L{_forkChild}, C{_posixsubprocess}'s): only then may it have written why
+on the error socket.
+"""
+
 
 def _noNewPrivileges() -> None:
     """
@@ -588,6 +595,9 @@ class _Spawner:
             out.append(("e", pid, status))
             return
         del self.children[pid]
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) in _SETUP_FAILED:
+            # It may have written why before it exited: read it now.
+            self.drainErrors()
         report = self.execErrors.pop(pid, None)
         if report is not None:
             parts = report.split(b":")
@@ -803,8 +813,10 @@ class _Helper:
                 os.close(fd)
 
     def reap(self) -> None:
-        self.spawner.drainErrors()
+        spawner = self.spawner
         for _ in range(65536):
+            if self.isSub and not spawner.children:
+                return  # a sub-helper has no other children to wait for
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -812,7 +824,7 @@ class _Helper:
             if pid == 0:
                 return
             if not self.subs.reaped(pid):
-                self.spawner.reaped(pid, status)
+                spawner.reaped(pid, status)
 
     def run(self) -> None:
         wakeR, wakeW = os.pipe()
