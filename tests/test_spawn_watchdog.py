@@ -64,7 +64,7 @@ def _messages(sock: socket.socket) -> List[tuple]:
 class WatchdogTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = _ProcessReactor()
-        self.spawner = HelperSpawner(self.reactor)
+        self.spawner = HelperSpawner(self.reactor, lanes=1)
         self.spawner._reaper.becomeSubreaper = lambda: None  # type: ignore[method-assign]
         self.spawner.start()
         self.helper = self.reactor.helperEnd

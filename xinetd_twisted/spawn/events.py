@@ -66,8 +66,15 @@ class HelperEvents:
         """
         See L{IChannelOwner.queueChanged}.
         """
-        if self.pressure is not None:
-            self.pressure(channel.key, backedUp)
+        if self.pressure is None:
+            return
+        if not backedUp and channel.key is not None:
+            # The lanes of a credential set share its back-pressure: it has
+            # caught up when none of them has messages waiting.
+            for other in self._table.channels():
+                if other is not channel and other.key == channel.key and other.queue:
+                    return
+        self.pressure(channel.key, backedUp)
 
     def channelLost(self, channel: Channel, why: str) -> None:
         """
@@ -150,7 +157,8 @@ class HelperEvents:
         Send the template's next spawns straight to the sub-helper that
         starts its children.
         """
-        _, subId, templateId, hasFd, subPid = event
+        _, subId, templateId, hasFd, subPid = event[:5]
+        lane = event[5] if len(event) > 5 else 0
         setup = self._templates.setupOf(templateId)
         table = self._table
         if hasFd:
@@ -163,11 +171,11 @@ class HelperEvents:
             sock = socket.socket(fileno=fds.pop(0))
             sock.setblocking(False)
             table.addSub(self, sock, subId, credentialKey(setup), subPid)
-        channel = table.route(subId, templateId)
+        channel = table.route(subId, templateId, lane)
         if channel is not None:
             # The root helper forwards this template's spawns to it: it is
             # the one that must answer them.
-            self._inFlight.forwarded(templateId, table.control, channel)
+            self._inFlight.forwarded(templateId, lane, table.control, channel)
 
 
 __all__ = ["HelperEvents"]

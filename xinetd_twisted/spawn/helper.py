@@ -14,8 +14,10 @@ interpreter).  Daemon to helper:
   - C{("T", templateId, part, final, index)}: register a template (the
     encoded L{ChildSetup} fields, see L{encodeTemplate}), in parts when
     large; part C{index} 0 starts it afresh;
-  - C{("S", requestId, templateId, extraEnv)} with the connection fd in
-    C{SCM_RIGHTS}: start a child;
+  - C{("S", requestId, templateId, extraEnv, lane)} with the connection fd
+    in C{SCM_RIGHTS}: start a child (the root helper forwards a child that
+    needs credentials to the sub-helper of that credential set and C{lane},
+    see below);
   - C{("K", pid, signal)}: signal a child if it is still unreaped;
   - C{("X", subId)} (root helper only): SIGKILL sub-helper C{subId}, which
     the daemon found stuck; the next spawn of its credentials starts another.
@@ -28,18 +30,21 @@ Helper to daemon, one message holding a list of events:
   - C{("x", pid, errno, stage)}: the child could not exec (stage C{"exec"})
     or failed while setting itself up (stage C{"setup"});
   - C{("e", pid, status)}: reaped, raw wait status (127 after an C{"x"});
-  - C{("c", subId, templateId, hasFd, subPid)}: the template's children
-    are started by sub-helper C{subId} (process C{subPid}); when C{hasFd}
-    the message's C{SCM_RIGHTS} carry (in event order) a socket connected
-    to that new sub-helper;
+  - C{("c", subId, templateId, hasFd, subPid, lane)}: the template's
+    children of C{lane} are started by sub-helper C{subId} (process
+    C{subPid}); when C{hasFd} the message's C{SCM_RIGHTS} carry (in event
+    order) a socket connected to that new sub-helper;
   - C{("g", [requestId, ...], subId)}: sub-helper C{subId} died (and has
     been reaped); those of these requests, and of those sent to it
     directly, not yet reported started never will be.
 
 Children that need credentials (and nothing that needs Python in the child)
-are started by a sub-helper per credential set, forked from this helper
-with those credentials, which can then use vfork: several times cheaper
-than forking this helper.  The first spawns of a template reach it through
+are started by a sub-helper per credential set and lane, forked from this
+helper with those credentials, which can then use vfork: several times
+cheaper than forking this helper.  A sub-helper starts one child at a time
+(vfork holds it until the child has exec'd), so the daemon spreads a busy
+credential set's spawns over a few lanes, one sub-helper each, started when
+the first is busy: two in parallel keep two CPUs working.  The first spawns of a template reach it through
 this helper; then the daemon registers the template with and sends its
 spawns (C{"T"}, C{"S"}, C{"K"} as above) straight to the sub-helper on the
 socket of the C{"c"} event, one process hop less per connection.
@@ -166,12 +171,15 @@ def templateMessages(templateId: int, blob: bytes) -> list[bytes]:
     ]
 
 
-def spawnMessage(requestId: int, templateId: int, extraEnvironment: tuple) -> bytes:
+def spawnMessage(
+    requestId: int, templateId: int, extraEnvironment: tuple, lane: int = 0
+) -> bytes:
     """
-    Encode a start request (the fd travels beside it in C{SCM_RIGHTS}).
+    Encode a start request (the fd travels beside it in C{SCM_RIGHTS});
+    C{lane} picks which of the sub-helpers of its credential set starts it.
     """
     env = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in extraEnvironment]
-    return marshal.dumps(("S", requestId, templateId, env))
+    return marshal.dumps(("S", requestId, templateId, env, lane))
 
 
 def signalMessage(pid: int, signalNumber: int) -> bytes:
@@ -531,7 +539,7 @@ class _Spawner:
         return self.rawTemplates[tid]  # type: ignore[no-any-return]
 
     def spawn(self, msg: tuple, fd: int) -> None:
-        _, rid, tid, extra = msg
+        rid, tid, extra = msg[1], msg[2], msg[3]
         out = self.outbox.events
         t = self.templates.get(tid)
         if t is None or fd < 0:
@@ -628,7 +636,7 @@ class _SubHelpers:
         self.outbox = outbox
         self.rawTemplate = rawTemplate
         self.closeInChild = closeInChild
-        self.subs: dict[tuple, _Sub] = {}  # by credentials
+        self.subs: dict[tuple, _Sub] = {}  # by (credentials, lane)
         self.subPids: dict[int, _Sub] = {}  # until reaped
         self.nextSubId = 1
 
@@ -645,11 +653,13 @@ class _SubHelpers:
         rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
         out = self.outbox
         err = 0
+        lane = msg[4] if len(msg) > 4 else 0
+        key = (credentials, lane)
         for _attempt in range(2):
-            sub = self.subs.get(credentials)
+            sub = self.subs.get(key)
             try:
                 if sub is None:
-                    sub = self.startSub(credentials)
+                    sub = self.startSub(key)
                 newTemplate = tid not in sub.templates
                 if newTemplate:
                     for raw in self.rawTemplate(tid):
@@ -658,8 +668,8 @@ class _SubHelpers:
                 sub.sock.sendmsg([marshal.dumps(msg)], rights, flags)
             except (BrokenPipeError, ConnectionResetError) as e:
                 # Dead but not yet reaped: replace it (reap reports it).
-                if sub is not None and self.subs.get(credentials) is sub:
-                    del self.subs[credentials]
+                if sub is not None and self.subs.get(key) is sub:
+                    del self.subs[key]
                     sub.close()
                 err = e.errno or 0
                 continue
@@ -668,11 +678,11 @@ class _SubHelpers:
                 return
             sub.recent.append(msg[1])
             if sub.daemonEnd >= 0:
-                out.events.append(("c", sub.subId, tid, True, sub.pid))
+                out.events.append(("c", sub.subId, tid, True, sub.pid, lane))
                 out.fds.append(sub.daemonEnd)
                 sub.daemonEnd = -1
             elif newTemplate:
-                out.events.append(("c", sub.subId, tid, False, sub.pid))
+                out.events.append(("c", sub.subId, tid, False, sub.pid, lane))
             return
         out.events.append(("f", msg[1], err))
 
@@ -690,7 +700,11 @@ class _SubHelpers:
                 except OSError:
                     pass
 
-    def startSub(self, credentials: tuple) -> _Sub:
+    def startSub(self, key: tuple) -> _Sub:
+        """
+        Start the sub-helper of C{key}, C{(credentials, lane)}.
+        """
+        credentials = key[0]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             daemonEnd, direct = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -735,9 +749,9 @@ class _SubHelpers:
             os._exit(0)
         theirs.close()
         direct.close()
-        sub = _Sub(pid, ours, self.nextSubId, credentials, daemonEnd.detach())
+        sub = _Sub(pid, ours, self.nextSubId, key, daemonEnd.detach())
         self.nextSubId += 1
-        self.subs[credentials] = sub
+        self.subs[key] = sub
         self.subPids[pid] = sub
         return sub
 

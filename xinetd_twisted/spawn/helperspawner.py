@@ -29,6 +29,7 @@ sub-helper, and what follows:
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Dict, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -54,6 +55,21 @@ from xinetd_twisted.spawn.watchdog import StuckWatchdog
 
 _log = Logger(namespace="xinetd_twisted.spawn")
 
+MAX_LANES = 4
+"""
+Most sub-helpers one credential set gets by default.
+"""
+
+
+def defaultLanes(cpus: Optional[int] = None) -> int:
+    """
+    Sub-helpers per credential set: one per CPU (each starts one child at a
+    time: vfork holds it until the child has exec'd), at most L{MAX_LANES}.
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0))
+    return max(1, min(MAX_LANES, cpus))
+
 
 @implementer(ISpawner)
 class HelperSpawner:
@@ -72,6 +88,8 @@ class HelperSpawner:
         wait on it before it is declared stuck, killed and replaced.
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
+    @ivar lanes: how many sub-helpers one credential set may have; another
+        is started only when all it has are busy.
     @ivar running: C{{pid: HelperProcess}} of the children not reaped yet.
     """
 
@@ -82,18 +100,22 @@ class HelperSpawner:
         reactor: Any = None,
         maxQueued: int = 64,
         helperEnvironment: Optional[Dict[str, str]] = None,
+        lanes: Optional[int] = None,
     ) -> None:
         """
         @param reactor: provides C{IReactorProcess}, C{IReactorFDSet} and
             C{IReactorTime}.
         @param helperEnvironment: the helper's own environment (children
             never see it); only tests and benchmarks need to set it.
+        @param lanes: see L{lanes}; by default one per CPU, at most
+            L{MAX_LANES}.
         """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self.maxQueued = maxQueued
+        self.lanes = lanes if lanes is not None else defaultLanes()
         self._ids = itertools.count(1)  # template and request ids
         self._reaper = OrphanReaper(reactor)
         self._launcher = HelperLauncher(
@@ -163,16 +185,16 @@ class HelperSpawner:
         if templateId is None:
             assert table.control is not None
             templateId = self._templates.register(setup, table.control)
-        channel = table.routes.get(templateId)
-        if channel is not None and not (channel.closed or channel.stuck):
+        lane, channel = self._pickLane(templateId)
+        if channel is not None:
             if len(channel.queue) >= self.maxQueued:
                 return fail(SpawnError(f"{channel.describe()} is backed up"))
             requestId = self._sendSpawn(
-                channel, templateId, setup, socketFD, extraEnvironment
+                channel, templateId, setup, socketFD, extraEnvironment, lane
             )
             if requestId:
                 return self._inFlight.expect(
-                    requestId, processProtocol, setup, channel, templateId
+                    requestId, processProtocol, setup, channel, templateId, lane
                 )
             # That sub-helper has gone: the root helper starts another.
         control = table.control
@@ -181,13 +203,35 @@ class HelperSpawner:
         if len(control.queue) >= self.maxQueued:
             return fail(SpawnError("the spawn helper is backed up"))
         requestId = self._sendSpawn(
-            control, templateId, setup, socketFD, extraEnvironment
+            control, templateId, setup, socketFD, extraEnvironment, lane
         )
         if not requestId:
             return fail(SpawnError("spawn helper: control socket lost"))
         return self._inFlight.expect(
-            requestId, processProtocol, setup, control, templateId
+            requestId, processProtocol, setup, control, templateId, lane
         )
+
+    def _pickLane(self, templateId: int) -> Tuple[int, Optional[Channel]]:
+        """
+        Choose the lane of the next spawn of C{templateId}: the first whose
+        sub-helper is idle; else, while there are lanes left, a new one
+        (its first spawns go through the root helper, which starts its
+        sub-helper); else the least busy.  With the channel to send it on,
+        L{None} for the root helper's.
+        """
+        routes = self._table.routes
+        best: Tuple[int, Optional[Channel]] = (0, None)
+        bestLoad = -1
+        for lane in range(self.lanes):
+            channel = routes.get((templateId, lane))
+            if channel is None or channel.closed or channel.stuck:
+                return lane, None
+            load = len(channel.requests) + len(channel.queue)
+            if load == 0:
+                return lane, channel
+            if bestLoad < 0 or load < bestLoad:
+                best, bestLoad = (lane, channel), load
+        return best
 
     def observePressure(self, observer: Optional[PressureObserver]) -> None:
         """
@@ -231,6 +275,7 @@ class HelperSpawner:
         setup: ChildSetup,
         socketFD: int,
         extraEnvironment: Tuple[Tuple[str, str], ...],
+        lane: int = 0,
     ) -> int:
         """
         Send a start request on C{channel} (registering the template with a
@@ -242,7 +287,7 @@ class HelperSpawner:
                     return 0
             channel.templates.add(templateId)
         requestId = next(self._ids)
-        message = _wire.spawnMessage(requestId, templateId, extraEnvironment)
+        message = _wire.spawnMessage(requestId, templateId, extraEnvironment, lane)
         if not channel.send(message, socketFD, requestId):
             return 0
         return requestId
@@ -263,7 +308,10 @@ class HelperSpawner:
 
     @property
     def _routes(self) -> Dict[int, Channel]:
-        return self._table.routes
+        """
+        The routes of the first lane, by template id.
+        """
+        return {t: c for (t, lane), c in self._table.routes.items() if lane == 0}
 
 
 __all__ = ["HelperSpawner", "HelperProcess", "HELPER_PATH"]
