@@ -166,14 +166,34 @@ class Children:
         """
         child = Child(self, peer, self._context.wallClock(), accepted, address)
         child.shown = address or peerLabel(peer, extra)
+        if peer is not None:
+            extra = (("REMOTE_HOST", peer),) + extra
+        attempt = SpawnAttempt(child, setup, extra)
+        # The request goes first: the client waits for it, not for what
+        # only the daemon needs to know (instances, metrics), which still
+        # comes before anything the spawner can report.
+        d = self._request(attempt, fd)
         self._context.hooks.connection(self._service.serviceId)
         if self.countsInstances:
             self._policy().started(peer)
-        if peer is not None:
-            extra = (("REMOTE_HOST", peer),) + extra
-        self._trySpawn(SpawnAttempt(child, setup, extra), fd)
+        self._follow(attempt, fd, d)
 
     def _trySpawn(self, attempt: SpawnAttempt, fd: int) -> None:
+        self._follow(attempt, fd, self._request(attempt, fd))
+
+    def _request(self, attempt: SpawnAttempt, fd: int) -> Any:
+        try:
+            return self._context.spawner.spawn(
+                attempt.child, attempt.setup, fd, attempt.extra
+            )
+        except Exception:
+            return fail()
+
+    def _follow(self, attempt: SpawnAttempt, fd: int, d: Any) -> None:
+        """
+        Keep a copy of the connection for a retry, then follow the spawn's
+        outcome.
+        """
         if "NORETRY" not in self._service.flags:
             # The caller closes fd when we return, but a retry needs the
             # client connection: keep our own copy until the child exists.
@@ -181,12 +201,6 @@ class Children:
                 attempt.held = os.dup(fd)
             except OSError:
                 attempt.held = -1
-        try:
-            d: Any = self._context.spawner.spawn(
-                attempt.child, attempt.setup, fd, attempt.extra
-            )
-        except Exception:
-            d = fail()
         d.addCallbacks(
             self._spawned,
             self._spawnFailed,
