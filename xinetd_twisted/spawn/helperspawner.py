@@ -8,9 +8,10 @@ connection's fd attached and closes its own copy; the helper forks, sets the
 child up as xinetd does and reports back.  Reaping, exit statuses and exec
 failures arrive as batched events on the same socket.
 
-Each sub-helper (one per credential set) has its own channel, queue and
-back-pressure: a sub-helper that its user stopped or slowed only holds up
-the services of that credential set.  What a user can do to their own
+Each sub-helper (one per credential set and lane: a credential set whose
+sub-helpers are all busy gets another, up to L{HelperSpawner.lanes}) has
+its own channel, queue and back-pressure: a sub-helper that its user
+stopped or slowed only holds up the services of that credential set.  What a user can do to their own
 sub-helper, and what follows:
 
   - it backs up: the L{PressureObserver} is told C{(credentialKey, True)}
