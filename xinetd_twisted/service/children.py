@@ -191,12 +191,15 @@ class Children:
 
     def _follow(self, attempt: SpawnAttempt, fd: int, d: Any) -> None:
         """
-        Keep a copy of the connection for a retry, then follow the spawn's
-        outcome.
+        Keep a copy of the connection for a retry unless the spawner gives
+        it back with a later failure, then follow the spawn's outcome.
         """
-        if "NORETRY" not in self._service.flags:
+        if "NORETRY" not in self._service.flags and (
+            d.called or not self._context.spawner.givesConnectionBack
+        ):
             # The caller closes fd when we return, but a retry needs the
             # client connection: keep our own copy until the child exists.
+            # (A copy kept longer than needed delays the client's EOF.)
             try:
                 attempt.held = os.dup(fd)
             except OSError:
@@ -215,6 +218,12 @@ class Children:
     def _spawnFailed(self, reason: Failure, attempt: SpawnAttempt) -> None:
         attempt.failures += 1
         serviceId = self._service.serviceId
+        given = reason.value.connection if reason.check(SpawnError) else -1
+        if given >= 0:
+            if attempt.held < 0 and "NORETRY" not in self._service.flags:
+                attempt.held = given
+            else:
+                os.close(given)
         self.daemonLog.error(
             "{service}: fork failed: {reason}",
             service=serviceId,

@@ -102,7 +102,7 @@ class HelperEvents:
         elif kind == "x":
             self._execFailed(event)
         elif kind == "f":
-            self._spawnFailed(channel, event)
+            self._spawnFailed(channel, event, fds)
         elif kind == "c":
             self._route(event, fds)
         elif kind == "g":
@@ -133,10 +133,15 @@ class HelperEvents:
                 errno=code,
             )
 
-    def _spawnFailed(self, channel: Channel, event: tuple) -> None:
+    def _spawnFailed(self, channel: Channel, event: tuple, fds: List[int]) -> None:
         requestId, code = event[1], event[2]
+        connection = -1
+        if len(event) > 4 and event[4] and fds:
+            connection = fds.pop(0)  # the client's, given back for a retry
         request = self._inFlight.take(requestId)
         if request is None:
+            if connection >= 0:
+                os.close(connection)
             return
         setup = request.setup
         credentials = credentialKey(setup) != (None, None, None)
@@ -150,7 +155,9 @@ class HelperEvents:
         else:
             why = f"fork failed: {os.strerror(code)}"
         _log.error("{executable}: {why}", executable=setup.executable, why=why)
-        request.deferred.errback(SpawnError(why, code))
+        error = SpawnError(why, code)
+        error.connection = connection
+        request.deferred.errback(error)
 
     def _route(self, event: tuple, fds: List[int]) -> None:
         """

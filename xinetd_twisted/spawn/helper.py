@@ -26,7 +26,11 @@ Helper to daemon, one message holding a list of events:
 
   - C{("r", helperPid)}: ready;
   - C{("s", requestId, pid)}: started;
-  - C{("f", requestId, errno)}: no child (fork failed, unknown template);
+  - C{("f", requestId, errno, why, hasFd)}: no child (fork failed,
+    unknown template; C{why} is C{"rlimits"} when a sub-helper's limits
+    were lowered beyond repair, else L{None}); when C{hasFd} the
+    message's C{SCM_RIGHTS} carry (in event order) the connection back,
+    for a retry;
   - C{("x", pid, errno, stage)}: the child could not exec (stage C{"exec"})
     or failed while setting itself up (stage C{"setup"});
   - C{("e", pid, status)}: reaped, raw wait status (127 after an C{"x"});
@@ -439,6 +443,14 @@ def _ownLimitsAre(rlimits: list) -> bool:
     return True
 
 
+def _carriesFd(event: tuple) -> bool:
+    """
+    Whether an event has a descriptor in its message's C{SCM_RIGHTS}.
+    """
+    kind = event[0]
+    return (kind == "c" and event[3]) or (kind == "f" and event[4])
+
+
 class _Outbox:
     """
     The events for the daemon, sent in batches on its socket.
@@ -455,6 +467,21 @@ class _Outbox:
     def close(self) -> None:
         self.sock.close()
 
+    def failed(self, rid: int, err: int, fd: int, why: str | None = None) -> None:
+        """
+        Report spawn C{rid} failed with C{err}, giving back a copy of its
+        connection C{fd} (if any) for the daemon to retry with.
+        """
+        copy = -1
+        if fd >= 0:
+            try:
+                copy = os.dup(fd)  # the request's own copy is closed
+            except OSError:
+                pass
+        if copy >= 0:
+            self.fds.append(copy)
+        self.events.append(("f", rid, err, why, copy >= 0))
+
     def flush(self) -> None:
         out, self.events = self.events, []
         fds, self.fds = self.fds, []
@@ -463,7 +490,7 @@ class _Outbox:
             for i in range(0, len(out), MAX_EVENTS_PER_MESSAGE):
                 chunk = out[i : i + MAX_EVENTS_PER_MESSAGE]
                 data = marshal.dumps(chunk)
-                n = sum(1 for e in chunk if e[0] == "c" and e[3])
+                n = sum(1 for e in chunk if _carriesFd(e))
                 if not n:
                     self.sock.send(data, socket.MSG_NOSIGNAL)
                     continue
@@ -545,10 +572,10 @@ class _Spawner:
         if t is None or fd < 0:
             if fd < 0 and self.isSub and not _ownLimitsAre(self.limitList):
                 # The descriptor did not fit under a lowered RLIMIT_NOFILE.
-                out.append(("f", rid, errno.EPERM, "rlimits"))
+                self.outbox.failed(rid, errno.EPERM, -1, "rlimits")
                 self.tampered = True
                 return
-            out.append(("f", rid, errno.EINVAL))
+            self.outbox.failed(rid, errno.EINVAL, fd)
             return
         if t.credentials is not None:
             self.forward(t.credentials, tid, msg, fd)
@@ -558,7 +585,7 @@ class _Spawner:
             if self.isSub:
                 # Someone lowered our hard limits: no child of ours can
                 # get the right ones.  The root helper starts a new one.
-                out.append(("f", rid, errno.EPERM, "rlimits"))
+                self.outbox.failed(rid, errno.EPERM, fd, "rlimits")
                 self.tampered = True
                 return
             fast = False  # the child sets them itself
@@ -571,7 +598,7 @@ class _Spawner:
             else:
                 pid = _forkChild(t, t.argv, env, fd, errW)
         except OSError as e:
-            out.append(("f", rid, e.errno or 0))
+            self.outbox.failed(rid, e.errno or 0, fd)
             return
         self.children[pid] = None
         out.append(("s", rid, pid))
@@ -674,7 +701,7 @@ class _SubHelpers:
                 err = e.errno or 0
                 continue
             except OSError as e:
-                out.events.append(("f", msg[1], e.errno or 0))
+                out.failed(msg[1], e.errno or 0, fd)
                 return
             sub.recent.append(msg[1])
             if sub.daemonEnd >= 0:
@@ -684,7 +711,7 @@ class _SubHelpers:
             elif newTemplate:
                 out.events.append(("c", sub.subId, tid, False, sub.pid, lane))
             return
-        out.events.append(("f", msg[1], err))
+        out.failed(msg[1], err, fd)
 
     def kill(self, subId: int) -> None:
         """

@@ -87,6 +87,8 @@ class HelperSpawner:
 
     @cvar stuckTimeout: seconds a sub-helper may stay silent while spawns
         wait on it before it is declared stuck, killed and replaced.
+    @cvar givesConnectionBack: a helper that cannot start a child sends
+        its connection back (see L{ISpawner.givesConnectionBack}).
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
     @ivar lanes: how many sub-helpers one credential set may have; another
@@ -95,6 +97,7 @@ class HelperSpawner:
     """
 
     stuckTimeout = 5.0
+    givesConnectionBack = True
 
     def __init__(
         self,
