@@ -106,7 +106,10 @@ class FakeHelperCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.reactor = ProcessReactor()
-        self.spawner = HelperSpawner(self.reactor, **self.spawnerArguments)
+        # One lane unless a case asks for more: the fakes answer one
+        # sub-helper per credential set.
+        arguments = {"lanes": 1, **self.spawnerArguments}
+        self.spawner = HelperSpawner(self.reactor, **arguments)
         self.spawner._reaper.becomeSubreaper = lambda: None  # type: ignore[method-assign]
         self.spawner._launcher.startProcess = self.reactor.startHelper
         self.spawner.start()

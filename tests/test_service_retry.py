@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, Tuple
 
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,7 +18,7 @@ from tests.test_daemon_superserver import ServerHarness, serviceBlock
 from xinetd_twisted.service.children import FORK_RETRY_INTERVAL, MAX_FORK_FAILURES
 
 
-class SpawnRetryTests(SynchronousTestCase):
+class _RetryCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.port = freePort()
         self.logPath = os.path.join(self.mktemp())
@@ -51,6 +51,8 @@ class SpawnRetryTests(SynchronousTestCase):
         h.server.runtimes["probe"].kind.acceptRaw(theirs.detach(), ("127.0.0.1", 4242))  # type: ignore[union-attr]
         return ours
 
+
+class SpawnRetryTests(_RetryCase):
     def test_retriedAfterInterval(self) -> None:
         """A failed spawn is tried again after 5 s with the client connection kept open."""
         h = self.harness()
@@ -137,3 +139,58 @@ class SpawnRetryTests(SynchronousTestCase):
         self.assertEqual(len(h.records), 1)
         client.settimeout(1)
         self.assertEqual(client.recv(1), b"")
+
+
+class GivenBackTests(_RetryCase):
+    """
+    With a spawner that gives the connection back with a failure, the
+    daemon keeps no copy of its own (which would hold the client's EOF back
+    until the daemon heard of the child) and retries on the one given back.
+    """
+
+    def harness(self, extra: str = "") -> ServerHarness:
+        h = super().harness(extra)
+        h.spawner.givesConnectionBack = True
+        return h
+
+    def connectKeeping(self, h: ServerHarness) -> Tuple[socket.socket, int]:
+        """
+        Connect; return the client's end and the copy a spawn helper would
+        hold.
+        """
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        helperCopy = os.dup(theirs.fileno())
+        h.server.runtimes["probe"].kind.acceptRaw(theirs.detach(), ("127.0.0.1", 4242))  # type: ignore[union-attr]
+        return ours, helperCopy
+
+    def test_noCopyKept(self) -> None:
+        """Once the spawn is on its way the daemon holds no copy of the connection."""
+        h = self.harness()
+        client, helperCopy = self.connectKeeping(h)
+        os.close(helperCopy)
+        client.settimeout(1)
+        self.assertEqual(client.recv(1), b"")
+
+    def test_retriedOnTheConnectionGivenBack(self) -> None:
+        """A failure that gives the connection back is retried on it after 5 s."""
+        h = self.harness()
+        client, helperCopy = self.connectKeeping(h)
+        h.records[0].failed("fork failed: Resource temporarily unavailable", helperCopy)
+        (waiting,) = h.server.runtimes["probe"].parts.children.retrying
+        self.assertEqual(waiting.held, helperCopy)
+        os.write(waiting.held, b"hello")
+        self.assertEqual(client.recv(5), b"hello")
+        h.reactor.advance(FORK_RETRY_INTERVAL)
+        self.assertEqual(len(h.records), 2)
+        h.records[1].started(100)
+        self.assertIn("START: probe pid=100 from=127.0.0.1", self.serviceLog())
+
+    def test_givenBackUnderNoretryIsClosed(self) -> None:
+        """With NORETRY a connection given back is closed: the client sees EOF."""
+        h = self.harness("flags = NORETRY")
+        client, helperCopy = self.connectKeeping(h)
+        h.records[0].failed("fork failed", helperCopy)
+        client.settimeout(1)
+        self.assertEqual(client.recv(1), b"")
+        self.assertIn("FAIL: probe fork from=127.0.0.1", self.serviceLog())

@@ -24,10 +24,10 @@ from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from xinetd_twisted.spawn.helperspawner import HelperSpawner
+from xinetd_twisted.spawn.helperspawner import MAX_LANES, HelperSpawner, defaultLanes
 from xinetd_twisted.spawn.interfaces import (
     ChildSetup,
     ISpawner,
@@ -131,10 +131,15 @@ def _readAll(sock: socket.socket) -> bytes:
 class SpawnerCase(TestCase):
     """
     A real L{HelperSpawner} on the real reactor, and ways to drive it.
+
+    @cvar lanes: sub-helpers per credential set: one, unless a test is about
+        several.
     """
 
+    lanes = 1
+
     def setUp(self) -> Any:
-        self.spawner = HelperSpawner(reactor)
+        self.spawner = HelperSpawner(reactor, lanes=self.lanes)
         self.addCleanup(self.spawner.stop)
         self.logged: List[dict] = []
         globalLogPublisher.addObserver(self.logged.append)  # type: ignore[arg-type]
@@ -736,3 +741,73 @@ class HelperSpawnerTests(SpawnerCase):
         self.assertEqual(_descendants(helperPid, "Z"), [])
         for pid in _descendants(helperPid):
             self.assertEqual(_cmdline(pid), _cmdline(helperPid))
+
+
+class LaneTests(SpawnerCase):
+    """
+    A credential set whose sub-helper is busy gets another (a lane), up to
+    L{HelperSpawner.lanes}; one that keeps up keeps one.
+    """
+
+    lanes = 2
+
+    def setUp(self) -> Any:
+        if not ROOT:
+            raise SkipTest("needs root: sub-helpers run as nobody")
+        return super().setUp()
+
+    def nobodySubHelpers(self) -> List[int]:
+        return [
+            p
+            for p in self.subHelpers()
+            if os.stat(f"/proc/{p}").st_uid == NOBODY.pw_uid
+        ]
+
+    @defer.inlineCallbacks
+    def test_oneLaneWhileItKeepsUp(self):
+        """Spawns one after the other all go to one sub-helper."""
+        setup = _probeSetup(
+            uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=()
+        )
+        yield self.routed(setup)
+        for _ in range(5):
+            yield self.probe(setup)
+        self.assertEqual(len(self.nobodySubHelpers()), 1)
+
+    @defer.inlineCallbacks
+    def test_busyLaneOpensAnother(self):
+        """
+        While the first sub-helper has not answered a spawn, the next goes
+        to a second one of the same credentials; both children run.
+        """
+        setup = _probeSetup(
+            uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=()
+        )
+        yield self.routed(setup)
+        [first] = self.nobodySubHelpers()
+        os.kill(first, signal.SIGSTOP)
+        self.addCleanup(self._continue, first)
+        held = self.spawnOne(setup)  # waits on the stopped sub-helper
+        info = yield self.probe(setup)
+        self.assertEqual(info["uid"], NOBODY.pw_uid)
+        subs = self.nobodySubHelpers()
+        self.assertEqual(len(subs), 2, subs)
+        os.kill(first, signal.SIGCONT)
+        _t, reason, output, _c = yield held
+        self.assertIsInstance(reason.value, ProcessDone, output)
+        self.assertEqual(json.loads(output)["uid"], NOBODY.pw_uid)
+
+    @staticmethod
+    def _continue(pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+class DefaultLanesTests(SynchronousTestCase):
+    def test_onePerCpu(self) -> None:
+        """One lane per CPU, at least one, at most MAX_LANES."""
+        self.assertEqual(
+            [defaultLanes(n) for n in (0, 1, 2, 3, 16)], [1, 1, 2, 3, MAX_LANES]
+        )

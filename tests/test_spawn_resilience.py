@@ -275,6 +275,29 @@ class RlimitTests(ResilienceCase):
         self.assertNotIn(sub, self.subHelpers())
 
     @defer.inlineCallbacks
+    def test_failedSpawnGivesTheConnectionBack(self):
+        """
+        A spawn the sub-helper cannot make (its hard limits lowered) fails
+        with the client's connection given back, for a retry.
+        """
+        setup = ChildSetup("/bin/true", ("true",), rlimits=_fullLimits(), **_nobody())
+        yield self.routed(setup)
+        _prlimitAsNobody(
+            self.subHelperOf(NOBODY.pw_uid), {resource.RLIMIT_CORE: (0, 0)}
+        )
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        try:
+            d = self.spawner.spawn(_Child(), setup, theirs.fileno(), ())
+        finally:
+            theirs.close()
+        error = yield self.assertFailure(d, SpawnError)
+        self.assertGreaterEqual(error.connection, 0)
+        os.write(error.connection, b"back")
+        os.close(error.connection)
+        self.assertEqual(ours.recv(4), b"back")
+
+    @defer.inlineCallbacks
     def test_prlimitOfRootHelper(self):
         """
         Soft limits changed on the root helper do not reach the children it

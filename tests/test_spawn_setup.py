@@ -189,9 +189,13 @@ class ChildSetupForTests(SynchronousTestCase):
 
 class WireFormatTests(SynchronousTestCase):
     def test_spawnMessageRoundTrip(self) -> None:
-        """A spawn message carries request id, template id and NAME=value bytes."""
-        data = helper.spawnMessage(7, 3, (("REMOTE_HOST", "1.2.3.4"),))
-        self.assertEqual(helper.decode(data), ("S", 7, 3, [b"REMOTE_HOST=1.2.3.4"]))
+        """A spawn message carries request id, template id, NAME=value bytes and the lane."""
+        data = helper.spawnMessage(7, 3, (("REMOTE_HOST", "1.2.3.4"),), 1)
+        self.assertEqual(helper.decode(data), ("S", 7, 3, [b"REMOTE_HOST=1.2.3.4"], 1))
+
+    def test_spawnMessageFirstLane(self) -> None:
+        """Without a lane a spawn goes to the first."""
+        self.assertEqual(helper.decode(helper.spawnMessage(7, 3, ()))[4], 0)
 
     def test_killSubMessageRoundTrip(self) -> None:
         """A kill-sub-helper message carries the sub-helper's id."""

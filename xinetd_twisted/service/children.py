@@ -166,27 +166,44 @@ class Children:
         """
         child = Child(self, peer, self._context.wallClock(), accepted, address)
         child.shown = address or peerLabel(peer, extra)
+        if peer is not None:
+            extra = (("REMOTE_HOST", peer),) + extra
+        attempt = SpawnAttempt(child, setup, extra)
+        # The request goes first: the client waits for it, not for what
+        # only the daemon needs to know (instances, metrics), which still
+        # comes before anything the spawner can report.
+        d = self._request(attempt, fd)
         self._context.hooks.connection(self._service.serviceId)
         if self.countsInstances:
             self._policy().started(peer)
-        if peer is not None:
-            extra = (("REMOTE_HOST", peer),) + extra
-        self._trySpawn(SpawnAttempt(child, setup, extra), fd)
+        self._follow(attempt, fd, d)
 
     def _trySpawn(self, attempt: SpawnAttempt, fd: int) -> None:
-        if "NORETRY" not in self._service.flags:
+        self._follow(attempt, fd, self._request(attempt, fd))
+
+    def _request(self, attempt: SpawnAttempt, fd: int) -> Any:
+        try:
+            return self._context.spawner.spawn(
+                attempt.child, attempt.setup, fd, attempt.extra
+            )
+        except Exception:
+            return fail()
+
+    def _follow(self, attempt: SpawnAttempt, fd: int, d: Any) -> None:
+        """
+        Keep a copy of the connection for a retry unless the spawner gives
+        it back with a later failure, then follow the spawn's outcome.
+        """
+        if "NORETRY" not in self._service.flags and (
+            d.called or not self._context.spawner.givesConnectionBack
+        ):
             # The caller closes fd when we return, but a retry needs the
             # client connection: keep our own copy until the child exists.
+            # (A copy kept longer than needed delays the client's EOF.)
             try:
                 attempt.held = os.dup(fd)
             except OSError:
                 attempt.held = -1
-        try:
-            d: Any = self._context.spawner.spawn(
-                attempt.child, attempt.setup, fd, attempt.extra
-            )
-        except Exception:
-            d = fail()
         d.addCallbacks(
             self._spawned,
             self._spawnFailed,
@@ -201,6 +218,12 @@ class Children:
     def _spawnFailed(self, reason: Failure, attempt: SpawnAttempt) -> None:
         attempt.failures += 1
         serviceId = self._service.serviceId
+        given = reason.value.connection if reason.check(SpawnError) else -1
+        if given >= 0:
+            if attempt.held < 0 and "NORETRY" not in self._service.flags:
+                attempt.held = given
+            else:
+                os.close(given)
         self.daemonLog.error(
             "{service}: fork failed: {reason}",
             service=serviceId,

@@ -36,6 +36,7 @@ class HelperProcess:
 
     @ivar pid: the child's pid, L{None} once it has been reaped.
     @ivar setup: the L{ChildSetup} it was started with.
+    @ivar proto: its process protocol, L{None} once told it ended.
     @ivar channel: the channel of the helper that started it (its parent).
     @ivar adopted: whether the daemon is its parent now (its helper died)
         and reaps and signals it itself.
@@ -231,8 +232,13 @@ class Children:
         if ended is None:
             return
         ended.pid = None
-        ended.proto.processExited(reason)
-        ended.proto.processEnded(reason)
+        # The protocol and its transport point at each other: part them, so
+        # that a connection's objects go by reference counting and none are
+        # left for the cyclic collector (whose full passes over the daemon's
+        # heap are the slowest pauses on the spawn path).
+        proto, ended.proto = ended.proto, None
+        proto.processExited(reason)
+        proto.processEnded(reason)
 
     def stop(self) -> None:
         """

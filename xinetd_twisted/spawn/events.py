@@ -71,8 +71,15 @@ class HelperEvents:
         """
         See L{IChannelOwner.queueChanged}.
         """
-        if self.pressure is not None:
-            self.pressure(channel.key, backedUp)
+        if self.pressure is None:
+            return
+        if not backedUp and channel.key is not None:
+            # The lanes of a credential set share its back-pressure: it has
+            # caught up when none of them has messages waiting.
+            for other in self._table.channels():
+                if other is not channel and other.key == channel.key and other.queue:
+                    return
+        self.pressure(channel.key, backedUp)
 
     def channelLost(self, channel: Channel, why: str) -> None:
         """
@@ -100,7 +107,7 @@ class HelperEvents:
         elif kind == "x":
             self._execFailed(event)
         elif kind == "f":
-            self._spawnFailed(channel, event)
+            self._spawnFailed(channel, event, fds)
         elif kind == "c":
             self._route(event, fds)
         elif kind == "g":
@@ -134,10 +141,15 @@ class HelperEvents:
                 errno=code,
             )
 
-    def _spawnFailed(self, channel: Channel, event: tuple) -> None:
+    def _spawnFailed(self, channel: Channel, event: tuple, fds: List[int]) -> None:
         requestId, code = event[1], event[2]
+        connection = -1
+        if len(event) > 4 and event[4] and fds:
+            connection = fds.pop(0)  # the client's, given back for a retry
         request = self._inFlight.take(requestId)
         if request is None:
+            if connection >= 0:
+                os.close(connection)
             return
         setup = request.setup
         credentials = credentialKey(setup) != (None, None, None)
@@ -151,14 +163,17 @@ class HelperEvents:
         else:
             why = f"fork failed: {os.strerror(code)}"
         _log.error("{executable}: {why}", executable=setup.executable, why=why)
-        request.deferred.errback(SpawnError(why, code))
+        error = SpawnError(why, code)
+        error.connection = connection
+        request.deferred.errback(error)
 
     def _route(self, event: tuple, fds: List[int]) -> None:
         """
         Send the template's next spawns straight to the sub-helper that
         starts its children.
         """
-        _, subId, templateId, hasFd, subPid = event
+        _, subId, templateId, hasFd, subPid = event[:5]
+        lane = event[5] if len(event) > 5 else 0
         setup = self._templates.setupOf(templateId)
         table = self._table
         if hasFd:
@@ -172,11 +187,11 @@ class HelperEvents:
             sock.setblocking(False)
             new = table.addSub(self, sock, subId, credentialKey(setup), subPid)
             self._retirement.watch(new)
-        channel = table.route(subId, templateId)
+        channel = table.route(subId, templateId, lane)
         if channel is not None:
             # The root helper forwards this template's spawns to it: it is
             # the one that must answer them.
-            self._inFlight.forwarded(templateId, table.control, channel)
+            self._inFlight.forwarded(templateId, lane, table.control, channel)
 
 
 __all__ = ["HelperEvents"]

@@ -16,8 +16,10 @@ interpreter).  Daemon to helper:
   - C{("T", templateId, part, final, index)}: register a template (the
     encoded L{ChildSetup} fields, see L{encodeTemplate}), in parts when
     large; part C{index} 0 starts it afresh;
-  - C{("S", requestId, templateId, extraEnv)} with the connection fd in
-    C{SCM_RIGHTS}: start a child;
+  - C{("S", requestId, templateId, extraEnv, lane)} with the connection fd
+    in C{SCM_RIGHTS}: start a child (the root helper forwards a child that
+    needs credentials to the sub-helper of that credential set and C{lane},
+    see below);
   - C{("K", pid, signal)}: signal a child if it is still unreaped;
   - C{("X", subId)} (root helper only): SIGKILL sub-helper C{subId}, which
     the daemon found stuck or idle; the next spawn of its credentials
@@ -31,23 +33,30 @@ Helper to daemon, one message holding a list of events:
 
   - C{("r", helperPid)}: ready;
   - C{("s", requestId, pid)}: started;
-  - C{("f", requestId, errno)}: no child (fork failed, unknown template);
+  - C{("f", requestId, errno, why, hasFd)}: no child (fork failed,
+    unknown template; C{why} is C{"rlimits"} when a sub-helper's limits
+    were lowered beyond repair, else L{None}); when C{hasFd} the
+    message's C{SCM_RIGHTS} carry (in event order) the connection back,
+    for a retry;
   - C{("x", pid, errno, stage)}: the child could not exec (stage C{"exec"})
     or failed while setting itself up (stage C{"setup"});
   - C{("e", pid, status)}: reaped, raw wait status (127 after an C{"x"});
-  - C{("c", subId, templateId, hasFd, subPid)}: the template's children
-    are started by sub-helper C{subId} (process C{subPid}); when C{hasFd}
-    the message's C{SCM_RIGHTS} carry (in event order) a socket connected
-    to that new sub-helper;
+  - C{("c", subId, templateId, hasFd, subPid, lane)}: the template's
+    children of C{lane} are started by sub-helper C{subId} (process
+    C{subPid}); when C{hasFd} the message's C{SCM_RIGHTS} carry (in event
+    order) a socket connected to that new sub-helper;
   - C{("g", [requestId, ...], subId)}: sub-helper C{subId} died (and has
     been reaped); those of these requests, and of those sent to it
     directly, not yet reported started never will be;
   - C{("q",)} / C{("n",)}: the answer to C{"Q"}.
 
 Children that need credentials (and nothing that needs Python in the child)
-are started by a sub-helper per credential set, forked from this helper
-with those credentials, which can then use vfork: several times cheaper
-than forking this helper.  The first spawns of a template reach it through
+are started by a sub-helper per credential set and lane, forked from this
+helper with those credentials, which can then use vfork: several times
+cheaper than forking this helper.  A sub-helper starts one child at a time
+(vfork holds it until the child has exec'd), so the daemon spreads a busy
+credential set's spawns over a few lanes, one sub-helper each, started when
+the first is busy: two in parallel keep two CPUs working.  The first spawns of a template reach it through
 this helper; then the daemon registers the template with and sends its
 spawns (C{"T"}, C{"S"}, C{"K"} as above) straight to the sub-helper on the
 socket of the C{"c"} event, one process hop less per connection.
@@ -194,12 +203,15 @@ def templateMessages(templateId: int, blob: bytes) -> list[bytes]:
     ]
 
 
-def spawnMessage(requestId: int, templateId: int, extraEnvironment: tuple) -> bytes:
+def spawnMessage(
+    requestId: int, templateId: int, extraEnvironment: tuple, lane: int = 0
+) -> bytes:
     """
-    Encode a start request (the fd travels beside it in C{SCM_RIGHTS}).
+    Encode a start request (the fd travels beside it in C{SCM_RIGHTS});
+    C{lane} picks which of the sub-helpers of its credential set starts it.
     """
     env = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in extraEnvironment]
-    return marshal.dumps(("S", requestId, templateId, env))
+    return marshal.dumps(("S", requestId, templateId, env, lane))
 
 
 def signalMessage(pid: int, signalNumber: int) -> bytes:
@@ -361,6 +373,13 @@ def _closeAllBut(keep: tuple) -> None:
 
 PR_SET_NO_NEW_PRIVS = 38
 
+_SETUP_FAILED = frozenset({127, 255})
+"""
+Exit codes of a child that failed before its program ran (ours from
+L{_forkChild}, C{_posixsubprocess}'s): only then may it have written why
+on the error socket.
+"""
+
 
 def _noNewPrivileges() -> None:
     """
@@ -471,6 +490,14 @@ def _ownLimitsAre(rlimits: list) -> bool:
     return True
 
 
+def _carriesFd(event: tuple) -> bool:
+    """
+    Whether an event has a descriptor in its message's C{SCM_RIGHTS}.
+    """
+    kind = event[0]
+    return (kind == "c" and event[3]) or (kind == "f" and event[4])
+
+
 class _Outbox:
     """
     The events for the daemon, sent in batches on its socket.
@@ -487,6 +514,21 @@ class _Outbox:
     def close(self) -> None:
         self.sock.close()
 
+    def failed(self, rid: int, err: int, fd: int, why: str | None = None) -> None:
+        """
+        Report spawn C{rid} failed with C{err}, giving back a copy of its
+        connection C{fd} (if any) for the daemon to retry with.
+        """
+        copy = -1
+        if fd >= 0:
+            try:
+                copy = os.dup(fd)  # the request's own copy is closed
+            except OSError:
+                pass
+        if copy >= 0:
+            self.fds.append(copy)
+        self.events.append(("f", rid, err, why, copy >= 0))
+
     def flush(self) -> None:
         out, self.events = self.events, []
         fds, self.fds = self.fds, []
@@ -495,7 +537,7 @@ class _Outbox:
             for i in range(0, len(out), MAX_EVENTS_PER_MESSAGE):
                 chunk = out[i : i + MAX_EVENTS_PER_MESSAGE]
                 data = marshal.dumps(chunk)
-                n = sum(1 for e in chunk if e[0] == "c" and e[3])
+                n = sum(1 for e in chunk if _carriesFd(e))
                 if not n:
                     self.sock.send(data, socket.MSG_NOSIGNAL)
                     continue
@@ -571,16 +613,16 @@ class _Spawner:
         return self.rawTemplates[tid]  # type: ignore[no-any-return]
 
     def spawn(self, msg: tuple, fd: int) -> None:
-        _, rid, tid, extra = msg
+        rid, tid, extra = msg[1], msg[2], msg[3]
         out = self.outbox.events
         t = self.templates.get(tid)
         if t is None or fd < 0:
             if fd < 0 and self.isSub and not _ownLimitsAre(self.limitList):
                 # The descriptor did not fit under a lowered RLIMIT_NOFILE.
-                out.append(("f", rid, errno.EPERM, "rlimits"))
+                self.outbox.failed(rid, errno.EPERM, -1, "rlimits")
                 self.tampered = True
                 return
-            out.append(("f", rid, errno.EINVAL))
+            self.outbox.failed(rid, errno.EINVAL, fd)
             return
         if t.credentials is not None:
             self.forward(t.credentials, tid, msg, fd)
@@ -590,7 +632,7 @@ class _Spawner:
             if self.isSub:
                 # Someone lowered our hard limits: no child of ours can
                 # get the right ones.  The root helper starts a new one.
-                out.append(("f", rid, errno.EPERM, "rlimits"))
+                self.outbox.failed(rid, errno.EPERM, fd, "rlimits")
                 self.tampered = True
                 return
             fast = False  # the child sets them itself
@@ -603,7 +645,7 @@ class _Spawner:
             else:
                 pid = _forkChild(t, t.argv, env, fd, errW)
         except OSError as e:
-            out.append(("f", rid, e.errno or 0))
+            self.outbox.failed(rid, e.errno or 0, fd)
             return
         self.children[pid] = None
         out.append(("s", rid, pid))
@@ -635,6 +677,9 @@ class _Spawner:
             out.append(("e", pid, status))
             return
         del self.children[pid]
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) in _SETUP_FAILED:
+            # It may have written why before it exited: read it now.
+            self.drainErrors()
         report = self.execErrors.pop(pid, None)
         if report is not None:
             parts = report.split(b":")
@@ -665,7 +710,7 @@ class _SubHelpers:
         self.outbox = outbox
         self.rawTemplate = rawTemplate
         self.closeInChild = closeInChild
-        self.subs: dict[tuple, _Sub] = {}  # by credentials
+        self.subs: dict[tuple, _Sub] = {}  # by (credentials, lane)
         self.subPids: dict[int, _Sub] = {}  # until reaped
         self.nextSubId = 1
 
@@ -682,11 +727,13 @@ class _SubHelpers:
         rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))]
         out = self.outbox
         err = 0
+        lane = msg[4] if len(msg) > 4 else 0
+        key = (credentials, lane)
         for _attempt in range(2):
-            sub = self.subs.get(credentials)
+            sub = self.subs.get(key)
             try:
                 if sub is None:
-                    sub = self.startSub(credentials)
+                    sub = self.startSub(key)
                 newTemplate = tid not in sub.templates
                 if newTemplate:
                     for raw in self.rawTemplate(tid):
@@ -695,23 +742,23 @@ class _SubHelpers:
                 sub.sock.sendmsg([marshal.dumps(msg)], rights, flags)
             except (BrokenPipeError, ConnectionResetError) as e:
                 # Dead but not yet reaped: replace it (reap reports it).
-                if sub is not None and self.subs.get(credentials) is sub:
-                    del self.subs[credentials]
+                if sub is not None and self.subs.get(key) is sub:
+                    del self.subs[key]
                     sub.close()
                 err = e.errno or 0
                 continue
             except OSError as e:
-                out.events.append(("f", msg[1], e.errno or 0))
+                out.failed(msg[1], e.errno or 0, fd)
                 return
             sub.recent.append(msg[1])
             if sub.daemonEnd >= 0:
-                out.events.append(("c", sub.subId, tid, True, sub.pid))
+                out.events.append(("c", sub.subId, tid, True, sub.pid, lane))
                 out.fds.append(sub.daemonEnd)
                 sub.daemonEnd = -1
             elif newTemplate:
-                out.events.append(("c", sub.subId, tid, False, sub.pid))
+                out.events.append(("c", sub.subId, tid, False, sub.pid, lane))
             return
-        out.events.append(("f", msg[1], err))
+        out.failed(msg[1], err, fd)
 
     def kill(self, subId: int) -> None:
         """
@@ -727,7 +774,11 @@ class _SubHelpers:
                 except OSError:
                     pass
 
-    def startSub(self, credentials: tuple) -> _Sub:
+    def startSub(self, key: tuple) -> _Sub:
+        """
+        Start the sub-helper of C{key}, C{(credentials, lane)}.
+        """
+        credentials = key[0]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             daemonEnd, direct = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -772,9 +823,9 @@ class _SubHelpers:
             os._exit(0)
         theirs.close()
         direct.close()
-        sub = _Sub(pid, ours, self.nextSubId, credentials, daemonEnd.detach())
+        sub = _Sub(pid, ours, self.nextSubId, key, daemonEnd.detach())
         self.nextSubId += 1
-        self.subs[credentials] = sub
+        self.subs[key] = sub
         self.subPids[pid] = sub
         return sub
 
@@ -854,8 +905,10 @@ class _Helper:
                 os.close(fd)
 
     def reap(self) -> None:
-        self.spawner.drainErrors()
+        spawner = self.spawner
         for _ in range(65536):
+            if self.isSub and not spawner.children:
+                return  # a sub-helper has no other children to wait for
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -863,7 +916,7 @@ class _Helper:
             if pid == 0:
                 return
             if not self.subs.reaped(pid):
-                self.spawner.reaped(pid, status)
+                spawner.reaped(pid, status)
 
     def run(self) -> None:
         wakeR, wakeW = os.pipe()

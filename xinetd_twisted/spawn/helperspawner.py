@@ -8,9 +8,10 @@ connection's fd attached and closes its own copy; the helper forks, sets the
 child up as xinetd does and reports back.  Reaping, exit statuses and exec
 failures arrive as batched events on the same socket.
 
-Each sub-helper (one per credential set) has its own channel, queue and
-back-pressure: a sub-helper that its user stopped or slowed only holds up
-the services of that credential set.  What a user can do to their own
+Each sub-helper (one per credential set and lane: a credential set whose
+sub-helpers are all busy gets another, up to L{HelperSpawner.lanes}) has
+its own channel, queue and back-pressure: a sub-helper that its user
+stopped or slowed only holds up the services of that credential set.  What a user can do to their own
 sub-helper, and what follows:
 
   - it backs up: the L{PressureObserver} is told C{(credentialKey, True)}
@@ -37,6 +38,7 @@ never; one that has dropped its privileges keeps it).
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Dict, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -72,6 +74,22 @@ more.
 """
 
 
+MAX_LANES = 4
+"""
+Most sub-helpers one credential set gets by default.
+"""
+
+
+def defaultLanes(cpus: Optional[int] = None) -> int:
+    """
+    Sub-helpers per credential set: one per CPU (each starts one child at a
+    time: vfork holds it until the child has exec'd), at most L{MAX_LANES}.
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0))
+    return max(1, min(MAX_LANES, cpus))
+
+
 @implementer(ISpawner)
 class HelperSpawner:
     """
@@ -92,12 +110,17 @@ class HelperSpawner:
         spawn waiting, no child still followed) may stay silent before it
         is retired, and the root helper once it has no sub-helper and no
         child either; 0 keeps them until the spawner stops.
+    @cvar givesConnectionBack: a helper that cannot start a child sends
+        its connection back (see L{ISpawner.givesConnectionBack}).
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
+    @ivar lanes: how many sub-helpers one credential set may have; another
+        is started only when all it has are busy.
     @ivar running: C{{pid: HelperProcess}} of the children not reaped yet.
     """
 
     stuckTimeout = 5.0
+    givesConnectionBack = True
 
     def __init__(
         self,
@@ -105,6 +128,7 @@ class HelperSpawner:
         maxQueued: int = 64,
         helperEnvironment: Optional[Dict[str, str]] = None,
         idleTimeout: float = IDLE_TIMEOUT,
+        lanes: Optional[int] = None,
     ) -> None:
         """
         @param reactor: provides C{IReactorProcess}, C{IReactorFDSet} and
@@ -112,6 +136,8 @@ class HelperSpawner:
         @param helperEnvironment: the helper's own environment (children
             never see it); only tests and benchmarks need to set it.
         @param idleTimeout: see L{idleTimeout}.
+        @param lanes: see L{lanes}; by default one per CPU, at most
+            L{MAX_LANES}.
         """
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -119,6 +145,7 @@ class HelperSpawner:
             reactor = _reactor
         self.maxQueued = maxQueued
         self.idleTimeout = idleTimeout
+        self.lanes = lanes if lanes is not None else defaultLanes()
         self._ids = itertools.count(1)  # template and request ids
         self._reaper = OrphanReaper(reactor)
         self._launcher = HelperLauncher(
@@ -213,16 +240,16 @@ class HelperSpawner:
         if templateId is None:
             assert table.control is not None
             templateId = self._templates.register(setup, table.control)
-        channel = table.routes.get(templateId)
-        if channel is not None and not (channel.closed or channel.stuck):
+        lane, channel = self._pickLane(templateId)
+        if channel is not None:
             if len(channel.queue) >= self.maxQueued:
                 return fail(SpawnError(f"{channel.describe()} is backed up"))
             requestId = self._sendSpawn(
-                channel, templateId, setup, socketFD, extraEnvironment
+                channel, templateId, setup, socketFD, extraEnvironment, lane
             )
             if requestId:
                 return self._inFlight.expect(
-                    requestId, processProtocol, setup, channel, templateId
+                    requestId, processProtocol, setup, channel, templateId, lane
                 )
             # That sub-helper has gone: the root helper starts another.
         control = table.control
@@ -231,13 +258,35 @@ class HelperSpawner:
         if len(control.queue) >= self.maxQueued:
             return fail(SpawnError("the spawn helper is backed up"))
         requestId = self._sendSpawn(
-            control, templateId, setup, socketFD, extraEnvironment
+            control, templateId, setup, socketFD, extraEnvironment, lane
         )
         if not requestId:
             return fail(SpawnError("spawn helper: control socket lost"))
         return self._inFlight.expect(
-            requestId, processProtocol, setup, control, templateId
+            requestId, processProtocol, setup, control, templateId, lane
         )
+
+    def _pickLane(self, templateId: int) -> Tuple[int, Optional[Channel]]:
+        """
+        Choose the lane of the next spawn of C{templateId}: the first whose
+        sub-helper is idle; else, while there are lanes left, a new one
+        (its first spawns go through the root helper, which starts its
+        sub-helper); else the least busy.  With the channel to send it on,
+        L{None} for the root helper's.
+        """
+        routes = self._table.routes
+        best: Tuple[int, Optional[Channel]] = (0, None)
+        bestLoad = -1
+        for lane in range(self.lanes):
+            channel = routes.get((templateId, lane))
+            if channel is None or channel.closed or channel.stuck:
+                return lane, None
+            load = len(channel.requests) + len(channel.queue)
+            if load == 0:
+                return lane, channel
+            if bestLoad < 0 or load < bestLoad:
+                best, bestLoad = (lane, channel), load
+        return best
 
     def observePressure(self, observer: Optional[PressureObserver]) -> None:
         """
@@ -287,6 +336,7 @@ class HelperSpawner:
         setup: ChildSetup,
         socketFD: int,
         extraEnvironment: Tuple[Tuple[str, str], ...],
+        lane: int = 0,
     ) -> int:
         """
         Send a start request on C{channel} (registering the template with a
@@ -298,7 +348,7 @@ class HelperSpawner:
                     return 0
             channel.templates.add(templateId)
         requestId = next(self._ids)
-        message = _wire.spawnMessage(requestId, templateId, extraEnvironment)
+        message = _wire.spawnMessage(requestId, templateId, extraEnvironment, lane)
         if not channel.send(message, socketFD, requestId):
             return 0
         return requestId
@@ -319,7 +369,10 @@ class HelperSpawner:
 
     @property
     def _routes(self) -> Dict[int, Channel]:
-        return self._table.routes
+        """
+        The routes of the first lane, by template id.
+        """
+        return {t: c for (t, lane), c in self._table.routes.items() if lane == 0}
 
 
 __all__ = ["HelperSpawner", "HelperProcess", "HELPER_PATH"]

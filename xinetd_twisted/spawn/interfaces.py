@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Tuple
 
 import attr
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 @attr.s(frozen=True, auto_attribs=True, cache_hash=True)
@@ -93,13 +93,29 @@ C{key} (all spawning services for L{None}) while any applies to them.
 class SpawnError(Exception):
     """
     No child could be created (fork failed, the spawn helper is gone).
+
+    @ivar connection: a descriptor of the client connection that the
+        spawner gives back with a failure reported after C{spawn} returned
+        (see L{ISpawner.givesConnectionBack}); its receiver owns it.  C{-1}
+        when there is none.
     """
+
+    connection = -1
 
 
 class ISpawner(Interface):
     """
     Starts children that get one socket as their fds 0, 1 and 2.
     """
+
+    givesConnectionBack = Attribute(
+        """
+        Whether a spawn that fails after C{spawn} returned gives the
+        connection back (L{SpawnError.connection}) when it still has it, so
+        that a caller needs no copy of its own for a retry (a copy that
+        would keep the client from seeing EOF until the caller closes it).
+        """
+    )
 
     def spawn(
         processProtocol: object,

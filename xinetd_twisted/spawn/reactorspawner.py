@@ -43,7 +43,12 @@ from xinetd_twisted.spawn.interfaces import (
 class ReactorSpawner:
     """
     Spawns with C{reactor.spawnProcess(childFDs={0: fd, 1: fd, 2: fd})}.
+
+    @cvar givesConnectionBack: its spawns fail before C{spawn} returns, if
+        at all.
     """
+
+    givesConnectionBack = False
 
     def __init__(self, reactor: Any, lenient: bool = False) -> None:
         self._reactor = reactor

@@ -29,6 +29,7 @@ class SpawnRequest:
 
     @ivar channel: the channel whose peer must answer it: the one it was
         sent on, or the sub-helper the root helper forwarded it to.
+    @ivar lane: which of its credential set's sub-helpers is to start it.
     @ivar sentOn: the channel it was sent on.
     """
 
@@ -38,6 +39,7 @@ class SpawnRequest:
     deferred: Deferred
     channel: Channel
     templateId: int
+    lane: int = 0
     sentOn: Channel = attr.ib(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -60,12 +62,13 @@ class InFlight:
         setup: ChildSetup,
         channel: Channel,
         templateId: int,
+        lane: int = 0,
     ) -> Deferred:
         """
         Follow a spawn just sent on C{channel}; return its Deferred.
         """
         d: Deferred = Deferred()
-        request = SpawnRequest(requestId, proto, setup, d, channel, templateId)
+        request = SpawnRequest(requestId, proto, setup, d, channel, templateId, lane)
         self._pending[requestId] = request
         self._attribute(request, channel)
         return d
@@ -75,13 +78,20 @@ class InFlight:
         request.channel = channel
         channel.awaitAnswer(request.requestId)
 
-    def forwarded(self, templateId: int, via: Optional[Channel], to: Channel) -> None:
+    def forwarded(
+        self, templateId: int, lane: int, via: Optional[Channel], to: Channel
+    ) -> None:
         """
-        The spawns of C{templateId} sent through C{via} (the root helper)
-        are C{to}'s (the sub-helper it forwards them to) to answer.
+        The spawns of C{templateId} and C{lane} sent through C{via} (the
+        root helper) are C{to}'s (the sub-helper it forwards them to) to
+        answer.
         """
         for request in list(self._pending.values()):
-            if request.templateId == templateId and request.channel is via:
+            if (
+                request.templateId == templateId
+                and request.lane == lane
+                and request.channel is via
+            ):
                 self._attribute(request, to)
 
     def awaitedOn(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal as _signal
 import socket
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
@@ -32,8 +32,9 @@ class ChannelTable:
     @ivar control: the root helper's channel, L{None} when it is lost.
     @ivar subs: C{{subId: Channel}} of the running root helper's sub-helpers.
     @ivar orphanedSubs: channels of the sub-helpers of a dead root helper.
-    @ivar routes: C{{templateId: Channel}}: the sub-helper that starts the
-        template's children, to send its spawns straight to.
+    @ivar routes: C{{(templateId, lane): Channel}}: the sub-helper that
+        starts the template's children of that lane, to send its spawns
+        straight to.
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class ChannelTable:
         self.control: Optional[Channel] = None
         self.subs: Dict[int, Channel] = {}
         self.orphanedSubs: List[Channel] = []
-        self.routes: Dict[int, Channel] = {}
+        self.routes: Dict[Tuple[int, int], Channel] = {}
 
     def channels(self) -> List[Channel]:
         """
@@ -98,15 +99,16 @@ class ChannelTable:
         self._reactor.addReader(new)
         return new
 
-    def route(self, subId: int, templateId: int) -> Optional[Channel]:
+    def route(self, subId: int, templateId: int, lane: int = 0) -> Optional[Channel]:
         """
-        Send the template's spawns straight to sub-helper C{subId} from
-        now on; return its channel, L{None} if it cannot take them.
+        Send the template's spawns of C{lane} straight to sub-helper
+        C{subId} from now on; return its channel, L{None} if it cannot take
+        them.
         """
         channel = self.subs.get(subId)
         if channel is None or channel.stuck or channel.retired or channel.closed:
             return None
-        self.routes[templateId] = channel
+        self.routes[(templateId, lane)] = channel
         return channel
 
     def _unroute(self, channel: Channel) -> None:

@@ -104,11 +104,14 @@ class SpawnRecord:
         self.deferred.callback(self.transport)
         return self.transport
 
-    def failed(self, message: str = "fork failed") -> None:
+    def failed(self, message: str = "fork failed", connection: int = -1) -> None:
         """
-        Make the spawn fail with L{SpawnError}.
+        Make the spawn fail with L{SpawnError}, giving back C{connection}
+        (a descriptor the receiver then owns) if not C{-1}.
         """
-        self.deferred.errback(SpawnError(message))
+        error = SpawnError(message)
+        error.connection = connection
+        self.deferred.errback(error)
 
     def ended(self, status: int = 0) -> None:
         """
@@ -130,6 +133,9 @@ class SpawnerSpy:
 
     @ivar signalled: C{(pid, signal)} for every C{signalChild} call.
     @ivar running: between C{start} and C{stop}.
+    @ivar givesConnectionBack: what the spy says of itself (see
+        L{ISpawner.givesConnectionBack}); a test that sets it gives a
+        connection to L{SpawnRecord.failed}.
     @ivar pressureObserver: what C{observePressure} set; a test calls it to
         play a backed-up spawner.
     """
@@ -138,6 +144,7 @@ class SpawnerSpy:
     signalled: List[Tuple[int, int]] = attr.ib(factory=list)
     running: bool = False
     pressureObserver: Optional[PressureObserver] = None
+    givesConnectionBack: bool = False
 
     def spawn(
         self,
