@@ -24,7 +24,7 @@ from xinetd_twisted.builtins import (
     datagramProtocol,
     streamFactory,
 )
-from xinetd_twisted.builtins.formats import daytimeString, timeBytes
+from xinetd_twisted.builtins.formats import PerSecond, daytimeString, timeBytes
 from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
@@ -50,7 +50,9 @@ from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
 from xinetd_twisted.spawn.interfaces import ChildSetup
 
-_INLINE = {"daytime": daytimeString, "time": timeBytes}
+_INLINE = {"daytime": PerSecond(daytimeString), "time": PerSecond(timeBytes)}
+
+_NO_WAIT = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 
 DGRAM_FAIL_INTERVAL = 60.0
 """
@@ -221,17 +223,19 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
         if name not in _INLINE or "SENSOR" in service.flags:
             super().adopt(connection)
             return
-        sock = socket.socket(fileno=os.dup(connection.fd))
+        # The peer comes from accept() and the socket object is told its
+        # family and type: no dup, getpeername or getsockopt per connection.
+        # The descriptor stays the caller's (detach, not close).
+        sock = socket.socket(connection.family, socket.SOCK_STREAM, 0, connection.fd)
         try:
-            peer = numericHost(sock.getpeername())
             payload = _INLINE[name](self._parts.context.reactor.seconds())
-            sock.send(payload, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            sock.send(payload, _NO_WAIT)
         except OSError:
             return
         finally:
-            sock.close()
+            sock.detach()
         self._parts.context.hooks.connection(service.serviceId)
-        self._parts.log.start(0, peer)
+        self._parts.log.start(0, numericHost(connection.remote))
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
         parts = self._parts
