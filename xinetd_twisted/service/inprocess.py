@@ -48,9 +48,12 @@ from xinetd_twisted.service.front import OwnListener, OwnSocketKind
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
+from xinetd_twisted.service.rawstream import RawDoor
 from xinetd_twisted.spawn.interfaces import ChildSetup
 
 _INLINE = {"daytime": PerSecond(daytimeString), "time": PerSecond(timeBytes)}
+
+_RAW = frozenset({"echo", "discard"})
 
 _NO_WAIT = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 
@@ -84,9 +87,11 @@ class InProcessStreamKind(OwnSocketKind):
         )
         self._inner = self.innerFactory()
         serviceId = parts.service.serviceId
-        self.factory = ServiceFactory(self, serviceId, parts, self.limits())
+        # One set of bounds (descriptor budget, idle sweep) for both doors.
+        self._limits = self.limits()
+        self.factory = ServiceFactory(self, serviceId, parts, self._limits)
         self._admittedFactory = ServiceFactory(
-            _Admitted(self), serviceId, parts, self.limits()
+            _Admitted(self), serviceId, parts, self._limits
         )
         self._own = OwnListener(parts, self.acceptRaw, self.factory, False)
 
@@ -133,11 +138,17 @@ class InProcessStreamKind(OwnSocketKind):
             connection = Connection.fromDescriptor(
                 fd, address, self._own.family, self._parts.seconds()
             )
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
             self._parts.admission.admit(
                 connection, lambda admitted: self._admitted(admitted, self.adopt)
             )
         finally:
-            os.close(fd)
+            # Closed unless a door took it (Connection.take).
+            if connection.fd >= 0:
+                os.close(connection.fd)
 
     def _admitted(
         self, connection: Connection, serve: Callable[[Connection], None]
@@ -194,6 +205,13 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
     def __init__(self, parts: ServiceParts) -> None:
         self._starts: Dict[int, float] = {}
         InProcessStreamKind.__init__(self, parts)
+        self._raw = RawDoor(
+            parts.context.reactor,
+            self._limits,
+            self._protocols,
+            self.began,
+            self.ended,
+        )
 
     def limits(self) -> ConnectionLimits:
         """
@@ -220,8 +238,12 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
         """
         service = self._parts.service
         name = service.name.lower()
-        if name not in _INLINE or "SENSOR" in service.flags:
-            super().adopt(connection)
+        if "SENSOR" in service.flags or name not in _INLINE:
+            if "SENSOR" not in service.flags and name in _RAW:
+                # echo and discard: served on the bare descriptor.
+                self._raw.serve(connection, service.serviceId, name == "echo")
+            else:
+                super().adopt(connection)
             return
         # The peer comes from accept() and the socket object is told its
         # family and type: no dup, getpeername or getsockopt per connection.
@@ -238,17 +260,29 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
         self._parts.log.start(0, numericHost(connection.remote))
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
-        parts = self._parts
-        host = hostOf(peer)
-        self._starts[id(peer)] = parts.context.wallClock()
-        if parts.children.countsInstances:
-            parts.admission.policy.started(host)
-        parts.context.hooks.connection(serviceId)
-        parts.log.start(0, peer)
+        self._starts[id(peer)] = self.began(peer)
 
     def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
+        self.ended(peer, self._starts.pop(id(peer), self._parts.context.wallClock()))
+
+    def began(self, peer: Any) -> float:
+        """
+        A connection from C{peer} is being served, by either door: count
+        it, log START; its start time on the wall clock.
+        """
         parts = self._parts
-        started = self._starts.pop(id(peer), parts.context.wallClock())
+        if parts.children.countsInstances:
+            parts.admission.policy.started(hostOf(peer))
+        parts.context.hooks.connection(parts.service.serviceId)
+        parts.log.start(0, peer)
+        return parts.context.wallClock()
+
+    def ended(self, peer: Any, started: float) -> None:
+        """
+        The connection from C{peer}, served since C{started}, is closed:
+        uncount it, log EXIT.
+        """
+        parts = self._parts
         if parts.children.countsInstances:
             parts.admission.policy.ended(hostOf(peer))
             parts.log.exit(
