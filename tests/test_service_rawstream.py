@@ -55,7 +55,7 @@ def _atEOF(sock: socket.socket) -> bool:
 
 class RawStreamConnectionTests(SynchronousTestCase):
     def connect(
-        self, echo: bool = True, buffer: int = 0
+        self, echo: bool = True, buffer: int = 0, first: bytes = b""
     ) -> Tuple[RawStreamConnection, socket.socket]:
         """
         A connection over a socketpair, started; the client's end.
@@ -69,6 +69,9 @@ class RawStreamConnectionTests(SynchronousTestCase):
             for s in (ours, client):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+        if first:
+            client.sendall(first)
+            client.shutdown(socket.SHUT_WR)
         self.reactor = MemoryReactorClock()
         self.ended: List[RawStreamConnection] = []
         raw = RawStreamConnection(
@@ -94,6 +97,16 @@ class RawStreamConnectionTests(SynchronousTestCase):
         raw, _ = self.connect()
         self.assertIn(raw, self.reactor.readers)
         self.assertNotIn(raw, self.reactor.writers)
+
+    def test_servedAtStart(self) -> None:
+        """
+        A client whose bytes and half-close are there when it is accepted
+        is served at once, without the reactor ever watching it.
+        """
+        raw, client = self.connect(first=b"early")
+        self.assertEqual(_drain(client), b"early")
+        self.assertEqual(self.ended, [raw])
+        self.assertEqual(self.reactor.readers, set())
 
     def test_echoThenHalfCloseInOneRead(self) -> None:
         """

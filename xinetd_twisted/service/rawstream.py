@@ -94,9 +94,12 @@ class RawStreamConnection:
 
     def start(self) -> None:
         """
-        Begin serving: wait for the client's first bytes.
+        Begin serving: read what the client already sent (often all of it,
+        and its half-close, when accepting in a batch), then wait for more.
         """
-        self._startReading()
+        self.doRead()
+        if self.connected and not self._writing:
+            self._startReading()
 
     @property
     def transport(self) -> RawStreamConnection:
