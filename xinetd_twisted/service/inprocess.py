@@ -11,6 +11,7 @@ protocol from the builtins, the redirect relay or tcpmux.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
@@ -212,6 +213,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             self.began,
             self.ended,
         )
+        self._door = self._fastDoor()
 
     def limits(self) -> ConnectionLimits:
         """
@@ -231,32 +233,52 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             name, service.serviceId, self._parts.context.reactor, observer=self
         )
 
+    def update(self, service: ServiceConfig) -> None:
+        super().update(service)
+        self._door = self._fastDoor()
+
     def adopt(self, connection: Connection) -> None:
         """
-        daytime and time write a few bytes and close, as xinetd does inline:
-        answered straight on the descriptor, no transport is built for them.
+        Serve an admitted connection of the fast door: see L{_fastDoor}.
+        """
+        self._door(connection)
+
+    def _fastDoor(self) -> Callable[[Connection], None]:
+        """
+        How the fast door serves this service: daytime and time write a
+        few bytes and close, as xinetd does inline, straight on the
+        descriptor; echo and discard are served on the bare descriptor
+        (L{RawDoor}); chargen and SENSOR services get a transport.
         """
         service = self._parts.service
         name = service.name.lower()
-        if "SENSOR" in service.flags or name not in _INLINE:
-            if "SENSOR" not in service.flags and name in _RAW:
-                # echo and discard: served on the bare descriptor.
-                self._raw.serve(connection, service.serviceId, name == "echo")
-            else:
-                super().adopt(connection)
-            return
+        if "SENSOR" in service.flags:
+            return super().adopt
+        if name in _INLINE:
+            return functools.partial(self._answerInline, _INLINE[name])
+        if name in _RAW:
+            return functools.partial(self._serveRaw, name == "echo")
+        return super().adopt
+
+    def _serveRaw(self, echo: bool, connection: Connection) -> None:
+        self._raw.serve(connection, self._parts.service.serviceId, echo)
+
+    def _answerInline(
+        self, reply: Callable[[float], bytes], connection: Connection
+    ) -> None:
         # The peer comes from accept() and the socket object is told its
         # family and type: no dup, getpeername or getsockopt per connection.
-        # The descriptor stays the caller's (detach, not close).
-        sock = socket.socket(connection.family, socket.SOCK_STREAM, 0, connection.fd)
+        sock = socket.socket(
+            connection.family, socket.SOCK_STREAM, 0, connection.take()
+        )
         try:
-            payload = _INLINE[name](self._parts.context.reactor.seconds())
-            sock.send(payload, _NO_WAIT)
+            sock.send(reply(self._parts.context.reactor.seconds()), _NO_WAIT)
         except OSError:
             return
         finally:
-            sock.detach()
-        self._parts.context.hooks.connection(service.serviceId)
+            # Closed at once: the client's EOF leaves before the bookkeeping.
+            sock.close()
+        self._parts.context.hooks.connection(self._parts.service.serviceId)
         self._parts.log.start(0, numericHost(connection.remote))
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
