@@ -381,3 +381,18 @@ class RawDoorTests(SynchronousTestCase):
         self.reactor.pump([75.0] * 5)
         self.assertTrue(_atEOF(client))
         self.assertEqual(self.budget.held, 0)
+
+    def test_servedAtOnceLeavesNothing(self) -> None:
+        """
+        A connection served completely when accepted is logged, but
+        leaves no timer, no tracking and no descriptor held.
+        """
+        connection, client = self.connection()
+        client.sendall(b"ping")
+        client.shutdown(socket.SHUT_WR)
+        self.door.serve(connection, "echo", True)
+        self.assertEqual(_drain(client), b"ping")
+        self.assertEqual(list(self.connections), [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual(self.budget.held, 0)
+        self.assertEqual(self.hooks.events, [("began", PEER), ("ended", (PEER, 12.5))])

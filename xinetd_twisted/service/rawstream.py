@@ -287,10 +287,13 @@ class RawDoor:
             self._reactor, sock, connection.remote, echo, self._ended, name=serviceId
         )
         raw.started = self._began(raw.peer)
-        if limits.sweep is not None:
-            limits.sweep.watch(raw)
-        self._connections.add(raw)
         raw.start()
+        if raw.connected:
+            # Not served at once: bound its idle time and its duration (a
+            # connection served in start() needs neither).
+            if limits.sweep is not None:
+                limits.sweep.watch(raw)
+            self._connections.add(raw)
         return True
 
     def _ended(self, raw: RawStreamConnection) -> None:
