@@ -1,12 +1,15 @@
 # -*- test-case-name: tests.test_builtins_xinetd -*-
 """
-The kinds served inside the daemon: internal services (stream and
-datagram), redirect, and the tcpmux multiplexer (which hands the chosen
-sub-service's program the connection).
+The stream kinds served inside the daemon: internal services, redirect,
+and the tcpmux multiplexer (which hands the chosen sub-service's program
+the connection).  The datagram internal services are in
+L{xinetd_twisted.service.internaldatagram}.
 
 Stream connections arrive by either door (our own socket, or the factory
 from any endpoint), go through the service's admission, then get an inner
-protocol from the builtins, the redirect relay or tcpmux.
+protocol from the builtins, the redirect relay or tcpmux; on the fast
+door daytime and time are answered inline and echo and discard served on
+the bare descriptor (L{xinetd_twisted.service.rawstream}).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -22,7 +25,6 @@ from zope.interface import implementer
 from xinetd_twisted.builtins import (
     IBuiltinObserver,
     NullObserver,
-    datagramProtocol,
     streamFactory,
 )
 from xinetd_twisted.builtins.formats import PerSecond, daytimeString, timeBytes
@@ -47,6 +49,7 @@ from xinetd_twisted.service.factory import (
 )
 from xinetd_twisted.service.front import OwnListener, OwnSocketKind
 from xinetd_twisted.service.identity import identThenServe
+from xinetd_twisted.service.internaldatagram import InternalDatagramKind
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
 from xinetd_twisted.service.rawstream import RawDoor
@@ -57,11 +60,6 @@ _INLINE = {"daytime": PerSecond(daytimeString), "time": PerSecond(timeBytes)}
 _RAW = frozenset({"echo", "discard"})
 
 _NO_WAIT = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-
-DGRAM_FAIL_INTERVAL = 60.0
-"""
-xinetd logs a refused datagram source at most once a minute per service.
-"""
 
 
 def _handedOff(protocol: Any) -> bool:
@@ -313,107 +311,6 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
                 duration=wallDuration(started, parts.context.wallClock()),
                 peer=peer,
             )
-
-
-DATAGRAM_RECEIVE_BUFFER = 4 * 1024 * 1024
-"""
-Bytes the kernel may queue for a UDP internal service: a burst of a
-thousand small datagrams takes about a megabyte of socket buffer, four
-times the usual default.
-"""
-
-
-def _roomForBursts(sock: socket.socket) -> None:
-    # SO_RCVBUFFORCE passes net.core.rmem_max, for root only.
-    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-        if option is None:
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, DATAGRAM_RECEIVE_BUFFER)
-            return
-        except OSError:
-            continue
-
-
-@implementer(IBuiltinObserver)
-class InternalDatagramKind(NullObserver):
-    """
-    echo, discard, daytime, time, chargen over UDP: each datagram answered
-    in-process, within the reply and amplification budgets, never to a
-    reply (loop guard).
-
-    @ivar protocol: the L{DatagramProtocol} that serves the socket.
-    """
-
-    factory = None
-
-    def __init__(self, parts: ServiceParts) -> None:
-        self._parts = parts
-        self._failLogged: Dict[Tuple[str, int], float] = {}
-        self._port: Any = None
-        service = parts.service
-        self.protocol = datagramProtocol(
-            service.name.lower(),
-            service.serviceId,
-            parts.context.reactor,
-            observer=self,
-            guard=parts.context.loopGuard,
-            admit=self._admitDatagram,
-            amplification=parts.context.amplification,
-        )
-
-    def update(self, service: ServiceConfig) -> None:
-        pass
-
-    @property
-    def listeningSocket(self) -> Optional[socket.socket]:
-        return None if self._port is None else self._port.socket
-
-    def open(self, sock: socket.socket) -> None:
-        _roomForBursts(sock)
-        try:
-            self._port = self._parts.context.reactor.adoptDatagramPort(
-                sock.fileno(), sock.family, self.protocol
-            )
-        finally:
-            sock.close()
-
-    def close(self) -> None:
-        if self._port is not None:
-            self._port.stopListening()
-            self._port = None
-
-    def pause(self) -> None:
-        pass
-
-    def resume(self) -> None:
-        pass
-
-    def endConnections(self) -> None:
-        pass
-
-    def _admitDatagram(self, peer: Tuple[str, int]) -> bool:
-        admission = self._parts.admission
-        admission.connections += 1
-        # cps guards against process floods: datagrams answered in-process
-        # cost none, and the reply and amplification budgets bound them.
-        refusal = admission.check(peer[0], countRate=False)
-        if refusal is None:
-            return True
-        now = self._parts.seconds()
-        last = self._failLogged.get(peer)
-        if last is None or now - last >= DGRAM_FAIL_INTERVAL:
-            if len(self._failLogged) > 4096:
-                self._failLogged.clear()
-            self._failLogged[peer] = now
-            admission.refuse(refusal, peer[0])
-        else:
-            admission.deactivationPending(refusal)
-        return False
-
-    def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
-        self._parts.context.hooks.connection(serviceId)
-        self._parts.log.start(0, peer)
 
 
 @implementer(IRedirectObserver)
