@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import Any, List, Tuple
 
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IReadWriteDescriptor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
@@ -396,3 +396,18 @@ class RawDoorTests(SynchronousTestCase):
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertEqual(self.budget.held, 0)
         self.assertEqual(self.hooks.events, [("began", PEER), ("ended", (PEER, 12.5))])
+
+    def test_unixClient(self) -> None:
+        """
+        A UNIX-domain client (no address) is logged with a UNIXAddress, as
+        a transport's getPeer gives it.
+        """
+        ours, client = socket.socketpair()
+        self.addCleanup(client.close)
+        connection = Connection.fromDescriptor(ours.detach(), "", socket.AF_UNIX)
+        self.door.serve(connection, "echo", True)
+        [(event, peer)] = self.hooks.events
+        self.assertEqual((event, peer), ("began", UNIXAddress(None)))
+        for raw in list(self.connections):
+            self.assertEqual(raw.getPeer(), UNIXAddress(None))
+            raw.abortConnection()

@@ -19,7 +19,7 @@ idle sweep, C{max_duration}, removal, START and EXIT.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IReadWriteDescriptor
@@ -51,7 +51,8 @@ class RawStreamConnection:
     One echo or discard connection on its own (blocking) descriptor; every
     read and write is non-blocking by its flags, so no C{fcntl} is needed.
 
-    @ivar peer: the client's address as C{accept()} gave it, or L{None}.
+    @ivar peer: the client's address as C{accept()} gave it (a
+        L{UNIXAddress} for a UNIX-domain client).
     @ivar started: when it began, on the wall clock (for DURATION).
     @ivar sawData: data arrived since the idle sweep last looked.
     @ivar connected: not closed yet.
@@ -65,7 +66,7 @@ class RawStreamConnection:
         self,
         reactor: Any,
         sock: socket.socket,
-        peer: Optional[Address],
+        peer: Union[Address, UNIXAddress, None],
         echo: bool,
         ended: Callable[[RawStreamConnection], None],
         started: float = 0.0,
@@ -124,7 +125,7 @@ class RawStreamConnection:
             if len(peer) == 4:
                 return IPv6Address("TCP", peer[0], peer[1], peer[2], peer[3])
             return IPv4Address("TCP", peer[0], peer[1])
-        return UNIXAddress(None)
+        return peer if peer is not None else UNIXAddress(None)
 
     def doRead(self) -> None:
         sock = self._sock
@@ -280,11 +281,19 @@ class RawDoor:
         limits = self._limits
         if not limits.take(serviceId):
             return False
+        # A UNIX-domain client has no address: logged as the transport
+        # path logs it (a UNIXAddress), never as an empty host.
+        peer = connection.remote
         sock = socket.socket(
             connection.family, socket.SOCK_STREAM, 0, connection.take()
         )
         raw = RawStreamConnection(
-            self._reactor, sock, connection.remote, echo, self._ended, name=serviceId
+            self._reactor,
+            sock,
+            UNIXAddress(None) if peer is None else peer,
+            echo,
+            self._ended,
+            name=serviceId,
         )
         raw.started = self._began(raw.peer)
         raw.start()
