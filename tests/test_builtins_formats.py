@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from xinetd_twisted.builtins.formats import (
     RING_POSITIONS,
     ChargenRing,
+    PerSecond,
     daytimeString,
     timeBytes,
 )
@@ -170,3 +171,42 @@ class ChargenRingTests(SynchronousTestCase):
         Positions outside the 95 are rejected.
         """
         self.assertRaises(ValueError, ChargenRing, 95)
+
+
+class PerSecondTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.rendered: list = []
+
+        def render(when: float) -> bytes:
+            self.rendered.append(when)
+            return b"%d" % (when,)
+
+        self.reply = PerSecond(render)
+
+    def test_oncePerSecond(self) -> None:
+        """
+        Every time within one second gets the reply rendered once.
+        """
+        self.assertEqual(
+            [self.reply(100.0), self.reply(100.25), self.reply(100.999)],
+            [b"100"] * 3,
+        )
+        self.assertEqual(self.rendered, [100])
+
+    def test_newSecond(self) -> None:
+        """
+        A new second, later or earlier (the clock was set back), renders
+        again.
+        """
+        self.assertEqual(
+            [self.reply(100.5), self.reply(101.0), self.reply(99.9)],
+            [b"100", b"101", b"99"],
+        )
+        self.assertEqual(self.rendered, [100, 101, 99])
+
+    def test_daytimeUnchanged(self) -> None:
+        """
+        Wrapping daytimeString gives the bytes it gives.
+        """
+        reply = PerSecond(daytimeString)
+        self.assertEqual(reply(1_700_000_000.7), daytimeString(1_700_000_000.7))

@@ -463,6 +463,161 @@ class InternalServiceTests(_KindsTestCase):
         self.assertEqual(replies, sorted(b"%d" % n for n in range(10)))
 
 
+class InProcessEchoTests(_KindsTestCase):
+    """
+    echo and discard served in the daemon on the bare descriptor: many
+    clients, back-pressure, log lines and refusals.
+    """
+
+    def setUp(self) -> None:
+        self.ports = {
+            name: freePort() for name in ("echo", "discard", "refused", "one")
+        }
+        self.logFile = ""
+
+        def build(d: Daemon) -> str:
+            self.logFile = os.path.join(d.directory, "services.log")
+            logging = _attrs(
+                log_type=f"FILE {self.logFile}",
+                log_on_success="PID HOST EXIT DURATION",
+                log_on_failure="HOST",
+            )
+            blocks = [
+                _internal("echo", "stream", self.ports["echo"], "echo"),
+                _internal("discard", "stream", self.ports["discard"], "discard"),
+                _internal("echo", "stream", self.ports["refused"], "refused"),
+                _internal("echo", "stream", self.ports["one"], "one"),
+            ]
+            extras = {
+                # Past xinetd's default cps (50 a second) for many clients.
+                "echo": "\tcps = 1000 1\n",
+                "refused": "\tonly_from = 10.9.9.9\n",
+                "one": "\tper_source = 1\n",
+            }
+            text = ""
+            ids = ("echo", "discard", "refused", "one")
+            for block, serviceId in zip(blocks, ids, strict=True):
+                head, _, tail = block.rpartition("}")
+                text += head + logging + extras.get(serviceId, "") + "}" + tail
+            return text
+
+        self.d = self.startDaemon(build, (HOST, self.ports["discard"]))
+
+    def log(self) -> str:
+        try:
+            with open(self.logFile) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def connect(self, name: str) -> socket.socket:
+        s = socket.create_connection((HOST, self.ports[name]), timeout=10)
+        self.addCleanup(s.close)
+        return s
+
+    def test_manyConnections(self) -> None:
+        """
+        Sixty-four clients at once each get their own bytes back.
+        """
+        clients = [self.connect("echo") for _ in range(64)]
+        for n, s in enumerate(clients):
+            s.sendall(b"%04d" % n * 256)
+            s.shutdown(socket.SHUT_WR)
+        for n, s in enumerate(clients):
+            self.assertEqual(s.makefile("rb").read(), b"%04d" % n * 256)
+
+    def test_backPressure(self) -> None:
+        """
+        A client that sends without reading is held back (its sends stop
+        going through) while other clients are served; once it reads, it
+        gets every byte back, then EOF after its half-close.
+        """
+        s = self.connect("echo")
+        s.setblocking(False)
+        block = bytes(range(256)) * 256
+        sent = 0
+        # 64 MiB is far more than the socket buffers on both sides hold:
+        # sending stops only if the daemon stopped reading.
+        while sent < 64 << 20:
+            try:
+                sent += s.send(block)
+            except BlockingIOError:
+                break
+        self.assertLess(sent, 64 << 20)
+        self.assertEqual(fetch(HOST, self.ports["echo"], send=b"other"), b"other")
+        s.setblocking(True)
+        s.settimeout(10)
+        received = 0
+        shut = False
+        while True:
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            expected = (block * (len(data) // len(block) + 2))[
+                received % len(block) : received % len(block) + len(data)
+            ]
+            self.assertEqual(data, expected)
+            received += len(data)
+            if received == sent and not shut:
+                s.shutdown(socket.SHUT_WR)
+                shut = True
+        self.assertEqual(received, sent)
+
+    def test_discard(self) -> None:
+        """
+        discard drops a megabyte and closes after the half-close.
+        """
+        self.assertEqual(fetch(HOST, self.ports["discard"], send=b"d" * (1 << 20)), b"")
+
+    def test_logLines(self) -> None:
+        """
+        Each connection is logged as xinetd logs its forked echo: START with
+        the client's address, EXIT with status, pid 0 and duration.
+        """
+        self.assertEqual(fetch(HOST, self.ports["echo"], send=b"hi"), b"hi")
+        self.assertTrue(_waitFor(lambda: "EXIT: echo" in self.log()), self.log())
+        log = self.log()
+        self.assertIn("START: echo pid=0 from=127.0.0.1", log)
+        self.assertRegex(log, r"EXIT: echo status=0 pid=0 duration=\d+\(sec\)")
+
+    def test_refused(self) -> None:
+        """
+        A client only_from refuses is closed unanswered and logged FAIL.
+        """
+        s = self.connect("refused")
+        try:
+            s.sendall(b"x")
+            self.assertEqual(s.recv(10), b"")
+        except ConnectionResetError:
+            pass
+        self.assertTrue(
+            _waitFor(lambda: "FAIL: refused address from=127.0.0.1" in self.log()),
+            self.log(),
+        )
+        self.assertNotIn("START: refused", self.log())
+
+    def test_perSource(self) -> None:
+        """
+        With per_source = 1, a second connection from the client is refused
+        while the first is open, and admitted once it has closed.
+        """
+        first = self.connect("one")
+        first.sendall(b"1")
+        self.assertEqual(first.recv(1), b"1")
+        try:
+            # Closed with the byte unread: a reset, or an EOF.
+            self.assertEqual(fetch(HOST, self.ports["one"], send=b"2"), b"")
+        except ConnectionResetError:
+            pass
+        self.assertTrue(
+            _waitFor(lambda: "FAIL: one per_source_limit" in self.log()), self.log()
+        )
+        first.shutdown(socket.SHUT_WR)
+        self.assertEqual(first.recv(1), b"")
+        self.assertTrue(_waitFor(lambda: self.log().count("EXIT: one") == 1))
+        self.assertEqual(fetch(HOST, self.ports["one"], send=b"3"), b"3")
+
+
 class RedirectTests(_KindsTestCase):
     """
     C{redirect}: a TCP proxy to a loopback echo server.

@@ -22,6 +22,18 @@ def listener(testCase: SynchronousTestCase) -> socket.socket:
     return sock
 
 
+class _CountingSocket(socket.socket):
+    """
+    A listening socket that counts the accept() calls made on it.
+    """
+
+    accepts = 0
+
+    def _accept(self):  # type: ignore[no-untyped-def]
+        self.accepts += 1
+        return super()._accept()
+
+
 class StreamAcceptorTests(SynchronousTestCase):
     """
     Tests for L{StreamAcceptor}.
@@ -67,6 +79,26 @@ class StreamAcceptorTests(SynchronousTestCase):
         self.assertEqual(len(self.accepted), 4)
         self.acceptor.doRead()
         self.assertEqual(len(self.accepted), 6)
+
+    def test_noFailingAcceptAfterTheLast(self) -> None:
+        """
+        A batch ends when no connection waits, found without an accept()
+        that fails: one accept per connection.
+        """
+        sock = _CountingSocket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        sock.setblocking(False)
+        acceptor = StreamAcceptor(self.reactor, sock, self.handler, "svc", batch=8)
+        self.addCleanup(acceptor.close)
+        self.sock = sock
+        acceptor.startReading()
+        self.connect(1)
+        acceptor.doRead()
+        self.assertEqual((len(self.accepted), sock.accepts), (1, 1))
+        self.connect(3)
+        acceptor.doRead()
+        self.assertEqual((len(self.accepted), sock.accepts), (4, 4))
 
     def test_handlerGetsConnectedDescriptor(self) -> None:
         """

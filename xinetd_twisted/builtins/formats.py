@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 __all__ = [
     "TIME_OFFSET",
@@ -19,6 +19,7 @@ __all__ = [
     "CHARGEN_DATAGRAM_SIZE",
     "daytimeString",
     "timeBytes",
+    "PerSecond",
     "ChargenRing",
     "globalChargenRing",
 ]
@@ -94,6 +95,32 @@ def timeBytes(when: float) -> bytes:
     @param when: seconds since the epoch; the fraction is dropped.
     """
     return struct.pack("!I", (int(when) + TIME_OFFSET) % 2**32)
+
+
+class PerSecond:
+    """
+    A reply that depends only on the whole second (daytime, time), computed
+    once per second instead of once per connection: a busy daytime service
+    answers thousands of clients with the same line.
+    """
+
+    def __init__(self, render: Callable[[float], bytes]) -> None:
+        """
+        @param render: the reply for a time in seconds since the epoch.
+        """
+        self._render = render
+        self._second: Optional[int] = None
+        self._reply = b""
+
+    def __call__(self, when: float) -> bytes:
+        """
+        The reply for C{when}.
+        """
+        second = int(when)
+        if second != self._second:
+            self._reply = self._render(second)
+            self._second = second
+        return self._reply
 
 
 def _line(position: int, length: int = LINE_LENGTH) -> bytes:

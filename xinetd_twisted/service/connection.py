@@ -166,6 +166,14 @@ class Connection:
             return self
         return attr.evolve(self, fd=os.dup(self.fd))
 
+    def take(self) -> int:
+        """
+        Take the descriptor: from now on it is the caller's, and neither
+        the door that accepted it nor L{release} closes it.
+        """
+        fd, self.fd = self.fd, -1
+        return fd
+
     def release(self) -> None:
         """
         Close a held copy's descriptor.

@@ -16,6 +16,7 @@ import os
 import socket
 import weakref
 from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Protocol as Protocol_
 
 import attr
 from twisted.internet.interfaces import (
@@ -38,6 +39,8 @@ from xinetd_twisted.service.tls import TLS_HANDSHAKE_TIMEOUT, TLS_REFUSED
 
 if TYPE_CHECKING:
     from xinetd_twisted.service.parts import ServiceParts
+
+_log = Logger(namespace="xinetd_twisted.service")
 
 
 class IStreamKind(Interface):
@@ -90,6 +93,19 @@ def detachSocket(transport: Any, sock: socket.socket) -> int:
     return fd
 
 
+class Watched(Protocol_):
+    """
+    What L{IdleSweep} watches: a connection that notes when data arrives.
+    """
+
+    sawData: bool
+
+    def idled(self) -> None:
+        """
+        It received nothing for the idle timeout: close it.
+        """
+
+
 class IdleSweep:
     """
     Closes the connections that received nothing for a timeout, with one
@@ -104,12 +120,12 @@ class IdleSweep:
     def __init__(self, clock: Any, timeout: float) -> None:
         self._clock = clock
         self._interval = timeout / self.SWEEPS
-        self._watched: "weakref.WeakKeyDictionary[ServiceProtocol, int]" = (
+        self._watched: "weakref.WeakKeyDictionary[Watched, int]" = (
             weakref.WeakKeyDictionary()
         )
         self._timer: Any = None
 
-    def watch(self, protocol: ServiceProtocol) -> None:
+    def watch(self, protocol: Watched) -> None:
         """
         Watch a new connection.
         """
@@ -117,7 +133,7 @@ class IdleSweep:
         if self._timer is None:
             self._timer = self._clock.callLater(self._interval, self._sweep)
 
-    def forget(self, protocol: ServiceProtocol) -> None:
+    def forget(self, protocol: Watched) -> None:
         """
         The connection is closed or handed to a child.
         """
@@ -163,6 +179,25 @@ class ConnectionLimits:
         if self.idleTimeout is not None:
             object.__setattr__(self, "sweep", IdleSweep(self.clock, self.idleTimeout))
 
+    def take(self, serviceId: str) -> bool:
+        """
+        Take a new connection's descriptors from the daemon's budget;
+        L{False} (logged once per episode) when there are none: the caller
+        closes the connection.
+        """
+        budget = self.descriptors
+        if budget.acquire(self.cost):
+            return True
+        if not budget.refusedSince:
+            budget.refusedSince = True
+            _log.error(
+                "{service}: {held} descriptors held by in-process "
+                "connections (the most allowed); closing new ones",
+                service=serviceId,
+                held=budget.held,
+            )
+        return False
+
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
 class ServiceProtocol(Protocol):
@@ -178,7 +213,6 @@ class ServiceProtocol(Protocol):
     """
 
     transport: Any
-    log = Logger(namespace="xinetd_twisted.service")
 
     def __init__(
         self,
@@ -218,16 +252,7 @@ class ServiceProtocol(Protocol):
         limits = self._limits
         if limits is None:
             return True
-        budget = limits.descriptors
-        if not budget.acquire(limits.cost):
-            if not budget.refusedSince:
-                budget.refusedSince = True
-                self.log.error(
-                    "{service}: {held} descriptors held by in-process "
-                    "connections (the most allowed); closing new ones",
-                    service=getattr(self.factory, "serviceId", "?"),
-                    held=budget.held,
-                )
+        if not limits.take(getattr(self.factory, "serviceId", "?")):
             self.transport.abortConnection()
             return False
         self._holds = limits.cost

@@ -1,19 +1,23 @@
 # -*- test-case-name: tests.test_builtins_xinetd -*-
 """
-The kinds served inside the daemon: internal services (stream and
-datagram), redirect, and the tcpmux multiplexer (which hands the chosen
-sub-service's program the connection).
+The stream kinds served inside the daemon: internal services, redirect,
+and the tcpmux multiplexer (which hands the chosen sub-service's program
+the connection).  The datagram internal services are in
+L{xinetd_twisted.service.internaldatagram}.
 
 Stream connections arrive by either door (our own socket, or the factory
 from any endpoint), go through the service's admission, then get an inner
-protocol from the builtins, the redirect relay or tcpmux.
+protocol from the builtins, the redirect relay or tcpmux; on the fast
+door daytime and time are answered inline and echo and discard served on
+the bare descriptor (L{xinetd_twisted.service.rawstream}).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -21,10 +25,9 @@ from zope.interface import implementer
 from xinetd_twisted.builtins import (
     IBuiltinObserver,
     NullObserver,
-    datagramProtocol,
     streamFactory,
 )
-from xinetd_twisted.builtins.formats import daytimeString, timeBytes
+from xinetd_twisted.builtins.formats import PerSecond, daytimeString, timeBytes
 from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
@@ -46,16 +49,17 @@ from xinetd_twisted.service.factory import (
 )
 from xinetd_twisted.service.front import OwnListener, OwnSocketKind
 from xinetd_twisted.service.identity import identThenServe
+from xinetd_twisted.service.internaldatagram import InternalDatagramKind
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import setupFor
+from xinetd_twisted.service.rawstream import RawDoor
 from xinetd_twisted.spawn.interfaces import ChildSetup
 
-_INLINE = {"daytime": daytimeString, "time": timeBytes}
+_INLINE = {"daytime": PerSecond(daytimeString), "time": PerSecond(timeBytes)}
 
-DGRAM_FAIL_INTERVAL = 60.0
-"""
-xinetd logs a refused datagram source at most once a minute per service.
-"""
+_RAW = frozenset({"echo", "discard"})
+
+_NO_WAIT = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 
 
 def _handedOff(protocol: Any) -> bool:
@@ -82,9 +86,11 @@ class InProcessStreamKind(OwnSocketKind):
         )
         self._inner = self.innerFactory()
         serviceId = parts.service.serviceId
-        self.factory = ServiceFactory(self, serviceId, parts, self.limits())
+        # One set of bounds (descriptor budget, idle sweep) for both doors.
+        self._limits = self.limits()
+        self.factory = ServiceFactory(self, serviceId, parts, self._limits)
         self._admittedFactory = ServiceFactory(
-            _Admitted(self), serviceId, parts, self.limits()
+            _Admitted(self), serviceId, parts, self._limits
         )
         self._own = OwnListener(parts, self.acceptRaw, self.factory, False)
 
@@ -131,11 +137,17 @@ class InProcessStreamKind(OwnSocketKind):
             connection = Connection.fromDescriptor(
                 fd, address, self._own.family, self._parts.seconds()
             )
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
             self._parts.admission.admit(
                 connection, lambda admitted: self._admitted(admitted, self.adopt)
             )
         finally:
-            os.close(fd)
+            # Closed unless a door took it (Connection.take).
+            if connection.fd >= 0:
+                os.close(connection.fd)
 
     def _admitted(
         self, connection: Connection, serve: Callable[[Connection], None]
@@ -192,6 +204,14 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
     def __init__(self, parts: ServiceParts) -> None:
         self._starts: Dict[int, float] = {}
         InProcessStreamKind.__init__(self, parts)
+        self._raw = RawDoor(
+            parts.context.reactor,
+            self._limits,
+            self._protocols,
+            self.began,
+            self.ended,
+        )
+        self._door = self._fastDoor()
 
     def limits(self) -> ConnectionLimits:
         """
@@ -211,40 +231,78 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             name, service.serviceId, self._parts.context.reactor, observer=self
         )
 
+    def update(self, service: ServiceConfig) -> None:
+        super().update(service)
+        self._door = self._fastDoor()
+
     def adopt(self, connection: Connection) -> None:
         """
-        daytime and time write a few bytes and close, as xinetd does inline:
-        answered straight on the descriptor, no transport is built for them.
+        Serve an admitted connection of the fast door: see L{_fastDoor}.
+        """
+        self._door(connection)
+
+    def _fastDoor(self) -> Callable[[Connection], None]:
+        """
+        How the fast door serves this service: daytime and time write a
+        few bytes and close, as xinetd does inline, straight on the
+        descriptor; echo and discard are served on the bare descriptor
+        (L{RawDoor}); chargen and SENSOR services get a transport.
         """
         service = self._parts.service
         name = service.name.lower()
-        if name not in _INLINE or "SENSOR" in service.flags:
-            super().adopt(connection)
-            return
-        sock = socket.socket(fileno=os.dup(connection.fd))
+        if "SENSOR" in service.flags:
+            return super().adopt
+        if name in _INLINE:
+            return functools.partial(self._answerInline, _INLINE[name])
+        if name in _RAW:
+            return functools.partial(self._serveRaw, name == "echo")
+        return super().adopt
+
+    def _serveRaw(self, echo: bool, connection: Connection) -> None:
+        self._raw.serve(connection, self._parts.service.serviceId, echo)
+
+    def _answerInline(
+        self, reply: Callable[[float], bytes], connection: Connection
+    ) -> None:
+        # The peer comes from accept() and the socket object is told its
+        # family and type: no dup, getpeername or getsockopt per connection.
+        sock = socket.socket(
+            connection.family, socket.SOCK_STREAM, 0, connection.take()
+        )
         try:
-            peer = numericHost(sock.getpeername())
-            payload = _INLINE[name](self._parts.context.reactor.seconds())
-            sock.send(payload, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            sock.send(reply(self._parts.context.reactor.seconds()), _NO_WAIT)
         except OSError:
             return
         finally:
+            # Closed at once: the client's EOF leaves before the bookkeeping.
             sock.close()
-        self._parts.context.hooks.connection(service.serviceId)
-        self._parts.log.start(0, peer)
+        self._parts.context.hooks.connection(self._parts.service.serviceId)
+        self._parts.log.start(0, numericHost(connection.remote))
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
-        parts = self._parts
-        host = hostOf(peer)
-        self._starts[id(peer)] = parts.context.wallClock()
-        if parts.children.countsInstances:
-            parts.admission.policy.started(host)
-        parts.context.hooks.connection(serviceId)
-        parts.log.start(0, peer)
+        self._starts[id(peer)] = self.began(peer)
 
     def connectionLost(self, serviceId: str, peer: Any, reason: Failure) -> None:
+        self.ended(peer, self._starts.pop(id(peer), self._parts.context.wallClock()))
+
+    def began(self, peer: Any) -> float:
+        """
+        A connection from C{peer} is being served, by either door: count
+        it, log START; its start time on the wall clock.
+        """
         parts = self._parts
-        started = self._starts.pop(id(peer), parts.context.wallClock())
+        if parts.children.countsInstances:
+            parts.admission.policy.started(hostOf(peer))
+        parts.context.hooks.connection(parts.service.serviceId)
+        parts.log.start(0, peer)
+        return parts.context.wallClock()
+
+    def ended(self, peer: Any, started: float) -> None:
+        """
+        The connection from C{peer}, served since C{started}, is closed:
+        uncount it, log EXIT.
+        """
+        parts = self._parts
         if parts.children.countsInstances:
             parts.admission.policy.ended(hostOf(peer))
             parts.log.exit(
@@ -253,107 +311,6 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
                 duration=wallDuration(started, parts.context.wallClock()),
                 peer=peer,
             )
-
-
-DATAGRAM_RECEIVE_BUFFER = 4 * 1024 * 1024
-"""
-Bytes the kernel may queue for a UDP internal service: a burst of a
-thousand small datagrams takes about a megabyte of socket buffer, four
-times the usual default.
-"""
-
-
-def _roomForBursts(sock: socket.socket) -> None:
-    # SO_RCVBUFFORCE passes net.core.rmem_max, for root only.
-    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-        if option is None:
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, DATAGRAM_RECEIVE_BUFFER)
-            return
-        except OSError:
-            continue
-
-
-@implementer(IBuiltinObserver)
-class InternalDatagramKind(NullObserver):
-    """
-    echo, discard, daytime, time, chargen over UDP: each datagram answered
-    in-process, within the reply and amplification budgets, never to a
-    reply (loop guard).
-
-    @ivar protocol: the L{DatagramProtocol} that serves the socket.
-    """
-
-    factory = None
-
-    def __init__(self, parts: ServiceParts) -> None:
-        self._parts = parts
-        self._failLogged: Dict[Tuple[str, int], float] = {}
-        self._port: Any = None
-        service = parts.service
-        self.protocol = datagramProtocol(
-            service.name.lower(),
-            service.serviceId,
-            parts.context.reactor,
-            observer=self,
-            guard=parts.context.loopGuard,
-            admit=self._admitDatagram,
-            amplification=parts.context.amplification,
-        )
-
-    def update(self, service: ServiceConfig) -> None:
-        pass
-
-    @property
-    def listeningSocket(self) -> Optional[socket.socket]:
-        return None if self._port is None else self._port.socket
-
-    def open(self, sock: socket.socket) -> None:
-        _roomForBursts(sock)
-        try:
-            self._port = self._parts.context.reactor.adoptDatagramPort(
-                sock.fileno(), sock.family, self.protocol
-            )
-        finally:
-            sock.close()
-
-    def close(self) -> None:
-        if self._port is not None:
-            self._port.stopListening()
-            self._port = None
-
-    def pause(self) -> None:
-        pass
-
-    def resume(self) -> None:
-        pass
-
-    def endConnections(self) -> None:
-        pass
-
-    def _admitDatagram(self, peer: Tuple[str, int]) -> bool:
-        admission = self._parts.admission
-        admission.connections += 1
-        # cps guards against process floods: datagrams answered in-process
-        # cost none, and the reply and amplification budgets bound them.
-        refusal = admission.check(peer[0], countRate=False)
-        if refusal is None:
-            return True
-        now = self._parts.seconds()
-        last = self._failLogged.get(peer)
-        if last is None or now - last >= DGRAM_FAIL_INTERVAL:
-            if len(self._failLogged) > 4096:
-                self._failLogged.clear()
-            self._failLogged[peer] = now
-            admission.refuse(refusal, peer[0])
-        else:
-            admission.deactivationPending(refusal)
-        return False
-
-    def datagramServed(self, serviceId: str, peer: Tuple[str, int]) -> None:
-        self._parts.context.hooks.connection(serviceId)
-        self._parts.log.start(0, peer)
 
 
 @implementer(IRedirectObserver)
