@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service
 from xinetd_twisted.config.model import Location, Severity
-from xinetd_twisted.config.parser import Block, Broken, Reader
+from xinetd_twisted.config.parser import Block, Broken, Reader, parseLine
 
 
 class GrammarTests(SynchronousTestCase):
@@ -297,3 +297,49 @@ class ConsumerTests(SynchronousTestCase):
         config = parse(service(EXTERNAL, name="a") + service("bogus = 1", name="b"))
         self.assertEqual([s.name for s in config.services], ["a"])
         self.assertTrue(any("test.conf:13" in m for m in messages(config)))
+
+
+class RepeatedLineTests(SynchronousTestCase):
+    """
+    L{Reader.parseLine} splits each distinct line text once per load.
+    """
+
+    def test_sameAsParseLine(self) -> None:
+        """
+        A line seen before gives what L{parseLine} gives, at its own location.
+        """
+        reader = Reader()
+        first = reader.parseLine("\tserver_args = -a  b", Location("t.conf", 3))
+        again = reader.parseLine("\tserver_args = -a  b", Location("t.conf", 9))
+        self.assertEqual(
+            again, parseLine("\tserver_args = -a  b", Location("t.conf", 9))
+        )
+        self.assertEqual(first.location, Location("t.conf", 3))
+        self.assertIs(again.values, first.values)
+
+    def test_brokenNotKept(self) -> None:
+        """
+        A broken line is reported each time it is met, at each location.
+        """
+        reader = Reader()
+        reader.parseLine("wait= no", Location("t.conf", 1))
+        again = reader.parseLine("wait= no", Location("t.conf", 5))
+        self.assertIsInstance(again, Broken)
+        self.assertEqual(again.location, Location("t.conf", 5))
+
+    def test_blocksKeepTheirLines(self) -> None:
+        """
+        Two services written alike each get their own lines, with their own
+        line numbers.
+        """
+        reader = Reader()
+        reader.readText(service(EXTERNAL, name="a") + service(EXTERNAL, name="b"), "t")
+        a, b = reader.blocks
+        self.assertEqual(
+            [line.name for line in a.lines], [line.name for line in b.lines]
+        )
+        offset = b.location.line - a.location.line
+        self.assertEqual(
+            [line.location.line + offset for line in a.lines],
+            [line.location.line for line in b.lines],
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, List, NoReturn, Optional, Tuple, Union
+from typing import Callable, Dict, List, NoReturn, Optional, Tuple, Union
 
 import attr
 
@@ -97,6 +97,20 @@ class Reader:
     warnWritable: bool = False
     consumer: Optional[Callable[[Block], None]] = None
     _stack: List[str] = attr.ib(factory=list)
+    _parsed: Dict[str, Tuple[str, str, Tuple[str, ...]]] = attr.ib(factory=dict)
+
+    def parseLine(self, text: str, location: Location) -> Union[Line, Broken]:
+        """
+        L{parseLine}, its words split once per distinct text in this load
+        (a thousand services written alike repeat most of their lines).
+        """
+        seen = self._parsed.get(text)
+        if seen is not None:
+            return Line(seen[0], seen[1], seen[2], location)
+        item = parseLine(text, location)
+        if isinstance(item, Line):
+            self._parsed[text] = (item.name, item.op, item.values)
+        return item
 
     def addBlock(self, block: Block) -> None:
         """
@@ -424,7 +438,7 @@ class _FileReader:
             text, location = got
             if text.strip(" \t") == "}":
                 return tuple(lines)
-            item = parseLine(text, location)
+            item = self.reader.parseLine(text, location)
             if isinstance(item, Broken):
                 words = text.split()
                 if words[0].lower() in _KEYWORDS and not _hasOperator(words):
