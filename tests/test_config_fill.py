@@ -8,11 +8,18 @@ from __future__ import annotations
 import os
 import socket
 
+import attr
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service, words
-from xinetd_twisted.config.model import ConfigError, Location, Severity, SyslogLog
+from xinetd_twisted.config.model import (
+    ConfigError,
+    Location,
+    Severity,
+    SyslogLog,
+    evolveService,
+)
 
 INTERNAL = """\
     type = INTERNAL
@@ -546,3 +553,13 @@ class SharedValuesTests(SynchronousTestCase):
         self.assertRaises(KeyError, lambda: a.locations["banner"])
         self.assertEqual(list(a.locations), list(b.locations))
         self.assertIs(a.locations.names, b.locations.names)
+
+    def test_evolveService(self) -> None:
+        """
+        L{evolveService} is C{attr.evolve}: every other field kept.
+        """
+        (a,) = parse(service(EXTERNAL + "\n server_args = -x", name="a")).services
+        changed = evolveService(a, port=5, flags=frozenset({"IPV4"}))
+        self.assertEqual(changed, attr.evolve(a, port=5, flags=frozenset({"IPV4"})))
+        self.assertEqual(evolveService(a), a)
+        self.assertEqual(changed.serverArgs, ("-x",))

@@ -17,7 +17,7 @@ from xinetd_twisted.config.build import ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
 from xinetd_twisted.config.files import writableByOthers
 from xinetd_twisted.config.listening import ListeningProblem, checkListening
-from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.model import ServiceConfig, evolveService
 from xinetd_twisted.config.sharing import SharedValues
 from xinetd_twisted.config.sysfiles import Services
 
@@ -200,7 +200,7 @@ class ServiceChecker:
             logOnSuccess = logOnSuccess - {"USERID"}
             logOnFailure = logOnFailure - {"USERID"}
         shared = self._shared
-        return attr.evolve(
+        return evolveService(
             sc,
             types=shared(frozenset(types)),
             flags=shared(frozenset(flags)),

@@ -10,8 +10,9 @@ this module knows about sockets, processes or the reactor.
 from __future__ import annotations
 
 import enum
+import operator
 from array import array
-from typing import FrozenSet, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, FrozenSet, Iterator, Mapping, Optional, Tuple, Union
 
 import attr
 
@@ -432,6 +433,21 @@ class ServiceConfig:
         Reached only through the tcpmux multiplexer, with no socket of its own.
         """
         return bool(self.types & {"TCPMUX", "TCPMUXPLUS"})
+
+
+_SERVICE_FIELDS = tuple(a.alias for a in attr.fields(ServiceConfig) if a.init)
+_serviceValues = operator.attrgetter(*_SERVICE_FIELDS)
+
+
+def evolveService(service: ServiceConfig, **changes: Any) -> ServiceConfig:
+    """
+    C{attr.evolve(service, **changes)}, the unchanged fields read in one
+    call instead of one Python step each (once per service per load: with a
+    thousand services C{attr.evolve} was a tenth of a load).
+    """
+    values = dict(zip(_SERVICE_FIELDS, _serviceValues(service), strict=True))
+    values.update(changes)
+    return ServiceConfig(**values)
 
 
 @attr.s(frozen=True, auto_attribs=True)
