@@ -435,7 +435,9 @@ class ServiceConfig:
         return bool(self.types & {"TCPMUX", "TCPMUXPLUS"})
 
 
-_SERVICE_FIELDS = tuple(a.alias for a in attr.fields(ServiceConfig) if a.init)
+_SERVICE_FIELDS: Tuple[str, ...] = tuple(
+    str(a.alias) for a in attr.fields(ServiceConfig) if a.init
+)
 _serviceValues = operator.attrgetter(*_SERVICE_FIELDS)
 
 
