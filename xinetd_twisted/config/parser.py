@@ -145,7 +145,7 @@ class Reader:
         """
         got = readConfigFile(path)
         self.checkOwner(path, got.status, Location(path, 0))
-        self.readText(got.text, path)
+        self._readChecked(got.text, path)
 
     def readFile(self, path: str, where: Location) -> bool:
         """
@@ -167,7 +167,7 @@ class Reader:
             self.unread.append(path)
             return False
         self.checkOwner(path, got.status, where)
-        self.readText(got.text, path)
+        self._readChecked(got.text, path)
         return True
 
     def checkOwner(self, path: str, status: os.stat_result, where: Location) -> None:
@@ -195,6 +195,13 @@ class Reader:
             checkText(text, path)
         except FileRefused as e:
             self.fatal(e.problem)
+        self._readChecked(text, path)
+
+    def _readChecked(self, text: str, path: str) -> None:
+        """
+        L{readText} for text L{checkText} passed (as L{readConfigFile}
+        checks what it reads).
+        """
         self._stack.append(os.path.realpath(path))
         self.files.append(path)
         try:
