@@ -343,3 +343,42 @@ class RepeatedLineTests(SynchronousTestCase):
             [line.location.line + offset for line in a.lines],
             [line.location.line for line in b.lines],
         )
+
+
+class RepeatedValueTests(SynchronousTestCase):
+    """
+    Equal words of an attribute are parsed once per load, and whatever a
+    value says is still said for every line that has it.
+    """
+
+    def test_equalValuesOneObject(self) -> None:
+        """
+        Two services with the same C{per_source_cps} words (a value the
+        checker does not share) get the one parsed value.
+        """
+        body = EXTERNAL + "\n per_source_cps = 5 10"
+        text = service(body, name="a") + service(body.replace("4000", "4001"), "b")
+        a, b = parse(text).services
+        self.assertIs(a.perSourceCps, b.perSourceCps)
+        self.assertEqual(a.perSourceCps, (5, 10))
+
+    def test_remarkEveryTime(self) -> None:
+        """
+        A value that draws a warning draws it on each line that has it.
+        """
+        body = EXTERNAL + "\n v6only = no"
+        text = service(body, name="a") + service(body.replace("4000", "4001"), "b")
+        config = parse(text)
+        self.assertEqual(len(config.services), 2)
+        remarks = [m for m in messages(config, Severity.WARNING) if "v6only" in m]
+        self.assertEqual(len(remarks), 2, remarks)
+
+    def test_errorEveryTime(self) -> None:
+        """
+        A value that does not parse drops every service that has it.
+        """
+        body = EXTERNAL + "\n instances = lots"
+        text = service(body, name="a") + service(body.replace("4000", "4001"), "b")
+        config = parse(text)
+        self.assertEqual(config.services, ())
+        self.assertEqual(config.dropped, ("a", "b"))

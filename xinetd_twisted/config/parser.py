@@ -321,13 +321,16 @@ class _FileReader:
         """
         The next line that is not blank or a comment, or L{None} at EOF.
         """
-        while self.index < len(self.lines):
+        lines, index = self.lines, self.index
+        while index < len(lines):
             # A CRLF file would otherwise glue "\r" to the last value.
-            text = self.lines[self.index].rstrip("\r")
-            self.index += 1
+            text = lines[index].rstrip("\r")
+            index += 1
             stripped = text.strip(" \t")
-            if stripped and not stripped.startswith("#"):
-                return text, Location(self.path, self.index)
+            if stripped and stripped[0] != "#":
+                self.index = index
+                return text, Location(self.path, index)
+        self.index = index
         return None
 
     def skipEntry(
@@ -436,8 +439,9 @@ class _FileReader:
         The lines of a block up to its C{}}.
         """
         lines: List[Union[Line, Broken]] = []
+        parse, nextLine = self.reader.parseLine, self.nextLine
         while True:
-            got = self.nextLine()
+            got = nextLine()
             if got is None:
                 where = Location(self.path, len(self.lines))
                 lines.append(Broken("incomplete entry", where))
@@ -445,7 +449,7 @@ class _FileReader:
             text, location = got
             if text.strip(" \t") == "}":
                 return tuple(lines)
-            item = self.reader.parseLine(text, location)
+            item = parse(text, location)
             if isinstance(item, Broken):
                 words = text.split()
                 if words[0].lower() in _KEYWORDS and not _hasOperator(words):
