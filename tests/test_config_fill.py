@@ -550,6 +550,7 @@ class SharedValuesTests(SynchronousTestCase):
         self.assertIn("server", a.locations)
         self.assertNotIn("banner", a.locations)
         self.assertIsNone(a.locations.get("banner"))
+        self.assertIs(a.locations.get("banner", a.location), a.location)
         self.assertRaises(KeyError, lambda: a.locations["banner"])
         self.assertEqual(list(a.locations), list(b.locations))
         self.assertIs(a.locations.names, b.locations.names)

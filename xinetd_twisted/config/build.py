@@ -224,7 +224,9 @@ class Builder:
                 return self._failed(inDefaults)
             say(Severity.WARNING, message + "; line ignored")
             return "ignored"
-        self.ctx.warnings = []
+        ctx = self.ctx
+        if ctx.warnings:
+            ctx.warnings = []
         try:
             if row.key == "env" and op == "-=":
                 raise ValueError("operator -= cannot be used with env")
@@ -247,7 +249,7 @@ class Builder:
                     f"{e}; Error parsing attribute {line.name} - DISABLING SERVICE",
                 )
             return self._failed(inDefaults)
-        for remark in self.ctx.warnings:
+        for remark in ctx.warnings:
             say(Severity.WARNING, remark)
         if (
             row.key == "flags"

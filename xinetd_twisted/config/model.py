@@ -159,6 +159,15 @@ class Locations(Mapping[str, Location]):
     def __contains__(self, name: object) -> bool:
         return name in self._names
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """
+        The location of C{name}, or C{default} (without the exception
+        L{Mapping.get} would raise and catch for each attribute not set).
+        """
+        if name not in self._names:
+            return default
+        return self[name]
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
