@@ -369,3 +369,35 @@ class PressureTests(SynchronousTestCase):
         self.assertTrue(mine.paused and theirs.paused)
         observer(None, False)
         self.assertFalse(mine.paused or theirs.paused)
+
+
+class ListeningLogTests(SynchronousTestCase):
+    """
+    Each bound service says where it listens, one line each, in order.
+    """
+
+    def test_lines(self) -> None:
+        """
+        The text is made before the event is published (braces in an id
+        stay as written), and the event still carries the service and the
+        address as fields.
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events: List[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        first, second = _portFreeEverywhere(), _portFreeEverywhere()
+        ServerHarness(self, serviceBlock("a{b}", first) + serviceBlock("plain", second))
+        lines = [e for e in events if " listening on " in formatEvent(e)]
+        self.assertEqual(
+            [formatEvent(e) for e in lines],
+            [
+                f"service a{{b}} listening on 127.0.0.1:{first}/tcp",
+                f"service plain listening on 127.0.0.1:{second}/tcp",
+            ],
+        )
+        self.assertEqual(
+            [(e["service"], e["where"]) for e in lines],
+            [("a{b}", f"127.0.0.1:{first}/tcp"), ("plain", f"127.0.0.1:{second}/tcp")],
+        )
