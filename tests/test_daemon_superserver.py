@@ -401,3 +401,44 @@ class ListeningLogTests(SynchronousTestCase):
             [(e["service"], e["where"]) for e in lines],
             [("a{b}", f"127.0.0.1:{first}/tcp"), ("plain", f"127.0.0.1:{second}/tcp")],
         )
+
+
+class StartOrderTests(SynchronousTestCase):
+    """
+    The privileged start binds every socket, then starts the spawner.
+    """
+
+    def test_spawnerAfterSockets(self) -> None:
+        """
+        When the spawner is asked to start, every service already listens.
+        """
+        from xinetd_twisted.spawn.testing import SpawnerSpy
+
+        ports = [_portFreeEverywhere(), _portFreeEverywhere()]
+        seen: List[List[bool]] = []
+
+        class Watching(SpawnerSpy):
+            def start(self) -> Any:
+                seen.append([_listening(p) for p in ports])
+                return super().start()
+
+        directory = tempfile.mkdtemp(prefix="xt-order-")
+        path = os.path.join(directory, "xinetd.conf")
+        with open(path, "w") as f:
+            f.write(serviceBlock("a", ports[0]) + serviceBlock("b", ports[1]))
+        self.addCleanup(os.rmdir, directory)
+        self.addCleanup(os.unlink, path)
+        server = SuperServer(
+            loadConfig(path),
+            path,
+            loadConfig,
+            Watching([]),
+            reactor=MemoryReactorClock(),
+            environ={},
+            umask=0o022,
+            options=DaemonOptions(hostsAllow=None, stopSignals=False, reloadSignals=()),
+            exitProcess=lambda status: None,
+        )
+        server.privilegedStartService()
+        self.addCleanup(server.stopService)
+        self.assertEqual(seen, [[True, True]])
