@@ -564,3 +564,32 @@ class SharedValuesTests(SynchronousTestCase):
         self.assertEqual(changed, attr.evolve(a, port=5, flags=frozenset({"IPV4"})))
         self.assertEqual(evolveService(a), a)
         self.assertEqual(changed.serverArgs, ("-x",))
+
+    def test_checkedChangeShared(self) -> None:
+        """
+        A value the checker changes (INTERCEPT cleared on a service that
+        does not wait) is the changed one, shared with the services that
+        had it as written.
+        """
+        body = EXTERNAL + "\n flags = INTERCEPT"
+        text = (
+            service(body, name="a")
+            + service(body.replace("4000", "4001"), name="b")
+            + service(EXTERNAL.replace("4000", "4002"), name="c")
+        )
+        config = parse(text)
+        a, b, c = config.services
+        self.assertEqual(a.flags, frozenset())
+        self.assertIs(a.flags, b.flags)
+        self.assertIs(a.flags, c.flags)
+        self.assertEqual(
+            len([m for m in messages(config) if "INTERCEPT cleared" in m]), 2
+        )
+
+    def test_uncheckedKept(self) -> None:
+        """
+        A service the checker changes nothing in keeps every filled value.
+        """
+        (a,) = parse(service(EXTERNAL + "\n log_on_success = PID", name="a")).services
+        self.assertEqual(a.logOnSuccess, frozenset({"PID"}))
+        self.assertEqual(a.argv[0], os.path.basename(a.server))

@@ -218,7 +218,7 @@ class Filler:
             for key in sorted(RLIMIT_NAMES)
             if key in spec and v[key] != 0
         )
-        return ServiceConfig(
+        fields: Dict[str, Any] = dict(
             name=name,
             serviceId=v.get("id", name),
             location=draft.block.location,
@@ -268,8 +268,11 @@ class Filler:
             maxDuration=fromDefaults("max_duration", None),
             perSourceCps=fromDefaults("per_source_cps", None),
             noNewPrivileges=bool(fromDefaults("no_new_privileges", False)),
-            **listeningFields(v),  # type: ignore[arg-type]
+            **listeningFields(v),
         )
+        # Equal values of services written alike as one object each.
+        self.checker.shared.share(fields)
+        return ServiceConfig(**fields)
 
 
 def _front(draft: ServiceDraft, sc: ServiceConfig) -> ServiceConfig:
