@@ -29,6 +29,9 @@ from xinetd_twisted.config.model import (
 )
 from xinetd_twisted.config.sysfiles import isNumber
 
+_RLIMIT_KEYS = tuple(sorted(RLIMIT_NAMES))
+"""The C{rlimit_*} attributes, in the order a service's limits are kept."""
+
 
 @attr.s(auto_attribs=True)
 class Filler:
@@ -215,7 +218,7 @@ class Filler:
         locations: Dict[str, Location] = dict(s.locations)
         rlimits = tuple(
             (RLIMIT_NAMES[key], v[key])
-            for key in sorted(RLIMIT_NAMES)
+            for key in _RLIMIT_KEYS
             if key in spec and v[key] != 0
         )
         fields: Dict[str, Any] = dict(
