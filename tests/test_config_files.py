@@ -105,6 +105,29 @@ class NotTextTests(_Files):
         path = self.main("# \x1b[31m\n")
         self.assertIn("the control byte 0x1b", self.refused(path))
 
+    def test_everyControlByte(self) -> None:
+        """
+        Each control byte is refused, at its line, and only those: tab,
+        LF, VT, FF, CR and DEL are text.
+        """
+        from xinetd_twisted.config.files import FileRefused, checkText
+
+        for code in (*range(0x00, 0x09), *range(0x0E, 0x20)):
+            with self.assertRaises(FileRefused, msg=hex(code)) as raised:
+                checkText(f"# ok\n# bad {chr(code)}\n", "t.conf")
+            self.assertEqual(raised.exception.problem.location.line, 2)
+        checkText("a\tb\x0b\x0c\r\n\x7f caf\xe9\n", "t.conf")
+
+    def test_undecodedAfterText(self) -> None:
+        """
+        A text that is not ASCII is still searched for undecoded bytes.
+        """
+        from xinetd_twisted.config.files import FileRefused, checkText
+
+        with self.assertRaises(FileRefused) as raised:
+            checkText("# caf\xe9\nserver = \udcff\n", "t.conf")
+        self.assertEqual(raised.exception.problem.location.line, 2)
+
     def test_invalidUtf8Value(self) -> None:
         """
         Bytes that are not UTF-8 on an attribute line refuse the load.

@@ -8,11 +8,18 @@ from __future__ import annotations
 import os
 import socket
 
+import attr
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service, words
-from xinetd_twisted.config.model import ConfigError, Location, Severity, SyslogLog
+from xinetd_twisted.config.model import (
+    ConfigError,
+    Location,
+    Severity,
+    SyslogLog,
+    evolveService,
+)
 
 INTERNAL = """\
     type = INTERNAL
@@ -543,6 +550,46 @@ class SharedValuesTests(SynchronousTestCase):
         self.assertIn("server", a.locations)
         self.assertNotIn("banner", a.locations)
         self.assertIsNone(a.locations.get("banner"))
+        self.assertIs(a.locations.get("banner", a.location), a.location)
         self.assertRaises(KeyError, lambda: a.locations["banner"])
         self.assertEqual(list(a.locations), list(b.locations))
         self.assertIs(a.locations.names, b.locations.names)
+
+    def test_evolveService(self) -> None:
+        """
+        L{evolveService} is C{attr.evolve}: every other field kept.
+        """
+        (a,) = parse(service(EXTERNAL + "\n server_args = -x", name="a")).services
+        changed = evolveService(a, port=5, flags=frozenset({"IPV4"}))
+        self.assertEqual(changed, attr.evolve(a, port=5, flags=frozenset({"IPV4"})))
+        self.assertEqual(evolveService(a), a)
+        self.assertEqual(changed.serverArgs, ("-x",))
+
+    def test_checkedChangeShared(self) -> None:
+        """
+        A value the checker changes (INTERCEPT cleared on a service that
+        does not wait) is the changed one, shared with the services that
+        had it as written.
+        """
+        body = EXTERNAL + "\n flags = INTERCEPT"
+        text = (
+            service(body, name="a")
+            + service(body.replace("4000", "4001"), name="b")
+            + service(EXTERNAL.replace("4000", "4002"), name="c")
+        )
+        config = parse(text)
+        a, b, c = config.services
+        self.assertEqual(a.flags, frozenset())
+        self.assertIs(a.flags, b.flags)
+        self.assertIs(a.flags, c.flags)
+        self.assertEqual(
+            len([m for m in messages(config) if "INTERCEPT cleared" in m]), 2
+        )
+
+    def test_uncheckedKept(self) -> None:
+        """
+        A service the checker changes nothing in keeps every filled value.
+        """
+        (a,) = parse(service(EXTERNAL + "\n log_on_success = PID", name="a")).services
+        self.assertEqual(a.logOnSuccess, frozenset({"PID"}))
+        self.assertEqual(a.argv[0], os.path.basename(a.server))

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service
 from xinetd_twisted.config.model import Location, Severity
-from xinetd_twisted.config.parser import Block, Broken, Reader
+from xinetd_twisted.config.parser import Block, Broken, Reader, parseLine
 
 
 class GrammarTests(SynchronousTestCase):
@@ -297,3 +297,88 @@ class ConsumerTests(SynchronousTestCase):
         config = parse(service(EXTERNAL, name="a") + service("bogus = 1", name="b"))
         self.assertEqual([s.name for s in config.services], ["a"])
         self.assertTrue(any("test.conf:13" in m for m in messages(config)))
+
+
+class RepeatedLineTests(SynchronousTestCase):
+    """
+    L{Reader.parseLine} splits each distinct line text once per load.
+    """
+
+    def test_sameAsParseLine(self) -> None:
+        """
+        A line seen before gives what L{parseLine} gives, at its own location.
+        """
+        reader = Reader()
+        first = reader.parseLine("\tserver_args = -a  b", Location("t.conf", 3))
+        again = reader.parseLine("\tserver_args = -a  b", Location("t.conf", 9))
+        self.assertEqual(
+            again, parseLine("\tserver_args = -a  b", Location("t.conf", 9))
+        )
+        self.assertEqual(first.location, Location("t.conf", 3))
+        self.assertIs(again.values, first.values)
+
+    def test_brokenNotKept(self) -> None:
+        """
+        A broken line is reported each time it is met, at each location.
+        """
+        reader = Reader()
+        reader.parseLine("wait= no", Location("t.conf", 1))
+        again = reader.parseLine("wait= no", Location("t.conf", 5))
+        self.assertIsInstance(again, Broken)
+        self.assertEqual(again.location, Location("t.conf", 5))
+
+    def test_blocksKeepTheirLines(self) -> None:
+        """
+        Two services written alike each get their own lines, with their own
+        line numbers.
+        """
+        reader = Reader()
+        reader.readText(service(EXTERNAL, name="a") + service(EXTERNAL, name="b"), "t")
+        a, b = reader.blocks
+        self.assertEqual(
+            [line.name for line in a.lines], [line.name for line in b.lines]
+        )
+        offset = b.location.line - a.location.line
+        self.assertEqual(
+            [line.location.line + offset for line in a.lines],
+            [line.location.line for line in b.lines],
+        )
+
+
+class RepeatedValueTests(SynchronousTestCase):
+    """
+    Equal words of an attribute are parsed once per load, and whatever a
+    value says is still said for every line that has it.
+    """
+
+    def test_equalValuesOneObject(self) -> None:
+        """
+        Two services with the same C{per_source_cps} words (a value the
+        checker does not share) get the one parsed value.
+        """
+        body = EXTERNAL + "\n per_source_cps = 5 10"
+        text = service(body, name="a") + service(body.replace("4000", "4001"), "b")
+        a, b = parse(text).services
+        self.assertIs(a.perSourceCps, b.perSourceCps)
+        self.assertEqual(a.perSourceCps, (5, 10))
+
+    def test_remarkEveryTime(self) -> None:
+        """
+        A value that draws a warning draws it on each line that has it.
+        """
+        body = EXTERNAL + "\n v6only = no"
+        text = service(body, name="a") + service(body.replace("4000", "4001"), "b")
+        config = parse(text)
+        self.assertEqual(len(config.services), 2)
+        remarks = [m for m in messages(config, Severity.WARNING) if "v6only" in m]
+        self.assertEqual(len(remarks), 2, remarks)
+
+    def test_errorEveryTime(self) -> None:
+        """
+        A value that does not parse drops every service that has it.
+        """
+        body = EXTERNAL + "\n instances = lots"
+        text = service(body, name="a") + service(body.replace("4000", "4001"), "b")
+        config = parse(text)
+        self.assertEqual(config.services, ())
+        self.assertEqual(config.dropped, ("a", "b"))

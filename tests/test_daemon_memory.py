@@ -6,12 +6,13 @@ load.
 from __future__ import annotations
 
 import gc
+from typing import List
 
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.model import Config
-from xinetd_twisted.daemon.memory import pausedCollections
+from xinetd_twisted.daemon.memory import pausedCollections, settle
 from xinetd_twisted.daemon.reload import loadForReload
 
 
@@ -60,6 +61,59 @@ class PausedCollectionsTests(SynchronousTestCase):
         with pausedCollections():
             pass
         self.assertFalse(gc.isenabled())
+
+
+class SettleTests(SynchronousTestCase):
+    """
+    After a paused block its objects count as old, and nothing stays frozen.
+    """
+
+    def setUp(self) -> None:
+        enabled = gc.isenabled()
+        self.addCleanup(gc.enable if enabled else gc.disable)
+        gc.enable()
+
+    def test_blockObjectsOld(self) -> None:
+        """
+        A container made inside the block is in the oldest generation after
+        it, without a collection having run.
+        """
+        runs: List[int] = []
+
+        def counting(phase: str, info: dict) -> None:
+            if phase == "start":
+                runs.append(info["generation"])
+
+        with pausedCollections():
+            made = [[] for _ in range(3)]
+            gc.callbacks.append(counting)
+        try:
+            old = {id(o) for o in gc.get_objects(generation=2)}
+        finally:
+            gc.callbacks.remove(counting)
+        self.assertIn(id(made), old)
+        self.assertEqual(runs, [])
+        self.assertEqual(gc.get_freeze_count(), 0)
+
+    def test_frozenLeftFrozen(self) -> None:
+        """
+        Objects someone else froze stay frozen.
+        """
+        gc.freeze()
+        self.addCleanup(gc.unfreeze)
+        frozen = gc.get_freeze_count()
+        with pausedCollections():
+            pass
+        self.assertEqual(gc.get_freeze_count(), frozen)
+
+    def test_settle(self) -> None:
+        """
+        L{settle} moves young objects to the oldest generation.
+        """
+        young = [[]]
+        settle()
+        self.assertIn(id(young), {id(o) for o in gc.get_objects(generation=2)})
+        self.assertEqual(gc.get_freeze_count(), 0)
 
 
 class ReloadLoadTests(SynchronousTestCase):

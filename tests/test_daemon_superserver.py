@@ -369,3 +369,76 @@ class PressureTests(SynchronousTestCase):
         self.assertTrue(mine.paused and theirs.paused)
         observer(None, False)
         self.assertFalse(mine.paused or theirs.paused)
+
+
+class ListeningLogTests(SynchronousTestCase):
+    """
+    Each bound service says where it listens, one line each, in order.
+    """
+
+    def test_lines(self) -> None:
+        """
+        The text is made before the event is published (braces in an id
+        stay as written), and the event still carries the service and the
+        address as fields.
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events: List[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        first, second = _portFreeEverywhere(), _portFreeEverywhere()
+        ServerHarness(self, serviceBlock("a{b}", first) + serviceBlock("plain", second))
+        lines = [e for e in events if " listening on " in formatEvent(e)]
+        self.assertEqual(
+            [formatEvent(e) for e in lines],
+            [
+                f"service a{{b}} listening on 127.0.0.1:{first}/tcp",
+                f"service plain listening on 127.0.0.1:{second}/tcp",
+            ],
+        )
+        self.assertEqual(
+            [(e["service"], e["where"]) for e in lines],
+            [("a{b}", f"127.0.0.1:{first}/tcp"), ("plain", f"127.0.0.1:{second}/tcp")],
+        )
+
+
+class StartOrderTests(SynchronousTestCase):
+    """
+    The privileged start binds every socket, then starts the spawner.
+    """
+
+    def test_spawnerAfterSockets(self) -> None:
+        """
+        When the spawner is asked to start, every service already listens.
+        """
+        from xinetd_twisted.spawn.testing import SpawnerSpy
+
+        ports = [_portFreeEverywhere(), _portFreeEverywhere()]
+        seen: List[List[bool]] = []
+
+        class Watching(SpawnerSpy):
+            def start(self) -> Any:
+                seen.append([_listening(p) for p in ports])
+                return super().start()
+
+        directory = tempfile.mkdtemp(prefix="xt-order-")
+        path = os.path.join(directory, "xinetd.conf")
+        with open(path, "w") as f:
+            f.write(serviceBlock("a", ports[0]) + serviceBlock("b", ports[1]))
+        self.addCleanup(os.rmdir, directory)
+        self.addCleanup(os.unlink, path)
+        server = SuperServer(
+            loadConfig(path),
+            path,
+            loadConfig,
+            Watching([]),
+            reactor=MemoryReactorClock(),
+            environ={},
+            umask=0o022,
+            options=DaemonOptions(hostsAllow=None, stopSignals=False, reloadSignals=()),
+            exitProcess=lambda status: None,
+        )
+        server.privilegedStartService()
+        self.addCleanup(server.stopService)
+        self.assertEqual(seen, [[True, True]])

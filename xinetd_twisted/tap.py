@@ -191,11 +191,14 @@ def makeService(options: Any) -> IService:
     """
     from functools import partial
 
-    from xinetd_twisted.daemon.superserver import (
-        DaemonOptions,
-        SuperServer,
-        makeSpawner,
-    )
+    with pausedCollections():
+        # Most of the daemon's modules: their import makes objects that
+        # all stay, as the configuration's do.
+        from xinetd_twisted.daemon.superserver import (
+            DaemonOptions,
+            SuperServer,
+            makeSpawner,
+        )
 
     if options["service-events"]:
         from xinetd_twisted.logs.service import enableServiceEvents

@@ -7,7 +7,7 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import attr
 
@@ -16,12 +16,15 @@ from xinetd_twisted.config.attributes import (
     COPIED_AT_PARSE,
     LIST,
     WARN_ERRORS,
+    Attribute,
     Settings,
     combine,
 )
 from xinetd_twisted.config.model import Problem, Severity
 from xinetd_twisted.config.parser import Block, Broken, Line
 from xinetd_twisted.config.values import ParseContext
+
+_UNSEEN = object()
 
 STRICT_SUFFIX = " (an error under --strict)"
 """Added to a warning that strict loading made an error."""
@@ -86,6 +89,24 @@ class Builder:
     droppedFiles: List[str] = attr.ib(factory=list)
     _inDefaults: bool = False
     _strictFailed: bool = False
+    _parsed: Dict[Tuple[Any, Tuple[str, ...]], Any] = attr.ib(factory=dict)
+
+    def _parse(self, row: Attribute, values: Tuple[str, ...]) -> Any:
+        """
+        C{row.parse(values)}, once per parser and distinct words in this
+        load: the parsers are pure (users, groups and names are looked up
+        once per load anyway) and give immutable values.  A value that
+        drew a remark or failed is parsed again each time, to say so again.
+
+        @raise ValueError: the words do not parse.
+        """
+        key = (row.parse, values)
+        value = self._parsed.get(key, _UNSEEN)
+        if value is _UNSEEN:
+            value = row.parse(values, self.ctx)
+            if not self.ctx.warnings:
+                self._parsed[key] = value
+        return value
 
     def _say(self, severity, location, message, service, attribute=None) -> None:
         if self.strict and severity is Severity.WARNING:
@@ -203,7 +224,9 @@ class Builder:
                 return self._failed(inDefaults)
             say(Severity.WARNING, message + "; line ignored")
             return "ignored"
-        self.ctx.warnings = []
+        ctx = self.ctx
+        if ctx.warnings:
+            ctx.warnings = []
         try:
             if row.key == "env" and op == "-=":
                 raise ValueError("operator -= cannot be used with env")
@@ -213,7 +236,7 @@ class Builder:
                 and "log_type" in settings.specified
             ):
                 raise ValueError("Cannot set more than one log_type attribute")
-            value: Any = row.parse(line.values, self.ctx)
+            value: Any = self._parse(row, line.values)
         except ValueError as e:
             if inDefaults:
                 say(
@@ -226,7 +249,7 @@ class Builder:
                     f"{e}; Error parsing attribute {line.name} - DISABLING SERVICE",
                 )
             return self._failed(inDefaults)
-        for remark in self.ctx.warnings:
+        for remark in ctx.warnings:
             say(Severity.WARNING, remark)
         if (
             row.key == "flags"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import attr
 
@@ -17,7 +17,7 @@ from xinetd_twisted.config.build import ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
 from xinetd_twisted.config.files import writableByOthers
 from xinetd_twisted.config.listening import ListeningProblem, checkListening
-from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.model import ServiceConfig, evolveService
 from xinetd_twisted.config.sharing import SharedValues
 from xinetd_twisted.config.sysfiles import Services
 
@@ -53,11 +53,14 @@ class ServiceChecker:
     Checks services one at a time, in file order, against those already
     kept (ids and ports are indexed: a linear scan made 1000 services take
     half a second).
+
+    @ivar shared: the values of the services of this load, one object per
+        equal value (the filler shares each service's as it makes it).
     """
 
     def __init__(self, env: Environment) -> None:
         self.env = env
-        self._shared = SharedValues()
+        self.shared = SharedValues()
         # Per load: a thousand services running one program stat it once.
         self._servers: Dict[str, Tuple[bool, bool]] = {}
         self._status: Dict[str, Optional[os.stat_result]] = {}
@@ -199,17 +202,19 @@ class ServiceChecker:
                     )
             logOnSuccess = logOnSuccess - {"USERID"}
             logOnFailure = logOnFailure - {"USERID"}
-        shared = self._shared
-        return attr.evolve(
-            sc,
-            types=shared(frozenset(types)),
-            flags=shared(frozenset(flags)),
-            rpcNumber=rpcNumber,
-            logOnSuccess=shared(frozenset(logOnSuccess)),
-            logOnFailure=shared(frozenset(logOnFailure)),
-            locations=shared.locations(sc.locations),
-            **shared.fieldsOf(sc),
-        )
+        # The filler shared sc's values already: a copy only for a change.
+        changes: Dict[str, Any] = {}
+        for field, value in (
+            ("types", types),
+            ("flags", flags),
+            ("logOnSuccess", logOnSuccess),
+            ("logOnFailure", logOnFailure),
+        ):
+            if value != getattr(sc, field):
+                changes[field] = self.shared(frozenset(value))
+        if rpcNumber != sc.rpcNumber:
+            changes["rpcNumber"] = rpcNumber
+        return evolveService(sc, **changes) if changes else sc
 
     def _checkRequired(self, sc: ServiceConfig, spec, types, warnings) -> None:
         must = ["socket_type", "wait"]

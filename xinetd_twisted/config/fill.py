@@ -29,6 +29,9 @@ from xinetd_twisted.config.model import (
 )
 from xinetd_twisted.config.sysfiles import isNumber
 
+_RLIMIT_KEYS = tuple(sorted(RLIMIT_NAMES))
+"""The C{rlimit_*} attributes, in the order a service's limits are kept."""
+
 
 @attr.s(auto_attribs=True)
 class Filler:
@@ -215,10 +218,10 @@ class Filler:
         locations: Dict[str, Location] = dict(s.locations)
         rlimits = tuple(
             (RLIMIT_NAMES[key], v[key])
-            for key in sorted(RLIMIT_NAMES)
+            for key in _RLIMIT_KEYS
             if key in spec and v[key] != 0
         )
-        return ServiceConfig(
+        fields: Dict[str, Any] = dict(
             name=name,
             serviceId=v.get("id", name),
             location=draft.block.location,
@@ -268,8 +271,11 @@ class Filler:
             maxDuration=fromDefaults("max_duration", None),
             perSourceCps=fromDefaults("per_source_cps", None),
             noNewPrivileges=bool(fromDefaults("no_new_privileges", False)),
-            **listeningFields(v),  # type: ignore[arg-type]
+            **listeningFields(v),
         )
+        # Equal values of services written alike as one object each.
+        self.checker.shared.share(fields)
+        return ServiceConfig(**fields)
 
 
 def _front(draft: ServiceDraft, sc: ServiceConfig) -> ServiceConfig:

@@ -10,8 +10,9 @@ this module knows about sockets, processes or the reactor.
 from __future__ import annotations
 
 import enum
+import operator
 from array import array
-from typing import FrozenSet, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, FrozenSet, Iterator, Mapping, Optional, Tuple, Union
 
 import attr
 
@@ -157,6 +158,15 @@ class Locations(Mapping[str, Location]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """
+        The location of C{name}, or C{default} (without the exception
+        L{Mapping.get} would raise and catch for each attribute not set).
+        """
+        if name not in self._names:
+            return default
+        return self[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -432,6 +442,23 @@ class ServiceConfig:
         Reached only through the tcpmux multiplexer, with no socket of its own.
         """
         return bool(self.types & {"TCPMUX", "TCPMUXPLUS"})
+
+
+_SERVICE_FIELDS: Tuple[str, ...] = tuple(
+    str(a.alias) for a in attr.fields(ServiceConfig) if a.init
+)
+_serviceValues = operator.attrgetter(*_SERVICE_FIELDS)
+
+
+def evolveService(service: ServiceConfig, **changes: Any) -> ServiceConfig:
+    """
+    C{attr.evolve(service, **changes)}, the unchanged fields read in one
+    call instead of one Python step each (once per service per load: with a
+    thousand services C{attr.evolve} was a tenth of a load).
+    """
+    values = dict(zip(_SERVICE_FIELDS, _serviceValues(service), strict=True))
+    values.update(changes)
+    return ServiceConfig(**values)
 
 
 @attr.s(frozen=True, auto_attribs=True)

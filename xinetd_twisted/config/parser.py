@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, List, NoReturn, Optional, Tuple, Union
+from typing import Callable, Dict, List, NoReturn, Optional, Tuple, Union
 
 import attr
 
@@ -97,6 +97,20 @@ class Reader:
     warnWritable: bool = False
     consumer: Optional[Callable[[Block], None]] = None
     _stack: List[str] = attr.ib(factory=list)
+    _parsed: Dict[str, Tuple[str, str, Tuple[str, ...]]] = attr.ib(factory=dict)
+
+    def parseLine(self, text: str, location: Location) -> Union[Line, Broken]:
+        """
+        L{parseLine}, its words split once per distinct text in this load
+        (a thousand services written alike repeat most of their lines).
+        """
+        seen = self._parsed.get(text)
+        if seen is not None:
+            return Line(seen[0], seen[1], seen[2], location)
+        item = parseLine(text, location)
+        if isinstance(item, Line):
+            self._parsed[text] = (item.name, item.op, item.values)
+        return item
 
     def addBlock(self, block: Block) -> None:
         """
@@ -131,7 +145,7 @@ class Reader:
         """
         got = readConfigFile(path)
         self.checkOwner(path, got.status, Location(path, 0))
-        self.readText(got.text, path)
+        self._readChecked(got.text, path)
 
     def readFile(self, path: str, where: Location) -> bool:
         """
@@ -153,7 +167,7 @@ class Reader:
             self.unread.append(path)
             return False
         self.checkOwner(path, got.status, where)
-        self.readText(got.text, path)
+        self._readChecked(got.text, path)
         return True
 
     def checkOwner(self, path: str, status: os.stat_result, where: Location) -> None:
@@ -181,6 +195,13 @@ class Reader:
             checkText(text, path)
         except FileRefused as e:
             self.fatal(e.problem)
+        self._readChecked(text, path)
+
+    def _readChecked(self, text: str, path: str) -> None:
+        """
+        L{readText} for text L{checkText} passed (as L{readConfigFile}
+        checks what it reads).
+        """
         self._stack.append(os.path.realpath(path))
         self.files.append(path)
         try:
@@ -300,13 +321,16 @@ class _FileReader:
         """
         The next line that is not blank or a comment, or L{None} at EOF.
         """
-        while self.index < len(self.lines):
+        lines, index = self.lines, self.index
+        while index < len(lines):
             # A CRLF file would otherwise glue "\r" to the last value.
-            text = self.lines[self.index].rstrip("\r")
-            self.index += 1
+            text = lines[index].rstrip("\r")
+            index += 1
             stripped = text.strip(" \t")
-            if stripped and not stripped.startswith("#"):
-                return text, Location(self.path, self.index)
+            if stripped and stripped[0] != "#":
+                self.index = index
+                return text, Location(self.path, index)
+        self.index = index
         return None
 
     def skipEntry(
@@ -415,8 +439,9 @@ class _FileReader:
         The lines of a block up to its C{}}.
         """
         lines: List[Union[Line, Broken]] = []
+        parse, nextLine = self.reader.parseLine, self.nextLine
         while True:
-            got = self.nextLine()
+            got = nextLine()
             if got is None:
                 where = Location(self.path, len(self.lines))
                 lines.append(Broken("incomplete entry", where))
@@ -424,7 +449,7 @@ class _FileReader:
             text, location = got
             if text.strip(" \t") == "}":
                 return tuple(lines)
-            item = parseLine(text, location)
+            item = parse(text, location)
             if isinstance(item, Broken):
                 words = text.split()
                 if words[0].lower() in _KEYWORDS and not _hasOperator(words):

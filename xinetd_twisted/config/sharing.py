@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Hashable, Mapping, TypeVar
 
-from xinetd_twisted.config.model import Location, Locations, ServiceConfig
+from xinetd_twisted.config.model import Location, Locations
 
 _T = TypeVar("_T", bound=Hashable)
 
@@ -33,8 +33,12 @@ SHARED_FIELDS = (
     "rlimits",
 )
 """
-The fields of L{ServiceConfig} that L{SharedValues.fieldsOf} shares (the
-checker shares C{types}, C{flags} and the log masks as it builds them).
+The fields of L{ServiceConfig} that L{SharedValues.share} shares when set.
+"""
+
+SHARED_SETS = ("types", "flags", "logOnSuccess", "logOnFailure")
+"""
+The frozensets every L{ServiceConfig} has, shared too.
 """
 
 
@@ -60,16 +64,17 @@ class SharedValues:
         compact = Locations.fromMapping(locations)
         return Locations(self(compact.names), self(compact.paths), compact.lines)
 
-    def fieldsOf(self, service: ServiceConfig) -> Dict[str, Any]:
+    def share(self, fields: Dict[str, Any]) -> None:
         """
-        The fields of C{service} (of L{SHARED_FIELDS}) that an equal value
-        seen before can replace, by name, for C{attr.evolve}.
+        In C{fields}, the keyword arguments of a L{ServiceConfig} about to
+        be made: each value of L{SHARED_FIELDS} and L{SHARED_SETS} replaced
+        by the equal one seen first, and the locations made compact
+        (L{locations}).
         """
-        changes = {}
         for name in SHARED_FIELDS:
-            value = getattr(service, name)
+            value = fields.get(name)
             if value is not None:
-                shared = self(value)
-                if shared is not value:
-                    changes[name] = shared
-        return changes
+                fields[name] = self(value)
+        for name in SHARED_SETS:
+            fields[name] = self(fields[name])
+        fields["locations"] = self.locations(fields["locations"])

@@ -344,13 +344,16 @@ class SuperServer(MultiService):
             len(self.config.services),
             self.options.raiseDescriptorLimit,
         )
-        started: Any = self.context.spawner.start()
-        started.addErrback(self._spawnerNotStarted)
         self.context.spawner.observePressure(self.table.pressure)
         self.table.assignInherited(self.inherited, self.config)
         with pausedCollections():
             for runtime in list(self):
                 self.table.bind(runtime)
+        # Once every socket is bound: the helper's start (a process of its
+        # own) no longer competes with binding a thousand of them, and no
+        # spawn can be asked for before the reactor runs anyway.
+        started: Any = self.context.spawner.start()
+        started.addErrback(self._spawnerNotStarted)
         self.table.logUnusedInherited(self.inherited)
 
     def _spawnerNotStarted(self, reason: Any) -> None:
