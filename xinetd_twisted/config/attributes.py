@@ -15,6 +15,7 @@ from xinetd_twisted.config import extensions as ext
 from xinetd_twisted.config import listening
 from xinetd_twisted.config import values as v
 from xinetd_twisted.config.model import Location
+from xinetd_twisted.records import plainRepr
 
 LIST = -2
 """Any number of values; C{+=}/C{-=} allowed; may repeat."""
@@ -22,7 +23,8 @@ VARARGS = -1
 """Any number of values; C{=} only, once."""
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class Attribute:
     """
     One row of the table.
@@ -150,7 +152,8 @@ class LineOutcome:
     BADCOUNT = "badcount"  # wrong value count on an attribute where that is an error
 
 
-@attr.s(auto_attribs=True)
+@plainRepr
+@attr.s(auto_attribs=True, repr=False)
 class Settings:
     """
     The attributes of one block while it is read: values by key, where

@@ -23,6 +23,7 @@ from xinetd_twisted.config.attributes import (
 from xinetd_twisted.config.model import Problem, Severity
 from xinetd_twisted.config.parser import Block, Broken, Line
 from xinetd_twisted.config.values import ParseContext
+from xinetd_twisted.records import plainRepr
 
 _UNSEEN = object()
 
@@ -45,7 +46,8 @@ def _suggestion(name: str, inDefaults: bool) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-@attr.s(auto_attribs=True)
+@plainRepr
+@attr.s(auto_attribs=True, repr=False)
 class ServiceDraft:
     """
     A service block after its lines were applied.
@@ -67,7 +69,8 @@ class ServiceDraft:
         return self.settings.values.get("id", self.block.name)
 
 
-@attr.s(auto_attribs=True)
+@plainRepr
+@attr.s(auto_attribs=True, repr=False)
 class Builder:
     """
     Applies blocks in reading order.

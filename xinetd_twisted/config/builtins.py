@@ -15,8 +15,11 @@ from typing import Dict, FrozenSet, Optional, Tuple
 
 import attr
 
+from xinetd_twisted.records import plainRepr
 
-@attr.s(frozen=True, auto_attribs=True)
+
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class Builtin:
     """
     One internal service of xinetd's builtin table.

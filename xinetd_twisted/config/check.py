@@ -20,6 +20,7 @@ from xinetd_twisted.config.listening import ListeningProblem, checkListening
 from xinetd_twisted.config.model import ServiceConfig, evolveService
 from xinetd_twisted.config.sharing import SharedValues
 from xinetd_twisted.config.sysfiles import Services
+from xinetd_twisted.records import plainRepr
 
 IDENT_PORT = 113
 
@@ -35,7 +36,8 @@ class Drop(Exception):
         self.attribute = attribute
 
 
-@attr.s(auto_attribs=True)
+@plainRepr
+@attr.s(auto_attribs=True, repr=False)
 class Environment:
     """
     What filling and checking consult besides the configuration.

@@ -21,6 +21,7 @@ from typing import Optional
 import attr
 
 from xinetd_twisted.config.model import Location, Problem, Severity
+from xinetd_twisted.records import plainRepr
 
 MAX_FILE_SIZE = 4 * 1024 * 1024
 """The largest configuration file read (bytes); a larger one refuses the
@@ -64,7 +65,8 @@ class FileRefused(Exception):
         self.systemError = systemError or missing
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class ConfigText:
     """
     A configuration file read.

@@ -28,12 +28,14 @@ from xinetd_twisted.config.model import (
     Severity,
 )
 from xinetd_twisted.config.sysfiles import isNumber
+from xinetd_twisted.records import plainRepr
 
 _RLIMIT_KEYS = tuple(sorted(RLIMIT_NAMES))
 """The C{rlimit_*} attributes, in the order a service's limits are kept."""
 
 
-@attr.s(auto_attribs=True)
+@plainRepr
+@attr.s(auto_attribs=True, repr=False)
 class Filler:
     """
     Turns drafts into L{ServiceConfig}s, keeping only services that pass.

@@ -16,8 +16,11 @@ from typing import Any, FrozenSet, Iterator, Mapping, Optional, Tuple, Union
 
 import attr
 
+from xinetd_twisted.records import plainRepr
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class Location:
     """
     Where a value was written.
@@ -43,7 +46,8 @@ class Severity(enum.Enum):
     FATAL = "fatal"  # the whole configuration is refused (defaults errors)
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class Problem:
     """
     One thing wrong with a configuration, with its location.
@@ -181,7 +185,8 @@ class Locations(Mapping[str, Location]):
 # --- value types ---------------------------------------------------------
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class SyslogLog:
     """
     C{log_type = SYSLOG facility [level]}.
@@ -194,7 +199,8 @@ class SyslogLog:
     level: str = "info"
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class FileLog:
     """
     C{log_type = FILE path [soft [hard]]}.
@@ -223,7 +229,8 @@ class AddressKind(enum.Enum):
     DOMAIN = "domain"  # ".example.com": suffix match on the reverse name
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class AddressEntry:
     """
     One parsed address word.
@@ -266,7 +273,8 @@ optional (rlimits): the value means RLIM_INFINITY.
 """
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class ServiceConfig:
     """
     One service after parsing, defaults, implied values and validation.
@@ -461,7 +469,8 @@ def evolveService(service: ServiceConfig, **changes: Any) -> ServiceConfig:
     return ServiceConfig(**values)
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class Config:
     """
     A whole configuration: the services that will run and what went wrong.

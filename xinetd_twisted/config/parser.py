@@ -23,11 +23,13 @@ from xinetd_twisted.config.files import (
     writableByOthers,
 )
 from xinetd_twisted.config.model import ConfigError, Location, Problem, Severity
+from xinetd_twisted.records import plainRepr
 
 MAX_LINE = 16 * 1024
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class Line:
     """
     C{name op value...} inside a block.
@@ -39,7 +41,8 @@ class Line:
     location: Location
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class Broken:
     """
     A line that breaks its block (xinetd drops the service): bad syntax,
@@ -51,7 +54,8 @@ class Broken:
     attribute: Optional[str] = None
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class Block:
     """
     A C{defaults} or C{service NAME} block as read.
@@ -70,7 +74,8 @@ class Block:
     duplicateDefaults: bool = False
 
 
-@attr.s(auto_attribs=True)
+@plainRepr
+@attr.s(auto_attribs=True, repr=False)
 class Reader:
     """
     Reads a main file and everything it includes, in xinetd's order.

@@ -31,6 +31,7 @@ from xinetd_twisted.config.sysfiles import (
     readServices,
 )
 from xinetd_twisted.config.values import ParseContext
+from xinetd_twisted.records import plainRepr
 
 if TYPE_CHECKING:
     # Read only with --inetd-compat.
@@ -122,7 +123,8 @@ def _readMain(reader: Reader, path: str) -> None:
         raise ConfigError((e.problem,)) from None
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class _Options:
     """
     The loader's options, once the entry point has taken its input.

@@ -15,6 +15,8 @@ from typing import Callable, Dict, Optional, Tuple, TypeVar
 
 import attr
 
+from xinetd_twisted.records import plainRepr
+
 T = TypeVar("T")
 
 _cache: Dict[Tuple[str, str], Tuple[Tuple[float, int], object]] = {}
@@ -58,7 +60,8 @@ def _lines(text: str):
             yield words
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class Services:
     """
     The services database: C{(name, protocol) -> port}, aliases included.

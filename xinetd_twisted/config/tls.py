@@ -17,6 +17,8 @@ from typing import Any, List, Optional
 
 import attr
 
+from xinetd_twisted.records import plainRepr
+
 _PEM = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?\r?\n-----END \1-----", re.DOTALL
 )
@@ -55,7 +57,8 @@ class TLSFileError(ValueError):
         self.message = message
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class TLSFiles:
     """
     Where a service's TLS material is.

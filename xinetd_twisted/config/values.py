@@ -21,6 +21,7 @@ import attr
 from xinetd_twisted.config.addresses import AddressError, Resolver, parseAddress
 from xinetd_twisted.config.model import UNLIMITED, AddressEntry, FileLog, SyslogLog
 from xinetd_twisted.config.sysfiles import Services, isNumber
+from xinetd_twisted.records import plainRepr
 
 TYPES = frozenset({"RPC", "INTERNAL", "UNLISTED", "TCPMUX", "TCPMUXPLUS", "SPECIAL"})
 FLAGS = frozenset(
@@ -50,7 +51,8 @@ FACILITIES = (
 LEVELS = "emerg alert crit err warning notice info debug".split()
 
 
-@attr.s(auto_attribs=True)
+@plainRepr
+@attr.s(auto_attribs=True, repr=False)
 class ParseContext:
     """
     What value parsers may consult, and where they leave remarks.

@@ -30,6 +30,7 @@ from xinetd_twisted.listen.sockets import (
     SocketSpec,
     specFor,
 )
+from xinetd_twisted.records import plainRepr
 
 LISTEN_FDS_START = 3
 """
@@ -138,7 +139,8 @@ def _sameAddress(inherited: SocketSpec, wanted: SocketSpec) -> bool:
     )
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class InheritedSocket:
     """
     One descriptor passed by systemd.

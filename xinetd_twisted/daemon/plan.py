@@ -13,9 +13,11 @@ import attr
 
 from xinetd_twisted.config.model import Config, ServiceConfig
 from xinetd_twisted.listen.sockets import specFor
+from xinetd_twisted.records import plainRepr
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class Plan:
     """
     What a reload does, in this order: L{stop}, then L{update}, then

@@ -27,9 +27,11 @@ from twisted.logger import Logger
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.protocols.portmap import PROTOCOL_NUMBERS, PortmapClient
+from xinetd_twisted.records import plainRepr
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class Registration:
     """
     One rpcbind mapping: program, version, protocol number, port.

@@ -39,6 +39,7 @@ from xinetd_twisted.policy.hostsaccess import HostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
 from xinetd_twisted.protocols.names import ReverseResolver
 from xinetd_twisted.protocols.portmap import PortmapClient
+from xinetd_twisted.records import plainRepr
 from xinetd_twisted.service.context import (
     DaemonContext,
     IServiceHooks,
@@ -51,7 +52,8 @@ from xinetd_twisted.spawn.interfaces import ISpawner
 ConfigLoader = Callable[[str], Config]
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class DaemonOptions:
     """
     Daemon-wide settings, from the command line (xinetd's options).

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Tuple
 import attr
 
 from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.records import plainRepr
 
 LISTEN_BACKLOG = 64
 """
@@ -42,7 +43,8 @@ _SOCKET_TYPES = {
 }
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class SocketSpec:
     """
     What identifies a service's socket: when these are equal across a reload

@@ -25,13 +25,15 @@ from typing import Dict, FrozenSet, Iterable, Optional, Set, Tuple
 import attr
 
 from xinetd_twisted.config.model import AddressEntry, AddressKind
+from xinetd_twisted.records import plainRepr
 
 _MAPPED_PREFIX = 0xFFFF << 32
 _V4_ALL = (1 << 32) - 1
 _V6_ALL = (1 << 128) - 1
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class Peer:
     """
     A client address, parsed once per connection.
@@ -196,7 +198,8 @@ class CompiledList:
         return name is not None and self.hasNames and self.matchName(name)
 
 
-@attr.s(frozen=True, auto_attribs=True, slots=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class AddressDecision:
     """
     The outcome of an address check.

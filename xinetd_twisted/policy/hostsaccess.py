@@ -43,6 +43,7 @@ import attr
 
 from xinetd_twisted.config.model import Location, Problem, ServiceConfig, Severity
 from xinetd_twisted.policy.addresses import Peer
+from xinetd_twisted.records import plainRepr
 
 LIBWRAP = "libwrap"
 
@@ -285,7 +286,8 @@ class _Compiler:
         return masked, False
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class HostsRule:
     """
     One C{daemon_list : client_list [: options]} line.

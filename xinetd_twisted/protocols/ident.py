@@ -22,6 +22,8 @@ from twisted.internet.interfaces import IConnector
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
+from xinetd_twisted.records import plainRepr
+
 IDENT_PORT = 113
 IDENT_TIMEOUT = 30.0
 IDENT_BUFFER = 1024  # IBUFSIZE in src/ident.c
@@ -35,7 +37,8 @@ BAD_RESPONSE = "bad response"
 Address = Union[IPv4Address, IPv6Address, Tuple[str, int]]
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class IdentResult:
     """
     What the ident query found: exactly one of the two fields is set.

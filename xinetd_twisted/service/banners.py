@@ -26,6 +26,7 @@ import attr
 from twisted.logger import Logger
 
 from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.records import plainRepr
 
 BANNER_LIMIT = 64 * 1024
 """
@@ -144,7 +145,8 @@ def sendNoWait(fd: int, data: bytes) -> None:
         sock.close()
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class Banners:
     """
     What a service sends before anything else: to every client

@@ -18,6 +18,7 @@ from xinetd_twisted.config.model import FileLog, ServiceConfig
 from xinetd_twisted.logs.sinks import LogSink, SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.protocols.names import ReverseResolver
+from xinetd_twisted.records import plainRepr
 from xinetd_twisted.spawn.interfaces import ISpawner
 
 IDENT_ON_FAILURE_LIMIT = 15
@@ -82,7 +83,8 @@ class NoHooks:
         pass
 
 
-@attr.s(auto_attribs=True, eq=False)
+@plainRepr
+@attr.s(auto_attribs=True, eq=False, repr=False)
 class IdentLimiter:
     """
     Bounds the ident queries made for refused clients, daemon-wide, so a
@@ -111,7 +113,8 @@ class IdentLimiter:
         self.inFlight -= 1
 
 
-@attr.s(auto_attribs=True, eq=False)
+@plainRepr
+@attr.s(auto_attribs=True, eq=False, repr=False)
 class DescriptorBudget:
     """
     The descriptors in-process connections may hold, daemon-wide, so that
@@ -145,7 +148,8 @@ class DescriptorBudget:
         self.held = max(0, self.held - count)
 
 
-@attr.s(auto_attribs=True, eq=False)
+@plainRepr
+@attr.s(auto_attribs=True, eq=False, repr=False)
 class LogSinks:
     """
     The daemon's log sinks: one syslog connection, and one FILE sink per
@@ -197,7 +201,8 @@ class LogSinks:
         self.syslog.disconnect()
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class DaemonContext:
     """
     What every service runtime shares with the daemon.

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from xinetd_twisted.policy.access import Refusal
+from xinetd_twisted.records import plainRepr
 from xinetd_twisted.service.connection import hostOf
 from xinetd_twisted.service.context import DescriptorBudget
 from xinetd_twisted.service.tls import TLS_HANDSHAKE_TIMEOUT, TLS_REFUSED
@@ -158,7 +159,8 @@ class IdleSweep:
             self._timer = self._clock.callLater(self._interval, self._sweep)
 
 
-@attr.s(frozen=True, auto_attribs=True)
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, repr=False)
 class ConnectionLimits:
     """
     What bounds one connection kept in the daemon.

@@ -14,8 +14,11 @@ from typing import Callable, Optional, Tuple
 import attr
 from zope.interface import Attribute, Interface
 
+from xinetd_twisted.records import plainRepr
 
-@attr.s(frozen=True, auto_attribs=True, cache_hash=True)
+
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, cache_hash=True, repr=False)
 class ChildSetup:
     """
     Everything about a child that is the same for every connection of a
