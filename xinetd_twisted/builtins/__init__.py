@@ -11,7 +11,7 @@ to an L{IBuiltinObserver}.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -25,7 +25,9 @@ from .datagram import (
 )
 from .formats import ChargenRing, globalChargenRing
 from .observe import IBuiltinObserver, NullObserver
-from .stream import STREAM_PROTOCOLS, InternalStreamFactory
+
+if TYPE_CHECKING:
+    from .stream import InternalStreamFactory
 
 __all__ = [
     "UnknownBuiltin",
@@ -39,6 +41,20 @@ __all__ = [
     "ChargenRing",
     "globalChargenRing",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """
+    The stream side (C{STREAM_PROTOCOLS}, C{InternalStreamFactory}), imported
+    on first use: the daemon imports this package for the datagram budgets
+    of every start, the stream protocols only with an internal stream
+    service.
+    """
+    if name in ("STREAM_PROTOCOLS", "InternalStreamFactory"):
+        from . import stream
+
+        return getattr(stream, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnknownBuiltin(KeyError):
@@ -61,6 +77,8 @@ def streamFactory(
 
     @raise UnknownBuiltin: for any other name.
     """
+    from .stream import STREAM_PROTOCOLS, InternalStreamFactory
+
     try:
         protocol = STREAM_PROTOCOLS[name]
     except KeyError:
