@@ -486,7 +486,7 @@ def parseLine(text: str, location: Location) -> Union[Line, Broken]:
     """
     if len(text) > MAX_LINE:
         return Broken(f"line longer than {MAX_LINE} bytes", location)
-    words = [w for w in text.replace("\t", " ").split(" ") if w]
+    words = _words(text)
     name = words[0]
     if "=" in name:
         attribute = name[: name.index("=")].rstrip("+-")
@@ -500,9 +500,24 @@ def parseLine(text: str, location: Location) -> Union[Line, Broken]:
     if len(words) < 2:
         return Broken(f"missing operator for attribute {name}", location, name.lower())
     rest = words[1]
-    for op in _OPERATORS:
-        if rest.startswith(op):
-            first = rest[len(op) :]
-            values = ([first] if first else []) + words[2:]
-            return Line(name.lower(), op, tuple(values), location)
-    return Broken(f"Bad operator for attribute: {name}", location, name.lower())
+    if rest[0] == "=":
+        op = "="
+    elif rest[1:2] == "=" and rest[0] in "+-":
+        op = rest[:2]
+    else:
+        return Broken(f"Bad operator for attribute: {name}", location, name.lower())
+    first = rest[len(op) :]
+    values = (first, *words[2:]) if first else tuple(words[2:])
+    return Line(name.lower(), op, values, location)
+
+
+def _words(text: str) -> List[str]:
+    """
+    C{text} split at runs of spaces and tabs (only: not at the other
+    characters C{str.split} takes for white space).
+    """
+    spaced = text.replace("\t", " ")
+    if spaced.isascii() and spaced.isprintable():
+        # No control character left: a space is its only white space.
+        return spaced.split()
+    return [w for w in spaced.split(" ") if w]
