@@ -444,18 +444,28 @@ class _FileReader:
         The lines of a block up to its C{}}.
         """
         lines: List[Union[Line, Broken]] = []
-        parse, nextLine = self.reader.parseLine, self.nextLine
+        parse, path, texts = self.reader.parseLine, self.path, self.lines
+        # nextLine's loop, inlined: this one runs for every line of every
+        # block (and the closing brace needs no Location).
+        index, end = self.index, len(texts)
         while True:
-            got = nextLine()
-            if got is None:
-                where = Location(self.path, len(self.lines))
-                lines.append(Broken("incomplete entry", where))
+            if index >= end:
+                self.index = index
+                lines.append(Broken("incomplete entry", Location(path, end)))
                 return tuple(lines)
-            text, location = got
-            if text.strip(" \t") == "}":
+            text = texts[index].rstrip("\r")
+            index += 1
+            stripped = text.strip(" \t")
+            if not stripped or stripped[0] == "#":
+                continue
+            if stripped == "}":
+                self.index = index
                 return tuple(lines)
+            location = Location(path, index)
             item = parse(text, location)
             if isinstance(item, Broken):
+                self.index = index
+                got = (text, location)
                 words = text.split()
                 if words[0].lower() in _KEYWORDS and not _hasOperator(words):
                     item = Broken(
