@@ -6,11 +6,16 @@ are imported on first use, not at every start.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from typing import List
 
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
+
+from xinetd_twisted.service.factory import plainSocket
 
 
 def projectRoot() -> str:
@@ -18,7 +23,7 @@ def projectRoot() -> str:
 
 
 # Imported only when a configuration needs them.
-LAZY = ("xinetd_twisted.builtins.stream",)
+LAZY = ("xinetd_twisted.builtins.stream", "twisted.protocols.policies")
 
 
 def _loaded(code: str, names: List[str]) -> str:
@@ -74,3 +79,37 @@ class StartupImportTests(SynchronousTestCase):
             _loaded(code, ["xinetd_twisted.builtins.stream"]),
             "['xinetd_twisted.builtins.stream']",
         )
+
+
+class PlainSocketTests(SynchronousTestCase):
+    """
+    L{plainSocket} gives a transport's socket unless something transforms
+    the stream, also now that it does not import the wrappers' module.
+    """
+
+    def test_plainTransport(self) -> None:
+        """
+        A transport whose handle is a socket gives it.
+        """
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+
+        class Transport:
+            def getHandle(self) -> socket.socket:
+                return sock
+
+        self.assertIs(plainSocket(Transport()), sock)
+
+    def test_wrapper(self) -> None:
+        """
+        A L{ProtocolWrapper} (the PROXY header's) gives none.
+        """
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+
+        class Wrapper(ProtocolWrapper):
+            def getHandle(self) -> socket.socket:
+                return sock
+
+        wrapper = Wrapper(WrappingFactory(Factory()), Protocol())
+        self.assertIsNone(plainSocket(wrapper))

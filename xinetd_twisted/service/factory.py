@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any, List, Optional
 from typing import Protocol as Protocol_
@@ -28,7 +29,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
@@ -63,7 +63,12 @@ def plainSocket(transport: Any) -> Optional[socket.socket]:
     are (TCP, UNIX): one a child can be given.  L{None} under TLS or any
     other transport that transforms or has read from the stream.
     """
-    if ISSLTransport.providedBy(transport) or isinstance(transport, ProtocolWrapper):
+    # No transport is a ProtocolWrapper while twisted.protocols.policies is
+    # not imported (what wraps imports it): not imported for every start.
+    policies = sys.modules.get("twisted.protocols.policies")
+    if ISSLTransport.providedBy(transport) or (
+        policies is not None and isinstance(transport, policies.ProtocolWrapper)
+    ):
         # A wrapper may have read bytes past what it consumed (a PROXY
         # header): the socket no longer holds the whole stream.
         return None
