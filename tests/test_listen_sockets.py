@@ -4,6 +4,8 @@ Tests for L{xinetd_twisted.listen.sockets}.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -126,6 +128,9 @@ class OpenSocketTests(SynchronousTestCase):
         )
         self.addCleanup(sock.close)
         self.assertFalse(sock.getblocking())
+        # On the descriptor too (a wait = yes server gets it as it is).
+        self.assertTrue(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+        self.assertEqual(sock.type, socket.SOCK_STREAM)
         self.assertFalse(sock.get_inheritable())
         self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR), 1)
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)

@@ -185,7 +185,8 @@ def openSocket(spec: SocketSpec, backlog: int = LISTEN_BACKLOG) -> socket.socket
     @raise OSError: when the socket cannot be created or bound.
     """
     proto = _protocolNumber(spec.protocol) if spec.socketType == socket.SOCK_RAW else 0
-    sock = socket.socket(spec.family, spec.socketType, proto)
+    # Non-blocking from the start: no fcntl after the listen.
+    sock = socket.socket(spec.family, spec.socketType | socket.SOCK_NONBLOCK, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if spec.family == socket.AF_INET6:
@@ -205,7 +206,6 @@ def openSocket(spec: SocketSpec, backlog: int = LISTEN_BACKLOG) -> socket.socket
         sock.bind((spec.address, spec.port))
         if spec.socketType in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET):
             sock.listen(backlog)
-        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
