@@ -180,9 +180,6 @@ class Builder:
     def _line(
         self, line: Line, settings: Settings, inDefaults: bool, service: str
     ) -> str:
-        def say(severity: Severity, message: str) -> None:
-            self._say(severity, line.location, message, service, line.name)
-
         row = ATTRIBUTES.get(line.name)
         if row is None or not (
             row.defaultsCount is not None if inDefaults else row.inService
@@ -193,21 +190,26 @@ class Builder:
                 message = f"bad service attribute: {line.name}"
             if row is None:
                 message += _suggestion(line.name, inDefaults)
-            say(Severity.WARNING, message)
+            self._sayAt(line, service, Severity.WARNING, message)
             return "ignored"
         count = row.defaultsCount if inDefaults else row.count
         assert count is not None
         op = line.op
+        key, specified = row.key, settings.specified
         if count != LIST:
-            if row.key in settings.specified:
-                where = settings.locations[row.key]
-                say(
+            if key in specified:
+                where = settings.locations[key]
+                self._sayAt(
+                    line,
+                    service,
                     Severity.WARNING,
                     f"attribute already set: {line.name} (at {where}); this line is ignored",
                 )
                 return "ignored"
             if op != "=":
-                say(
+                self._sayAt(
+                    line,
+                    service,
                     Severity.WARNING,
                     f"operator '{op}' cannot be used for attribute '{line.name}'",
                 )
@@ -219,64 +221,71 @@ class Builder:
                 f"attribute {line.name} expects {count} values and "
                 f"{len(line.values)} values were specified"
             )
-            if row.key in WARN_ERRORS:
-                say(
+            if key in WARN_ERRORS:
+                self._sayAt(
+                    line,
+                    service,
                     Severity.FATAL if inDefaults else Severity.ERROR,
                     message + " (xinetd would ignore the line and bind every address)",
                 )
                 return self._failed(inDefaults)
-            say(Severity.WARNING, message + "; line ignored")
+            self._sayAt(line, service, Severity.WARNING, message + "; line ignored")
             return "ignored"
         ctx = self.ctx
         if ctx.warnings:
             ctx.warnings = []
         try:
-            if row.key == "env" and op == "-=":
+            if key == "env" and op == "-=":
                 raise ValueError("operator -= cannot be used with env")
-            if (
-                inDefaults
-                and row.key == "log_type"
-                and "log_type" in settings.specified
-            ):
+            if inDefaults and key == "log_type" and "log_type" in specified:
                 raise ValueError("Cannot set more than one log_type attribute")
             value: Any = self._parse(row, line.values)
         except ValueError as e:
             if inDefaults:
-                say(
+                self._sayAt(
+                    line,
+                    service,
                     Severity.FATAL,
                     f"{e}; a fatal error in the default section (xinetd exits)",
                 )
             else:
-                say(
+                self._sayAt(
+                    line,
+                    service,
                     Severity.ERROR,
                     f"{e}; Error parsing attribute {line.name} - DISABLING SERVICE",
                 )
             return self._failed(inDefaults)
         for remark in ctx.warnings:
-            say(Severity.WARNING, remark)
-        if (
-            row.key == "flags"
-            and "NAMEINARGS" in value
-            and "server_args" in settings.specified
-        ):
-            say(
+            self._sayAt(line, service, Severity.WARNING, remark)
+        if key == "flags" and "NAMEINARGS" in value and "server_args" in specified:
+            self._sayAt(
+                line,
+                service,
                 Severity.WARNING,
                 "flags = NAMEINARGS after server_args: xinetd would start the "
                 "server with an empty argv (it crashes); we use the first "
                 "server_args word as argv[0]",
             )
-        if inDefaults and row.key == "v6only":
-            say(
+        if inDefaults and key == "v6only":
+            self._sayAt(
+                line,
+                service,
                 Severity.WARNING,
                 "v6only in defaults: xinetd ignores it; we apply it to services "
                 "that do not set v6only",
             )
-        if count == LIST and row.key != "log_type":
-            value = combine(settings.values.get(row.key), value, op)
-        settings.values[row.key] = value
-        settings.locations[row.key] = line.location
-        settings.specified.add(row.key)
+        if count == LIST and key != "log_type":
+            value = combine(settings.values.get(key), value, op)
+        settings.values[key] = value
+        settings.locations[key] = line.location
+        specified.add(key)
         return "applied"
+
+    def _sayAt(
+        self, line: Line, service: str, severity: Severity, message: str
+    ) -> None:
+        self._say(severity, line.location, message, service, line.name)
 
     def _failed(self, inDefaults: bool) -> str:
         if inDefaults:
