@@ -445,6 +445,7 @@ class _FileReader:
         """
         lines: List[Union[Line, Broken]] = []
         parse, path, texts = self.reader.parseLine, self.path, self.lines
+        parsed = self.reader._parsed
         # nextLine's loop, inlined: this one runs for every line of every
         # block (and the closing brace needs no Location).
         index, end = self.index, len(texts)
@@ -462,6 +463,10 @@ class _FileReader:
                 self.index = index
                 return tuple(lines)
             location = Location(path, index)
+            seen = parsed.get(text)  # Reader.parseLine's look-up, inlined
+            if seen is not None:
+                lines.append(Line(seen[0], seen[1], seen[2], location))
+                continue
             item = parse(text, location)
             if isinstance(item, Broken):
                 self.index = index
