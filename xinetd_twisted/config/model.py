@@ -126,10 +126,11 @@ class Locations(Mapping[str, Location]):
         """
         The compact form of C{locations}.
         """
+        wheres = locations.values()
         return cls(
             tuple(locations),
-            tuple(where.path for where in locations.values()),
-            array("i", [where.line for where in locations.values()]),
+            tuple([where.path for where in wheres]),
+            array("i", [where.line for where in wheres]),
         )
 
     @property

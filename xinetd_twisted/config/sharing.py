@@ -71,10 +71,13 @@ class SharedValues:
         by the equal one seen first, and the locations made compact
         (L{locations}).
         """
+        # L{__call__} inlined: this runs for each field of each service.
+        shared = self._values.setdefault
         for name in SHARED_FIELDS:
             value = fields.get(name)
             if value is not None:
-                fields[name] = self(value)
+                fields[name] = shared(value, value)
         for name in SHARED_SETS:
-            fields[name] = self(fields[name])
+            value = fields[name]
+            fields[name] = shared(value, value)
         fields["locations"] = self.locations(fields["locations"])
