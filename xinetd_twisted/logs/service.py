@@ -417,6 +417,8 @@ class ServiceLog:
         """
         A server was started (pid 0: handled inline by an internal service).
         """
+        if self.sink is None and not (self._always or _serviceEvents["enabled"]):
+            return
         line = formatStart(self.serviceId, self.logOnSuccess, pid, peer, self.mapToIPv4)
         self._emit(START, line, peer, pid=pid)
 

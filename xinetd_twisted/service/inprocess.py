@@ -32,6 +32,7 @@ from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.logs.service import wallDuration
+from xinetd_twisted.policy.access import Refusal
 from xinetd_twisted.protocols.redirect import (
     IRedirectObserver,
     RedirectFactory,
@@ -212,6 +213,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             self.ended,
         )
         self._door = self._fastDoor()
+        self._inlineReply = self._inlineFor(parts.service)
 
     def limits(self) -> ConnectionLimits:
         """
@@ -234,6 +236,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
     def update(self, service: ServiceConfig) -> None:
         super().update(service)
         self._door = self._fastDoor()
+        self._inlineReply = self._inlineFor(service)
 
     def adopt(self, connection: Connection) -> None:
         """
@@ -258,17 +261,57 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             return functools.partial(self._serveRaw, name == "echo")
         return super().adopt
 
+    @staticmethod
+    def _inlineFor(service: ServiceConfig) -> Optional[Callable[[float], bytes]]:
+        # daytime and time: answered by acceptRaw when admission is plain.
+        if "SENSOR" in service.flags:
+            return None
+        return _INLINE.get(service.name.lower())
+
     def _serveRaw(self, echo: bool, connection: Connection) -> None:
         self._raw.serve(connection, self._parts.service.serviceId, echo)
+
+    def acceptRaw(self, fd: int, address: object) -> None:
+        """
+        daytime and time with a plain admission (L{Admission.plain}) are
+        answered without a L{Connection}; anything else takes the general
+        fast door.
+        """
+        reply = self._inlineReply
+        admission = self._parts.admission
+        if reply is None or not admission.plain:
+            InProcessStreamKind.acceptRaw(self, fd, address)
+            return
+        try:
+            refusal = admission.admitPlain(hostOf(address))
+            if refusal is not None:
+                self._refusePlain(fd, address, refusal)
+                return
+        except BaseException:
+            os.close(fd)
+            raise
+        self._replyOn(reply, fd, self._own.family, address)
+
+    def _refusePlain(self, fd: int, address: object, refusal: Refusal) -> None:
+        try:
+            connection = Connection.fromDescriptor(
+                fd, address, self._own.family, self._parts.seconds()
+            )
+            self._parts.admission.refuseConnection(connection, refusal)
+        finally:
+            os.close(fd)
 
     def _answerInline(
         self, reply: Callable[[float], bytes], connection: Connection
     ) -> None:
+        self._replyOn(reply, connection.take(), connection.family, connection.remote)
+
+    def _replyOn(
+        self, reply: Callable[[float], bytes], fd: int, family: int, address: object
+    ) -> None:
         # The peer comes from accept() and the socket object is told its
         # family and type: no dup, getpeername or getsockopt per connection.
-        sock = socket.socket(
-            connection.family, socket.SOCK_STREAM, 0, connection.take()
-        )
+        sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
         try:
             sock.send(reply(self._parts.context.reactor.seconds()), _NO_WAIT)
         except OSError:
@@ -276,8 +319,9 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
         finally:
             # Closed at once: the client's EOF leaves before the bookkeeping.
             sock.close()
-        self._parts.context.hooks.connection(self._parts.service.serviceId)
-        self._parts.log.start(0, numericHost(connection.remote))
+        parts = self._parts
+        parts.context.hooks.connection(parts.service.serviceId)
+        parts.log.start(0, numericHost(address))
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
         self._starts[id(peer)] = self.began(peer)
