@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from twisted.python.failure import Failure
@@ -59,8 +58,6 @@ from xinetd_twisted.spawn.interfaces import ChildSetup
 _INLINE = {"daytime": PerSecond(daytimeString), "time": PerSecond(timeBytes)}
 
 _RAW = frozenset({"echo", "discard"})
-
-_NO_WAIT = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 
 
 def _handedOff(protocol: Any) -> bool:
@@ -278,19 +275,20 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
         fast door.
         """
         reply = self._inlineReply
+        peer = hostOf(address) if reply is not None else None
         admission = self._parts.admission
-        if reply is None or not admission.plain:
+        if peer is None or not admission.plain:
             InProcessStreamKind.acceptRaw(self, fd, address)
             return
         try:
-            refusal = admission.admitPlain(hostOf(address))
-            if refusal is not None:
-                self._refusePlain(fd, address, refusal)
-                return
+            refusal = admission.admitPlain(peer)
         except BaseException:
             os.close(fd)
             raise
-        self._replyOn(reply, fd, self._own.family, address)
+        if refusal is None:
+            self._replyOn(reply, fd, peer)  # type: ignore[arg-type]
+        else:
+            self._refusePlain(fd, address, refusal)
 
     def _refusePlain(self, fd: int, address: object, refusal: Refusal) -> None:
         try:
@@ -304,24 +302,23 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
     def _answerInline(
         self, reply: Callable[[float], bytes], connection: Connection
     ) -> None:
-        self._replyOn(reply, connection.take(), connection.family, connection.remote)
+        self._replyOn(reply, connection.take(), numericHost(connection.remote))
 
-    def _replyOn(
-        self, reply: Callable[[float], bytes], fd: int, family: int, address: object
-    ) -> None:
-        # The peer comes from accept() and the socket object is told its
-        # family and type: no dup, getpeername or getsockopt per connection.
-        sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+    def _replyOn(self, reply: Callable[[float], bytes], fd: int, peer: str) -> None:
+        # A plain write and close on the descriptor, no socket object: the
+        # reply (26 bytes at most) is far below the smallest send buffer
+        # Linux allows, so on a just-accepted socket the write cannot block
+        # (and Python ignores SIGPIPE: a reset client is an OSError).
         try:
-            sock.send(reply(self._parts.context.reactor.seconds()), _NO_WAIT)
+            os.write(fd, reply(self._parts.context.reactor.seconds()))
         except OSError:
             return
         finally:
             # Closed at once: the client's EOF leaves before the bookkeeping.
-            sock.close()
+            os.close(fd)
         parts = self._parts
         parts.context.hooks.connection(parts.service.serviceId)
-        parts.log.start(0, numericHost(address))
+        parts.log.start(0, peer)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
         self._starts[id(peer)] = self.began(peer)
