@@ -14,7 +14,7 @@ from typing import Any, List
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import freePort
-from tests.test_daemon_superserver import ServerHarness
+from tests.test_daemon_superserver import ServerHarness, serviceBlock
 
 
 def daytimeBlock(port: int, extra: str = "", name: str = "daytime") -> str:
@@ -188,3 +188,63 @@ class PlainAdmissionTests(SynchronousTestCase):
         self.connect()
         with open(path) as f:
             self.assertIn("START: daytime-stream pid=0 from=127.0.0.1", f.read())
+
+
+class PlainProgramTests(SynchronousTestCase):
+    """
+    A spawned service's plain admission (L{Admission.admit} through
+    L{ServicePolicy.checkPlain}).
+    """
+
+    def setUp(self) -> None:
+        self.port = freePort()
+        self.server = ServerHarness(self, serviceBlock("cat", self.port))
+        self.admission = self.server.server.runtimes["cat"].parts.admission
+
+    def refusedConnect(self) -> None:
+        """
+        Feed one connection that must be refused (no spawn).
+        """
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        before = len(self.server.records)
+        runtime = self.server.server.runtimes["cat"]
+        runtime.kind.acceptRaw(theirs.detach(), ("127.0.0.1", 4242))
+        self.assertEqual(len(self.server.records), before)
+
+    def test_plainSpawns(self) -> None:
+        """
+        Without limits the admission is plain and the connection spawns.
+        """
+        self.assertTrue(self.admission.policy.plain)
+        self.server.connect("cat")
+        self.assertEqual((self.admission.connections, self.admission.refused), (1, 0))
+
+    def test_reloadAddsOnlyFrom(self) -> None:
+        """
+        only_from added by a reload refuses the next connection; removed
+        again, the service spawns again.
+        """
+        self.server.reload(serviceBlock("cat", self.port, extra="only_from = 10.0.0.1"))
+        self.assertFalse(self.admission.policy.plain)
+        self.refusedConnect()
+        self.assertEqual(self.admission.refused, 1)
+        self.server.reload(serviceBlock("cat", self.port))
+        self.assertTrue(self.admission.policy.plain)
+        self.server.connect("cat")
+
+    def test_sensorList(self) -> None:
+        """
+        The global SENSOR list refuses on the plain path.
+        """
+        self.server.server.context.policy.sensorList.add("127.0.0.1", 5)
+        self.refusedConnect()
+        self.assertEqual(self.admission.refused, 1)
+
+    def test_processLimit(self) -> None:
+        """
+        The daemon-wide process limit refuses on the plain path.
+        """
+        self.server.server.context.policy.processLimit.limit = 0
+        self.refusedConnect()
+        self.assertEqual(self.admission.refused, 1)

@@ -117,18 +117,23 @@ class Admission:
         self.connections += 1
         connection.send(self.banners.connect)
         peer = connection.peer
-        refusal = self.policy.checkLimits(peer)
-        if refusal is None:
-            name: Optional[str] = None
-            names = self._context.names
-            if names is not None and peer is not None and self.policy.needsName(peer):
-                known, name = names.cached(peer)
-                if not known:
-                    held = connection.hold()
-                    d = names.lookup(peer)
-                    d.addCallback(self._named, held, proceed)
-                    return
-            refusal = self.policy.checkAccess(peer, name)
+        policy = self.policy
+        if policy.plain:
+            # Nothing to look up, and only what checkPlain checks can refuse.
+            refusal = policy.checkPlain(peer)
+        else:
+            refusal = policy.checkLimits(peer)
+            if refusal is None:
+                name: Optional[str] = None
+                names = self._context.names
+                if names is not None and peer is not None and policy.needsName(peer):
+                    known, name = names.cached(peer)
+                    if not known:
+                        held = connection.hold()
+                        d = names.lookup(peer)
+                        d.addCallback(self._named, held, proceed)
+                        return
+                refusal = policy.checkAccess(peer, name)
         if refusal is None:
             proceed(connection)
         else:
