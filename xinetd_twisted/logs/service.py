@@ -440,6 +440,8 @@ class ServiceLog:
         @param peer: the client it served, for the structured event
             (xinetd's EXIT line has no address).
         """
+        if self.sink is None and not (self._always or _serviceEvents["enabled"]):
+            return
         line = formatExit(
             self.serviceId, self.logOnSuccess, pid, status, signal, duration
         )
@@ -460,6 +462,8 @@ class ServiceLog:
         L{exit} with the status taken from C{ProcessProtocol.processEnded}'s
         reason (L{ProcessDone} or L{ProcessTerminated}).
         """
+        if self.sink is None and not (self._always or _serviceEvents["enabled"]):
+            return
         status: Optional[int] = 0
         signal: Optional[int] = None
         value = reason.value
