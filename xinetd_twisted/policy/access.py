@@ -179,11 +179,7 @@ class ServicePolicy:
         self._lastHost: Optional[str] = None
         self._lastPeer: Optional[Peer] = None
         self.plain = (
-            not config.maxLoad
-            and self._times is None
-            and self.sourceRate is None
-            and limits.instances is None
-            and limits.perSource is None
+            _unlimited(config)
             and self._addresses.isOpen
             and not self._isSensor
             and self._wrap is None
@@ -256,7 +252,7 @@ class ServicePolicy:
         config = self.config
         until = self.rate.check() if countRate else None
         if until is not None:
-            return self._cpsRefusal(until)
+            return _cpsRefusal(self.rate, self.config, until)
         if config.maxLoad and overloaded(config.maxLoad, self._loadAverage):
             return Refusal(
                 LOAD,
@@ -291,22 +287,12 @@ class ServicePolicy:
         """
         until = self.rate.check()
         if until is not None:
-            return self._cpsRefusal(until)
+            return _cpsRefusal(self.rate, self.config, until)
         if self._processLimit.check() is not None:
             return Refusal(PROCESS_LIMIT, "process limit reached")
         if self._sensorList:
             return self.checkAccess(peerHost, None)
         return None
-
-    def _cpsRefusal(self, until: float) -> Refusal:
-        if self.rate.justDeactivated:
-            message = (
-                f"Deactivating service {self.config.name} due to excessive "
-                f"incoming connections.  Restarting in {self.rate.wait} seconds."
-            )
-        else:
-            message = f"service {self.config.serviceId} is deactivated by cps"
-        return Refusal(CPS, message, until, self.rate.justDeactivated)
 
     def checkAccess(
         self, peerHost: Optional[str], peerName: Optional[str] = None
@@ -372,6 +358,28 @@ class ServicePolicy:
         """
         self.limits.ended(self._key(peerHost))
         self._processLimit.ended()
+
+
+def _unlimited(config: ServiceConfig) -> bool:
+    # None of the parent's checks but cps and the process limit applies.
+    return (
+        not config.maxLoad
+        and config.accessTimes is None
+        and config.perSourceCps is None
+        and config.instances is None
+        and config.perSource is None
+    )
+
+
+def _cpsRefusal(rate: ConnectionRate, config: ServiceConfig, until: float) -> Refusal:
+    if rate.justDeactivated:
+        message = (
+            f"Deactivating service {config.name} due to excessive incoming "
+            f"connections.  Restarting in {rate.wait} seconds."
+        )
+    else:
+        message = f"service {config.serviceId} is deactivated by cps"
+    return Refusal(CPS, message, until, rate.justDeactivated)
 
 
 def _sourceRate(
