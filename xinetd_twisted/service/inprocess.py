@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from twisted.python.failure import Failure
@@ -32,6 +31,7 @@ from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.logs.service import wallDuration
+from xinetd_twisted.policy.access import Refusal
 from xinetd_twisted.protocols.redirect import (
     IRedirectObserver,
     RedirectFactory,
@@ -58,8 +58,6 @@ from xinetd_twisted.spawn.interfaces import ChildSetup
 _INLINE = {"daytime": PerSecond(daytimeString), "time": PerSecond(timeBytes)}
 
 _RAW = frozenset({"echo", "discard"})
-
-_NO_WAIT = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 
 
 def _handedOff(protocol: Any) -> bool:
@@ -212,6 +210,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             self.ended,
         )
         self._door = self._fastDoor()
+        self._inlineReply = self._inlineFor(parts.service)
 
     def limits(self) -> ConnectionLimits:
         """
@@ -234,6 +233,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
     def update(self, service: ServiceConfig) -> None:
         super().update(service)
         self._door = self._fastDoor()
+        self._inlineReply = self._inlineFor(service)
 
     def adopt(self, connection: Connection) -> None:
         """
@@ -258,26 +258,67 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             return functools.partial(self._serveRaw, name == "echo")
         return super().adopt
 
+    @staticmethod
+    def _inlineFor(service: ServiceConfig) -> Optional[Callable[[float], bytes]]:
+        # daytime and time: answered by acceptRaw when admission is plain.
+        if "SENSOR" in service.flags:
+            return None
+        return _INLINE.get(service.name.lower())
+
     def _serveRaw(self, echo: bool, connection: Connection) -> None:
         self._raw.serve(connection, self._parts.service.serviceId, echo)
+
+    def acceptRaw(self, fd: int, address: object) -> None:
+        """
+        daytime and time with a plain admission (L{Admission.plain}) are
+        answered without a L{Connection}; anything else takes the general
+        fast door.
+        """
+        reply = self._inlineReply
+        peer = hostOf(address) if reply is not None else None
+        admission = self._parts.admission
+        if peer is None or not admission.plain:
+            InProcessStreamKind.acceptRaw(self, fd, address)
+            return
+        try:
+            refusal = admission.admitPlain(peer)
+        except BaseException:
+            os.close(fd)
+            raise
+        if refusal is None:
+            self._replyOn(reply, fd, peer)  # type: ignore[arg-type]
+        else:
+            self._refusePlain(fd, address, refusal)
+
+    def _refusePlain(self, fd: int, address: object, refusal: Refusal) -> None:
+        try:
+            connection = Connection.fromDescriptor(
+                fd, address, self._own.family, self._parts.seconds()
+            )
+            self._parts.admission.refuseConnection(connection, refusal)
+        finally:
+            os.close(fd)
 
     def _answerInline(
         self, reply: Callable[[float], bytes], connection: Connection
     ) -> None:
-        # The peer comes from accept() and the socket object is told its
-        # family and type: no dup, getpeername or getsockopt per connection.
-        sock = socket.socket(
-            connection.family, socket.SOCK_STREAM, 0, connection.take()
-        )
+        self._replyOn(reply, connection.take(), numericHost(connection.remote))
+
+    def _replyOn(self, reply: Callable[[float], bytes], fd: int, peer: str) -> None:
+        # A plain write and close on the descriptor, no socket object: the
+        # reply (26 bytes at most) is far below the smallest send buffer
+        # Linux allows, so on a just-accepted socket the write cannot block
+        # (and Python ignores SIGPIPE: a reset client is an OSError).
         try:
-            sock.send(reply(self._parts.context.reactor.seconds()), _NO_WAIT)
+            os.write(fd, reply(self._parts.context.reactor.seconds()))
         except OSError:
             return
         finally:
             # Closed at once: the client's EOF leaves before the bookkeeping.
-            sock.close()
-        self._parts.context.hooks.connection(self._parts.service.serviceId)
-        self._parts.log.start(0, numericHost(connection.remote))
+            os.close(fd)
+        parts = self._parts
+        parts.context.hooks.connection(parts.service.serviceId)
+        parts.log.start(0, peer)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
         self._starts[id(peer)] = self.began(peer)
