@@ -8,6 +8,8 @@ still applies on it, and a reload decides anew.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from typing import Any, List
 
@@ -15,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import freePort
 from tests.test_daemon_superserver import ServerHarness, serviceBlock
+from xinetd_twisted.service.inprocess import replyAndClose
 
 
 def daytimeBlock(port: int, extra: str = "", name: str = "daytime") -> str:
@@ -248,3 +251,50 @@ class PlainProgramTests(SynchronousTestCase):
         self.server.server.context.policy.processLimit.limit = 0
         self.refusedConnect()
         self.assertEqual(self.admission.refused, 1)
+
+
+class ReplyAndCloseTests(SynchronousTestCase):
+    """
+    L{replyAndClose} writes the inline reply and closes the descriptor,
+    and a client gone before the reply never raises SIGPIPE, whatever the
+    application around the daemon did to that signal.
+    """
+
+    def pair(self) -> Any:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(theirs.close)
+        return ours.detach(), theirs
+
+    def test_written(self) -> None:
+        """The reply arrives, then EOF; the descriptor is closed."""
+        fd, theirs = self.pair()
+        self.assertTrue(replyAndClose(fd, b"Tue Dec  1 23:09:22 2026\r\n"))
+        self.assertEqual(theirs.recv(100), b"Tue Dec  1 23:09:22 2026\r\n")
+        self.assertEqual(theirs.recv(100), b"")
+        self.assertRaises(OSError, os.fstat, fd)
+
+    def test_goneClientWithSigpipeDefault(self) -> None:
+        """
+        With SIGPIPE back at its default (which would end the process on a
+        plain write to a reset connection), a client that has gone gets no
+        reply and the daemon lives on: the descriptor is closed all the same.
+        """
+        fd, theirs = self.pair()
+        theirs.close()
+        previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        try:
+            self.assertFalse(replyAndClose(fd, b"reply\r\n"))
+        finally:
+            signal.signal(signal.SIGPIPE, previous)
+        self.assertRaises(OSError, os.fstat, fd)
+
+    def test_goneClientWithSigpipeIgnored(self) -> None:
+        """SIGPIPE ignored, as Python sets it: the plain write fails quietly."""
+        fd, theirs = self.pair()
+        theirs.close()
+        previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        try:
+            self.assertFalse(replyAndClose(fd, b"reply\r\n"))
+        finally:
+            signal.signal(signal.SIGPIPE, previous)
+        self.assertRaises(OSError, os.fstat, fd)

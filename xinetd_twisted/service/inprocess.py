@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import socket
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from twisted.python.failure import Failure
@@ -65,6 +67,31 @@ def _handedOff(protocol: Any) -> bool:
     return bool(
         getattr(protocol, "handedOff", False) or getattr(inner, "handedOff", False)
     )
+
+
+def replyAndClose(fd: int, data: bytes) -> bool:
+    """
+    Write C{data} (a few bytes: far below the smallest send buffer Linux
+    allows, so on a just-accepted socket it cannot block) to the client on
+    C{fd}, then close C{fd}, at once: the client's EOF leaves before the
+    bookkeeping.  A plain C{write} when SIGPIPE is ignored (as Python sets
+    it, unless the application around the daemon changed it): no socket
+    object, no C{getsockname}; otherwise a C{send} with C{MSG_NOSIGNAL}, so
+    a client that reset its connection can never kill the daemon.
+
+    @return: whether the reply was written.
+    """
+    try:
+        if signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN:
+            os.write(fd, data)
+        else:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.send(data, socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 @implementer(IStreamKind)
@@ -305,17 +332,8 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
         self._replyOn(reply, connection.take(), numericHost(connection.remote))
 
     def _replyOn(self, reply: Callable[[float], bytes], fd: int, peer: str) -> None:
-        # A plain write and close on the descriptor, no socket object: the
-        # reply (26 bytes at most) is far below the smallest send buffer
-        # Linux allows, so on a just-accepted socket the write cannot block
-        # (and Python ignores SIGPIPE: a reset client is an OSError).
-        try:
-            os.write(fd, reply(self._parts.context.reactor.seconds()))
-        except OSError:
+        if not replyAndClose(fd, reply(self._parts.context.reactor.seconds())):
             return
-        finally:
-            # Closed at once: the client's EOF leaves before the bookkeeping.
-            os.close(fd)
         parts = self._parts
         parts.context.hooks.connection(parts.service.serviceId)
         parts.log.start(0, peer)
