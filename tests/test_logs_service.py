@@ -385,6 +385,28 @@ class ServiceLogTests(SynchronousTestCase):
         self.assertEqual(observer[0]["log_namespace"], SERVICE_NAMESPACE)
         self.assertEqual(observer[0]["event"], "start")
 
+    def test_sinklessExitEventsOnceEnabled(self) -> None:
+        """
+        Without a sink, EXIT (also from a process reason) still reaches the
+        global publisher once events are enabled, and nothing does while
+        they are off.
+        """
+        observer = EventLoggingObserver.createWithCleanup(
+            cast(Any, self), globalLogPublisher
+        )
+        log = ServiceLog("g", ALL_SUCCESS, frozenset(), None)
+        enableServiceEvents(False)
+        log.start(2, V4)
+        log.exit(2, status=0)
+        log.exitFromReason(2, Failure(ProcessDone(0)), 1.0)
+        self.assertEqual(len(observer), 0)
+        enableServiceEvents(True)
+        self.addCleanup(enableServiceEvents, False)
+        log.exit(2, status=0)
+        log.exitFromReason(2, Failure(ProcessTerminated(exitCode=3)), 1.0)
+        self.assertEqual([e["event"] for e in observer], ["exit", "exit"])
+        self.assertEqual(observer[1]["status"], 3)
+
 
 class ServiceEventsSwitchTests(SynchronousTestCase):
     """

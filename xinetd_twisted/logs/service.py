@@ -417,6 +417,8 @@ class ServiceLog:
         """
         A server was started (pid 0: handled inline by an internal service).
         """
+        if self.sink is None and not (self._always or _serviceEvents["enabled"]):
+            return
         line = formatStart(self.serviceId, self.logOnSuccess, pid, peer, self.mapToIPv4)
         self._emit(START, line, peer, pid=pid)
 
@@ -438,6 +440,8 @@ class ServiceLog:
         @param peer: the client it served, for the structured event
             (xinetd's EXIT line has no address).
         """
+        if self.sink is None and not (self._always or _serviceEvents["enabled"]):
+            return
         line = formatExit(
             self.serviceId, self.logOnSuccess, pid, status, signal, duration
         )
@@ -458,6 +462,8 @@ class ServiceLog:
         L{exit} with the status taken from C{ProcessProtocol.processEnded}'s
         reason (L{ProcessDone} or L{ProcessTerminated}).
         """
+        if self.sink is None and not (self._always or _serviceEvents["enabled"]):
+            return
         status: Optional[int] = 0
         signal: Optional[int] = None
         value = reason.value

@@ -27,7 +27,7 @@ from xinetd_twisted.policy.hostsaccess import (
     HostsAccess,
     libwrapName,
 )
-from xinetd_twisted.policy.limits import ProcessLimit, ServiceLimits
+from xinetd_twisted.policy.limits import PROCESS_LIMIT, ProcessLimit, ServiceLimits
 from xinetd_twisted.policy.loadavg import LOAD, LoadAverage, overloaded
 from xinetd_twisted.policy.sensor import SensorList, SensorOutcome
 from xinetd_twisted.policy.sourcerate import PER_SOURCE_CPS, SourceRate
@@ -113,6 +113,10 @@ class ServicePolicy:
     @ivar sourceRate: C{per_source_cps} state (kept across reloads), or
         L{None} when the service has no such limit.
     @ivar libwrapName: the daemon name for hosts.allow/deny, or L{None}.
+    @ivar plain: the service sets none of max_load, access_times,
+        per_source_cps, instances, per_source, only_from, no_access, SENSOR
+        nor a libwrap rule: L{checkPlain} decides for it (decided anew for
+        every configuration, as a reload makes a new policy).
     """
 
     __slots__ = (
@@ -132,6 +136,7 @@ class ServicePolicy:
         "_wrap",
         "_lastHost",
         "_lastPeer",
+        "plain",
     )
 
     def __init__(
@@ -173,6 +178,12 @@ class ServicePolicy:
             self._wrap = wrap if wrap else None
         self._lastHost: Optional[str] = None
         self._lastPeer: Optional[Peer] = None
+        self.plain = (
+            _unlimited(config)
+            and self._addresses.isOpen
+            and not self._isSensor
+            and self._wrap is None
+        )
 
     def reconfigured(
         self, config: ServiceConfig, context: PolicyContext
@@ -241,14 +252,7 @@ class ServicePolicy:
         config = self.config
         until = self.rate.check() if countRate else None
         if until is not None:
-            if self.rate.justDeactivated:
-                message = (
-                    f"Deactivating service {config.name} due to excessive incoming "
-                    f"connections.  Restarting in {self.rate.wait} seconds."
-                )
-            else:
-                message = f"service {config.serviceId} is deactivated by cps"
-            return Refusal(CPS, message, until, self.rate.justDeactivated)
+            return _cpsRefusal(self.rate, self.config, until)
         if config.maxLoad and overloaded(config.maxLoad, self._loadAverage):
             return Refusal(
                 LOAD,
@@ -274,6 +278,20 @@ class ServicePolicy:
         reason = self._processLimit.check()
         if reason is not None:
             return Refusal(reason, "process limit reached")
+        return None
+
+    def checkPlain(self, peerHost: Optional[str]) -> Optional[Refusal]:
+        """
+        L{check} for a L{plain} policy (the caller makes sure it is): only
+        cps, the process limit and the global SENSOR list can refuse.
+        """
+        until = self.rate.check()
+        if until is not None:
+            return _cpsRefusal(self.rate, self.config, until)
+        if self._processLimit.check() is not None:
+            return Refusal(PROCESS_LIMIT, "process limit reached")
+        if self._sensorList:
+            return self.checkAccess(peerHost, None)
         return None
 
     def checkAccess(
@@ -340,6 +358,28 @@ class ServicePolicy:
         """
         self.limits.ended(self._key(peerHost))
         self._processLimit.ended()
+
+
+def _unlimited(config: ServiceConfig) -> bool:
+    # None of the parent's checks but cps and the process limit applies.
+    return (
+        not config.maxLoad
+        and config.accessTimes is None
+        and config.perSourceCps is None
+        and config.instances is None
+        and config.perSource is None
+    )
+
+
+def _cpsRefusal(rate: ConnectionRate, config: ServiceConfig, until: float) -> Refusal:
+    if rate.justDeactivated:
+        message = (
+            f"Deactivating service {config.name} due to excessive incoming "
+            f"connections.  Restarting in {rate.wait} seconds."
+        )
+    else:
+        message = f"service {config.serviceId} is deactivated by cps"
+    return Refusal(CPS, message, until, rate.justDeactivated)
 
 
 def _sourceRate(

@@ -41,6 +41,9 @@ class Admission:
     @ivar banners: the service's banners.
     @ivar connections: connections and datagrams seen.
     @ivar refused: those refused.
+    @ivar plain: no banner to send and nothing to check but what
+        L{ServicePolicy.checkPlain} checks, no USERID on success: a kind
+        may use L{admitPlain} (decided anew on every reload).
     """
 
     __slots__ = (
@@ -52,6 +55,7 @@ class Admission:
         "banners",
         "connections",
         "refused",
+        "plain",
     )
 
     daemonLog = Logger(namespace="xinetd_twisted.service")
@@ -75,6 +79,7 @@ class Admission:
         self.banners = Banners.forService(service)
         self.connections = 0
         self.refused = 0
+        self.plain = self._isPlain()
 
     def reconfigure(self, service: ServiceConfig, log: ServiceLog) -> None:
         """
@@ -84,6 +89,25 @@ class Admission:
         self._log = log
         self.policy = self.policy.reconfigured(service, self._context.policy)
         self.banners = Banners.forService(service)
+        self.plain = self._isPlain()
+
+    def _isPlain(self) -> bool:
+        banners = self.banners
+        return (
+            self.policy.plain
+            and not banners.connect
+            and not banners.success
+            and "USERID" not in self._service.logOnSuccess
+        )
+
+    def admitPlain(self, peer: Optional[str]) -> Optional[Refusal]:
+        """
+        L{admit} for a L{plain} admission, without a L{Connection}: count
+        the connection and return why it is refused (for
+        L{refuseConnection}), or L{None} to serve it now.
+        """
+        self.connections += 1
+        return self.policy.checkPlain(peer)
 
     def admit(self, connection: Connection, proceed: Proceed) -> None:
         """
@@ -93,18 +117,23 @@ class Admission:
         self.connections += 1
         connection.send(self.banners.connect)
         peer = connection.peer
-        refusal = self.policy.checkLimits(peer)
-        if refusal is None:
-            name: Optional[str] = None
-            names = self._context.names
-            if names is not None and peer is not None and self.policy.needsName(peer):
-                known, name = names.cached(peer)
-                if not known:
-                    held = connection.hold()
-                    d = names.lookup(peer)
-                    d.addCallback(self._named, held, proceed)
-                    return
-            refusal = self.policy.checkAccess(peer, name)
+        policy = self.policy
+        if policy.plain:
+            # Nothing to look up, and only what checkPlain checks can refuse.
+            refusal = policy.checkPlain(peer)
+        else:
+            refusal = policy.checkLimits(peer)
+            if refusal is None:
+                name: Optional[str] = None
+                names = self._context.names
+                if names is not None and peer is not None and policy.needsName(peer):
+                    known, name = names.cached(peer)
+                    if not known:
+                        held = connection.hold()
+                        d = names.lookup(peer)
+                        d.addCallback(self._named, held, proceed)
+                        return
+                refusal = policy.checkAccess(peer, name)
         if refusal is None:
             proceed(connection)
         else:

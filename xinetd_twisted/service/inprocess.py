@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import socket
 from typing import Any, Callable, Dict, Iterable, Optional
 
@@ -32,6 +33,7 @@ from xinetd_twisted.builtins.tcpmux import TcpmuxFactory
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
 from xinetd_twisted.logs.service import wallDuration
+from xinetd_twisted.policy.access import Refusal
 from xinetd_twisted.protocols.redirect import (
     IRedirectObserver,
     RedirectFactory,
@@ -59,14 +61,37 @@ _INLINE = {"daytime": PerSecond(daytimeString), "time": PerSecond(timeBytes)}
 
 _RAW = frozenset({"echo", "discard"})
 
-_NO_WAIT = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-
 
 def _handedOff(protocol: Any) -> bool:
     inner = getattr(protocol, "inner", None)
     return bool(
         getattr(protocol, "handedOff", False) or getattr(inner, "handedOff", False)
     )
+
+
+def replyAndClose(fd: int, data: bytes) -> bool:
+    """
+    Write C{data} (a few bytes: far below the smallest send buffer Linux
+    allows, so on a just-accepted socket it cannot block) to the client on
+    C{fd}, then close C{fd}, at once: the client's EOF leaves before the
+    bookkeeping.  A plain C{write} when SIGPIPE is ignored (as Python sets
+    it, unless the application around the daemon changed it): no socket
+    object, no C{getsockname}; otherwise a C{send} with C{MSG_NOSIGNAL}, so
+    a client that reset its connection can never kill the daemon.
+
+    @return: whether the reply was written.
+    """
+    try:
+        if signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN:
+            os.write(fd, data)
+        else:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.send(data, socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 @implementer(IStreamKind)
@@ -212,6 +237,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             self.ended,
         )
         self._door = self._fastDoor()
+        self._inlineReply = self._inlineFor(parts.service)
 
     def limits(self) -> ConnectionLimits:
         """
@@ -234,6 +260,7 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
     def update(self, service: ServiceConfig) -> None:
         super().update(service)
         self._door = self._fastDoor()
+        self._inlineReply = self._inlineFor(service)
 
     def adopt(self, connection: Connection) -> None:
         """
@@ -258,26 +285,58 @@ class InternalStreamKind(NullObserver, InProcessStreamKind):
             return functools.partial(self._serveRaw, name == "echo")
         return super().adopt
 
+    @staticmethod
+    def _inlineFor(service: ServiceConfig) -> Optional[Callable[[float], bytes]]:
+        # daytime and time: answered by acceptRaw when admission is plain.
+        if "SENSOR" in service.flags:
+            return None
+        return _INLINE.get(service.name.lower())
+
     def _serveRaw(self, echo: bool, connection: Connection) -> None:
         self._raw.serve(connection, self._parts.service.serviceId, echo)
+
+    def acceptRaw(self, fd: int, address: object) -> None:
+        """
+        daytime and time with a plain admission (L{Admission.plain}) are
+        answered without a L{Connection}; anything else takes the general
+        fast door.
+        """
+        reply = self._inlineReply
+        peer = hostOf(address) if reply is not None else None
+        admission = self._parts.admission
+        if peer is None or not admission.plain:
+            InProcessStreamKind.acceptRaw(self, fd, address)
+            return
+        try:
+            refusal = admission.admitPlain(peer)
+        except BaseException:
+            os.close(fd)
+            raise
+        if refusal is None:
+            self._replyOn(reply, fd, peer)  # type: ignore[arg-type]
+        else:
+            self._refusePlain(fd, address, refusal)
+
+    def _refusePlain(self, fd: int, address: object, refusal: Refusal) -> None:
+        try:
+            connection = Connection.fromDescriptor(
+                fd, address, self._own.family, self._parts.seconds()
+            )
+            self._parts.admission.refuseConnection(connection, refusal)
+        finally:
+            os.close(fd)
 
     def _answerInline(
         self, reply: Callable[[float], bytes], connection: Connection
     ) -> None:
-        # The peer comes from accept() and the socket object is told its
-        # family and type: no dup, getpeername or getsockopt per connection.
-        sock = socket.socket(
-            connection.family, socket.SOCK_STREAM, 0, connection.take()
-        )
-        try:
-            sock.send(reply(self._parts.context.reactor.seconds()), _NO_WAIT)
-        except OSError:
+        self._replyOn(reply, connection.take(), numericHost(connection.remote))
+
+    def _replyOn(self, reply: Callable[[float], bytes], fd: int, peer: str) -> None:
+        if not replyAndClose(fd, reply(self._parts.context.reactor.seconds())):
             return
-        finally:
-            # Closed at once: the client's EOF leaves before the bookkeeping.
-            sock.close()
-        self._parts.context.hooks.connection(self._parts.service.serviceId)
-        self._parts.log.start(0, numericHost(connection.remote))
+        parts = self._parts
+        parts.context.hooks.connection(parts.service.serviceId)
+        parts.log.start(0, peer)
 
     def connectionMade(self, serviceId: str, peer: Any) -> None:
         self._starts[id(peer)] = self.began(peer)

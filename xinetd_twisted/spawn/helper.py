@@ -203,6 +203,12 @@ def templateMessages(templateId: int, blob: bytes) -> list[bytes]:
     ]
 
 
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+# What os.fsencode does, in one call per variable (the start request's
+# hot path).
+
+
 def spawnMessage(
     requestId: int, templateId: int, extraEnvironment: tuple, lane: int = 0
 ) -> bytes:
@@ -210,7 +216,7 @@ def spawnMessage(
     Encode a start request (the fd travels beside it in C{SCM_RIGHTS});
     C{lane} picks which of the sub-helpers of its credential set starts it.
     """
-    env = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in extraEnvironment]
+    env = [f"{k}={v}".encode(_FS_ENCODING, _FS_ERRORS) for k, v in extraEnvironment]
     return marshal.dumps(("S", requestId, templateId, env, lane))
 
 
