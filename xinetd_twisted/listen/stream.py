@@ -33,6 +33,28 @@ _RETRYABLE = frozenset(
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
+_QUEUE = select.poll()
+"""
+The one poll object every acceptor asks with L{_waiting} (registering a
+descriptor is a dictionary entry, not a system call): one per listening
+socket cost some 280 bytes each, 280 KiB with a thousand services.
+"""
+
+
+def _waiting(fileno: int) -> bool:
+    """
+    Whether another connection waits on listening socket C{fileno}: asked
+    before each accept after the first of a batch, since a poll that finds
+    nothing costs a fraction of an accept() failing with EAGAIN (and its
+    exception), which every lone connection paid.
+    """
+    _QUEUE.register(fileno, select.POLLIN)
+    try:
+        return bool(_QUEUE.poll(0))
+    finally:
+        _QUEUE.unregister(fileno)
+
+
 @implementer(IReadDescriptor)
 class StreamAcceptor:
     """
@@ -52,6 +74,23 @@ class StreamAcceptor:
 
     log = Logger()
 
+    __slots__ = (
+        "_reactor",
+        "_fdset",
+        "_clock",
+        "_sock",
+        "_fileno",
+        "_accept",
+        "_handler",
+        "_name",
+        "_batch",
+        "_retryDelay",
+        "_reading",
+        "_paused",
+        "_starved",
+        "_retry",
+    )
+
     def __init__(
         self,
         reactor: object,
@@ -67,12 +106,6 @@ class StreamAcceptor:
         self._sock = sock
         self._fileno = sock.fileno()
         self._accept = getattr(sock, "_accept", None) or self._acceptDetached
-        # Whether another connection waits, asked before each accept after
-        # the first of a batch: a poll that finds nothing costs a fraction
-        # of an accept() failing with EAGAIN (and its exception), which
-        # every lone connection paid.
-        self._queue = select.poll()
-        self._queue.register(self._fileno, select.POLLIN)
         self._handler = handler
         self._name = name
         self._batch = batch
@@ -124,9 +157,9 @@ class StreamAcceptor:
     def doRead(self) -> None:
         accept = self._accept
         handler = self._handler
-        queue = self._queue
+        fileno = self._fileno
         for n in range(self._batch):
-            if n and not queue.poll(0):
+            if n and not _waiting(fileno):
                 break
             try:
                 fd, address = accept()
@@ -224,6 +257,5 @@ class StreamAcceptor:
             self._retry.cancel()  # type: ignore[attr-defined]
         self._retry = None
         if self._fileno >= 0:
-            self._queue.unregister(self._fileno)
             self._fileno = -1
             self._sock.close()

@@ -104,6 +104,13 @@ class SpawnAttempt:
             os.close(fd)
 
 
+def _nothing() -> None:
+    """
+    L{Children.onChildGone} until someone sets it: one function for every
+    service instead of a lambda each.
+    """
+
+
 class Children:
     """
     The running servers of one service.
@@ -115,6 +122,19 @@ class Children:
     """
 
     daemonLog = Logger(namespace="xinetd_twisted.service")
+
+    __slots__ = (
+        "_context",
+        "_service",
+        "_policy",
+        "_log",
+        "_recheck",
+        "countsInstances",
+        "running",
+        "retrying",
+        "active",
+        "onChildGone",
+    )
 
     def __init__(
         self,
@@ -140,7 +160,7 @@ class Children:
         self.running: Dict[int, Child] = {}
         self.retrying: List[SpawnAttempt] = []
         self.active = True
-        self.onChildGone: Callable[[], None] = lambda: None
+        self.onChildGone: Callable[[], None] = _nothing
 
     def reconfigure(self, service: ServiceConfig) -> None:
         """

@@ -165,7 +165,7 @@ class IdleSweep:
 
 
 @plainRepr
-@attr.s(frozen=True, auto_attribs=True, repr=False)
+@attr.s(frozen=True, auto_attribs=True, repr=False, slots=True)
 class ConnectionLimits:
     """
     What bounds one connection kept in the daemon.

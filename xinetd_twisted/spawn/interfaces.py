@@ -18,7 +18,7 @@ from xinetd_twisted.records import plainRepr
 
 
 @plainRepr
-@attr.s(frozen=True, auto_attribs=True, cache_hash=True, repr=False)
+@attr.s(frozen=True, auto_attribs=True, cache_hash=True, repr=False, slots=True)
 class ChildSetup:
     """
     Everything about a child that is the same for every connection of a
