@@ -240,53 +240,64 @@ class HelperSpawner:
         if templateId is None:
             assert table.control is not None
             templateId = self._templates.register(setup, table.control)
-        lane, channel = self._pickLane(templateId)
+        lane, channel = table.pickLane(templateId, self.lanes)
         if channel is not None:
-            if len(channel.queue) >= self.maxQueued:
-                return fail(SpawnError(f"{channel.describe()} is backed up"))
-            requestId = self._sendSpawn(
-                channel, templateId, setup, socketFD, extraEnvironment, lane
+            sent = self._spawnOn(
+                channel,
+                templateId,
+                setup,
+                processProtocol,
+                socketFD,
+                extraEnvironment,
+                lane,
+                f"{channel.describe()} is backed up",
             )
-            if requestId:
-                return self._inFlight.expect(
-                    requestId, processProtocol, setup, channel, templateId, lane
-                )
+            if sent is not None:
+                return sent
             # That sub-helper has gone: the root helper starts another.
         control = table.control
         if control is None:
             return fail(SpawnError("spawn helper: control socket lost"))
-        if len(control.queue) >= self.maxQueued:
-            return fail(SpawnError("the spawn helper is backed up"))
+        sent = self._spawnOn(
+            control,
+            templateId,
+            setup,
+            processProtocol,
+            socketFD,
+            extraEnvironment,
+            lane,
+            "the spawn helper is backed up",
+        )
+        if sent is None:
+            return fail(SpawnError("spawn helper: control socket lost"))
+        return sent
+
+    def _spawnOn(
+        self,
+        channel: Channel,
+        templateId: int,
+        setup: ChildSetup,
+        processProtocol: Any,
+        socketFD: int,
+        extraEnvironment: Tuple[Tuple[str, str], ...],
+        lane: int,
+        backedUp: str,
+    ) -> Optional[Deferred]:
+        """
+        Send a start request on C{channel} and expect its answer: the
+        Deferred of L{spawn} (failed with C{backedUp} when too many
+        messages wait on it), L{None} if the channel is lost.
+        """
+        if len(channel.queue) >= self.maxQueued:
+            return fail(SpawnError(backedUp))
         requestId = self._sendSpawn(
-            control, templateId, setup, socketFD, extraEnvironment, lane
+            channel, templateId, setup, socketFD, extraEnvironment, lane
         )
         if not requestId:
-            return fail(SpawnError("spawn helper: control socket lost"))
+            return None
         return self._inFlight.expect(
-            requestId, processProtocol, setup, control, templateId, lane
+            requestId, processProtocol, setup, channel, templateId, lane
         )
-
-    def _pickLane(self, templateId: int) -> Tuple[int, Optional[Channel]]:
-        """
-        Choose the lane of the next spawn of C{templateId}: the first whose
-        sub-helper is idle; else, while there are lanes left, a new one
-        (its first spawns go through the root helper, which starts its
-        sub-helper); else the least busy.  With the channel to send it on,
-        L{None} for the root helper's.
-        """
-        routes = self._table.routes
-        best: Tuple[int, Optional[Channel]] = (0, None)
-        bestLoad = -1
-        for lane in range(self.lanes):
-            channel = routes.get((templateId, lane))
-            if channel is None or channel.closed or channel.stuck:
-                return lane, None
-            load = len(channel.requests) + len(channel.queue)
-            if load == 0:
-                return lane, channel
-            if bestLoad < 0 or load < bestLoad:
-                best, bestLoad = (lane, channel), load
-        return best
 
     def observePressure(self, observer: Optional[PressureObserver]) -> None:
         """

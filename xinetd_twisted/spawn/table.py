@@ -111,6 +111,28 @@ class ChannelTable:
         self.routes[(templateId, lane)] = channel
         return channel
 
+    def pickLane(self, templateId: int, lanes: int) -> Tuple[int, Optional[Channel]]:
+        """
+        Choose the lane (of C{lanes}) of the next spawn of C{templateId}:
+        the first whose sub-helper is idle; else, while there are lanes
+        left, a new one (its first spawns go through the root helper, which
+        starts its sub-helper); else the least busy.  With the channel to
+        send it on, L{None} for the root helper's.
+        """
+        routes = self.routes
+        best: Tuple[int, Optional[Channel]] = (0, None)
+        bestLoad = -1
+        for lane in range(lanes):
+            channel = routes.get((templateId, lane))
+            if channel is None or channel.closed or channel.stuck:
+                return lane, None
+            load = len(channel.requests) + len(channel.queue)
+            if load == 0:
+                return lane, channel
+            if bestLoad < 0 or load < bestLoad:
+                best, bestLoad = (lane, channel), load
+        return best
+
     def _unroute(self, channel: Channel) -> None:
         for templateId in [t for t, c in self.routes.items() if c is channel]:
             del self.routes[templateId]
