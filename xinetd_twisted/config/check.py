@@ -50,6 +50,83 @@ class Environment:
     warnWritable: bool = False
 
 
+class FileChecks:
+    """
+    What the file system says of a service's server and banners, asked
+    once per load: a thousand services running one program stat it once.
+    """
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self._servers: Dict[str, Tuple[bool, bool]] = {}
+        self._status: Dict[str, Optional[os.stat_result]] = {}
+
+    def checkServer(self, sc: ServiceConfig, warnings) -> None:
+        if sc.redirect is not None or sc.server is None:
+            return
+        path = sc.server
+        if sc.chroot is not None:
+            if not os.path.isdir(sc.chroot):
+                raise Drop(f"chroot directory {sc.chroot} does not exist", "chroot")
+            path = os.path.join(sc.chroot, sc.server.lstrip("/"))
+        isFile, executable = self._serverFacts(path)
+        if not isFile:
+            raise Drop(f"Could not stat server {path}", "server")
+        if not executable:
+            raise Drop(f"Server {path} is not executable", "server")
+        self._checkWritable(path, "server", "server", warnings)
+
+    def _serverFacts(self, path: str) -> Tuple[bool, bool]:
+        """
+        Whether C{path} is a file, and executable, found once per load.
+        """
+        facts = self._servers.get(path)
+        if facts is None:
+            isFile = os.path.isfile(path)
+            facts = (isFile, isFile and os.access(path, os.X_OK))
+            self._servers[path] = facts
+        return facts
+
+    def _statOnce(self, path: str) -> Optional[os.stat_result]:
+        """
+        C{os.stat(path)} once per load, or L{None} when it fails.
+        """
+        if path not in self._status:
+            try:
+                self._status[path] = os.stat(path)
+            except (OSError, ValueError):
+                self._status[path] = None
+        return self._status[path]
+
+    def checkBanners(self, sc: ServiceConfig, warnings) -> None:
+        for attribute, path in (
+            ("banner", sc.banner),
+            ("banner_success", sc.bannerSuccess),
+            ("banner_fail", sc.bannerFail),
+        ):
+            if path is not None:
+                self._checkWritable(path, attribute, "banner", warnings)
+
+    def _checkWritable(self, path: str, attribute: str, what: str, warnings) -> None:
+        """
+        Warn when a root daemon would use a file another user can change.
+        """
+        if not self.env.warnWritable:
+            return
+        status = self._statOnce(path)
+        if status is None:
+            return  # a missing banner is the runtime's concern
+        why = writableByOthers(status)
+        if why is not None:
+            warnings.append(
+                (
+                    f"{what} {path} is {why}: another user could change what "
+                    "the root daemon runs or sends",
+                    attribute,
+                )
+            )
+
+
 class ServiceChecker:
     """
     Checks services one at a time, in file order, against those already
@@ -63,9 +140,7 @@ class ServiceChecker:
     def __init__(self, env: Environment) -> None:
         self.env = env
         self.shared = SharedValues()
-        # Per load: a thousand services running one program stat it once.
-        self._servers: Dict[str, Tuple[bool, bool]] = {}
-        self._status: Dict[str, Optional[os.stat_result]] = {}
+        self._files = FileChecks(env)
         self._byId: Dict[str, ServiceConfig] = {}
         self._byPort: Dict[Tuple[Optional[int], str], List[ServiceConfig]] = {}
         self._byPath: Dict[str, ServiceConfig] = {}
@@ -189,9 +264,9 @@ class ServiceChecker:
             raise Drop(e.message, e.attribute) from None
         self._checkRequired(sc, spec, types, warnings)
         if "INTERNAL" not in types:
-            self._checkServer(sc, warnings)
+            self._files.checkServer(sc, warnings)
             self._checkCredentials(sc)
-        self._checkBanners(sc, warnings)
+        self._files.checkBanners(sc, warnings)
         logOnSuccess, logOnFailure = sc.logOnSuccess, sc.logOnFailure
         if sc.port == IDENT_PORT and sc.protocol == "tcp":
             for label, mask in (
@@ -260,71 +335,6 @@ class ServiceChecker:
                     f"Service {sc.serviceId} missing attribute {a}" for a in missing
                 )
                 + " - DISABLING"
-            )
-
-    def _checkServer(self, sc: ServiceConfig, warnings) -> None:
-        if sc.redirect is not None or sc.server is None:
-            return
-        path = sc.server
-        if sc.chroot is not None:
-            if not os.path.isdir(sc.chroot):
-                raise Drop(f"chroot directory {sc.chroot} does not exist", "chroot")
-            path = os.path.join(sc.chroot, sc.server.lstrip("/"))
-        isFile, executable = self._serverFacts(path)
-        if not isFile:
-            raise Drop(f"Could not stat server {path}", "server")
-        if not executable:
-            raise Drop(f"Server {path} is not executable", "server")
-        self._checkWritable(path, "server", "server", warnings)
-
-    def _serverFacts(self, path: str) -> Tuple[bool, bool]:
-        """
-        Whether C{path} is a file, and executable, found once per load.
-        """
-        facts = self._servers.get(path)
-        if facts is None:
-            isFile = os.path.isfile(path)
-            facts = (isFile, isFile and os.access(path, os.X_OK))
-            self._servers[path] = facts
-        return facts
-
-    def _statOnce(self, path: str) -> Optional[os.stat_result]:
-        """
-        C{os.stat(path)} once per load, or L{None} when it fails.
-        """
-        if path not in self._status:
-            try:
-                self._status[path] = os.stat(path)
-            except (OSError, ValueError):
-                self._status[path] = None
-        return self._status[path]
-
-    def _checkBanners(self, sc: ServiceConfig, warnings) -> None:
-        for attribute, path in (
-            ("banner", sc.banner),
-            ("banner_success", sc.bannerSuccess),
-            ("banner_fail", sc.bannerFail),
-        ):
-            if path is not None:
-                self._checkWritable(path, attribute, "banner", warnings)
-
-    def _checkWritable(self, path: str, attribute: str, what: str, warnings) -> None:
-        """
-        Warn when a root daemon would use a file another user can change.
-        """
-        if not self.env.warnWritable:
-            return
-        status = self._statOnce(path)
-        if status is None:
-            return  # a missing banner is the runtime's concern
-        why = writableByOthers(status)
-        if why is not None:
-            warnings.append(
-                (
-                    f"{what} {path} is {why}: another user could change what "
-                    "the root daemon runs or sends",
-                    attribute,
-                )
             )
 
     def _checkCredentials(self, sc: ServiceConfig) -> None:
