@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import socket
 from typing import Callable, Optional
 
@@ -21,6 +20,8 @@ from twisted.internet.interfaces import IReactorFDSet, IReactorTime, IReadDescri
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from xinetd_twisted.readiness import waiting
 
 ConnectionHandler = Callable[[int, object], None]
 """
@@ -31,28 +32,6 @@ _RETRYABLE = frozenset(
     {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.ENETDOWN}
 )
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-_QUEUE = select.poll()
-"""
-The one poll object every acceptor asks with L{_waiting} (registering a
-descriptor is a dictionary entry, not a system call): one per listening
-socket cost some 280 bytes each, 280 KiB with a thousand services.
-"""
-
-
-def _waiting(fileno: int) -> bool:
-    """
-    Whether another connection waits on listening socket C{fileno}: asked
-    before each accept after the first of a batch, since a poll that finds
-    nothing costs a fraction of an accept() failing with EAGAIN (and its
-    exception), which every lone connection paid.
-    """
-    _QUEUE.register(fileno, select.POLLIN)
-    try:
-        return bool(_QUEUE.poll(0))
-    finally:
-        _QUEUE.unregister(fileno)
 
 
 @implementer(IReadDescriptor)
@@ -159,7 +138,7 @@ class StreamAcceptor:
         handler = self._handler
         fileno = self._fileno
         for n in range(self._batch):
-            if n and not _waiting(fileno):
+            if n and not waiting(fileno):
                 break
             try:
                 fd, address = accept()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import os
-import select
 import socket
 from typing import Any, List, Optional, Set, Tuple
 
@@ -18,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from xinetd_twisted.readiness import waiting
 from xinetd_twisted.spawn import helper as _wire
 from xinetd_twisted.spawn.interfaces import CredentialKey
 
@@ -91,11 +91,6 @@ class Channel:
         self._reactor = reactor
         self._owner = owner
         self.sock = sock
-        # After the first message of a batch, a zero-timeout poll says
-        # whether another waits: cheaper than the failing recvmsg (an
-        # exception) that would end every batch.
-        self._ready = select.poll()
-        self._ready.register(sock.fileno(), select.POLLIN)
         self.subId = subId
         self.key = key
         self.subPid = subPid
@@ -232,11 +227,11 @@ class Channel:
         """
         sock = self.sock
         owner = self._owner
-        ready = self._ready.poll
+        fileno = sock.fileno()
         for n in range(_READ_BATCH):
             if self.closed:
                 return False
-            if n and not ready(0):
+            if n and not waiting(fileno):
                 return False
             try:
                 data, anc, _flags, _addr = sock.recvmsg(
