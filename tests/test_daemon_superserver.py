@@ -373,34 +373,75 @@ class PressureTests(SynchronousTestCase):
 
 class ListeningLogTests(SynchronousTestCase):
     """
-    Each bound service says where it listens, one line each, in order.
+    The bound services say where they listen, one line each, in order: at
+    start-up all in one event, on a reload one event per new service.
     """
 
-    def test_lines(self) -> None:
-        """
-        The text is made before the event is published (braces in an id
-        stay as written), and the event still carries the service and the
-        address as fields.
-        """
-        from twisted.logger import formatEvent, globalLogPublisher
+    def _events(self) -> List[dict]:
+        from twisted.logger import globalLogPublisher
 
         events: List[dict] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events
+
+    def test_startUpLines(self) -> None:
+        """
+        The start-up binds make one event, one line per service in order;
+        the text is made before the event is published (braces in an id
+        stay as written), and the event carries each service and its
+        address in its C{listening} field.
+        """
+        from twisted.logger import formatEvent
+
+        events = self._events()
         first, second = _portFreeEverywhere(), _portFreeEverywhere()
         ServerHarness(self, serviceBlock("a{b}", first) + serviceBlock("plain", second))
         lines = [e for e in events if " listening on " in formatEvent(e)]
+        self.assertEqual(len(lines), 1)
         self.assertEqual(
-            [formatEvent(e) for e in lines],
+            formatEvent(lines[0]).splitlines(),
             [
                 f"service a{{b}} listening on 127.0.0.1:{first}/tcp",
                 f"service plain listening on 127.0.0.1:{second}/tcp",
             ],
         )
         self.assertEqual(
-            [(e["service"], e["where"]) for e in lines],
+            lines[0]["listening"],
             [("a{b}", f"127.0.0.1:{first}/tcp"), ("plain", f"127.0.0.1:{second}/tcp")],
         )
+
+    def test_reloadLine(self) -> None:
+        """
+        A service a reload adds says where it listens in an event of its
+        own.
+        """
+        from twisted.logger import formatEvent
+
+        first, second = _portFreeEverywhere(), _portFreeEverywhere()
+        h = ServerHarness(self, serviceBlock("one", first))
+        events = self._events()
+        h.reload(serviceBlock("one", first) + serviceBlock("two", second))
+        lines = [formatEvent(e) for e in events if " listening on " in formatEvent(e)]
+        self.assertEqual(lines, [f"service two listening on 127.0.0.1:{second}/tcp"])
+
+    def test_failedBindLeftOut(self) -> None:
+        """
+        A service whose socket cannot be bound has no line; the others
+        still share one event.
+        """
+        from twisted.logger import formatEvent
+
+        events = self._events()
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        free = _portFreeEverywhere()
+        ServerHarness(self, serviceBlock("busy", busy) + serviceBlock("free", free))
+        lines = [e for e in events if " listening on " in formatEvent(e)]
+        self.assertEqual([e["listening"] for e in lines], [[("free", f"127.0.0.1:{free}/tcp")]])
 
 
 class StartOrderTests(SynchronousTestCase):

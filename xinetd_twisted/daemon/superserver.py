@@ -349,8 +349,7 @@ class SuperServer(MultiService):
         self.context.spawner.observePressure(self.table.pressure)
         self.table.assignInherited(self.inherited, self.config)
         with pausedCollections():
-            for runtime in list(self):
-                self.table.bind(runtime)
+            self.table.bindAll(list(self))
         # Once every socket is bound: the helper's start (a process of its
         # own) no longer competes with binding a thousand of them, and no
         # spawn can be asked for before the reactor runs anyway.

@@ -19,7 +19,7 @@ from xinetd_twisted.daemon.metrics import IMetrics
 from xinetd_twisted.daemon.plan import Plan
 from xinetd_twisted.daemon.rpc import RpcRegistrations
 from xinetd_twisted.service.context import DaemonContext
-from xinetd_twisted.service.runtime import ServiceRuntime
+from xinetd_twisted.service.runtime import ServiceRuntime, logListening
 from xinetd_twisted.spawn.interfaces import CredentialKey
 
 
@@ -65,7 +65,7 @@ class ServiceTable:
         try:
             runtime = ServiceRuntime(self._context, service)
             runtime.setSubservices(subservices)
-            runtime.onBound = self.rpc.runtimeBound
+            self._followBinds(runtime)
         except Exception:
             self.log.failure(
                 "Service {service} failed to start and is deactivated.",
@@ -77,6 +77,15 @@ class ServiceTable:
         self._inherit(runtime)
         self._collection.addService(runtime)
         return runtime
+
+    def _followBinds(self, runtime: ServiceRuntime) -> None:
+        """
+        Have an RPC service's binds registered with rpcbind.  Only RPC
+        services are followed (the registrations ignore the others): a
+        thousand plain ones keep no bound method each.
+        """
+        if "RPC" in runtime.service.types:
+            runtime.onBound = self.rpc.runtimeBound
 
     def assignInherited(self, inherited: InheritedSockets, config: Config) -> None:
         """
@@ -102,14 +111,36 @@ class ServiceTable:
             None if inherited is None else inherited.sourceFor(runtime.service)
         )
 
-    def bind(self, runtime: ServiceRuntime) -> bool:
+    def bindAll(self, runtimes: Sequence[ServiceRuntime]) -> None:
+        """
+        L{bind} each of C{runtimes}, then say where they listen in one
+        event (L{logListening}).
+        """
+        listening: List[Tuple[str, str]] = []
+        for runtime in runtimes:
+            self.bind(runtime, listening)
+        logListening(listening)
+
+    def bind(
+        self,
+        runtime: ServiceRuntime,
+        listening: Optional[List[Tuple[str, str]]] = None,
+    ) -> bool:
         """
         Bind a runtime's socket (and serve, when the daemon runs); one that
         cannot be bound is logged and removed.
+
+        @param listening: where to add C{(serviceId, where)} once bound,
+            for the caller to log; by default the runtime logs it.
         """
         self._inherit(runtime)
         try:
-            runtime.privilegedStartService()
+            if listening is None:
+                runtime.privilegedStartService()
+            else:
+                where = runtime.activate(announce=False)
+                if where is not None:
+                    listening.append((runtime.serviceId, where))
         except OSError as e:
             self.log.error(
                 "bind failed for service {service} ({error}); "
@@ -180,6 +211,7 @@ class ServiceTable:
                 runtime.startService()
             runtime.update(service)
             runtime.setSubservices(plan.subservices)
+            self._followBinds(runtime)
             self.rpc.runtimeUpdated(runtime)
             self.log.info("readjusting service {service}", service=service.serviceId)
         started = [s for s in plan.start if self.start(s, plan.subservices)]

@@ -13,17 +13,17 @@ program, the fast door stays, the header read from the descriptor first.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 from twisted.internet.main import CONNECTION_DONE
 from twisted.python.failure import Failure
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.stream import StreamAcceptor
-from xinetd_twisted.service.tls import ServiceTLS
 
 if TYPE_CHECKING:
     from xinetd_twisted.service.parts import ServiceParts
+    from xinetd_twisted.service.tls import ServiceTLS
     from xinetd_twisted.service.proxy import TrustedProxies
 
 
@@ -39,6 +39,18 @@ def _trustedProxies(service: ServiceConfig) -> Optional[TrustedProxies]:
     return TrustedProxies.forService(service)
 
 
+def _serviceTLS(service: ServiceConfig) -> Optional[ServiceTLS]:
+    """
+    The service's TLS server side, or L{None}: the TLS machinery is
+    imported only for a service that has a certificate.
+    """
+    if service.tlsCertificate is None:
+        return None
+    from xinetd_twisted.service.tls import ServiceTLS
+
+    return ServiceTLS(service)
+
+
 class ServiceFront:
     """
     A service's TLS and trusted proxies, kept across reloads (TLS files are
@@ -51,9 +63,7 @@ class ServiceFront:
     __slots__ = ("tls", "proxies")
 
     def __init__(self, service: ServiceConfig) -> None:
-        self.tls: Optional[ServiceTLS] = (
-            ServiceTLS(service) if service.tlsCertificate is not None else None
-        )
+        self.tls: Optional[ServiceTLS] = _serviceTLS(service)
         self.proxies = _trustedProxies(service)
 
     def reconfigure(self, service: ServiceConfig) -> None:
@@ -61,10 +71,8 @@ class ServiceFront:
         Take a reloaded configuration: read the TLS files again (a reload
         that turns TLS on or off rebinds the service instead).
         """
-        if service.tlsCertificate is None:
-            self.tls = None
-        elif self.tls is None:
-            self.tls = ServiceTLS(service)
+        if service.tlsCertificate is None or self.tls is None:
+            self.tls = _serviceTLS(service)
         else:
             self.tls.reload(service)
         self.proxies = _trustedProxies(service)
@@ -112,40 +120,54 @@ class PortListener:
 StreamListener = Union[StreamAcceptor, PortListener]
 
 
+class StreamDoors(Protocol):
+    """
+    The two doors of a stream kind, read when its socket is opened (the
+    factory door only when something stands in front of the socket).
+    """
+
+    factory: Any
+
+    def acceptRaw(self, fd: int, address: object) -> None: ...
+
+
 def openStreamListener(
     parts: ServiceParts,
     sock: socket.socket,
-    acceptRaw: Callable[[int, object], None],
-    factory: Any,
+    doors: StreamDoors,
     handsOffSockets: bool,
 ) -> StreamListener:
     """
     Serve a stream service's own listening socket, with what its front
     asks for.
 
-    @param acceptRaw: the kind's fast door.
-    @param factory: the kind's factory door.
+    @param doors: the kind: its fast door C{acceptRaw} and its factory
+        door C{factory}.
     @param handsOffSockets: the kind gives the connection's socket to a
         child (a program) rather than serving it in-process.
     """
     reactor = parts.context.reactor
+    service = parts.service
+    serviceId = service.serviceId
+    if service.tlsCertificate is None and service.proxyProtocol is None:
+        # Nothing in front: the front is not even built.
+        return StreamAcceptor(reactor, sock, doors.acceptRaw, serviceId)
     front = parts.front
-    serviceId = parts.service.serviceId
     if front.proxies is not None:
         from xinetd_twisted.service.proxy import ProxyHeaderFactory, proxyGate
     if front.tls is not None:
-        served = front.tls.wrap(factory)
+        served = front.tls.wrap(doors.factory)
         served.noisy = False
         if front.proxies is not None:
             served = ProxyHeaderFactory(parts, served)
         return PortListener(reactor, sock, served)
     if front.proxies is None:
-        return StreamAcceptor(reactor, sock, acceptRaw, serviceId)
+        return StreamAcceptor(reactor, sock, doors.acceptRaw, serviceId)
     if handsOffSockets:
         return StreamAcceptor(
-            reactor, sock, proxyGate(reactor, parts, acceptRaw), serviceId
+            reactor, sock, proxyGate(reactor, parts, doors.acceptRaw), serviceId
         )
-    return PortListener(reactor, sock, ProxyHeaderFactory(parts, factory))
+    return PortListener(reactor, sock, ProxyHeaderFactory(parts, doors.factory))
 
 
 class OwnListener:
@@ -156,18 +178,20 @@ class OwnListener:
     @ivar family: the socket's family (to adopt accepted descriptors).
     """
 
-    __slots__ = ("_parts", "_acceptRaw", "_factory", "_handsOff", "_listener", "family")
+    __slots__ = ("_parts", "_doors", "_handsOff", "_listener", "family")
 
     def __init__(
         self,
         parts: ServiceParts,
-        acceptRaw: Callable[[int, object], None],
-        factory: Any,
+        doors: StreamDoors,
         handsOffSockets: bool,
     ) -> None:
+        """
+        @param doors: the kind (its doors are read when a socket is opened,
+            so a kind may build its factory door only when asked for it).
+        """
         self._parts = parts
-        self._acceptRaw = acceptRaw
-        self._factory = factory
+        self._doors = doors
         self._handsOff = handsOffSockets
         self._listener: Optional[StreamListener] = None
         self.family = socket.AF_INET
@@ -178,7 +202,7 @@ class OwnListener:
         """
         self.family = sock.family
         self._listener = openStreamListener(
-            self._parts, sock, self._acceptRaw, self._factory, self._handsOff
+            self._parts, sock, self._doors, self._handsOff
         )
         self._listener.startReading()
 

@@ -117,7 +117,7 @@ class InProcessStreamKind(OwnSocketKind):
         self._admittedFactory = ServiceFactory(
             _Admitted(self), serviceId, parts, self._limits
         )
-        self._own = OwnListener(parts, self.acceptRaw, self.factory, False)
+        self._own = OwnListener(parts, self, False)
 
     def innerFactory(self) -> Any:
         """

@@ -1,24 +1,46 @@
-# -*- test-case-name: tests.test_daemon_superserver -*-
+# -*- test-case-name: tests.test_service_parts -*-
 """
 The parts of one service, composed: its log, its admission and its
 children.  The kinds serve connections through these parts and nothing
 else.
+
+An idle service needs none of them to listen: each is built the first
+time something asks for it (its first connection, a signal to its
+children, a test) and is a plain attribute from then on, so the paths that
+use it pay nothing for the wait.  What only reads a part (the dump, the
+counters) asks L{ServiceParts.built} first and reads zero when it is not.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union
 
 from twisted.logger import Logger
 
 from xinetd_twisted.config.builtins import builtinFor
-from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.model import FileLog, ServiceConfig
 from xinetd_twisted.logs.service import ServiceLog
-from xinetd_twisted.policy.access import ServicePolicy
-from xinetd_twisted.service.admission import Admission
-from xinetd_twisted.service.children import Children
 from xinetd_twisted.service.context import DaemonContext
-from xinetd_twisted.service.front import ServiceFront
+
+if TYPE_CHECKING:
+    from xinetd_twisted.policy.access import ServicePolicy
+    from xinetd_twisted.service.admission import Admission
+    from xinetd_twisted.service.children import Children
+    from xinetd_twisted.service.front import ServiceFront
+
+class Deactivating(Protocol):
+    """
+    What owns the parts: the runtime, which closes its socket for a while
+    when cps trips.
+    """
+
+    def deactivateFor(self, until: float) -> None:
+        """
+        Close the socket until clock time C{until}, then bind it again.
+        """
+
+
+Part = Union[ServiceLog, "Admission", "Children", "ServiceFront"]
 
 
 def countsInstances(service: ServiceConfig) -> bool:
@@ -33,11 +55,34 @@ def countsInstances(service: ServiceConfig) -> bool:
     return builtin is not None and builtin.forks
 
 
+def _opensFile(service: ServiceConfig) -> bool:
+    """
+    Whether the service logs to a file: that file is opened when the
+    configuration is (re)loaded, as xinetd opens it, not on first use.
+    """
+    return isinstance(service.logType, FileLog)
+
+
+def _hasFront(service: ServiceConfig) -> bool:
+    """
+    Whether something stands in front of the service's socket (TLS, whose
+    files are read, and checked, when the configuration is loaded; trusted
+    proxies).
+    """
+    return service.tlsCertificate is not None or service.proxyProtocol is not None
+
+
 class ServiceParts:
     """
     One service's log, admission and children, and the configuration they
     serve (swapped in place on reload).
 
+    Each of L{log}, L{admission}, L{children} and L{front} is built on its
+    first read (L{__getattr__} runs only while its slot is empty).
+
+    @ivar log: its L{ServiceLog}.
+    @ivar admission: its L{Admission}.
+    @ivar children: its L{Children}.
     @ivar front: its TLS and trusted proxies (L{ServiceFront}).
     @ivar active: whether the service's socket is open and served.
     """
@@ -50,7 +95,14 @@ class ServiceParts:
         "children",
         "front",
         "active",
+        "_owner",
+        "_serving",
     )
+
+    log: ServiceLog
+    admission: Admission
+    children: Children
+    front: ServiceFront
 
     daemonLog = Logger(namespace="xinetd_twisted.service")
 
@@ -58,24 +110,74 @@ class ServiceParts:
         self,
         context: DaemonContext,
         service: ServiceConfig,
-        deactivateFor: Callable[[float], None],
+        owner: Deactivating,
     ) -> None:
+        """
+        @param owner: the runtime, whose socket the admission closes for a
+            while (cps).  (The owner, not its bound method: that would be
+            one more object for each service.)
+        """
         self.context = context
         self.service = service
-        self.log = ServiceLog.fromConfig(service, context.sinks.sinkFor(service))
-        self.admission = Admission(context, service, self.log, deactivateFor)
-        self.children = Children(
-            context,
-            service,
+        self._owner = owner
+        self._serving = True
+        self.active = False
+        if _opensFile(service):
+            self.log = self._buildLog()
+        if _hasFront(service):
+            self.front = self._buildFront()
+
+    def __getattr__(self, name: str) -> Part:
+        # Only called for an empty slot (or a name that is no attribute).
+        build = _BUILDERS.get(name)
+        if build is None:
+            raise AttributeError(name)
+        part = build(self)
+        object.__setattr__(self, name, part)
+        return part
+
+    def built(self, name: str) -> bool:
+        """
+        Whether part C{name} (C{"log"}, C{"admission"}, C{"children"},
+        C{"front"}) has been built, without building it.
+        """
+        try:
+            object.__getattribute__(self, name)
+        except AttributeError:
+            return False
+        return True
+
+    def _buildLog(self) -> ServiceLog:
+        service = self.service
+        return ServiceLog.fromConfig(service, self.context.sinks.sinkFor(service))
+
+    def _buildAdmission(self) -> Admission:
+        from xinetd_twisted.service.admission import Admission
+
+        return Admission(
+            self.context, self.service, self.log, self._owner.deactivateFor
+        )
+
+    def _buildChildren(self) -> Children:
+        from xinetd_twisted.service.children import Children
+
+        children = Children(
+            self.context,
+            self.service,
             policy=self._policy,
             log=self._log,
-            recheck=self.admission.recheckAccess,
-            countsInstances=countsInstances(service),
+            recheck=self._recheck,
+            countsInstances=countsInstances(self.service),
         )
-        self.front = ServiceFront(service)
-        self.active = False
+        children.active = self._serving
+        return children
 
-    # Bound methods rather than lambdas: a thousand services keep two
+    def _buildFront(self) -> ServiceFront:
+        from xinetd_twisted.service.front import ServiceFront
+
+        return ServiceFront(self.service)
+
+    # Bound methods rather than lambdas: a service's children keep two
     # closures and their cells less each.
 
     def _policy(self) -> ServicePolicy:
@@ -84,20 +186,49 @@ class ServiceParts:
     def _log(self) -> ServiceLog:
         return self.log
 
+    def _recheck(self, peer: Optional[str]) -> bool:
+        return self.admission.recheckAccess(peer)
+
+    def setServing(self, serving: bool) -> None:
+        """
+        Whether the service is in force (bound, not stopped or removed): a
+        spawn that failed is retried only then.
+        """
+        self._serving = serving
+        if self.built("children"):
+            self.children.active = serving
+
     def reconfigure(self, service: ServiceConfig) -> None:
         """
-        Take a reloaded configuration, keeping counts and children.
+        Take a reloaded configuration, keeping counts and children; a part
+        not built yet will be built from it.
         """
         self.service = service
-        if self.log.sink is not None:
-            self.log.sink.reopen()
-        self.log = ServiceLog.fromConfig(service, self.context.sinks.sinkFor(service))
-        self.admission.reconfigure(service, self.log)
-        self.children.reconfigure(service)
-        self.front.reconfigure(service)
+        if self.built("log"):
+            if self.log.sink is not None:
+                self.log.sink.reopen()
+            self.log = self._buildLog()
+        elif _opensFile(service):
+            self.log = self._buildLog()
+        if self.built("admission"):
+            self.admission.reconfigure(service, self.log)
+        if self.built("children"):
+            self.children.reconfigure(service)
+        if self.built("front"):
+            self.front.reconfigure(service)
+        elif _hasFront(service):
+            self.front = self._buildFront()
 
     def seconds(self) -> float:
         """
         The daemon's clock.
         """
         return self.context.policy.seconds()
+
+
+_BUILDERS: dict[str, Callable[[ServiceParts], Part]] = {
+    "log": ServiceParts._buildLog,
+    "admission": ServiceParts._buildAdmission,
+    "children": ServiceParts._buildChildren,
+    "front": ServiceParts._buildFront,
+}

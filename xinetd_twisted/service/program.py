@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Optional
+from typing import Any, Optional
 
 from zope.interface import implementer
 
@@ -30,7 +30,7 @@ from xinetd_twisted.service.factory import (
 from xinetd_twisted.service.front import OwnListener, OwnSocketKind
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import ServiceParts
-from xinetd_twisted.spawn.interfaces import ChildSetup
+from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey, credentialKey
 from xinetd_twisted.spawn.setup import childSetupFor
 
 
@@ -47,8 +47,56 @@ def setupFor(context: DaemonContext, service: ServiceConfig) -> ChildSetup:
     )
 
 
+def credentialsFor(context: DaemonContext, service: ServiceConfig) -> CredentialKey:
+    """
+    C{credentialKey(setupFor(context, service))}, without building the
+    setup: the credentials are changed only when the daemon runs as root.
+    """
+    if not context.isRoot:
+        return (None, None, None)
+    uid, gid = service.uid, service.gid
+    groups = None
+    if uid is not None or gid is not None:
+        groups = tuple(service.supplementaryGroups)
+    return (uid, gid, groups)
+
+
+class ProgramSetup:
+    """
+    What both program kinds share: the L{ChildSetup} of their children,
+    computed the first time it is read (an idle service never needs it),
+    and again on reload once it has been.
+
+    @ivar setup: the child's setup.
+    """
+
+    _parts: ServiceParts
+    setup: ChildSetup
+
+    def __getattr__(self, name: str) -> ChildSetup:
+        # Runs only while the setup is not in the instance dictionary.
+        if name != "setup":
+            raise AttributeError(name)
+        setup = self.__dict__["setup"] = setupFor(
+            self._parts.context, self._parts.service
+        )
+        return setup
+
+    def update(self, service: ServiceConfig) -> None:
+        if "setup" in self.__dict__:
+            self.setup = setupFor(self._parts.context, service)
+
+    def credentials(self) -> CredentialKey:
+        """
+        The credential set its children run with.
+        """
+        if "setup" in self.__dict__:
+            return credentialKey(self.setup)
+        return credentialsFor(self._parts.context, self._parts.service)
+
+
 @implementer(IStreamKind)
-class ProgramKind(OwnSocketKind):
+class ProgramKind(ProgramSetup, OwnSocketKind):
     """
     Stream C{wait = no} with a program: each admitted connection becomes a
     child's fds 0, 1 and 2; the parent keeps nothing, so the client sees EOF
@@ -58,25 +106,27 @@ class ProgramKind(OwnSocketKind):
     socket (no transport is ever built), L{factory} takes transports from
     any endpoint.
 
-    @ivar setup: the child's setup.
-    @ivar factory: the factory door.
+    @ivar factory: the factory door (built the first time it is read).
     """
 
     def __init__(self, parts: ServiceParts) -> None:
         self._parts = parts
-        self.setup = setupFor(parts.context, parts.service)
+        self._own = OwnListener(parts, self, True)
+
+    def __getattr__(self, name: str) -> Any:
+        # Runs only while the attribute is not in the instance dictionary.
+        if name != "factory":
+            return ProgramSetup.__getattr__(self, name)
+        parts = self._parts
         # Behind TLS the daemon relays: the client's socket and its end of
         # the child's socketpair stay here.
-        self.factory = ServiceFactory(
+        factory = self.__dict__["factory"] = ServiceFactory(
             self,
             parts.service.serviceId,
             parts,
             ConnectionLimits(parts.context.descriptors, parts.context.reactor, None, 2),
         )
-        self._own = OwnListener(parts, self.acceptRaw, self.factory, True)
-
-    def update(self, service: ServiceConfig) -> None:
-        self.setup = setupFor(self._parts.context, service)
+        return factory
 
     def endConnections(self) -> None:
         """
@@ -166,7 +216,7 @@ class ProgramKind(OwnSocketKind):
         start(connection)
 
 
-class WaitKind:
+class WaitKind(ProgramSetup):
     """
     C{wait = yes} with a program: the child gets the socket itself (the
     listening socket for stream, the bound socket with the datagram still
@@ -178,12 +228,8 @@ class WaitKind:
 
     def __init__(self, parts: ServiceParts) -> None:
         self._parts = parts
-        self.setup = setupFor(parts.context, parts.service)
         self._waiter: Optional[WaitDescriptor] = None
         parts.children.onChildGone = self._childGone
-
-    def update(self, service: ServiceConfig) -> None:
-        self.setup = setupFor(self._parts.context, service)
 
     def open(self, sock: socket.socket) -> None:
         self._waiter = WaitDescriptor(

@@ -11,7 +11,18 @@ in C{stopService}; its C{factory} serves it on any other endpoint too.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -28,7 +39,7 @@ from xinetd_twisted.service.children import Child, SpawnAttempt
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import ProgramKind, WaitKind
-from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey, credentialKey
+from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey
 
 if TYPE_CHECKING:
     from xinetd_twisted.service.inprocess import (
@@ -75,6 +86,32 @@ def kindFor(parts: ServiceParts) -> Kind:
     return ProgramKind(parts)
 
 
+def logListening(listening: Sequence[Tuple[str, str]]) -> None:
+    """
+    Say where services listen: one event for all of C{listening}
+    (C{(serviceId, where)} in the order they were bound), one line each,
+    C{service ID listening on WHERE}.  At start-up a thousand services
+    make one event, not a thousand: each event costs the log observers
+    far more than its line (twistd's formats its time, writes and flushes
+    for every event).
+
+    The event's C{listening} field is the list itself.
+    """
+    if not listening:
+        return
+    # The text is made here, once: braces in an id are escaped, not
+    # formatted by the observers.
+    text = "\n".join(
+        [f"service {serviceId} listening on {where}" for serviceId, where in listening]
+    )
+    _listeningLog.info(
+        text.replace("{", "{{").replace("}", "}}"), listening=list(listening)
+    )
+
+
+_listeningLog = Logger(namespace="xinetd_twisted.service")
+
+
 def isTcpmux(service: ServiceConfig) -> bool:
     """
     Whether the internal service is the tcpmux multiplexer.
@@ -113,7 +150,7 @@ class ServiceRuntime(Service):
     def __init__(self, context: DaemonContext, service: ServiceConfig) -> None:
         self.name: str = service.serviceId  # type: ignore[assignment]
         self._context = context
-        self.parts = ServiceParts(context, service, self._deactivateFor)
+        self.parts = ServiceParts(context, service, self)
         self.kind: Kind = kindFor(self.parts)
         self.requested: Optional[SocketSpec] = specFor(service)
         self.spec: Optional[SocketSpec] = None
@@ -160,15 +197,18 @@ class ServiceRuntime(Service):
         """
         Its children started and not yet reaped, by pid.
         """
-        return self.parts.children.running
+        parts = self.parts
+        return parts.children.running if parts.built("children") else {}
 
     @property
     def connections(self) -> int:
-        return self.parts.admission.connections
+        parts = self.parts
+        return parts.admission.connections if parts.built("admission") else 0
 
     @property
     def refused(self) -> int:
-        return self.parts.admission.refused
+        parts = self.parts
+        return parts.admission.refused if parts.built("admission") else 0
 
     @property
     def kindName(self) -> str:
@@ -182,7 +222,8 @@ class ServiceRuntime(Service):
         """
         Connections waiting for a spawn retry.
         """
-        return self.parts.children.retrying
+        parts = self.parts
+        return parts.children.retrying if parts.built("children") else []
 
     @property
     def reactivationPending(self) -> bool:
@@ -203,8 +244,8 @@ class ServiceRuntime(Service):
         The credential set its children run with, or L{None} when it starts
         none itself.
         """
-        setup = self.setup
-        return None if setup is None else credentialKey(setup)
+        credentials = getattr(self.kind, "credentials", None)
+        return None if credentials is None else credentials()  # type: ignore[no-any-return]
 
     # --- IService ------------------------------------------------------------
 
@@ -233,45 +274,49 @@ class ServiceRuntime(Service):
 
     # --- the socket ----------------------------------------------------------
 
-    def activate(self) -> None:
+    def activate(self, announce: bool = True) -> Optional[str]:
         """
         Create and bind the socket, and start serving.
 
+        @param announce: log where it listens (else the caller does, with
+            others: L{logListening}).
+        @return: where it listens now, or L{None} if it already did.
         @raise OSError: when the socket cannot be created or bound.
         """
         if self.parts.active:
-            return
+            return None
         sock, spec, origin = self.binding.open(self.service, self.requested)
-        self.adopt(sock, spec, origin)
+        return self.adopt(sock, spec, origin, announce)
 
     def adopt(
-        self, sock: socket.socket, spec: Optional[SocketSpec], origin: str = ""
-    ) -> None:
+        self,
+        sock: socket.socket,
+        spec: Optional[SocketSpec],
+        origin: str = "",
+        announce: bool = True,
+    ) -> str:
         """
         Serve on C{sock}, a socket bound for this service (by us, or
         inherited).
 
         @param origin: where it came from, for the log (C{inherited socket
             NAME (ADDRESS)}); by default its address.
+        @param announce: log where it listens (see L{activate}).
+        @return: where it listens, as the log says it.
         """
         self.spec = spec
         self.kind.open(sock)
         self.parts.active = True
-        self.parts.children.active = True
+        self.parts.setServing(True)
         if self._paused:
             self.kind.pause()
         where = origin or (
             spec.describe() if spec is not None else "an inherited socket"
         )
-        # The text made here, once: formatting its fields in the log
-        # observer was a fifth of each of a thousand start-up lines.
-        text = f"service {self.serviceId} listening on {where}"
-        self.daemonLog.info(
-            text.replace("{", "{{").replace("}", "}}"),
-            service=self.serviceId,
-            where=where,
-        )
+        if announce:
+            logListening([(self.serviceId, where)])
         self.onBound(self)
+        return where
 
     def deactivate(self) -> None:
         """
@@ -280,14 +325,16 @@ class ServiceRuntime(Service):
         if self._reactivation is not None and self._reactivation.active():
             self._reactivation.cancel()
         self._reactivation = None
-        self.parts.children.active = False
-        self.parts.children.cancelRetries()
+        parts = self.parts
+        parts.setServing(False)
+        if parts.built("children"):
+            parts.children.cancelRetries()
         if self.parts.active:
             self.parts.active = False
             self.kind.close()
         self.binding.removePath()
 
-    def _deactivateFor(self, until: float) -> None:
+    def deactivateFor(self, until: float) -> None:
         """
         cps tripped: close the socket (clients get ECONNREFUSED, as with
         xinetd) and bind it again when the pause ends.
@@ -369,5 +416,6 @@ class ServiceRuntime(Service):
         The service is gone: send its children C{signum} and end its
         in-process connections, as xinetd ends the servers it forked.
         """
-        self.parts.children.signal(signum)
+        if self.parts.built("children"):
+            self.parts.children.signal(signum)
         self.kind.endConnections()
