@@ -441,7 +441,9 @@ class ListeningLogTests(SynchronousTestCase):
         free = _portFreeEverywhere()
         ServerHarness(self, serviceBlock("busy", busy) + serviceBlock("free", free))
         lines = [e for e in events if " listening on " in formatEvent(e)]
-        self.assertEqual([e["listening"] for e in lines], [[("free", f"127.0.0.1:{free}/tcp")]])
+        self.assertEqual(
+            [e["listening"] for e in lines], [[("free", f"127.0.0.1:{free}/tcp")]]
+        )
 
 
 class StartOrderTests(SynchronousTestCase):

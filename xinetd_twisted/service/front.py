@@ -23,8 +23,8 @@ from xinetd_twisted.listen.stream import StreamAcceptor
 
 if TYPE_CHECKING:
     from xinetd_twisted.service.parts import ServiceParts
-    from xinetd_twisted.service.tls import ServiceTLS
     from xinetd_twisted.service.proxy import TrustedProxies
+    from xinetd_twisted.service.tls import ServiceTLS
 
 
 def _trustedProxies(service: ServiceConfig) -> Optional[TrustedProxies]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from xinetd_twisted.service.children import Children
     from xinetd_twisted.service.front import ServiceFront
 
+
 class Deactivating(Protocol):
     """
     What owns the parts: the runtime, which closes its socket for a while

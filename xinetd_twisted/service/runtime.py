@@ -35,13 +35,13 @@ from xinetd_twisted.listen.sockets import (
     specFor,
 )
 from xinetd_twisted.service.binding import ServiceSocket
-from xinetd_twisted.service.children import Child, SpawnAttempt
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import ProgramKind, WaitKind
 from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey
 
 if TYPE_CHECKING:
+    from xinetd_twisted.service.children import Child, SpawnAttempt
     from xinetd_twisted.service.inprocess import (
         InternalDatagramKind,
         InternalStreamKind,
