@@ -212,6 +212,38 @@ class EagerPartsTests(SynchronousTestCase):
         self.assertFalse(runtime.parts.built("admission"))
         self.assertTrue(os.path.exists(path))
 
+    def test_bannersReadAtStart(self) -> None:
+        """
+        A service with a banner reads it at start (a file it cannot send
+        is warned about then), and a later change of the file is seen only
+        after a reload, as before.
+        """
+        port = _portFreeEverywhere()
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"hello\n")
+        h = ServerHarness(
+            self, serviceBlock("bannered", port, extra=f"\tbanner\t= {path}\n")
+        )
+        runtime = h.server.runtimes["bannered"]
+        self.assertTrue(runtime.parts.built("admission"))
+        with open(path, "wb") as f:
+            f.write(b"changed\n")
+        self.assertEqual(runtime.parts.admission.banners.connect, b"hello\n")
+
+    def test_bannerAddedByReload(self) -> None:
+        """
+        A reload that gives an unused service a banner reads it then.
+        """
+        port = _portFreeEverywhere()
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"hello\n")
+        h = ServerHarness(self, serviceBlock("later", port))
+        runtime = h.server.runtimes["later"]
+        h.reload(serviceBlock("later", port, extra=f"\tbanner\t= {path}\n"))
+        self.assertTrue(runtime.parts.built("admission"))
+
 
 class CredentialsTests(SynchronousTestCase):
     """

@@ -106,6 +106,11 @@ class ServiceTable:
         """
         Give a runtime its inherited socket, if systemd passed one for it.
         """
+        if not self.inheritedFor:
+            # Nothing passed (the common case): no lookup per service.
+            if runtime.inherited is not None:
+                runtime.inherited = None
+            return
         inherited = self.inheritedFor.get(runtime.serviceId.lower())
         runtime.inherited = (
             None if inherited is None else inherited.sourceFor(runtime.service)

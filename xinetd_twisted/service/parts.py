@@ -64,6 +64,14 @@ def _opensFile(service: ServiceConfig) -> bool:
     return isinstance(service.logType, FileLog)
 
 
+def _hasBanners(service: ServiceConfig) -> bool:
+    """
+    Whether the service names banner files: the admission reads them (and
+    warns about those it cannot send) when the configuration is loaded.
+    """
+    return bool(service.banner or service.bannerSuccess or service.bannerFail)
+
+
 def _hasFront(service: ServiceConfig) -> bool:
     """
     Whether something stands in front of the service's socket (TLS, whose
@@ -79,7 +87,10 @@ class ServiceParts:
     serve (swapped in place on reload).
 
     Each of L{log}, L{admission}, L{children} and L{front} is built on its
-    first read (L{__getattr__} runs only while its slot is empty).
+    first read (L{__getattr__} runs only while its slot is empty), except
+    what must act when the configuration is loaded: the log of a FILE
+    service opens its file, the admission of a service with banners reads
+    them, the front of a TLS service reads its files.
 
     @ivar log: its L{ServiceLog}.
     @ivar admission: its L{Admission}.
@@ -125,6 +136,8 @@ class ServiceParts:
         self.active = False
         if _opensFile(service):
             self.log = self._buildLog()
+        if _hasBanners(service):
+            self.admission = self._buildAdmission()
         if _hasFront(service):
             self.front = self._buildFront()
 
@@ -213,6 +226,8 @@ class ServiceParts:
             self.log = self._buildLog()
         if self.built("admission"):
             self.admission.reconfigure(service, self.log)
+        elif _hasBanners(service):
+            self.admission = self._buildAdmission()
         if self.built("children"):
             self.children.reconfigure(service)
         if self.built("front"):
