@@ -411,19 +411,47 @@ class ListeningLogTests(SynchronousTestCase):
             [("a{b}", f"127.0.0.1:{first}/tcp"), ("plain", f"127.0.0.1:{second}/tcp")],
         )
 
-    def test_reloadLine(self) -> None:
+    def test_reloadLines(self) -> None:
         """
-        A service a reload adds says where it listens in an event of its
-        own.
+        The services a reload adds say where they listen in one event of
+        their own; the kept ones say nothing.
         """
         from twisted.logger import formatEvent
 
-        first, second = _portFreeEverywhere(), _portFreeEverywhere()
+        first, second, third = (_portFreeEverywhere() for _ in range(3))
         h = ServerHarness(self, serviceBlock("one", first))
         events = self._events()
-        h.reload(serviceBlock("one", first) + serviceBlock("two", second))
+        h.reload(
+            serviceBlock("one", first)
+            + serviceBlock("two", second)
+            + serviceBlock("three", third)
+        )
         lines = [formatEvent(e) for e in events if " listening on " in formatEvent(e)]
-        self.assertEqual(lines, [f"service two listening on 127.0.0.1:{second}/tcp"])
+        self.assertEqual(
+            lines,
+            [
+                f"service two listening on 127.0.0.1:{second}/tcp\n"
+                f"service three listening on 127.0.0.1:{third}/tcp"
+            ],
+        )
+
+    def test_reactivationLine(self) -> None:
+        """
+        A service bound again on its own (after a cps pause) says where it
+        listens in an event of its own.
+        """
+        from twisted.logger import formatEvent
+
+        port = _portFreeEverywhere()
+        h = ServerHarness(self, serviceBlock("paused", port))
+        runtime = h.server.runtimes["paused"]
+        runtime.deactivateFor(h.reactor.seconds() + 5)
+        events = self._events()
+        h.reactor.advance(5)
+        lines = [e for e in events if " listening on " in formatEvent(e)]
+        self.assertEqual(
+            [e["listening"] for e in lines], [[("paused", f"127.0.0.1:{port}/tcp")]]
+        )
 
     def test_failedBindLeftOut(self) -> None:
         """

@@ -169,13 +169,18 @@ class ServiceTable:
         return False
 
     def start(
-        self, service: ServiceConfig, subservices: Sequence[ServiceConfig]
+        self,
+        service: ServiceConfig,
+        subservices: Sequence[ServiceConfig],
+        listening: Optional[List[Tuple[str, str]]] = None,
     ) -> bool:
         """
         Build, bind and serve a new service.
+
+        @param listening: as for L{bind}.
         """
         runtime = self.add(service, subservices)
-        return runtime is not None and self.bind(runtime)
+        return runtime is not None and self.bind(runtime, listening)
 
     def drop(self, runtime: ServiceRuntime) -> None:
         """
@@ -219,7 +224,9 @@ class ServiceTable:
             self._followBinds(runtime)
             self.rpc.runtimeUpdated(runtime)
             self.log.info("readjusting service {service}", service=service.serviceId)
-        started = [s for s in plan.start if self.start(s, plan.subservices)]
+        listening: List[Tuple[str, str]] = []
+        started = [s for s in plan.start if self.start(s, plan.subservices, listening)]
+        logListening(listening)
         for serviceId in plan.kept:
             runtime = collection.getServiceNamed(serviceId)
             runtime.setSubservices(plan.subservices)
