@@ -19,6 +19,7 @@ from tests.test_daemon_superserver import (
     serviceBlock,
 )
 from xinetd_twisted.daemon.dump import formatDump
+from xinetd_twisted.service.parts import BuiltOnRead, isBuilt
 from xinetd_twisted.service.program import credentialsFor, setupFor
 from xinetd_twisted.service.runtime import ServiceRuntime
 from xinetd_twisted.spawn.interfaces import credentialKey
@@ -34,6 +35,65 @@ def built(runtime: ServiceRuntime) -> List[str]:
     names = [name for name in PARTS if runtime.parts.built(name)]
     names += [n for n in ("setup", "factory") if n in vars(runtime.kind)]
     return names
+
+
+class _Counted:
+    """
+    A class with one L{BuiltOnRead} attribute that counts its builds.
+    """
+
+    builds = 0
+
+    def _make(self) -> List[int]:
+        type(self).builds += 1
+        return [type(self).builds]
+
+    value = BuiltOnRead(_make)
+
+
+class BuiltOnReadTests(SynchronousTestCase):
+    """
+    L{BuiltOnRead}: built once, on the first read, then an instance
+    attribute.
+    """
+
+    def test_builtOnFirstRead(self) -> None:
+        """
+        Nothing is built until the attribute is read; then it is built
+        once and the same object is read ever after.
+        """
+        _Counted.builds = 0
+        counted = _Counted()
+        self.assertFalse(isBuilt(counted, "value"))
+        self.assertEqual(_Counted.builds, 0)
+        first = counted.value
+        self.assertIs(counted.value, first)
+        self.assertEqual(_Counted.builds, 1)
+        self.assertTrue(isBuilt(counted, "value"))
+
+    def test_assigned(self) -> None:
+        """
+        An assigned value counts as built and is never replaced by a build.
+        """
+        _Counted.builds = 0
+        counted = _Counted()
+        counted.value = [42]
+        self.assertTrue(isBuilt(counted, "value"))
+        self.assertEqual((counted.value, _Counted.builds), ([42], 0))
+
+    def test_perInstance(self) -> None:
+        """
+        Each instance builds its own.
+        """
+        _Counted.builds = 0
+        one, two = _Counted(), _Counted()
+        self.assertEqual((one.value, two.value), ([1], [2]))
+
+    def test_class(self) -> None:
+        """
+        Read on the class, it is the descriptor itself.
+        """
+        self.assertIsInstance(_Counted.value, BuiltOnRead)
 
 
 class IdleServiceTests(SynchronousTestCase):

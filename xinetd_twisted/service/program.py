@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Optional
+from typing import Optional
 
 from zope.interface import implementer
 
@@ -29,7 +29,7 @@ from xinetd_twisted.service.factory import (
 )
 from xinetd_twisted.service.front import OwnListener, OwnSocketKind
 from xinetd_twisted.service.identity import identThenServe
-from xinetd_twisted.service.parts import ServiceParts
+from xinetd_twisted.service.parts import BuiltOnRead, ServiceParts, isBuilt
 from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey, credentialKey
 from xinetd_twisted.spawn.setup import childSetupFor
 
@@ -61,6 +61,10 @@ def credentialsFor(context: DaemonContext, service: ServiceConfig) -> Credential
     return (uid, gid, groups)
 
 
+def _setupOf(kind: ProgramSetup) -> ChildSetup:
+    return setupFor(kind._parts.context, kind._parts.service)
+
+
 class ProgramSetup:
     """
     What both program kinds share: the L{ChildSetup} of their children,
@@ -71,28 +75,32 @@ class ProgramSetup:
     """
 
     _parts: ServiceParts
-    setup: ChildSetup
 
-    def __getattr__(self, name: str) -> ChildSetup:
-        # Runs only while the setup is not in the instance dictionary.
-        if name != "setup":
-            raise AttributeError(name)
-        setup = self.__dict__["setup"] = setupFor(
-            self._parts.context, self._parts.service
-        )
-        return setup
+    setup = BuiltOnRead(_setupOf)
 
     def update(self, service: ServiceConfig) -> None:
-        if "setup" in self.__dict__:
+        if isBuilt(self, "setup"):
             self.setup = setupFor(self._parts.context, service)
 
     def credentials(self) -> CredentialKey:
         """
         The credential set its children run with.
         """
-        if "setup" in self.__dict__:
+        if isBuilt(self, "setup"):
             return credentialKey(self.setup)
         return credentialsFor(self._parts.context, self._parts.service)
+
+
+def _factoryOf(kind: ProgramKind) -> ServiceFactory:
+    parts = kind._parts
+    # Behind TLS the daemon relays: the client's socket and its end of the
+    # child's socketpair stay here.
+    return ServiceFactory(
+        kind,
+        parts.service.serviceId,
+        parts,
+        ConnectionLimits(parts.context.descriptors, parts.context.reactor, None, 2),
+    )
 
 
 @implementer(IStreamKind)
@@ -113,20 +121,7 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         self._parts = parts
         self._own = OwnListener(parts, self, True)
 
-    def __getattr__(self, name: str) -> Any:
-        # Runs only while the attribute is not in the instance dictionary.
-        if name != "factory":
-            return ProgramSetup.__getattr__(self, name)
-        parts = self._parts
-        # Behind TLS the daemon relays: the client's socket and its end of
-        # the child's socketpair stay here.
-        factory = self.__dict__["factory"] = ServiceFactory(
-            self,
-            parts.service.serviceId,
-            parts,
-            ConnectionLimits(parts.context.descriptors, parts.context.reactor, None, 2),
-        )
-        return factory
+    factory = BuiltOnRead(_factoryOf)
 
     def endConnections(self) -> None:
         """
