@@ -224,6 +224,11 @@ class Children:
                 attempt.held = os.dup(fd)
             except OSError:
                 attempt.held = -1
+        if attempt.held < 0:
+            # Nothing of ours to release once the child exists (no copy, no
+            # retry pending): only a failure needs us.
+            d.addErrback(self._spawnFailed, attempt)
+            return
         d.addCallbacks(
             self._spawned,
             self._spawnFailed,
