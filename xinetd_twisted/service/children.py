@@ -312,7 +312,8 @@ class Children:
         """
         assert child.pid is not None
         self.running[child.pid] = child
-        child.deadline = serverDeadline(self._context, self._service, child.pid)
+        if self._service.maxDuration:
+            child.deadline = serverDeadline(self._context, self._service, child.pid)
         self._log().start(child.pid, child.shown)
         hooks = self._context.hooks
         hooks.serverStarted(self._service.serviceId)
