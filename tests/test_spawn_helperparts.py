@@ -8,6 +8,7 @@ it sends the daemon.
 from __future__ import annotations
 
 import array
+import errno
 import marshal
 import os
 import resource
@@ -108,3 +109,103 @@ class OutboxTests(SynchronousTestCase):
         self.assertEqual(os.read(fds[0], 1), b"x")
         os.close(fds[0])
         self.assertEqual(self.outbox.fds, [])
+
+
+class _CountingLimits:
+    """
+    A template's limits that count how often they are checked.
+    """
+
+    def __init__(self, result: bool = True) -> None:
+        self.result = result
+        self.checks = 0
+
+    def ensure(self) -> bool:
+        self.checks += 1
+        return self.result
+
+
+class _Template:
+    """
+    What L{helper._Spawner.spawn} reads of a template for a C{fork_exec}
+    child.
+    """
+
+    fast = True
+    credentials = None
+    executable = "/bin/true"
+    argv = [b"/bin/true"]
+    env: list = []
+
+    def __init__(self, limits: _CountingLimits) -> None:
+        self.limits = limits
+
+
+class SpawnerLimitsTests(SynchronousTestCase):
+    """
+    L{helper._Spawner.spawn} checks a template's limits once per wake-up
+    (L{helper._Spawner.woken}), whatever the number of its spawns read then.
+    """
+
+    def setUp(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.addCleanup(ours.close)
+        self.ours = ours
+        outbox = helper._Outbox(theirs)
+        self.addCleanup(outbox.close)
+        self.spawner = helper._Spawner(outbox, True, helper.allRlimits(), None)
+        self.addCleanup(self.spawner.closeErrorSocket)
+        self.pids = iter(range(1000, 2000))
+        self.patch(helper, "_FORK_EXEC", lambda *args: next(self.pids))
+
+    def spawn(self, requestId: int, templateId: int = 1) -> None:
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        self.spawner.spawn(("S", requestId, templateId, [], 0), r)
+
+    def test_oncePerWakeUp(self) -> None:
+        """
+        The spawns read on one wake-up check their template's limits once;
+        the next wake-up checks them again.
+        """
+        limits = _CountingLimits()
+        self.spawner.templates[1] = _Template(limits)
+        self.spawner.woken()
+        self.spawn(1)
+        self.spawn(2)
+        self.assertEqual(limits.checks, 1)
+        self.spawner.woken()
+        self.spawn(3)
+        self.assertEqual(limits.checks, 2)
+        self.assertEqual([e[0] for e in self.spawner.outbox.events], ["s", "s", "s"])
+
+    def test_eachTemplate(self) -> None:
+        """
+        Each template's limits are checked, in the same wake-up too.
+        """
+        first, second = _CountingLimits(), _CountingLimits()
+        self.spawner.templates[1] = _Template(first)
+        self.spawner.templates[2] = _Template(second)
+        self.spawner.woken()
+        self.spawn(1, 1)
+        self.spawn(2, 2)
+        self.assertEqual((first.checks, second.checks), (1, 1))
+
+    def test_failedCheckNotRemembered(self) -> None:
+        """
+        Limits a sub-helper cannot restore fail the spawn and end it, and
+        are not taken as checked.
+        """
+        limits = _CountingLimits(result=False)
+        self.spawner.templates[1] = _Template(limits)
+        self.spawner.woken()
+        self.spawn(1)
+        self.assertTrue(self.spawner.tampered)
+        for fd in self.spawner.outbox.fds:  # the connection given back
+            os.close(fd)
+        self.assertEqual(
+            self.spawner.outbox.events[0][:4], ("f", 1, errno.EPERM, "rlimits")
+        )
+        self.spawn(2)
+        self.assertEqual(limits.checks, 2)

@@ -90,8 +90,9 @@ credentials) is signal it and change its resource limits with prlimit(2):
     waiting, and a spawn the sub-helper cannot take now fails (C{EAGAIN});
     a stuck one is found by the daemon and killed with C{"X"};
   - every template carries every resource limit the child must have, and a
-    helper checks its own limits before each C{fork_exec} child (which
-    inherits them; the Python child path sets them all itself).  A limit a
+    helper checks its own limits before the C{fork_exec} children of each
+    wake-up (they inherit them; the Python child path sets them all
+    itself): once per template for the requests read together.  A limit a
     sub-helper cannot restore (a lowered hard limit) fails that spawn and
     ends the sub-helper, so the next spawn starts a fresh one;
   - when a sub-helper dies its children become the root helper's (a child
@@ -289,7 +290,7 @@ class _Template:
         ) = marshal.loads(blob)
         # Every limit the child must have.  When they all equal the
         # helper's own, a fork_exec child inherits them (the helper checks
-        # its own limits before each such spawn: see _ownLimitsAre).
+        # its own limits before such spawns: see _Spawner.woken).
         self.rlimits = [tuple(limit) for limit in self.rlimits]
         self.limits = _Limits(self.rlimits)
         inherited = all(currentLimits.get(r) == (s, h) for r, s, h in self.rlimits)
@@ -501,8 +502,8 @@ def _ownLimitsAre(rlimits: list) -> bool:
 class _Limits:
     """
     Resource limits a helper must have itself (a C{fork_exec} child
-    inherits them), checked before each spawn in one pass of C calls: the
-    common case, nothing changed, costs no Python loop over every limit.
+    inherits them), checked in one pass of C calls: the common case,
+    nothing changed, costs no Python loop over every limit.
     """
 
     __slots__ = ("items", "_kinds", "_values")
@@ -609,6 +610,7 @@ class _Spawner:
         self.execErrors: dict = {}  # pid -> bytes written by the child
         self.limits = limits
         self.ownLimits = _Limits([(r, s, h) for r, (s, h) in limits.items()])
+        self.checked: set = set()  # the _Limits ensured since this wake-up
         self.tampered = False
         self.errR, self.errW = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         # The kernel stamps every message with its sender's pid: children
@@ -619,6 +621,14 @@ class _Spawner:
     def closeErrorSocket(self) -> None:
         self.errR.close()
         self.errW.close()
+
+    def woken(self) -> None:
+        """
+        A new wake-up: the requests read from now on check the limits of
+        their template again, once for all of them (a batch of spawns costs
+        one pass of C{getrlimit} calls per template, not one per spawn).
+        """
+        self.checked.clear()
 
     def register(self, inbox: int, msg: tuple, data: bytes) -> None:
         """
@@ -663,14 +673,17 @@ class _Spawner:
             self.forward(t.credentials, tid, msg, fd)
             return
         fast = t.fast
-        if fast and not t.limits.ensure():
-            if self.isSub:
+        if fast and t.limits not in self.checked:
+            if t.limits.ensure():
+                self.checked.add(t.limits)
+            elif self.isSub:
                 # Someone lowered our hard limits: no child of ours can
                 # get the right ones.  The root helper starts a new one.
                 self.outbox.failed(rid, errno.EPERM, fd, "rlimits")
                 self.tampered = True
                 return
-            fast = False  # the child sets them itself
+            else:
+                fast = False  # the child sets them itself
         env = t.env + extra if extra else t.env
         errW = self.errW.fileno()
         try:
@@ -976,6 +989,7 @@ class _Helper:
             outbox.flush()
         while True:
             events = poller.poll()
+            spawner.woken()
             for fd, _ev in events:
                 inbox = inboxes.get(fd)
                 if inbox is not None:
