@@ -223,6 +223,45 @@ class PlainProgramTests(SynchronousTestCase):
         self.server.connect("cat")
         self.assertEqual((self.admission.connections, self.admission.refused), (1, 0))
 
+    def test_plainSpawnSameAsGeneral(self) -> None:
+        """
+        The plain door hands the server what the general one does: the
+        client's host in REMOTE_HOST, its address for the logs, the
+        instance counted.
+        """
+        children = self.server.server.runtimes["cat"].parts.children
+        seen = []
+        for extra in ("", "only_from = 127.0.0.1"):
+            self.server.reload(serviceBlock("cat", self.port, extra=extra))
+            self.assertEqual(self.admission.plain, not extra)
+            record = self.server.connect("cat")
+            record.started(1000 + len(seen))
+            child = children.running[1000 + len(seen)]
+            seen.append((record.extraEnvironment, child.peer, child.shown))
+        self.assertEqual(seen[0], seen[1])
+        self.assertEqual(seen[0][0], (("REMOTE_HOST", "127.0.0.1"),))
+        self.assertEqual(seen[0][2], ("127.0.0.1", 4242))
+        self.assertEqual(self.admission.policy.limits.runningFrom("127.0.0.1"), 2)
+
+    def test_plainRefusalLogged(self) -> None:
+        """
+        A refusal on the plain door of a spawned service writes its FAIL
+        line.
+        """
+        path = self.server.path + ".log"
+        self.server.reload(
+            serviceBlock(
+                "cat",
+                self.port,
+                extra=f"log_type = FILE {path}\n\tlog_on_failure = HOST",
+            )
+        )
+        self.assertTrue(self.admission.plain)
+        self.server.server.context.policy.processLimit.limit = 0
+        self.refusedConnect()
+        with open(path) as f:
+            self.assertIn("FAIL: cat process_limit from=127.0.0.1", f.read())
+
     def test_reloadAddsOnlyFrom(self) -> None:
         """
         only_from added by a reload refuses the next connection; removed

@@ -224,6 +224,11 @@ class Children:
                 attempt.held = os.dup(fd)
             except OSError:
                 attempt.held = -1
+        if attempt.held < 0:
+            # Nothing of ours to release once the child exists (no copy, no
+            # retry pending): only a failure needs us.
+            d.addErrback(self._spawnFailed, attempt)
+            return
         d.addCallbacks(
             self._spawned,
             self._spawnFailed,
@@ -307,7 +312,8 @@ class Children:
         """
         assert child.pid is not None
         self.running[child.pid] = child
-        child.deadline = serverDeadline(self._context, self._service, child.pid)
+        if self._service.maxDuration:
+            child.deadline = serverDeadline(self._context, self._service, child.pid)
         self._log().start(child.pid, child.shown)
         hooks = self._context.hooks
         hooks.serverStarted(self._service.serviceId)

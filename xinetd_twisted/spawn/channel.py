@@ -7,9 +7,9 @@ back-pressure, and the L{IChannelOwner} it reports to.
 
 from __future__ import annotations
 
-import array
 import os
 import socket
+import struct
 from typing import Any, List, Optional, Set, Tuple
 
 from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
@@ -27,6 +27,10 @@ _SEND_FLAGS = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
 _READ_BATCH = 64
 _RECV_FLAGS = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
 _ANC_SIZE = socket.CMSG_SPACE(_wire.MAX_EVENTS_PER_MESSAGE * 4)
+_packFd = struct.Struct("i").pack
+"""
+One descriptor as C{SCM_RIGHTS} data (a C int in native order).
+"""
 
 
 class IChannelOwner(Interface):
@@ -123,7 +127,7 @@ class Channel:
         """
         Make this peer the one that must answer spawn C{requestId}.
         """
-        if not self.busy():
+        if not (self.requests or self.queue):  # busy() from now on
             self.progress = self._reactor.seconds()
         self.requests.add(requestId)
         self._owner.waitingOn(self)
@@ -160,10 +164,8 @@ class Channel:
 
     def _sendNow(self, data: bytes, fd: int) -> None:
         if fd >= 0:
-            fds = array.array("i", (fd,))
-            self.sock.sendmsg(
-                [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], _SEND_FLAGS
-            )
+            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, _packFd(fd))
+            self.sock.sendmsg([data], [rights], _SEND_FLAGS)
         else:
             self.sock.send(data, _SEND_FLAGS)
 

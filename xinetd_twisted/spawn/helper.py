@@ -90,8 +90,9 @@ credentials) is signal it and change its resource limits with prlimit(2):
     waiting, and a spawn the sub-helper cannot take now fails (C{EAGAIN});
     a stuck one is found by the daemon and killed with C{"X"};
   - every template carries every resource limit the child must have, and a
-    helper checks its own limits before each C{fork_exec} child (which
-    inherits them; the Python child path sets them all itself).  A limit a
+    helper checks its own limits before the C{fork_exec} children of each
+    wake-up (they inherit them; the Python child path sets them all
+    itself): once per template for the requests read together.  A limit a
     sub-helper cannot restore (a lowered hard limit) fails that spawn and
     ends the sub-helper, so the next spawn starts a fresh one;
   - when a sub-helper dies its children become the root helper's (a child
@@ -268,6 +269,7 @@ class _Template:
         "noNewPrivileges",
         "fast",
         "credentials",
+        "limits",
     )
 
     def __init__(self, blob: bytes, currentLimits: dict, dropCredentials: bool) -> None:
@@ -288,8 +290,9 @@ class _Template:
         ) = marshal.loads(blob)
         # Every limit the child must have.  When they all equal the
         # helper's own, a fork_exec child inherits them (the helper checks
-        # its own limits before each such spawn: see _ownLimitsAre).
+        # its own limits before such spawns: see _Spawner.woken).
         self.rlimits = [tuple(limit) for limit in self.rlimits]
+        self.limits = _Limits(self.rlimits)
         inherited = all(currentLimits.get(r) == (s, h) for r, s, h in self.rlimits)
         if dropCredentials:  # a sub-helper already runs with them
             self.uid = self.gid = self.groups = None
@@ -496,6 +499,29 @@ def _ownLimitsAre(rlimits: list) -> bool:
     return True
 
 
+class _Limits:
+    """
+    Resource limits a helper must have itself (a C{fork_exec} child
+    inherits them), checked in one pass of C calls: the common case,
+    nothing changed, costs no Python loop over every limit.
+    """
+
+    __slots__ = ("items", "_kinds", "_values")
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+        self._kinds = tuple(r for r, _soft, _hard in items)
+        self._values = [(soft, hard) for _r, soft, hard in items]
+
+    def ensure(self) -> bool:
+        """
+        L{_ownLimitsAre} for these limits.
+        """
+        if list(map(resource.getrlimit, self._kinds)) == self._values:
+            return True
+        return _ownLimitsAre(self.items)
+
+
 def _carriesFd(event: tuple) -> bool:
     """
     Whether an event has a descriptor in its message's C{SCM_RIGHTS}.
@@ -537,6 +563,10 @@ class _Outbox:
 
     def flush(self) -> None:
         out, self.events = self.events, []
+        if not self.fds and len(out) <= MAX_EVENTS_PER_MESSAGE:
+            # The usual batch ("s", "e"): no descriptor rides with it.
+            self.sock.send(marshal.dumps(out), socket.MSG_NOSIGNAL)
+            return
         fds, self.fds = self.fds, []
         sent = list(fds)
         try:
@@ -579,7 +609,8 @@ class _Spawner:
         self.children: dict = {}  # pid -> None (unreaped)
         self.execErrors: dict = {}  # pid -> bytes written by the child
         self.limits = limits
-        self.limitList = [(r, s, h) for r, (s, h) in limits.items()]
+        self.ownLimits = _Limits([(r, s, h) for r, (s, h) in limits.items()])
+        self.checked: set = set()  # the _Limits ensured since this wake-up
         self.tampered = False
         self.errR, self.errW = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         # The kernel stamps every message with its sender's pid: children
@@ -590,6 +621,14 @@ class _Spawner:
     def closeErrorSocket(self) -> None:
         self.errR.close()
         self.errW.close()
+
+    def woken(self) -> None:
+        """
+        A new wake-up: the requests read from now on check the limits of
+        their template again, once for all of them (a batch of spawns costs
+        one pass of C{getrlimit} calls per template, not one per spawn).
+        """
+        self.checked.clear()
 
     def register(self, inbox: int, msg: tuple, data: bytes) -> None:
         """
@@ -623,7 +662,7 @@ class _Spawner:
         out = self.outbox.events
         t = self.templates.get(tid)
         if t is None or fd < 0:
-            if fd < 0 and self.isSub and not _ownLimitsAre(self.limitList):
+            if fd < 0 and self.isSub and not self.ownLimits.ensure():
                 # The descriptor did not fit under a lowered RLIMIT_NOFILE.
                 self.outbox.failed(rid, errno.EPERM, -1, "rlimits")
                 self.tampered = True
@@ -634,14 +673,17 @@ class _Spawner:
             self.forward(t.credentials, tid, msg, fd)
             return
         fast = t.fast
-        if fast and not _ownLimitsAre(t.rlimits):
-            if self.isSub:
+        if fast and t.limits not in self.checked:
+            if t.limits.ensure():
+                self.checked.add(t.limits)
+            elif self.isSub:
                 # Someone lowered our hard limits: no child of ours can
                 # get the right ones.  The root helper starts a new one.
                 self.outbox.failed(rid, errno.EPERM, fd, "rlimits")
                 self.tampered = True
                 return
-            fast = False  # the child sets them itself
+            else:
+                fast = False  # the child sets them itself
         env = t.env + extra if extra else t.env
         errW = self.errW.fileno()
         try:
@@ -866,7 +908,9 @@ class _Helper:
         self.outbox = _Outbox(outbox)
         self.retiring = False
         limits = allRlimits()
-        self.nofile = [(resource.RLIMIT_NOFILE, *limits[resource.RLIMIT_NOFILE])]
+        self.nofile = _Limits(
+            [(resource.RLIMIT_NOFILE, *limits[resource.RLIMIT_NOFILE])]
+        )
         self.subs = _SubHelpers(self.outbox, self._rawTemplate, self._closeInSub)
         self.spawner = _Spawner(self.outbox, isSub, limits, self.subs.forward)
 
@@ -945,13 +989,14 @@ class _Helper:
             outbox.flush()
         while True:
             events = poller.poll()
+            spawner.woken()
             for fd, _ev in events:
                 inbox = inboxes.get(fd)
                 if inbox is not None:
                     if self.isSub:
                         # A lowered soft RLIMIT_NOFILE would drop the
                         # descriptors of the requests we are to read.
-                        _ownLimitsAre(self.nofile)
+                        self.nofile.ensure()
                     for _ in range(_BATCH):
                         try:
                             data, anc, _f, _a = inbox.recvmsg(

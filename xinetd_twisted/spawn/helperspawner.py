@@ -250,7 +250,6 @@ class HelperSpawner:
                 socketFD,
                 extraEnvironment,
                 lane,
-                f"{channel.describe()} is backed up",
             )
             if sent is not None:
                 return sent
@@ -266,7 +265,6 @@ class HelperSpawner:
             socketFD,
             extraEnvironment,
             lane,
-            "the spawn helper is backed up",
         )
         if sent is None:
             return fail(SpawnError("spawn helper: control socket lost"))
@@ -281,15 +279,14 @@ class HelperSpawner:
         socketFD: int,
         extraEnvironment: Tuple[Tuple[str, str], ...],
         lane: int,
-        backedUp: str,
     ) -> Optional[Deferred]:
         """
         Send a start request on C{channel} and expect its answer: the
-        Deferred of L{spawn} (failed with C{backedUp} when too many
+        Deferred of L{spawn} (failed with L{SpawnError} when too many
         messages wait on it), L{None} if the channel is lost.
         """
         if len(channel.queue) >= self.maxQueued:
-            return fail(SpawnError(backedUp))
+            return fail(SpawnError(f"{channel.describe()} is backed up"))
         requestId = self._sendSpawn(
             channel, templateId, setup, socketFD, extraEnvironment, lane
         )

@@ -39,11 +39,8 @@ class SpawnRequest:
     deferred: Deferred
     channel: Channel
     templateId: int
-    lane: int = 0
-    sentOn: Channel = attr.ib(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.sentOn = self.channel
+    lane: int
+    sentOn: Channel
 
 
 class InFlight:
@@ -68,9 +65,10 @@ class InFlight:
         Follow a spawn just sent on C{channel}; return its Deferred.
         """
         d: Deferred = Deferred()
-        request = SpawnRequest(requestId, proto, setup, d, channel, templateId, lane)
-        self._pending[requestId] = request
-        self._attribute(request, channel)
+        self._pending[requestId] = SpawnRequest(
+            requestId, proto, setup, d, channel, templateId, lane, channel
+        )
+        channel.awaitAnswer(requestId)
         return d
 
     def _attribute(self, request: SpawnRequest, channel: Channel) -> None:
