@@ -229,6 +229,26 @@ class HelperArgumentsTests(SynchronousTestCase):
         """
         self.assertEqual(helperArguments(fd=5, daemonPid=4242)[-2:], [HELPER_PATH, "5"])
 
+    def test_launcherPassesIt(self) -> None:
+        """
+        The launcher starts the helper with its slice and our pid.
+        """
+        from twisted.internet.task import Clock
+
+        from xinetd_twisted.spawn.launcher import HelperLauncher
+        from xinetd_twisted.spawn.orphans import OrphanReaper
+
+        started: List[List[str]] = []
+
+        def startProcess(reactor, proto, argv, environment, keep):
+            started.append(argv)
+            raise OSError(errno.ENOENT, "not really")
+
+        launcher = HelperLauncher(Clock(), {}, OrphanReaper(Clock()), print, 250)
+        launcher.startProcess = startProcess
+        launcher.launch().close()
+        self.assertEqual(started[0][-2:], ["250", str(os.getpid())])
+
     def test_importsLittle(self) -> None:
         """
         Loaded as the helper loads it, the module imports neither ctypes

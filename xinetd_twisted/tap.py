@@ -169,8 +169,8 @@ class Options(usage.Options):
             raise usage.UsageError("--graceful-stop must be a number of seconds")
         if self["helper-idle"] is not None and self["helper-idle"] < 0:
             raise usage.UsageError("--helper-idle must be a number of seconds")
-        slice = self["sched-slice"]
-        if slice != 0 and not MIN_SLICE_US <= slice <= MAX_SLICE_US:
+        microseconds = self["sched-slice"]
+        if microseconds != 0 and not MIN_SLICE_US <= microseconds <= MAX_SLICE_US:
             raise usage.UsageError(
                 f"--sched-slice must be 0 or {MIN_SLICE_US} to {MAX_SLICE_US} "
                 "microseconds"

@@ -1023,9 +1023,10 @@ def _startSlice(microseconds: int, daemonPid: int) -> None:
     def warn(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    _SLICE = module.setterFor(microseconds, warn)
-    if _SLICE is not None and _SLICE.apply(os.getpid()):
-        _SLICE.apply(daemonPid)
+    setter = module.setterFor(microseconds, warn)
+    if setter is not None and setter.apply(os.getpid()):
+        setter.apply(daemonPid)
+        _SLICE = setter  # else the sub-helpers, forked from us, fare no better
 
 
 def main(argv: list) -> None:
