@@ -87,13 +87,17 @@ def compileIfStale(source: Path, target: Path, flags: Sequence[str]) -> Path:
     return target
 
 
+CLIENT_FLAGS = ["-pthread"]
+"""The load client's compiler flags (its C{-t} runs threads)."""
+
+
 def build(out: Path = OUT) -> Tuple[Path, Path]:
     """
     Build the load client and the hello program into C{out}.
 
     @return: C{(loadclient, hello)} paths.
     """
-    client = compileIfStale(BENCH / "loadclient.c", out / "loadclient", [])
+    client = compileIfStale(BENCH / "loadclient.c", out / "loadclient", CLIENT_FLAGS)
     hello = compileIfStale(BENCH / "hello.c", out / "hello", ["-static"])
     return client, hello
 
@@ -438,12 +442,16 @@ def runClient(
     timeLimit: float,
     payload: int = 0,
     connTimeout: float = 10.0,
+    threads: int = 1,
 ) -> Dict[str, float]:
     """
     Run the load client once against 127.0.0.1:C{port}; its JSON result.
+
+    @param threads: client threads sharing the concurrency (C{-t}).
     """
     argv = [
         str(client),
+        *(["-t", str(threads)] if threads > 1 else []),
         "127.0.0.1",
         str(port),
         str(concurrency),
@@ -461,6 +469,35 @@ def runClient(
     )
     parsed: Dict[str, float] = json.loads(result.stdout)
     return parsed
+
+
+def clientThreads(
+    workload: Workload, concurrency: int, asked: int = 0, cpus: Optional[int] = None
+) -> int:
+    """
+    How many threads the load client runs: one for a spawned workload or at
+    C=1 (there the servers' start, not the client, sets the pace), else for
+    an in-process one C{asked}, or by default one per CPU, so that a single
+    client core does not cap a daemon that answers on the reactor; never
+    more than C{concurrency}.
+
+    @param cpus: the CPUs we may run on (default: our affinity).
+    """
+    if workload.server is not None or concurrency <= 1:
+        return 1
+    if asked <= 0:
+        asked = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    return max(1, min(asked, concurrency))
+
+
+def clientCpuCell(row: Mapping) -> str:
+    """
+    A L{summarise} row's client CPU (share of one core), with its client
+    threads when there were several.
+    """
+    cell = f"{row['clientCpu'] * 100:.0f}%"
+    threads = row.get("clientThreads", 1)
+    return f"{cell} ({threads} threads)" if threads > 1 else cell
 
 
 def burnerArgv(seconds: float, python: str = sys.executable) -> List[str]:
@@ -565,6 +602,7 @@ def summarise(
                 "clientCpu": statistics.median(
                     r.result["client_cpu_share"] for r in rs
                 ),
+                "clientThreads": max(int(r.result.get("threads", 1)) for r in rs),
                 "daemonUsPerConn": cpu * 1e6 / completed if completed else 0.0,
                 "parentUsPerConn": parentCpu * 1e6 / completed if completed else 0.0,
                 "parentShare": statistics.median(
@@ -610,7 +648,7 @@ def formatTable(rows: Sequence[Mapping], baseline: str = "xinetd") -> str:
             f"| {r['rate']:.0f} | {r['rateMin']:.0f}-{r['rateMax']:.0f} "
             f"| {r['p50us'] / 1000:.2f} | {r['p99us'] / 1000:.2f} "
             f"| {r['daemonUsPerConn']:.0f} ({r['parentUsPerConn']:.0f}) "
-            f"| {r['clientCpu'] * 100:.0f}% "
+            f"| {clientCpuCell(r)} "
             f"| {r['errors']:.0f} | {'yes' if r['bytesOk'] else 'NO'} |"
         )
     base = {

@@ -11,7 +11,7 @@ import statistics
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import attr
-from benchlib import TreeMemory
+from benchlib import TreeMemory, clientCpuCell
 
 MET = "met"
 NOT_MET = "NOT met"
@@ -372,7 +372,7 @@ def formatSaturation(rows: Sequence[Mapping]) -> str:
             f"| {r['workload']} | {r['daemon']} | {r['concurrency']} "
             f"| {r['rate']:.0f} | {r['p99us'] / 1000:.2f} "
             f"| {r['parentShare'] * 100:.0f}% | {r['helperShare'] * 100:.0f}% "
-            f"| {r['clientCpu'] * 100:.0f}% |"
+            f"| {clientCpuCell(r)} |"
         )
     out.append("")
     pairs = dict.fromkeys((r["workload"], r["daemon"]) for r in rows)

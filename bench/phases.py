@@ -116,15 +116,23 @@ class Bench:
 
 
 def measure(
-    client: Path, ds: Sequence[Daemon], step: Step, timeLimit: float
+    client: Path,
+    ds: Sequence[Daemon],
+    step: Step,
+    timeLimit: float,
+    clientThreads: int = 0,
 ) -> List[Round]:
     """
     Alternate the daemons over the rounds of C{step} at each concurrency.
+
+    @param clientThreads: the load client's threads for the in-process
+        workloads at C>1 (0: one per CPU), see L{benchlib.clientThreads}.
     """
     results = []
     w = step.workload
     timeLimit = step.timeLimit or timeLimit
     for level, conc in enumerate(step.concurrencies):
+        threads = benchlib.clientThreads(w, conc, clientThreads)
         for r in range(step.rounds):
             # Flip the order every round and every concurrency, so that a
             # step of one round per concurrency alternates too.
@@ -137,6 +145,7 @@ def measure(
                     step.connections,
                     timeLimit,
                     w.payload,
+                    threads=threads,
                 )
                 after = benchlib.processTree(d.pid)
                 cpu = benchlib.longLivedCpu(before, after) / TICK
@@ -150,7 +159,8 @@ def measure(
                     f"  {w.name:8} {step.variant:14} {d.name:7} C={conc:<3} "
                     f"round {r + 1}: {res['rate']:7.0f} conns/s  errors "
                     f"{res['errors']:.0f}  daemon CPU "
-                    f"{cpu * 1e6 / max(res['completed'], 1):.0f} us/conn",
+                    f"{cpu * 1e6 / max(res['completed'], 1):.0f} us/conn  client "
+                    f"{res['client_cpu_share'] * 100:.0f}% x{threads}",
                     flush=True,
                 )
     return results
@@ -183,13 +193,18 @@ def runPhase(
                 benchlib.runClient(
                     bench.client, d.ports[w.name], 4, 300, 20.0, w.payload
                 )
+        args = bench.args
         for step in steps:
             if not step.burn:
-                rounds += measure(bench.client, ds, step, bench.args.time_limit)
+                rounds += measure(
+                    bench.client, ds, step, args.time_limit, args.client_threads
+                )
                 continue
-            with benchlib.burner(bench.args.burn_bound) as burning:
+            with benchlib.burner(args.burn_bound) as burning:
                 print(f"  CPU burner running (pid {burning.pid})")
-                rounds += measure(bench.client, ds, step, bench.args.time_limit)
+                rounds += measure(
+                    bench.client, ds, step, args.time_limit, args.client_threads
+                )
                 if burning.poll() is not None:
                     print("  WARNING: the CPU burner ended before its rounds did")
         for d in ds:

@@ -321,6 +321,13 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         default=None,
         help="seconds per saturation level and daemon (default 3, --quick 1)",
     )
+    p.add_argument(
+        "--client-threads",
+        type=int,
+        default=0,
+        help="load client threads for the in-process workloads at C>1"
+        " (default 0: min(C, CPUs)); spawned workloads and C=1 use one",
+    )
     p.add_argument("--python", default="", help="interpreter of our daemon")
     p.add_argument(
         "--ours-option",
@@ -403,6 +410,17 @@ def runModes(bench: Bench, report: goals.Report) -> None:
         report.startupServices = bench.args.startup_services
 
 
+def clientNote(asked: int) -> str:
+    """
+    How many threads the load client ran, for the report's heading.
+    """
+    many = f"{asked}" if asked > 0 else f"min(C, {len(os.sched_getaffinity(0))} CPUs)"
+    return (
+        "load client: 1 thread for spawned workloads and at C=1, "
+        f"{many} for in-process ones (client CPU says how many each row ran)"
+    )
+
+
 def printReport(
     bench: Bench, report: goals.Report, loadBefore: str, began: float
 ) -> None:
@@ -413,7 +431,7 @@ def printReport(
             f"{args.rounds} rounds x {args.connections} connections (in-process"
             f" {args.inprocess_connections}), log {'FILE' if args.log else 'off'},"
             f" measured hello as user nobody, other services over {len(bench.users)}"
-            " users\n"
+            f" users; {clientNote(args.client_threads)}\n"
         )
         print(benchlib.formatTable(report.rows))
         print()

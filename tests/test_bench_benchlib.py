@@ -188,6 +188,43 @@ class SummaryTests(SynchronousTestCase):
         self.assertIn("| hello | ours | 8 | 1200 | 1100-1500 |", table)
         self.assertTrue(table.endswith("- hello, C=8: ours/xinetd = 0.60x"))
 
+    def test_clientThreads(self) -> None:
+        """A row says how many client threads its rounds ran, when several."""
+        R = benchlib.Round
+        threaded = dict(_result(9000, 100, 102400), threads=2, client_cpu_share=1.2)
+        rows = benchlib.summarise(
+            [
+                R("echo", "xinetd", 8, threaded, 0.01),
+                R("echo", "ours", 8, _result(9000, 100, 102400), 0.01),
+            ],
+            {"echo": 1024},
+        )
+        self.assertEqual([r["clientThreads"] for r in rows], [2, 1])
+        table = benchlib.formatTable(rows)
+        self.assertIn("| 120% (2 threads) |", table)
+        self.assertIn("| 10% |", table)
+
+
+class ClientThreadsTests(SynchronousTestCase):
+    """
+    L{benchlib.clientThreads}: how many threads the load client runs.
+    """
+
+    def test_inProcess(self) -> None:
+        """An in-process workload at C>1 gets one thread per CPU, at most C."""
+        self.assertEqual(benchlib.clientThreads(_ECHO, 8, cpus=2), 2)
+        self.assertEqual(benchlib.clientThreads(_ECHO, 2, cpus=4), 2)
+
+    def test_asked(self) -> None:
+        """A number asked for replaces the CPUs, still at most C."""
+        self.assertEqual(benchlib.clientThreads(_ECHO, 8, 3, cpus=2), 3)
+        self.assertEqual(benchlib.clientThreads(_ECHO, 2, 3, cpus=2), 2)
+
+    def test_single(self) -> None:
+        """A spawned workload, and any at C=1, gets one thread."""
+        self.assertEqual(benchlib.clientThreads(_HELLO, 8, 4, cpus=4), 1)
+        self.assertEqual(benchlib.clientThreads(_ECHO, 1, 4, cpus=4), 1)
+
 
 class _Line(protocol.Protocol):
     def connectionMade(self) -> None:
@@ -207,7 +244,7 @@ class LoadClientTests(TestCase):
         out = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, out)
         self.client = benchlib.compileIfStale(
-            _BENCH / "loadclient.c", out / "loadclient", []
+            _BENCH / "loadclient.c", out / "loadclient", benchlib.CLIENT_FLAGS
         )
 
     def _load(self, port: int, *args: str) -> Deferred:
@@ -238,6 +275,46 @@ class LoadClientTests(TestCase):
 
         return d.addCallback(check)
 
+    def test_threads(self) -> Deferred:
+        """
+        With C{-t} the threads share the connections, and their counts,
+        bytes and latencies are merged.
+        """
+        factory = protocol.ServerFactory.forProtocol(_Line)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        d = getProcessOutputAndValue(
+            str(self.client),
+            ["-t", "3", "127.0.0.1", str(port.getHost().port), "4", "51", "20"],
+            env=os.environ,
+        )
+
+        def check(result):
+            out, err, code = result
+            self.assertEqual((code, err), (0, b""))
+            r = json.loads(out)
+            self.assertEqual(
+                (r["completed"], r["started"], r["errors"], r["bytes_read"]),
+                (51, 51, 0, 306),
+            )
+            self.assertEqual(r["threads"], 3)
+            self.assertLessEqual(r["p50_us"], r["p99_us"])
+            self.assertGreater(r["rate"], 0)
+
+        return d.addCallback(check)
+
+    def test_threadsAtMostConcurrency(self) -> None:
+        """No more threads run than connections are in flight."""
+        port = benchlib.freePort()
+        r = benchlib.runClient(self.client, port, 2, 6, 5.0, threads=8)
+        self.assertEqual((r["threads"], r["refused"], r["started"]), (2, 6, 6))
+
+    def test_oneThreadByDefault(self) -> None:
+        """Without C{-t} the client runs one thread."""
+        port = benchlib.freePort()
+        r = benchlib.runClient(self.client, port, 2, 4, 5.0)
+        self.assertEqual((r["threads"], r["refused"]), (1, 4))
+
     def test_refused(self) -> Deferred:
         """Connections to a closed port are counted as refused errors."""
         port = benchlib.freePort()
@@ -264,7 +341,7 @@ class XinetdConfigTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, tmp)
         tmp.chmod(0o755)
         client = benchlib.compileIfStale(
-            _BENCH / "loadclient.c", tmp / "loadclient", []
+            _BENCH / "loadclient.c", tmp / "loadclient", benchlib.CLIENT_FLAGS
         )
         hello = benchlib.compileIfStale(_BENCH / "hello.c", tmp / "hello", [])
         port = benchlib.freePort()

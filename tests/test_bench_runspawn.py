@@ -6,6 +6,7 @@ configs: what would run, never a daemon or a timing.
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import sys
@@ -41,6 +42,7 @@ class ParseArgsTests(SynchronousTestCase):
         self.assertEqual(args.inprocess_connections, 4 * args.connections)
         self.assertEqual(args.startup_rounds, args.rounds)
         self.assertEqual(args.saturation_seconds, 3.0)
+        self.assertEqual(args.client_threads, 0)
 
     def test_idleWaitFollowsHelperIdle(self) -> None:
         """
@@ -234,7 +236,7 @@ class FormatStartupTests(SynchronousTestCase):
 
 class _FakeDaemon:
     def __init__(self, name: str, pid: int, port: int) -> None:
-        self.name, self.pid, self.ports = name, pid, {"hello": port}
+        self.name, self.pid, self.ports = name, pid, {"hello": port, "echo": port}
 
 
 class MeasureTests(SynchronousTestCase):
@@ -245,10 +247,12 @@ class MeasureTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.phases = load("phases")
         self.calls = []
+        self.threads = []
 
-        def runClient(client, port, conc, connections, timeLimit, payload):
+        def runClient(client, port, conc, connections, timeLimit, payload, threads=1):
             self.calls.append((port, conc, timeLimit))
-            return {"rate": 1.0, "completed": 1, "errors": 0}
+            self.threads.append(threads)
+            return {"rate": 1.0, "completed": 1, "errors": 0, "client_cpu_share": 0.5}
 
         self.patch(self.phases.benchlib, "runClient", runClient)
         self.patch(self.phases.benchlib, "processTree", lambda pid: {(pid, 1): 0})
@@ -262,6 +266,30 @@ class MeasureTests(SynchronousTestCase):
         rounds = self.phases.measure(Path("lc"), self.daemons, step, 60.0)
         self.assertEqual([c[0] for c in self.calls], [1, 2, 2, 1, 1, 2])
         self.assertEqual({(r.variant, r.concurrency) for r in rounds}, {("1 svc", 8)})
+
+    def test_clientThreads(self) -> None:
+        """
+        In-process workloads run the client with threads at C>1, as asked
+        or one per CPU; spawned ones with one.
+        """
+        echo = benchlib.workloads(Path("/srv/hello"))["echo"]
+        self.phases.measure(
+            Path("lc"), self.daemons, self.phases.Step(echo, "", [1, 8], 10, 1), 60.0, 3
+        )
+        self.phases.measure(
+            Path("lc"),
+            self.daemons,
+            self.phases.Step(self.hello, "", [8], 10, 1),
+            60.0,
+            3,
+        )
+        self.assertEqual(self.threads, [1, 1, 3, 3, 1, 1])
+        self.threads.clear()
+        self.phases.measure(
+            Path("lc"), self.daemons, self.phases.Step(echo, "", [8], 10, 1), 60.0
+        )
+        cpus = len(os.sched_getaffinity(0))
+        self.assertEqual(self.threads, [min(8, cpus)] * 2)
 
     def test_levels(self) -> None:
         """With one round per concurrency the order flips between them."""

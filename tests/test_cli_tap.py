@@ -1,7 +1,7 @@
 """
 Tests for the command line of the twistd plugin (L{xinetd_twisted.tap.Options}):
-C{--strict}, C{--helper-idle}, C{--version}, and a configuration that cannot
-be used.
+C{--strict}, C{--helper-idle}, C{--sched-slice}, C{--version}, and a
+configuration that cannot be used.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.daemon import twistdCommand
 from tests.test_config_support import EXTERNAL, service
 from xinetd_twisted import __version__
 from xinetd_twisted.spawn.helperspawner import IDLE_TIMEOUT
-from xinetd_twisted.tap import Options, makeService
+from xinetd_twisted.tap import DEFAULT_SCHED_SLICE, Options, makeService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,6 +82,31 @@ class OptionsTests(SynchronousTestCase):
         path = self.write(service(EXTERNAL).encode())
         with self.assertRaises(UsageError):
             Options().parseOptions(["--config", path, "--helper-idle", "-1"])
+
+    def test_schedSlice(self) -> None:
+        """
+        C{--sched-slice MICROSECONDS} (default 100) is the slice the helper
+        spawner's root helper is started to give; 0 gives none.
+        """
+        path = self.write(service(EXTERNAL).encode())
+        slices = []
+        for extra in ([], ["--sched-slice", "0"], ["--sched-slice", "2000"]):
+            options = Options()
+            options.parseOptions(["--config", path, *extra])
+            spawner = makeService(options).context.spawner  # type: ignore[attr-defined]
+            slices.append(spawner._launcher.schedSlice)
+        self.assertEqual(slices, [DEFAULT_SCHED_SLICE, 0, 2000])
+        self.assertEqual(DEFAULT_SCHED_SLICE, 100)
+
+    def test_schedSliceBounds(self) -> None:
+        """
+        A slice the kernel would clamp (below 100 us, above 100 ms) or a
+        negative one is a usage error.
+        """
+        path = self.write(service(EXTERNAL).encode())
+        for value in ("50", "100001", "-1"):
+            with self.assertRaises(UsageError):
+                Options().parseOptions(["--config", path, "--sched-slice", value])
 
     def test_version(self) -> None:
         """

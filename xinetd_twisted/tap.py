@@ -16,6 +16,10 @@ from xinetd_twisted.config.model import ConfigError, UnreadableConfig
 from xinetd_twisted.config.reader import loadConfig
 from xinetd_twisted.config.tls import deferOpenSSL
 from xinetd_twisted.daemon.memory import pausedCollections
+from xinetd_twisted.spawn.schedslice import MAX_SLICE_US, MIN_SLICE_US
+
+DEFAULT_SCHED_SLICE = 100
+"""C{--sched-slice}'s default: the shortest slice the kernel takes."""
 
 # twistd imports this before the reactor: keep pyOpenSSL (~13 MB) out
 # until a TLS service needs it.
@@ -54,6 +58,16 @@ class Options(usage.Options):
             "it has none (the next connection starts both, ~20 ms).  0: "
             "never (default 10).",
             float,
+        ],
+        [
+            "sched-slice",
+            None,
+            DEFAULT_SCHED_SLICE,
+            "Scheduler slice in microseconds of the daemon and its spawn "
+            "helpers (Linux 6.12+; 100 to 100000), so that beside busy "
+            "processes they run soon after each wake-up; the servers keep "
+            "the kernel's default.  0: the kernel's default for all.",
+            int,
         ],
     ]
     optParameters += [
@@ -155,6 +169,12 @@ class Options(usage.Options):
             raise usage.UsageError("--graceful-stop must be a number of seconds")
         if self["helper-idle"] is not None and self["helper-idle"] < 0:
             raise usage.UsageError("--helper-idle must be a number of seconds")
+        microseconds = self["sched-slice"]
+        if microseconds != 0 and not MIN_SLICE_US <= microseconds <= MAX_SLICE_US:
+            raise usage.UsageError(
+                f"--sched-slice must be 0 or {MIN_SLICE_US} to {MAX_SLICE_US} "
+                "microseconds"
+            )
         facility = self["syslog-facility"]
         if facility is not None:
             from xinetd_twisted.logs.sinks import SYSLOG_FACILITIES
@@ -223,7 +243,11 @@ def makeService(options: Any) -> IService:
             partial(
                 loadConfig, inetdConf=options["inetd-compat"], strict=options["strict"]
             ),
-            makeSpawner(options["spawner"], helperIdle=options["helper-idle"]),
+            makeSpawner(
+                options["spawner"],
+                helperIdle=options["helper-idle"],
+                schedSlice=options["sched-slice"],
+            ),
             options=daemonOptions,
         )
 

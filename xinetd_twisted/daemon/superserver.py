@@ -120,6 +120,7 @@ def makeSpawner(
     kind: str = "helper",
     reactor: Optional[Any] = None,
     helperIdle: Optional[float] = None,
+    schedSlice: int = 0,
 ) -> ISpawner:
     """
     The spawner named by C{kind}: C{"helper"} (the fast, faithful fork
@@ -128,6 +129,8 @@ def makeSpawner(
 
     @param helperIdle: the spawn helpers' idle timeout in seconds (0:
         never retire them), L{None} for the default.
+    @param schedSlice: the scheduler slice in microseconds of the daemon and
+        its helpers (0: the kernel's default), with the helper spawner.
     """
     if reactor is None:
         from twisted.internet import reactor as _reactor
@@ -137,8 +140,10 @@ def makeSpawner(
         from xinetd_twisted.spawn.helperspawner import HelperSpawner
 
         if helperIdle is None:
-            return HelperSpawner(reactor=reactor)
-        return HelperSpawner(reactor=reactor, idleTimeout=helperIdle)
+            return HelperSpawner(reactor=reactor, schedSlice=schedSlice)
+        return HelperSpawner(
+            reactor=reactor, idleTimeout=helperIdle, schedSlice=schedSlice
+        )
     if kind == "plain":
         from xinetd_twisted.spawn.reactorspawner import ReactorSpawner
 

@@ -343,6 +343,9 @@ def _forkExecCaller():
 
 _FORK_EXEC = _forkExecCaller()
 
+_SLICE = None
+"""The root helper's C{SliceSetter} (see L{_startSlice}), for its sub-helpers."""
+
 
 def _isChild(pid: int) -> bool:
     """
@@ -871,6 +874,8 @@ class _SubHelpers:
             os._exit(0)
         theirs.close()
         direct.close()
+        if _SLICE is not None:  # before anything is forwarded to it
+            _SLICE.apply(pid)
         sub = _Sub(pid, ours, self.nextSubId, key, daemonEnd.detach())
         self.nextSubId += 1
         self.subs[key] = sub
@@ -1044,9 +1049,36 @@ def _becomeSubreaper() -> None:
         pass
 
 
+def _startSlice(microseconds: int, daemonPid: int) -> None:
+    """
+    Give this helper and the daemon the scheduler slice of C{--sched-slice}
+    (and, through L{_SLICE}, each sub-helper; see
+    L{xinetd_twisted.spawn.schedslice}, loaded from beside this file).
+    """
+    global _SLICE
+    import _frozen_importlib as b
+    import _frozen_importlib_external as e
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedslice.py")
+    spec = e.spec_from_file_location("xinetd_twisted_schedslice", path)
+    assert spec is not None and spec.loader is not None
+    module = b.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def warn(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    setter = module.setterFor(microseconds, warn)
+    if setter is not None and setter.apply(os.getpid()):
+        setter.apply(daemonPid)
+        _SLICE = setter  # else the sub-helpers, forked from us, fare no better
+
+
 def main(argv: list) -> None:
     """
-    Run the helper on the control socket whose fd is C{argv[1]}.
+    Run the helper on the control socket whose fd is C{argv[1]}; with
+    C{argv[2:4]}, give it and the daemon (pid C{argv[3]}) a scheduler slice
+    of C{argv[2]} microseconds.
     """
     global _FORK_EXEC
     import resource
@@ -1076,6 +1108,8 @@ def main(argv: list) -> None:
     os.set_inheritable(ctl.fileno(), False)
     ctl.setblocking(True)
     _becomeSubreaper()
+    if len(argv) >= 4 and int(argv[2]) > 0:
+        _startSlice(int(argv[2]), int(argv[3]))
     helper = _Helper([ctl], ctl)
     gc.collect()
     gc.freeze()

@@ -129,6 +129,7 @@ class HelperSpawner:
         helperEnvironment: Optional[Dict[str, str]] = None,
         idleTimeout: float = IDLE_TIMEOUT,
         lanes: Optional[int] = None,
+        schedSlice: int = 0,
     ) -> None:
         """
         @param reactor: provides C{IReactorProcess}, C{IReactorFDSet} and
@@ -138,6 +139,9 @@ class HelperSpawner:
         @param idleTimeout: see L{idleTimeout}.
         @param lanes: see L{lanes}; by default one per CPU, at most
             L{MAX_LANES}.
+        @param schedSlice: a scheduler slice in microseconds for the daemon
+            and the helpers, not for the servers (0: the kernel's default;
+            see L{xinetd_twisted.spawn.schedslice}).
         """
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -149,7 +153,11 @@ class HelperSpawner:
         self._ids = itertools.count(1)  # template and request ids
         self._reaper = OrphanReaper(reactor)
         self._launcher = HelperLauncher(
-            reactor, dict(helperEnvironment or {}), self._reaper, self._helperEnded
+            reactor,
+            dict(helperEnvironment or {}),
+            self._reaper,
+            self._helperEnded,
+            schedSlice,
         )
         self._inFlight = InFlight()
         self._children = Children(self, self._reaper)

@@ -34,15 +34,24 @@ _BOOTSTRAP = (
 )
 
 
-def helperArguments(path: str = HELPER_PATH, fd: int = 3) -> List[str]:
+def helperArguments(
+    path: str = HELPER_PATH, fd: int = 3, schedSlice: int = 0, daemonPid: int = 0
+) -> List[str]:
     """
     The helper's argv after the interpreter: C{-I -S} (no site, no
     environment, nothing on C{sys.path}) and the file at C{path} loaded
     through the import system rather than run as a script, so that it comes
     from its cached bytecode instead of being compiled at each start (which
     leaves about 1.7 MB behind in the helper); its channel is fd C{fd}.
+
+    @param schedSlice: a scheduler slice in microseconds the helper gives
+        itself, its sub-helpers and the daemon, process C{daemonPid}
+        (L{xinetd_twisted.spawn.schedslice}); 0 for the kernel's default.
     """
-    return ["-I", "-S", "-c", _BOOTSTRAP, path, str(fd)]
+    argv = ["-I", "-S", "-c", _BOOTSTRAP, path, str(fd)]
+    if schedSlice > 0:
+        argv += [str(schedSlice), str(daemonPid)]
+    return argv
 
 
 class HelperProtocol(ProcessProtocol):
@@ -76,6 +85,9 @@ class HelperLauncher:
     @ivar transport: the helper process's transport, L{None} when none runs.
     @ivar retired: whether the helper last started has said it exits because
         it was idle (so its end is no loss).
+    @ivar schedSlice: the scheduler slice in microseconds each helper started
+        gives itself, its sub-helpers and the daemon (0: none; see
+        L{helperArguments}).
     """
 
     def __init__(
@@ -84,9 +96,11 @@ class HelperLauncher:
         environment: Dict[str, str],
         reaper: OrphanReaper,
         ended: Callable[[bool], None],
+        schedSlice: int = 0,
     ) -> None:
         """
         @param environment: the helper's own environment.
+        @param schedSlice: see L{helperArguments}.
         @param ended: called with whether its end was expected (we were
             stopping it, or it L{retired}) when the helper process has
             ended, before L{whenEnded} fires.
@@ -95,6 +109,7 @@ class HelperLauncher:
         self._environment = environment
         self._reaper = reaper
         self._onEnded = ended
+        self.schedSlice = schedSlice
         self._protocol: Any = None
         self.transport: Any = None
         self._ready: List[Deferred] = []
@@ -119,7 +134,12 @@ class HelperLauncher:
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proto = HelperProtocol(self)
-        argv = [sys.executable, *helperArguments(fd=theirs.fileno())]
+        argv = [
+            sys.executable,
+            *helperArguments(
+                fd=theirs.fileno(), schedSlice=self.schedSlice, daemonPid=os.getpid()
+            ),
+        ]
         try:
             transport = self.startProcess(
                 self._reactor, proto, argv, self._environment, theirs.fileno()
