@@ -7,7 +7,8 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from array import array
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import attr
 
@@ -20,7 +21,7 @@ from xinetd_twisted.config.attributes import (
     Settings,
     combine,
 )
-from xinetd_twisted.config.model import Problem, Severity
+from xinetd_twisted.config.model import Locations, Problem, Severity
 from xinetd_twisted.config.parser import Block, Broken, Line
 from xinetd_twisted.config.values import ParseContext
 from xinetd_twisted.records import plainRepr
@@ -47,26 +48,73 @@ def _suggestion(name: str, inDefaults: bool) -> str:
 
 
 @plainRepr
-@attr.s(auto_attribs=True, repr=False)
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
 class ServiceDraft:
     """
-    A service block after its lines were applied.
+    A service block after its lines were applied, kept compactly until the
+    whole configuration is read: with a thousand services, a dict of
+    values, one of locations and a set each were most of a load's memory.
 
     @ivar block: the block's C{service} line: its name and location (the
-        lines, applied to L{settings}, are not kept: with a thousand
-        services they were most of a load's memory).
-    @ivar settings: its attributes.
+        lines, applied, are not kept).
+    @ivar names: the attributes set (copied defaults included), in the
+        order they were first set; one tuple for services written alike.
+    @ivar values: the value of each of L{names}.
+    @ivar paths: the file each of L{names} was set in (shared likewise).
+    @ivar lines: the line each of L{names} was set on.
+    @ivar specified: the attributes written in the block itself (shared).
     """
 
     block: Block
-    settings: Settings
+    names: Tuple[str, ...]
+    values: Tuple[Any, ...]
+    paths: Tuple[str, ...]
+    lines: "array[int]"
+    specified: FrozenSet[str]
+
+    @classmethod
+    def pack(
+        cls, block: Block, settings: Settings, shared: Dict[Any, Any]
+    ) -> ServiceDraft:
+        """
+        The draft of C{block}, whose lines gave C{settings}; C{shared} holds
+        the names, paths and sets of this load's drafts, one object each.
+        """
+        wheres = settings.lines.values()
+        names = tuple(settings.lines)
+        paths = tuple([line.path for line in wheres])
+        specified = frozenset(settings.specified)
+        return cls(
+            Block(block.kind, block.name, block.location, ()),
+            shared.setdefault(names, names),
+            tuple(settings.values.values()),
+            shared.setdefault(paths, paths),
+            array("i", [line.number for line in wheres]),
+            shared.setdefault(specified, specified),
+        )
+
+    def valuesByKey(self) -> Dict[str, Any]:
+        """
+        The values, by attribute (a new dict).
+        """
+        return dict(zip(self.names, self.values, strict=True))
+
+    @property
+    def locations(self) -> Locations:
+        """
+        Where each value was set.
+        """
+        return Locations(self.names, self.paths, self.lines)
 
     @property
     def serviceId(self) -> str:
         """
         The C{id}, or the name when no id was written.
         """
-        return self.settings.values.get("id", self.block.name)
+        names = self.names
+        if "id" in names:
+            return self.values[names.index("id")]  # type: ignore[no-any-return]
+        return self.block.name
 
 
 @plainRepr
@@ -93,6 +141,7 @@ class Builder:
     _inDefaults: bool = False
     _strictFailed: bool = False
     _parsed: Dict[Tuple[Any, Tuple[str, ...]], Any] = attr.ib(factory=dict)
+    _shared: Dict[Any, Any] = attr.ib(factory=dict)
 
     def _parse(self, row: Attribute, values: Tuple[str, ...]) -> Any:
         """
@@ -148,8 +197,7 @@ class Builder:
         settings.copyFrom(self.defaults, COPIED_AT_PARSE)
         outcome = self._apply(block, settings, False)
         if outcome == "keep":
-            header = Block(block.kind, block.name, block.location, ())
-            self.drafts.append(ServiceDraft(header, settings))
+            self.drafts.append(ServiceDraft.pack(block, settings, self._shared))
         elif outcome == "drop":
             self.dropService(settings.values.get("id", block.name), block.location.path)
 
@@ -198,7 +246,7 @@ class Builder:
         key, specified = row.key, settings.specified
         if count != LIST:
             if key in specified:
-                where = settings.locations[key]
+                where = settings.lines[key].location
                 self._sayAt(
                     line,
                     service,
@@ -278,7 +326,7 @@ class Builder:
         if count == LIST and key != "log_type":
             value = combine(settings.values.get(key), value, op)
         settings.values[key] = value
-        settings.locations[key] = line.location
+        settings.lines[key] = line
         specified.add(key)
         return "applied"
 

@@ -161,7 +161,7 @@ class ServiceChecker:
 
         @raise Drop: when the service cannot run.
         """
-        spec = draft.settings.specified
+        spec = draft.specified
         name, sid = sc.name, sc.serviceId
         self._checkDuplicate(sc)
 

@@ -18,11 +18,10 @@ from xinetd_twisted.config.attributes import Settings
 from xinetd_twisted.config.build import STRICT_SUFFIX, ServiceDraft
 from xinetd_twisted.config.check import Drop, Environment, ServiceChecker
 from xinetd_twisted.config.extensions import checkExtensions
-from xinetd_twisted.config.front import FrontError, fillFront
+from xinetd_twisted.config.front import FRONT_ATTRIBUTES, FrontError, fillFront
 from xinetd_twisted.config.listening import listeningFields
 from xinetd_twisted.config.model import (
     RLIMIT_NAMES,
-    Location,
     Problem,
     ServiceConfig,
     Severity,
@@ -93,7 +92,7 @@ class Filler:
         self.droppedFiles.append(draft.block.location.path)
 
     def _report(self, draft, severity, message, attribute) -> None:
-        location = draft.settings.locations.get(attribute, draft.block.location)
+        location = draft.locations.get(attribute, draft.block.location)
         self.problems.append(
             Problem(location, severity, message, draft.serviceId, attribute)
         )
@@ -101,9 +100,8 @@ class Filler:
     # --- service_fill ---------------------------------------------------
 
     def _fill(self, draft: ServiceDraft, warnings) -> ServiceConfig:
-        s = draft.settings
-        v = dict(s.values)
-        spec = set(s.specified)
+        v = draft.valuesByKey()
+        spec = set(draft.specified)
         d = self.defaults
         name = draft.block.name
         types = frozenset(v.get("type", frozenset()))
@@ -217,7 +215,6 @@ class Filler:
         if groups and user is not None:
             supplementary = _groupList(user[0], uid, gid)
 
-        locations: Dict[str, Location] = dict(s.locations)
         rlimits = tuple(
             (RLIMIT_NAMES[key], v[key])
             for key in _RLIMIT_KEYS
@@ -269,7 +266,7 @@ class Filler:
             rlimits=rlimits,
             libwrap=v.get("libwrap"),
             chroot=v.get("chroot"),
-            locations=locations,
+            locations=draft.locations,
             maxDuration=fromDefaults("max_duration", None),
             perSourceCps=fromDefaults("per_source_cps", None),
             noNewPrivileges=bool(fromDefaults("no_new_privileges", False)),
@@ -284,8 +281,10 @@ def _front(draft: ServiceDraft, sc: ServiceConfig) -> ServiceConfig:
     """
     TLS and the PROXY header (our extensions, L{xinetd_twisted.config.front}).
     """
+    if draft.specified.isdisjoint(FRONT_ATTRIBUTES):
+        return sc
     try:
-        return fillFront(draft.settings.values, draft.settings.specified, sc)
+        return fillFront(draft.valuesByKey(), draft.specified, sc)
     except FrontError as e:
         raise Drop(e.message, e.attribute) from None
 

@@ -18,6 +18,8 @@ from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.config.tls import TLSFileError, TLSFiles, serverOptions
 
 TLS_ATTRIBUTES = ("tls_certificate", "tls_key", "tls_client_ca")
+FRONT_ATTRIBUTES = TLS_ATTRIBUTES + ("proxy_protocol",)
+"""The attributes L{fillFront} reads."""
 
 
 class FrontError(ValueError):
@@ -44,7 +46,7 @@ def fillFront(
 
     @raise FrontError: the service must be dropped.
     """
-    written = [a for a in TLS_ATTRIBUTES + ("proxy_protocol",) if a in specified]
+    written = [a for a in FRONT_ATTRIBUTES if a in specified]
     if not written:
         return service
     service = attr.evolve(
