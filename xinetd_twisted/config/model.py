@@ -453,10 +453,11 @@ class ServiceConfig:
         return bool(self.types & {"TCPMUX", "TCPMUXPLUS"})
 
 
-_SERVICE_FIELDS: Tuple[str, ...] = tuple(
+SERVICE_FIELDS: Tuple[str, ...] = tuple(
     str(a.alias) for a in attr.fields(ServiceConfig) if a.init
 )
-_serviceValues = operator.attrgetter(*_SERVICE_FIELDS)
+"""The arguments of L{ServiceConfig}, in their positional order."""
+_serviceValues = operator.attrgetter(*SERVICE_FIELDS)
 
 
 def evolveService(service: ServiceConfig, **changes: Any) -> ServiceConfig:
@@ -465,7 +466,7 @@ def evolveService(service: ServiceConfig, **changes: Any) -> ServiceConfig:
     call instead of one Python step each (once per service per load: with a
     thousand services C{attr.evolve} was a tenth of a load).
     """
-    values = dict(zip(_SERVICE_FIELDS, _serviceValues(service), strict=True))
+    values = dict(zip(SERVICE_FIELDS, _serviceValues(service), strict=True))
     values.update(changes)
     return ServiceConfig(**values)
 
