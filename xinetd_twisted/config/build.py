@@ -7,8 +7,7 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
-from array import array
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import attr
 
@@ -21,7 +20,8 @@ from xinetd_twisted.config.attributes import (
     Settings,
     combine,
 )
-from xinetd_twisted.config.model import Locations, Problem, Severity
+from xinetd_twisted.config.draft import ServiceDraft
+from xinetd_twisted.config.model import Problem, Severity
 from xinetd_twisted.config.parser import Block, Broken, Line
 from xinetd_twisted.config.values import ParseContext
 from xinetd_twisted.records import plainRepr
@@ -45,76 +45,6 @@ def _suggestion(name: str, inDefaults: bool) -> str:
     ]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
-
-
-@plainRepr
-@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
-class ServiceDraft:
-    """
-    A service block after its lines were applied, kept compactly until the
-    whole configuration is read: with a thousand services, a dict of
-    values, one of locations and a set each were most of a load's memory.
-
-    @ivar block: the block's C{service} line: its name and location (the
-        lines, applied, are not kept).
-    @ivar names: the attributes set (copied defaults included), in the
-        order they were first set; one tuple for services written alike.
-    @ivar values: the value of each of L{names}.
-    @ivar paths: the file each of L{names} was set in (shared likewise).
-    @ivar lines: the line each of L{names} was set on.
-    @ivar specified: the attributes written in the block itself (shared).
-    """
-
-    block: Block
-    names: Tuple[str, ...]
-    values: Tuple[Any, ...]
-    paths: Tuple[str, ...]
-    lines: "array[int]"
-    specified: FrozenSet[str]
-
-    @classmethod
-    def pack(
-        cls, block: Block, settings: Settings, shared: Dict[Any, Any]
-    ) -> ServiceDraft:
-        """
-        The draft of C{block}, whose lines gave C{settings}; C{shared} holds
-        the names, paths and sets of this load's drafts, one object each.
-        """
-        wheres = settings.lines.values()
-        names = tuple(settings.lines)
-        paths = tuple([line.path for line in wheres])
-        specified = frozenset(settings.specified)
-        return cls(
-            Block(block.kind, block.name, block.location, ()),
-            shared.setdefault(names, names),
-            tuple(settings.values.values()),
-            shared.setdefault(paths, paths),
-            array("i", [line.number for line in wheres]),
-            shared.setdefault(specified, specified),
-        )
-
-    def valuesByKey(self) -> Dict[str, Any]:
-        """
-        The values, by attribute (a new dict).
-        """
-        return dict(zip(self.names, self.values, strict=True))
-
-    @property
-    def locations(self) -> Locations:
-        """
-        Where each value was set.
-        """
-        return Locations(self.names, self.paths, self.lines)
-
-    @property
-    def serviceId(self) -> str:
-        """
-        The C{id}, or the name when no id was written.
-        """
-        names = self.names
-        if "id" in names:
-            return self.values[names.index("id")]  # type: ignore[no-any-return]
-        return self.block.name
 
 
 @plainRepr
@@ -142,6 +72,8 @@ class Builder:
     _strictFailed: bool = False
     _parsed: Dict[Tuple[Any, Tuple[str, ...]], Any] = attr.ib(factory=dict)
     _shared: Dict[Any, Any] = attr.ib(factory=dict)
+    plainLines: bool = True
+    _plain: Tuple[Dict[Any, Any], Dict[Any, Any]] = attr.ib(factory=lambda: ({}, {}))
 
     def _parse(self, row: Attribute, values: Tuple[str, ...]) -> Any:
         """
@@ -212,8 +144,21 @@ class Builder:
         failed = False
         self._inDefaults = inDefaults
         self._strictFailed = False
+        plain = self._plain[inDefaults]
+        values, lines, specified = settings.values, settings.lines, settings.specified
         for item in block.lines:
-            if isinstance(item, Broken):
+            if item.__class__ is Line:
+                # A line applied before in a block of this kind, that drew
+                # no word and only set its value: set it again (unless
+                # this block set it already: the slow path says so).
+                seen = plain.get(item[:3])
+                if seen is not None and seen[0] not in specified:
+                    key = seen[0]
+                    values[key] = seen[1]
+                    lines[key] = item
+                    specified.add(key)
+                    continue
+            elif isinstance(item, Broken):
                 self._say(
                     Severity.ERROR, item.location, item.message, service, item.attribute
                 )
@@ -306,6 +251,8 @@ class Builder:
             return self._failed(inDefaults)
         for remark in ctx.warnings:
             self._sayAt(line, service, Severity.WARNING, remark)
+        if self.plainLines and count != LIST and not ctx.warnings:
+            self._plainLine(line, key, value, inDefaults)
         if key == "flags" and "NAMEINARGS" in value and "server_args" in specified:
             self._sayAt(
                 line,
@@ -329,6 +276,18 @@ class Builder:
         settings.lines[key] = line
         specified.add(key)
         return "applied"
+
+    def _plainLine(self, line: Line, key: str, value: Any, inDefaults: bool) -> None:
+        """
+        Remember that C{line}, set once in a block (of defaults, when
+        C{inDefaults}), only sets C{key} to C{value}: unless another word
+        depends on what else the block has.
+        """
+        if key == "disable" or (inDefaults and key == "v6only"):
+            return
+        if key == "flags" and "NAMEINARGS" in value:
+            return
+        self._plain[inDefaults][(line.name, line.op, line.values)] = (key, value)
 
     def _sayAt(
         self, line: Line, service: str, severity: Severity, message: str

@@ -16,8 +16,9 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import attr
 
 from xinetd_twisted.config.attributes import Settings
-from xinetd_twisted.config.build import STRICT_SUFFIX, ServiceDraft
+from xinetd_twisted.config.build import STRICT_SUFFIX
 from xinetd_twisted.config.check import Drop, Environment, ServiceChecker
+from xinetd_twisted.config.draft import ServiceDraft
 from xinetd_twisted.config.extensions import checkExtensions
 from xinetd_twisted.config.front import FRONT_ATTRIBUTES, FrontError, fillFront
 from xinetd_twisted.config.listening import listeningFields
