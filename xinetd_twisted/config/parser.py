@@ -130,6 +130,7 @@ class Reader:
     consumer: Optional[Callable[[Block], None]] = None
     _stack: List[str] = attr.ib(factory=list)
     _parsed: Dict[str, Tuple[str, str, Tuple[str, ...]]] = attr.ib(factory=dict)
+    _rows: Dict[str, Tuple[str, str, Tuple[str, ...]]] = attr.ib(factory=dict)
 
     def parseLine(self, text: str, location: Location) -> Union[Line, Broken]:
         """
@@ -474,44 +475,46 @@ class _FileReader:
         """
         lines: List[Union[Line, Broken]] = []
         parse, path, rows = self.reader.parseLine, self.path, self.rows
-        parsed = self.reader._parsed
+        parsedRows = self.reader._rows
         # nextLine's loop, inlined: this one runs for every line of every
         # block (and the closing brace needs no Location, nor a line seen
-        # before: its Line is a tuple made in C).
+        # before: its Line is a tuple made in C).  A row read before as a
+        # line, "\n" and all, is that line again: no stripping, no test.
         newTuple = tuple.__new__
         index = self.index
         for row in rows:
-            text = row.rstrip("\r\n")
             index += 1
+            seen = parsedRows.get(row)
+            if seen is not None:
+                lines.append(newTuple(Line, (seen[0], seen[1], seen[2], path, index)))
+                continue
+            text = row.rstrip("\r\n")
             stripped = text.strip(" \t")
             if not stripped or stripped[0] == "#":
                 continue
             if stripped == "}":
                 self.index = index
                 return tuple(lines)
-            seen = parsed.get(text)  # Reader.parseLine's look-up, inlined
-            if seen is not None:
-                lines.append(newTuple(Line, (seen[0], seen[1], seen[2], path, index)))
-                continue
             location = Location(path, index)
             item = parse(text, location)
-            if isinstance(item, Broken):
-                self.index = index
-                got = (text, location)
-                words = text.split()
-                if words[0].lower() in _KEYWORDS and not _hasOperator(words):
-                    item = Broken(
-                        f"a '{words[0]}' line inside the entry started at "
-                        f"{start}: a missing '}}'?",
-                        location,
-                    )
-                    lines.append(item)
-                    self.skipEntry(start, got)
-                else:
-                    lines.append(item)
-                    self.skipEntry(start)
-                return tuple(lines)
-            lines.append(item)
+            if isinstance(item, Line):
+                parsedRows[row] = item[:3]
+                lines.append(item)
+                continue
+            self.index = index
+            words = text.split()
+            if words[0].lower() in _KEYWORDS and not _hasOperator(words):
+                item = Broken(
+                    f"a '{words[0]}' line inside the entry started at "
+                    f"{start}: a missing '}}'?",
+                    location,
+                )
+                lines.append(item)
+                self.skipEntry(start, (text, location))
+            else:
+                lines.append(item)
+                self.skipEntry(start)
+            return tuple(lines)
         self.index = index
         lines.append(Broken("incomplete entry", Location(path, index)))
         return tuple(lines)
