@@ -12,7 +12,7 @@ from typing import Any, Dict, FrozenSet, Tuple
 import attr
 
 from xinetd_twisted.config.attributes import Settings
-from xinetd_twisted.config.model import Locations
+from xinetd_twisted.config.locations import Locations
 from xinetd_twisted.config.parser import Block
 from xinetd_twisted.records import plainRepr
 

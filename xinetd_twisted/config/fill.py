@@ -27,6 +27,7 @@ from xinetd_twisted.config.model import (
     SERVICE_FIELDS,
     Problem,
     ServiceConfig,
+    ServiceExtras,
     Severity,
 )
 from xinetd_twisted.config.sysfiles import isNumber
@@ -50,6 +51,7 @@ class Filler:
     services: List[ServiceConfig] = attr.ib(factory=list)
     _checker: Optional[ServiceChecker] = None
     _chosen: Optional[Dict[str, Any]] = None
+    _plainExtras: Optional[ServiceExtras] = None
     _servers: Dict[str, Tuple[str, str]] = attr.ib(factory=dict)
     dropped: List[str] = attr.ib(factory=list)
     droppedFiles: List[str] = attr.ib(factory=list)
@@ -143,21 +145,10 @@ class Filler:
         user = v.get("user")
         group = v.get("group")
         uid = gid = None
-        supplementary: Tuple[int, ...] = ()
-        groups = chosen["groups"]
         if user is not None:
             uid, gid = user[1], user[2]
         if group is not None:
             gid = group[1]
-        if groups and user is not None:
-            supplementary = _groupList(user[0], uid, gid)
-        rlimits: Tuple[Tuple[str, int], ...] = ()
-        if not spec.isdisjoint(RLIMIT_NAMES):
-            rlimits = tuple(
-                (RLIMIT_NAMES[key], v[key])
-                for key in _RLIMIT_KEYS
-                if key in spec and v[key] != 0
-            )
         # Every field, in ServiceConfig's order (made positionally below:
         # keyword arguments took half the time of making a service).
         fields: Dict[str, Any] = {
@@ -172,13 +163,10 @@ class Filler:
             "port": port,
             "family": family,
             "bind": bind,
-            "v6only": chosen["v6only"],
             "user": user[0] if user else None,
             "uid": uid,
             "group": group[0] if group else None,
             "gid": gid,
-            "groups": bool(groups),
-            "supplementaryGroups": supplementary,
             "server": v.get("server"),
             "serverArgs": serverArgs,
             "argv": argv,
@@ -186,36 +174,34 @@ class Filler:
             "perSource": chosen["per_source"],
             "cps": chosen["cps"],
             "maxLoad": chosen["max_load"],
-            "nice": v.get("nice"),
-            "umask": chosen["umask"],
-            "env": tuple(v.get("env", ())),
-            "passenv": tuple(passenv) if passenv is not None else None,
             "onlyFrom": v.get("only_from"),
             "noAccess": v.get("no_access"),
             "accessTimes": v.get("access_times"),
             "logType": chosen["log_type"],
             "logOnSuccess": frozenset(chosen["log_on_success"]),
             "logOnFailure": frozenset(chosen["log_on_failure"]),
-            "rpcVersion": v.get("rpc_version"),
-            "rpcNumber": v.get("rpc_number"),
             "redirect": v.get("redirect"),
-            "banner": v.get("banner"),
-            "bannerSuccess": v.get("banner_success"),
-            "bannerFail": v.get("banner_fail"),
-            "denyTime": v.get("deny_time", 0),
-            "rlimits": rlimits,
-            "libwrap": v.get("libwrap"),
-            "chroot": v.get("chroot"),
             "locations": draft.locations,
-            "maxDuration": chosen["max_duration"],
-            "perSourceCps": chosen["per_source_cps"],
-            "noNewPrivileges": bool(chosen["no_new_privileges"]),
-            **_FILLED_LATER,
-            **listeningFields(v),
+            "extras": self._extras(draft, v, chosen, user, uid, gid),
         }
         # Equal values of services written alike as one object each.
         self.checker.shared.share(fields)
-        return ServiceConfig(*_inFieldOrder(fields))
+        return ServiceConfig.ofFields(_inFieldOrder(fields))
+
+    def _extras(self, draft, v, chosen, user, uid, gid) -> ServiceExtras:
+        """
+        The fields most services leave unset: one record for every service
+        of this load that writes none of them.
+        """
+        groups = chosen["groups"]
+        if not groups and _EXTRA_ATTRIBUTES.isdisjoint(draft.names):
+            if self._plainExtras is None:
+                self._plainExtras = _extrasOf({}, self._fromDefaults, ())
+            return self._plainExtras
+        supplementary: Tuple[int, ...] = ()
+        if groups and user is not None:
+            supplementary = _groupList(user[0], uid, gid)
+        return self.checker.shared(_extrasOf(v, chosen, supplementary))
 
     @property
     def _fromDefaults(self) -> Dict[str, Any]:
@@ -289,6 +275,39 @@ class Filler:
         return port  # type: ignore[no-any-return]
 
 
+def _extrasOf(v, chosen, supplementary) -> ServiceExtras:
+    """
+    The extras of a service whose block gave C{v}, with C{chosen} the
+    values it takes from defaults.
+    """
+    passenv = v.get("passenv")
+    rlimits: Tuple[Tuple[str, int], ...] = tuple(
+        (RLIMIT_NAMES[key], v[key]) for key in _RLIMIT_KEYS if key in v and v[key] != 0
+    )
+    return ServiceExtras(
+        v6only=chosen["v6only"],
+        groups=bool(chosen["groups"]),
+        supplementaryGroups=supplementary,
+        nice=v.get("nice"),
+        umask=chosen["umask"],
+        env=tuple(v.get("env", ())),
+        passenv=tuple(passenv) if passenv is not None else None,
+        rpcVersion=v.get("rpc_version"),
+        rpcNumber=v.get("rpc_number"),
+        banner=v.get("banner"),
+        bannerSuccess=v.get("banner_success"),
+        bannerFail=v.get("banner_fail"),
+        denyTime=v.get("deny_time", 0),
+        rlimits=rlimits,
+        libwrap=v.get("libwrap"),
+        chroot=v.get("chroot"),
+        maxDuration=chosen["max_duration"],
+        perSourceCps=chosen["per_source_cps"],
+        noNewPrivileges=bool(chosen["no_new_privileges"]),
+        **listeningFields(v),
+    )
+
+
 def _address(bindValue, flags: Set[str], name: str) -> Tuple[Optional[str], int]:
     """
     The bind address and the family: a host name with several addresses is
@@ -347,14 +366,35 @@ The attributes a service takes from defaults when it does not write them
 not either.
 """
 
-_FILLED_LATER: Dict[str, Any] = {
-    a.name: a.default
-    for a in attr.fields(ServiceConfig)
-    if a.name.startswith(("tls", "proxy", "socket")) and a.name != "socketType"
-}
+_EXTRA_ATTRIBUTES = frozenset(
+    {
+        "v6only",
+        "groups",
+        "nice",
+        "umask",
+        "env",
+        "passenv",
+        "rpc_version",
+        "rpc_number",
+        "banner",
+        "banner_success",
+        "banner_fail",
+        "deny_time",
+        "libwrap",
+        "chroot",
+        "max_duration",
+        "per_source_cps",
+        "no_new_privileges",
+        "listen_path",
+        "socket_owner",
+        "socket_mode",
+        *RLIMIT_NAMES,
+    }
+)
 """
-The fields L{_front} fills (TLS, PROXY) and those L{listeningFields} fills
-only when written, as a service has them when it does not.
+The attributes L{ServiceExtras} is made from (with defaults' values):
+a service that writes none of them, nor has C{groups} from defaults, has
+the load's plain extras.
 """
 
 _inFieldOrder = operator.itemgetter(*SERVICE_FIELDS)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-import attr
-
-from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.model import ServiceConfig, evolveService
 from xinetd_twisted.config.tls import TLSFileError, TLSFiles, serverOptions
 
 TLS_ATTRIBUTES = ("tls_certificate", "tls_key", "tls_client_ca")
@@ -49,7 +47,7 @@ def fillFront(
     written = [a for a in FRONT_ATTRIBUTES if a in specified]
     if not written:
         return service
-    service = attr.evolve(
+    service = evolveService(
         service,
         tlsCertificate=_path(values.get("tls_certificate")),
         tlsKey=_path(values.get("tls_key")),

@@ -20,15 +20,11 @@ SHARED_FIELDS = (
     "server",
     "serverArgs",
     "argv",
-    "env",
-    "passenv",
     "cps",
     "logType",
-    "supplementaryGroups",
     "onlyFrom",
     "noAccess",
     "accessTimes",
-    "rlimits",
 )
 """
 The fields of L{ServiceConfig} that L{SharedValues.share} shares when set.
