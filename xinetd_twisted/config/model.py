@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import operator
 from typing import (
+    TYPE_CHECKING,
     Any,
     FrozenSet,
     Generic,
@@ -252,16 +253,25 @@ NO_EXTRAS = ServiceExtras()
 _EXTRA_FIELDS = frozenset(a.name for a in attr.fields(ServiceExtras))
 
 
-class _Extra(Generic[_V]):
+class _Extra(property, Generic[_V]):
     """
-    A field of L{ServiceConfig} kept in its L{ServiceConfig.extras}.
+    A field of L{ServiceConfig} kept in its L{ServiceConfig.extras}: a
+    property read in C (by C{operator.attrgetter}), typed for mypy.
     """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(operator.attrgetter("extras." + name))
+        self._name = name
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._get = operator.attrgetter("extras." + name)
+        if name != self._name:
+            raise TypeError(f"{name} would read extras.{self._name}")
 
-    def __get__(self, instance: Any, owner: Optional[type] = None) -> _V:
-        return self._get(instance)  # type: ignore[no-any-return]
+    if TYPE_CHECKING:
+
+        def __get__(  # type: ignore[override]
+            self, instance: Any, owner: Optional[type] = None
+        ) -> _V: ...
 
 
 @plainRepr
@@ -395,34 +405,34 @@ class ServiceConfig:
     extras: ServiceExtras = NO_EXTRAS
 
     # The fields most services leave unset, read from L{extras}.
-    v6only = _Extra[Optional[bool]]()
-    groups = _Extra[bool]()
-    supplementaryGroups = _Extra[Tuple[int, ...]]()
-    nice = _Extra[Optional[int]]()
-    umask = _Extra[Optional[int]]()
-    env = _Extra[Tuple[str, ...]]()
-    passenv = _Extra[Optional[Tuple[str, ...]]]()
-    rpcVersion = _Extra[Optional[Tuple[int, int]]]()
-    rpcNumber = _Extra[Optional[int]]()
-    banner = _Extra[Optional[str]]()
-    bannerSuccess = _Extra[Optional[str]]()
-    bannerFail = _Extra[Optional[str]]()
-    denyTime = _Extra[int]()
-    rlimits = _Extra[Tuple[Tuple[str, int], ...]]()
-    libwrap = _Extra[Optional[str]]()
-    chroot = _Extra[Optional[str]]()
-    maxDuration = _Extra[Optional[int]]()
-    perSourceCps = _Extra[Optional[Tuple[int, int]]]()
-    noNewPrivileges = _Extra[bool]()
-    tlsCertificate = _Extra[Optional[str]]()
-    tlsKey = _Extra[Optional[str]]()
-    tlsClientCA = _Extra[Optional[str]]()
-    proxyProtocol = _Extra[Optional[Tuple[AddressEntry, ...]]]()
-    listenPath = _Extra[Optional[str]]()
-    socketOwner = _Extra[Optional[str]]()
-    socketUid = _Extra[Optional[int]]()
-    socketGid = _Extra[Optional[int]]()
-    socketMode = _Extra[int]()
+    v6only = _Extra[Optional[bool]]("v6only")
+    groups = _Extra[bool]("groups")
+    supplementaryGroups = _Extra[Tuple[int, ...]]("supplementaryGroups")
+    nice = _Extra[Optional[int]]("nice")
+    umask = _Extra[Optional[int]]("umask")
+    env = _Extra[Tuple[str, ...]]("env")
+    passenv = _Extra[Optional[Tuple[str, ...]]]("passenv")
+    rpcVersion = _Extra[Optional[Tuple[int, int]]]("rpcVersion")
+    rpcNumber = _Extra[Optional[int]]("rpcNumber")
+    banner = _Extra[Optional[str]]("banner")
+    bannerSuccess = _Extra[Optional[str]]("bannerSuccess")
+    bannerFail = _Extra[Optional[str]]("bannerFail")
+    denyTime = _Extra[int]("denyTime")
+    rlimits = _Extra[Tuple[Tuple[str, int], ...]]("rlimits")
+    libwrap = _Extra[Optional[str]]("libwrap")
+    chroot = _Extra[Optional[str]]("chroot")
+    maxDuration = _Extra[Optional[int]]("maxDuration")
+    perSourceCps = _Extra[Optional[Tuple[int, int]]]("perSourceCps")
+    noNewPrivileges = _Extra[bool]("noNewPrivileges")
+    tlsCertificate = _Extra[Optional[str]]("tlsCertificate")
+    tlsKey = _Extra[Optional[str]]("tlsKey")
+    tlsClientCA = _Extra[Optional[str]]("tlsClientCA")
+    proxyProtocol = _Extra[Optional[Tuple[AddressEntry, ...]]]("proxyProtocol")
+    listenPath = _Extra[Optional[str]]("listenPath")
+    socketOwner = _Extra[Optional[str]]("socketOwner")
+    socketUid = _Extra[Optional[int]]("socketUid")
+    socketGid = _Extra[Optional[int]]("socketGid")
+    socketMode = _Extra[int]("socketMode")
 
     @classmethod
     def ofFields(cls, values: Sequence[Any]) -> ServiceConfig:
