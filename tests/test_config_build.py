@@ -77,7 +77,26 @@ def _corpus() -> List[Tuple[str, str]]:
         for index, body in enumerate(_BODIES)
         for copy in "ab"
     )
+    varied = "".join(
+        service(
+            EXTERNAL.replace("4000", port).replace("root", user)
+            + f"\n    access_times = {times}\n    v6only = {v6only}"
+            + f"\n    server_args = {args}",
+            name=f"v{index}",
+        )
+        for index, (port, user, times, v6only, args) in enumerate(
+            [
+                ("5000", "root", "08:00-17:00", "yes", "-a"),
+                ("5001", "nobody", "8:00-17:00", "no", "-a -b"),
+                ("5002", "nosuchuser", "25:00-26:00", "yes", "-b"),
+                ("notaport", "root", "08:00-17:00 1:00-2:00", "no", "-c -d"),
+                ("99999", "nobody", "08:00", "maybe", "-e"),
+                ("5005", "0", "23:59-00:01", "yes", "-a"),
+            ]
+        )
+    )
     texts = [
+        ("varied.conf", varied + varied.replace("service v", "service w")),
         ("before.conf", _DEFAULTS + services),
         ("after.conf", services + _DEFAULTS),
         ("none.conf", services),
@@ -151,7 +170,7 @@ class PlainLinesTests(SynchronousTestCase):
         builder = _build(
             service(EXTERNAL, name="a") + service(EXTERNAL, name="b"), "t", True, False
         )
-        self.assertIn(("port", "=", ("4000",)), builder._plain[False])
+        self.assertIn(("port", "=", ("4000",)), builder._plain.lines[False])
         a, b = builder.drafts
         self.assertEqual(a.values, b.values)
         self.assertEqual(b.locations["port"], Location("t", 19))

@@ -7,7 +7,7 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attr
 
@@ -73,7 +73,10 @@ class Builder:
     _parsed: Dict[Tuple[Any, Tuple[str, ...]], Any] = attr.ib(factory=dict)
     _shared: Dict[Any, Any] = attr.ib(factory=dict)
     plainLines: bool = True
-    _plain: Tuple[Dict[Any, Any], Dict[Any, Any]] = attr.ib(factory=lambda: ({}, {}))
+    _plain: PlainLines = attr.ib(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._plain = PlainLines(self.ctx, self._parse)
 
     def _parse(self, row: Attribute, values: Tuple[str, ...]) -> Any:
         """
@@ -144,14 +147,17 @@ class Builder:
         failed = False
         self._inDefaults = inDefaults
         self._strictFailed = False
-        plain = self._plain[inDefaults]
+        plain = self._plain
+        seenLines = plain.lines[inDefaults]
         values, lines, specified = settings.values, settings.lines, settings.specified
         for item in block.lines:
             if item.__class__ is Line:
-                # A line applied before in a block of this kind, that drew
-                # no word and only set its value: set it again (unless
-                # this block set it already: the slow path says so).
-                seen = plain.get(item[:3])
+                # A line that only sets its value, as one applied before
+                # in a block of this kind: set it (unless this block set
+                # it already: the whole path says so).
+                seen = seenLines.get(item[:3])
+                if seen is None:
+                    seen = plain.shaped(item, inDefaults)  # type: ignore[arg-type]
                 if seen is not None and seen[0] not in specified:
                     key = seen[0]
                     values[key] = seen[1]
@@ -252,7 +258,7 @@ class Builder:
         for remark in ctx.warnings:
             self._sayAt(line, service, Severity.WARNING, remark)
         if self.plainLines and count != LIST and not ctx.warnings:
-            self._plainLine(line, key, value, inDefaults)
+            self._plain.remember(line, row, value, inDefaults)
         if key == "flags" and "NAMEINARGS" in value and "server_args" in specified:
             self._sayAt(
                 line,
@@ -276,18 +282,6 @@ class Builder:
         settings.lines[key] = line
         specified.add(key)
         return "applied"
-
-    def _plainLine(self, line: Line, key: str, value: Any, inDefaults: bool) -> None:
-        """
-        Remember that C{line}, set once in a block (of defaults, when
-        C{inDefaults}), only sets C{key} to C{value}: unless another word
-        depends on what else the block has.
-        """
-        if key == "disable" or (inDefaults and key == "v6only"):
-            return
-        if key == "flags" and "NAMEINARGS" in value:
-            return
-        self._plain[inDefaults][(line.name, line.op, line.values)] = (key, value)
 
     def _sayAt(
         self, line: Line, service: str, severity: Severity, message: str
@@ -315,3 +309,62 @@ class Builder:
                 continue
             kept.append(draft)
         return tuple(kept)
+
+
+class PlainLines:
+    """
+    What a load learnt of the lines that only set their value (they draw
+    no word, and nothing else in the block changes what they do): each
+    such line, and each attribute such a line was written for with that
+    operator and that many words.  A line met again, or another value for
+    such an attribute, is set without going through every rule.
+
+    @ivar lines: for blocks of services, then of defaults: C{(name, op,
+        values)} of a line to the C{(key, value)} it sets.
+    """
+
+    def __init__(self, ctx: ParseContext, parse: Callable[[Attribute, Any], Any]):
+        self._ctx = ctx
+        self._parse = parse
+        self.lines: Tuple[Dict[Any, Any], Dict[Any, Any]] = ({}, {})
+        self._shapes: Tuple[Dict[Any, Any], Dict[Any, Any]] = ({}, {})
+
+    def shaped(self, line: Line, inDefaults: bool) -> Optional[Tuple[str, Any]]:
+        """
+        C{(key, value)} for a line not met before that only sets its value
+        (in a block of defaults, when C{inDefaults}), or L{None} when every
+        rule must see it: its attribute is new in this form, its words do
+        not parse or draw a remark.
+        """
+        shape = self._shapes[inDefaults].get((line[0], line[1], len(line[2])))
+        if shape is None:
+            return None
+        ctx = self._ctx
+        if ctx.warnings:
+            ctx.warnings = []
+        try:
+            value = self._parse(shape[0], line[2])
+        except ValueError:
+            return None
+        if ctx.warnings:
+            return None
+        return shape[1], value
+
+    def remember(
+        self, line: Line, row: Attribute, value: Any, inDefaults: bool
+    ) -> None:
+        """
+        C{line}, set once in a block by every rule, gave C{value} and drew
+        no remark: remember it, unless what it does depends on more than
+        its words (C{disable}, C{v6only} in defaults, C{flags} with
+        C{NAMEINARGS}).
+        """
+        key = row.key
+        if key == "disable" or (inDefaults and key == "v6only"):
+            return
+        if key == "flags":
+            if "NAMEINARGS" not in value:
+                self.lines[inDefaults][line[:3]] = (key, value)
+            return
+        self._shapes[inDefaults][(line[0], line[1], len(line[2]))] = (row, key)
+        self.lines[inDefaults][line[:3]] = (key, value)
