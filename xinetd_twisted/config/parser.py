@@ -356,6 +356,13 @@ class _FileReader:
         """
         The next line that is not blank or a comment, or L{None} at EOF.
         """
+        got = self.nextText()
+        return None if got is None else (got[0], Location(self.path, got[1]))
+
+    def nextText(self) -> Optional[Tuple[str, int]]:
+        """
+        L{nextLine} with its line number instead of its L{Location}.
+        """
         index = self.index
         for row in self.rows:
             # A CRLF file would otherwise glue "\r" to the last value.
@@ -364,7 +371,7 @@ class _FileReader:
             stripped = text.strip(" \t")
             if stripped and stripped[0] != "#":
                 self.index = index
-                return text, Location(self.path, index)
+                return text, index
         self.index = index
         return None
 
@@ -451,23 +458,37 @@ class _FileReader:
                 self.skipEntry(location)
                 self._flushSwallowed()
                 continue
-            brace = self.nextLine()
+            brace = self.nextText()
             if brace is None or brace[0].strip(" \t") != "{":
-                # xinetd counts the line it read instead of the brace.
-                where = location if brace is None else brace[1]
-                broken = Broken(f"Service {name}: missing '{{'", where)
-                self.reader.addBlock(Block(kind, name, location, (broken,)))
-                if brace is not None and brace[0].strip(" \t") != "}":
-                    self._swallow(brace[0], brace[1], location)
-                self.skipEntry(location)
-                self._flushSwallowed()
+                self._missingBrace(kind, name, location, brace)
                 continue
             duplicate = kind == "defaults" and self.sawDefaults
             if kind == "defaults":
                 self.sawDefaults = True
             lines = self.readBody(location)
             self.reader.addBlock(Block(kind, name, location, lines, duplicate))
-            self._flushSwallowed()
+            if self.swallowed:
+                self._flushSwallowed()
+
+    def _missingBrace(
+        self,
+        kind: str,
+        name: str,
+        location: Location,
+        brace: Optional[Tuple[str, int]],
+    ) -> None:
+        """
+        The line after C{service NAME} (C{brace}, or L{None} at the end of
+        the file) is not C{{}: the entry is broken and skipped.
+        """
+        # xinetd counts the line it read instead of the brace.
+        where = location if brace is None else Location(self.path, brace[1])
+        broken = Broken(f"Service {name}: missing '{{'", where)
+        self.reader.addBlock(Block(kind, name, location, (broken,)))
+        if brace is not None and brace[0].strip(" \t") != "}":
+            self._swallow(brace[0], where, location)
+        self.skipEntry(location)
+        self._flushSwallowed()
 
     def readBody(self, start: Location) -> Tuple[Union[Line, Broken], ...]:
         """
