@@ -242,7 +242,10 @@ class ServiceDraftTests(SynchronousTestCase):
         a, b = builder.drafts
         self.assertIs(a.names, b.names)
         self.assertIs(a.paths, b.paths)
+        self.assertIs(a.offsets, b.offsets)
         self.assertIs(a.specified, b.specified)
+        self.assertEqual(b.locations["port"], Location("t", 19))
+        self.assertEqual(list(b.locations.lines), list(range(13, 20)))
 
     def test_problemsNameTheLine(self) -> None:
         """

@@ -6,7 +6,6 @@ configuration is read and the service can be filled.
 
 from __future__ import annotations
 
-from array import array
 from typing import Any, Dict, FrozenSet, Tuple
 
 import attr
@@ -31,7 +30,8 @@ class ServiceDraft:
         order they were first set; one tuple for services written alike.
     @ivar values: the value of each of L{names}.
     @ivar paths: the file each of L{names} was set in (shared likewise).
-    @ivar lines: the line each of L{names} was set on.
+    @ivar offsets: how far from the block's C{service} line each of
+        L{names} was set (L{Locations.pack}; shared likewise).
     @ivar specified: the attributes written in the block itself (shared).
     """
 
@@ -39,7 +39,7 @@ class ServiceDraft:
     names: Tuple[str, ...]
     values: Tuple[Any, ...]
     paths: Tuple[str, ...]
-    lines: "array[int]"
+    offsets: bytes
     specified: FrozenSet[str]
 
     @classmethod
@@ -54,12 +54,13 @@ class ServiceDraft:
         names = tuple(settings.lines)
         paths = tuple([line.path for line in wheres])
         specified = frozenset(settings.specified)
+        offsets = Locations.pack([line.number for line in wheres], block.location.line)
         return cls(
             Block(block.kind, block.name, block.location, ()),
             shared.setdefault(names, names),
             tuple(settings.values.values()),
             shared.setdefault(paths, paths),
-            array("i", [line.number for line in wheres]),
+            shared.setdefault(offsets, offsets),
             shared.setdefault(specified, specified),
         )
 
@@ -74,7 +75,7 @@ class ServiceDraft:
         """
         Where each value was set.
         """
-        return Locations(self.names, self.paths, self.lines)
+        return Locations(self.names, self.paths, self.offsets, self.block.location.line)
 
     @property
     def serviceId(self) -> str:

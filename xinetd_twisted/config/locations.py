@@ -5,28 +5,49 @@ Where each attribute of a service was set, kept compactly.
 
 from __future__ import annotations
 
+import struct
 from array import array
-from typing import Any, Iterator, Mapping, Tuple
+from typing import Any, Iterable, Iterator, Mapping, Tuple
 
 from xinetd_twisted.config.model import Location
+
+_INT = struct.Struct("i")
+"""An item of C{array("i")}."""
 
 
 class Locations(Mapping[str, Location]):
     """
     Where each attribute of a service was set, kept compactly: the names
-    and paths as tuples (equal ones shared between services written alike)
-    and the lines as an array, a L{Location} made on each look-up.  A dict
-    of L{Location}s cost a service about a kilobyte.
+    and paths as tuples, the lines as their distances from a base line
+    packed in bytes (services written alike share all three: their lines
+    are as far from their C{service} lines), a L{Location} made on each
+    look-up.  A dict of L{Location}s cost a service about a kilobyte.
     """
 
-    __slots__ = ("_names", "_paths", "_lines")
+    __slots__ = ("_names", "_paths", "_offsets", "_base")
 
     def __init__(
-        self, names: Tuple[str, ...], paths: Tuple[str, ...], lines: "array[int]"
+        self,
+        names: Tuple[str, ...],
+        paths: Tuple[str, ...],
+        offsets: bytes,
+        base: int = 0,
     ) -> None:
+        """
+        @param offsets: the line of each of C{names} minus C{base}, as an
+            C{array("i")}'s bytes.
+        """
         self._names = names
         self._paths = paths
-        self._lines = lines
+        self._offsets = offsets
+        self._base = base
+
+    @staticmethod
+    def pack(lines: Iterable[int], base: int = 0) -> bytes:
+        """
+        The C{offsets} of C{lines} from C{base}.
+        """
+        return array("i", [line - base for line in lines]).tobytes()
 
     @classmethod
     def fromMapping(cls, locations: Mapping[str, Location]) -> Locations:
@@ -37,7 +58,7 @@ class Locations(Mapping[str, Location]):
         return cls(
             tuple(locations),
             tuple([where.path for where in wheres]),
-            array("i", [where.line for where in wheres]),
+            cls.pack([where.line for where in wheres]),
         )
 
     @property
@@ -59,14 +80,17 @@ class Locations(Mapping[str, Location]):
         """
         The line of each attribute in L{names}.
         """
-        return self._lines
+        offsets = array("i")
+        offsets.frombytes(self._offsets)
+        return array("i", [self._base + offset for offset in offsets])
 
     def __getitem__(self, name: str) -> Location:
         try:
             index = self._names.index(name)
         except ValueError:
             raise KeyError(name) from None
-        return Location(self._paths[index], self._lines[index])
+        (offset,) = _INT.unpack_from(self._offsets, _INT.size * index)
+        return Location(self._paths[index], self._base + offset)
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
