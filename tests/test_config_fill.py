@@ -16,6 +16,7 @@ from tests.test_config_support import EXTERNAL, messages, parse, service, words
 from xinetd_twisted.config.model import (
     ConfigError,
     Location,
+    ServiceConfig,
     Severity,
     SyslogLog,
     evolveService,
@@ -593,3 +594,102 @@ class SharedValuesTests(SynchronousTestCase):
         (a,) = parse(service(EXTERNAL + "\n log_on_success = PID", name="a")).services
         self.assertEqual(a.logOnSuccess, frozenset({"PID"}))
         self.assertEqual(a.argv[0], os.path.basename(a.server))
+
+
+class ServiceExtrasTests(SynchronousTestCase):
+    """
+    The fields most services leave unset are kept apart, in
+    L{ServiceConfig.extras}, and read as the service's own.
+    """
+
+    def _service(self, **fields: object) -> ServiceConfig:
+        (base,) = parse(service(EXTERNAL, name="a")).services
+        return attr.evolve(base, **fields)
+
+    def test_byName(self) -> None:
+        """
+        A field of the extras given by name is read back from the service
+        and kept in its extras; the others stay at their defaults.
+        """
+        changed = self._service(tlsCertificate="/c.pem", umask=0o22)
+        self.assertEqual((changed.tlsCertificate, changed.umask), ("/c.pem", 0o22))
+        self.assertEqual(changed.extras.umask, 0o22)
+        self.assertIsNone(changed.listenPath)
+        self.assertEqual(changed.socketMode, 0o666)
+
+    def test_equality(self) -> None:
+        """
+        Services that differ only in a field of their extras differ.
+        """
+        a, b = self._service(nice=1), self._service(nice=2)
+        self.assertNotEqual(a, b)
+        self.assertEqual(a, self._service(nice=1))
+        self.assertEqual(hash(a), hash(self._service(nice=1)))
+
+    def test_evolveKeepsExtras(self) -> None:
+        """
+        Changing another field keeps the extras; L{evolveService} takes
+        fields of the extras too.
+        """
+        a = self._service(nice=3)
+        self.assertEqual(attr.evolve(a, port=1).nice, 3)
+        self.assertEqual(evolveService(a, port=1, umask=0o77).extras.umask, 0o77)
+        self.assertEqual(evolveService(a, port=1, umask=0o77).nice, 3)
+
+    def test_unknownField(self) -> None:
+        """
+        A field no service has is refused, as before the split.
+        """
+        self.assertRaises(TypeError, self._service, nosuchfield=1)
+
+    def test_writtenAlikeShareOne(self) -> None:
+        """
+        Services that write none of the extras hold one record of them,
+        the values from defaults in it.
+        """
+        config = parse(
+            "defaults\n{\n umask = 027\n max_duration = 60\n v6only = yes\n}\n"
+            + service(EXTERNAL, name="a")
+            + service(EXTERNAL.replace("4000", "4001"), name="b")
+        )
+        a, b = config.services
+        self.assertIs(a.extras, b.extras)
+        self.assertEqual((a.umask, a.maxDuration, a.v6only), (0o27, 60, True))
+
+    def test_plainAsWritten(self) -> None:
+        """
+        The shared record is what a service writing an extra attribute at
+        its default value gets.
+        """
+        config = parse(
+            "defaults\n{\n umask = 027\n per_source_cps = 5 6\n"
+            " no_new_privileges = yes\n}\n"
+            + service(EXTERNAL, name="a")
+            + service(EXTERNAL.replace("4000", "4001") + "\n deny_time = 0", name="b")
+        )
+        a, b = config.services
+        self.assertEqual(a.extras, b.extras)
+        self.assertIsNot(a.extras, b.extras)
+        self.assertEqual(a.perSourceCps, (5, 6))
+        self.assertTrue(a.noNewPrivileges)
+
+    def test_groupsFromDefaults(self) -> None:
+        """
+        C{groups = yes} in defaults gives each service its own user's
+        groups, not one shared record.
+        """
+        config = parse(
+            "defaults\n{\n groups = yes\n}\n"
+            + service(EXTERNAL, name="a")
+            + service(
+                EXTERNAL.replace("4000", "4001").replace("root", "nobody"), name="b"
+            )
+        )
+        a, b = config.services
+        self.assertTrue(a.groups)
+        self.assertEqual(
+            a.supplementaryGroups, tuple(os.getgrouplist("root", a.gid or 0))
+        )
+        self.assertEqual(
+            b.supplementaryGroups, tuple(os.getgrouplist("nobody", b.gid or 0))
+        )

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_config_support import EXTERNAL, messages, parse, service
 from xinetd_twisted.config.model import Location, Severity
-from xinetd_twisted.config.parser import Block, Broken, Reader, parseLine
+from xinetd_twisted.config.parser import Block, Broken, Line, Reader, parseLine
 
 
 class GrammarTests(SynchronousTestCase):
@@ -343,6 +343,26 @@ class RepeatedLineTests(SynchronousTestCase):
             [line.location.line + offset for line in a.lines],
             [line.location.line for line in b.lines],
         )
+
+    def test_rowsReadAgain(self) -> None:
+        """
+        Every line of a file whose rows repeat (with CRLF or LF, tabs or
+        spaces, the last row without an end) is what L{parseLine} gives for
+        its text, at its own location.
+        """
+        body = "\tport = 1\r\n wait = no\n\tserver_args = a  b\r\n# c\n"
+        text = "".join(f"service s{i}\n{{\n{body}\tid = x{i}\n}}\n" for i in range(3))
+        text += "service t\n{\n\tport = 1\r\n wait = no"
+        reader = Reader()
+        reader.readText(text, "t.conf")
+        rows = text.split("\n")
+        got = [line for block in reader.blocks for line in block.lines]
+        self.assertEqual(len([g for g in got if isinstance(g, Line)]), 14)
+        for line in got:
+            if isinstance(line, Line):
+                row = rows[line.number - 1].rstrip("\r")
+                self.assertEqual(line, parseLine(row, line.location))
+        self.assertIsInstance(got[-1], Broken)
 
 
 class RepeatedValueTests(SynchronousTestCase):

@@ -15,6 +15,7 @@ from xinetd_twisted.config import extensions as ext
 from xinetd_twisted.config import listening
 from xinetd_twisted.config import values as v
 from xinetd_twisted.config.model import Location
+from xinetd_twisted.config.parser import Line
 from xinetd_twisted.records import plainRepr
 
 LIST = -2
@@ -156,14 +157,21 @@ class LineOutcome:
 @attr.s(auto_attribs=True, repr=False)
 class Settings:
     """
-    The attributes of one block while it is read: values by key, where
-    each was written, and which were written in this block (copied defaults
+    The attributes of one block while it is read: values by key, the line
+    that set each, and which were written in this block (copied defaults
     do not count as written).
     """
 
     values: Dict[str, Any] = attr.ib(factory=dict)
-    locations: Dict[str, Location] = attr.ib(factory=dict)
+    lines: Dict[str, Line] = attr.ib(factory=dict)
     specified: Set[str] = attr.ib(factory=set)
+
+    @property
+    def locations(self) -> Dict[str, Location]:
+        """
+        Where each value was set.
+        """
+        return {key: line.location for key, line in self.lines.items()}
 
     def copyFrom(self, defaults: "Settings", keys) -> None:
         """
@@ -172,7 +180,7 @@ class Settings:
         for key in keys:
             if key in defaults.specified:
                 self.values[key] = defaults.values[key]
-                self.locations[key] = defaults.locations[key]
+                self.lines[key] = defaults.lines[key]
 
 
 def combine(old: Any, new: Any, op: str) -> Any:

@@ -7,7 +7,7 @@ starts, C{disable = yes}, and the C{enabled}/C{disabled} lists.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attr
 
@@ -20,6 +20,7 @@ from xinetd_twisted.config.attributes import (
     Settings,
     combine,
 )
+from xinetd_twisted.config.draft import ServiceDraft
 from xinetd_twisted.config.model import Problem, Severity
 from xinetd_twisted.config.parser import Block, Broken, Line
 from xinetd_twisted.config.values import ParseContext
@@ -48,29 +49,6 @@ def _suggestion(name: str, inDefaults: bool) -> str:
 
 @plainRepr
 @attr.s(auto_attribs=True, repr=False)
-class ServiceDraft:
-    """
-    A service block after its lines were applied.
-
-    @ivar block: the block's C{service} line: its name and location (the
-        lines, applied to L{settings}, are not kept: with a thousand
-        services they were most of a load's memory).
-    @ivar settings: its attributes.
-    """
-
-    block: Block
-    settings: Settings
-
-    @property
-    def serviceId(self) -> str:
-        """
-        The C{id}, or the name when no id was written.
-        """
-        return self.settings.values.get("id", self.block.name)
-
-
-@plainRepr
-@attr.s(auto_attribs=True, repr=False)
 class Builder:
     """
     Applies blocks in reading order.
@@ -93,6 +71,12 @@ class Builder:
     _inDefaults: bool = False
     _strictFailed: bool = False
     _parsed: Dict[Tuple[Any, Tuple[str, ...]], Any] = attr.ib(factory=dict)
+    _shared: Dict[Any, Any] = attr.ib(factory=dict)
+    plainLines: bool = True
+    _plain: PlainLines = attr.ib(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._plain = PlainLines(self.ctx, self._parse)
 
     def _parse(self, row: Attribute, values: Tuple[str, ...]) -> Any:
         """
@@ -148,8 +132,7 @@ class Builder:
         settings.copyFrom(self.defaults, COPIED_AT_PARSE)
         outcome = self._apply(block, settings, False)
         if outcome == "keep":
-            header = Block(block.kind, block.name, block.location, ())
-            self.drafts.append(ServiceDraft(header, settings))
+            self.drafts.append(ServiceDraft.pack(block, settings, self._shared))
         elif outcome == "drop":
             self.dropService(settings.values.get("id", block.name), block.location.path)
 
@@ -164,8 +147,24 @@ class Builder:
         failed = False
         self._inDefaults = inDefaults
         self._strictFailed = False
+        plain = self._plain
+        seenLines = plain.lines[inDefaults]
+        values, lines, specified = settings.values, settings.lines, settings.specified
         for item in block.lines:
-            if isinstance(item, Broken):
+            if item.__class__ is Line:
+                # A line that only sets its value, as one applied before
+                # in a block of this kind: set it (unless this block set
+                # it already: the whole path says so).
+                seen = seenLines.get(item[:3])
+                if seen is None:
+                    seen = plain.shaped(item, inDefaults)  # type: ignore[arg-type]
+                if seen is not None and seen[0] not in specified:
+                    key = seen[0]
+                    values[key] = seen[1]
+                    lines[key] = item
+                    specified.add(key)
+                    continue
+            elif isinstance(item, Broken):
                 self._say(
                     Severity.ERROR, item.location, item.message, service, item.attribute
                 )
@@ -198,7 +197,7 @@ class Builder:
         key, specified = row.key, settings.specified
         if count != LIST:
             if key in specified:
-                where = settings.locations[key]
+                where = settings.lines[key].location
                 self._sayAt(
                     line,
                     service,
@@ -258,6 +257,8 @@ class Builder:
             return self._failed(inDefaults)
         for remark in ctx.warnings:
             self._sayAt(line, service, Severity.WARNING, remark)
+        if self.plainLines and count != LIST and not ctx.warnings:
+            self._plain.remember(line, row, value, inDefaults)
         if key == "flags" and "NAMEINARGS" in value and "server_args" in specified:
             self._sayAt(
                 line,
@@ -278,7 +279,7 @@ class Builder:
         if count == LIST and key != "log_type":
             value = combine(settings.values.get(key), value, op)
         settings.values[key] = value
-        settings.locations[key] = line.location
+        settings.lines[key] = line
         specified.add(key)
         return "applied"
 
@@ -308,3 +309,62 @@ class Builder:
                 continue
             kept.append(draft)
         return tuple(kept)
+
+
+class PlainLines:
+    """
+    What a load learnt of the lines that only set their value (they draw
+    no word, and nothing else in the block changes what they do): each
+    such line, and each attribute such a line was written for with that
+    operator and that many words.  A line met again, or another value for
+    such an attribute, is set without going through every rule.
+
+    @ivar lines: for blocks of services, then of defaults: C{(name, op,
+        values)} of a line to the C{(key, value)} it sets.
+    """
+
+    def __init__(self, ctx: ParseContext, parse: Callable[[Attribute, Any], Any]):
+        self._ctx = ctx
+        self._parse = parse
+        self.lines: Tuple[Dict[Any, Any], Dict[Any, Any]] = ({}, {})
+        self._shapes: Tuple[Dict[Any, Any], Dict[Any, Any]] = ({}, {})
+
+    def shaped(self, line: Line, inDefaults: bool) -> Optional[Tuple[str, Any]]:
+        """
+        C{(key, value)} for a line not met before that only sets its value
+        (in a block of defaults, when C{inDefaults}), or L{None} when every
+        rule must see it: its attribute is new in this form, its words do
+        not parse or draw a remark.
+        """
+        shape = self._shapes[inDefaults].get((line[0], line[1], len(line[2])))
+        if shape is None:
+            return None
+        ctx = self._ctx
+        if ctx.warnings:
+            ctx.warnings = []
+        try:
+            value = self._parse(shape[0], line[2])
+        except ValueError:
+            return None
+        if ctx.warnings:
+            return None
+        return shape[1], value
+
+    def remember(
+        self, line: Line, row: Attribute, value: Any, inDefaults: bool
+    ) -> None:
+        """
+        C{line}, set once in a block by every rule, gave C{value} and drew
+        no remark: remember it, unless what it does depends on more than
+        its words (C{disable}, C{v6only} in defaults, C{flags} with
+        C{NAMEINARGS}).
+        """
+        key = row.key
+        if key == "disable" or (inDefaults and key == "v6only"):
+            return
+        if key == "flags":
+            if "NAMEINARGS" not in value:
+                self.lines[inDefaults][line[:3]] = (key, value)
+            return
+        self._shapes[inDefaults][(line[0], line[1], len(line[2]))] = (row, key)
+        self.lines[inDefaults][line[:3]] = (key, value)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Tuple
 
 import attr
 
-from xinetd_twisted.config.build import ServiceDraft
 from xinetd_twisted.config.builtins import BUILTINS
+from xinetd_twisted.config.draft import ServiceDraft
 from xinetd_twisted.config.files import writableByOthers
 from xinetd_twisted.config.listening import ListeningProblem, checkListening
 from xinetd_twisted.config.model import ServiceConfig, evolveService
@@ -23,6 +23,8 @@ from xinetd_twisted.config.sysfiles import Services
 from xinetd_twisted.records import plainRepr
 
 IDENT_PORT = 113
+
+_MUX = frozenset({"TCPMUX", "TCPMUXPLUS"})
 
 
 class Drop(Exception):
@@ -161,12 +163,13 @@ class ServiceChecker:
 
         @raise Drop: when the service cannot run.
         """
-        spec = draft.settings.specified
+        spec = draft.specified
         name, sid = sc.name, sc.serviceId
         self._checkDuplicate(sc)
 
-        flags = set(sc.flags)
-        types = set(sc.types)
+        # The service's own sets, copied only to be changed.
+        flags: AbstractSet[str] = sc.flags
+        types: AbstractSet[str] = sc.types
         if "INTERCEPT" in flags and ("INTERNAL" in types or not sc.wait):
             what = "Internal" if "INTERNAL" in types else "Multi-threaded"
             warnings.append(
@@ -175,9 +178,9 @@ class ServiceChecker:
                     "flags",
                 )
             )
-            flags.discard("INTERCEPT")
+            flags = flags - {"INTERCEPT"}
         if "SENSOR" in flags:
-            types.add("INTERNAL")
+            types = types | {"INTERNAL"}
         if "INTERNAL" in types:
             builtin = "sensor" if "SENSOR" in flags else name.lower()
             if (builtin, sc.socketType) not in BUILTINS:
@@ -196,7 +199,7 @@ class ServiceChecker:
                     f"labeled networking needs an external stream nowait service: {sid}",
                     "flags",
                 )
-        if types & {"TCPMUX", "TCPMUXPLUS"}:
+        if not types.isdisjoint(_MUX):
             if "UNLISTED" not in types:
                 raise Drop(
                     f"Service: {name} (tcpmux) should have UNLISTED in type.", "type"
@@ -279,6 +282,14 @@ class ServiceChecker:
                     )
             logOnSuccess = logOnSuccess - {"USERID"}
             logOnFailure = logOnFailure - {"USERID"}
+        if (
+            types is sc.types
+            and flags is sc.flags
+            and logOnSuccess is sc.logOnSuccess
+            and logOnFailure is sc.logOnFailure
+            and rpcNumber == sc.rpcNumber
+        ):
+            return sc
         # The filler shared sc's values already: a copy only for a change.
         changes: Dict[str, Any] = {}
         for field, value in (
@@ -312,7 +323,7 @@ class ServiceChecker:
             if "UNLISTED" in types:
                 must += (
                     ["protocol"]
-                    if types & {"TCPMUX", "TCPMUXPLUS"} or sc.listenPath
+                    if not types.isdisjoint(_MUX) or sc.listenPath
                     else ["protocol", "port"]
                 )
         if "RPC" in types:
@@ -321,14 +332,17 @@ class ServiceChecker:
                 must.append("rpc_number")
         elif sc.redirect is not None:
             must = [a for a in must if a != "server"]
-        filled = set(spec)
+        missing = [a for a in dict.fromkeys(must) if a not in spec]
+        if not missing:
+            return
+        implied = set()
         if sc.protocol:
-            filled.add("protocol")
+            implied.add("protocol")
         if sc.socketType:
-            filled.add("socket_type")
+            implied.add("socket_type")
         if sc.redirect is not None:
-            filled.add("server")
-        missing = [a for a in dict.fromkeys(must) if a not in filled]
+            implied.add("server")
+        missing = [a for a in missing if a not in implied]
         if missing:
             raise Drop(
                 "; ".join(

@@ -124,7 +124,12 @@ def readConfigFile(path: str, where: Optional[Location] = None) -> ConfigText:
         chunks = []
         size = 0
         while size <= MAX_FILE_SIZE:
-            chunk = os.read(fd, MAX_FILE_SIZE + 1 - size)
+            # As much as fstat says is left (and a byte more, to see the
+            # end), not the most we would take: a 4 MiB buffer for every
+            # file, even shrunk once read, left the allocator keeping the
+            # memory of a whole load.
+            want = max(status.st_size + 1 - size, 64 * 1024)
+            chunk = os.read(fd, min(want, MAX_FILE_SIZE + 1 - size))
             if not chunk:
                 break
             chunks.append(chunk)

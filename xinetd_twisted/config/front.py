@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-import attr
-
-from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.config.model import ServiceConfig, evolveService
 from xinetd_twisted.config.tls import TLSFileError, TLSFiles, serverOptions
 
 TLS_ATTRIBUTES = ("tls_certificate", "tls_key", "tls_client_ca")
+FRONT_ATTRIBUTES = TLS_ATTRIBUTES + ("proxy_protocol",)
+"""The attributes L{fillFront} reads."""
 
 
 class FrontError(ValueError):
@@ -44,10 +44,10 @@ def fillFront(
 
     @raise FrontError: the service must be dropped.
     """
-    written = [a for a in TLS_ATTRIBUTES + ("proxy_protocol",) if a in specified]
+    written = [a for a in FRONT_ATTRIBUTES if a in specified]
     if not written:
         return service
-    service = attr.evolve(
+    service = evolveService(
         service,
         tlsCertificate=_path(values.get("tls_certificate")),
         tlsKey=_path(values.get("tls_key")),

@@ -168,7 +168,7 @@ def _uniqueId(baseId: str, protocol: str, number: int, usedIds: Dict[str, int]) 
 
 def _withId(block: Block, serviceId: str) -> Block:
     lines = [line for line in block.lines if getattr(line, "name", None) != "id"]
-    idLine = Line("id", "=", (serviceId,), block.location)
+    idLine = Line.at("id", "=", (serviceId,), block.location)
     return attr.evolve(block, lines=(idLine, *lines))
 
 
@@ -323,7 +323,7 @@ def _convert(
         put("v6only", "yes")
     if cps is not None:
         put("cps", *cps)
-    lines = tuple(Line(n, "=", values, location) for n, values in attributes)
+    lines = tuple(Line.at(n, "=", values, location) for n, values in attributes)
     return Block("service", name, location, lines), serviceId
 
 

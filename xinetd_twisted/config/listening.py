@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Tuple
 
 from xinetd_twisted.config import values as v
 from xinetd_twisted.config.model import ServiceConfig
@@ -77,11 +77,11 @@ _UNIX_ONLY = ("socket_owner", "socket_mode")
 _EXCLUDED = ("port", "bind", "interface")
 
 
-def listeningFields(values: Dict[str, object]) -> Dict[str, object]:
+def listeningFields(values: Dict[str, Any]) -> Dict[str, Any]:
     """
     The L{ServiceConfig} fields of this extension, from a block's values.
     """
-    fields: Dict[str, object] = {"listenPath": values.get("listen_path")}
+    fields: Dict[str, Any] = {"listenPath": values.get("listen_path")}
     owner: Optional[Owner] = values.get("socket_owner")  # type: ignore[assignment]
     if owner is not None:
         fields.update(socketOwner=owner[0], socketUid=owner[1], socketGid=owner[2])

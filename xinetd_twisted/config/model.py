@@ -11,8 +11,18 @@ from __future__ import annotations
 
 import enum
 import operator
-from array import array
-from typing import Any, FrozenSet, Iterator, Mapping, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    FrozenSet,
+    Generic,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import attr
 
@@ -102,85 +112,6 @@ class UnreadableConfig(ConfigError):
         super().__init__(problems)
         self.path = path
         self.reason = reason
-
-
-class Locations(Mapping[str, Location]):
-    """
-    Where each attribute of a service was set, kept compactly: the names
-    and paths as tuples (equal ones shared between services written alike)
-    and the lines as an array, a L{Location} made on each look-up.  A dict
-    of L{Location}s cost a service about a kilobyte.
-    """
-
-    __slots__ = ("_names", "_paths", "_lines")
-
-    def __init__(
-        self, names: Tuple[str, ...], paths: Tuple[str, ...], lines: "array[int]"
-    ) -> None:
-        self._names = names
-        self._paths = paths
-        self._lines = lines
-
-    @classmethod
-    def fromMapping(cls, locations: Mapping[str, Location]) -> Locations:
-        """
-        The compact form of C{locations}.
-        """
-        wheres = locations.values()
-        return cls(
-            tuple(locations),
-            tuple([where.path for where in wheres]),
-            array("i", [where.line for where in wheres]),
-        )
-
-    @property
-    def names(self) -> Tuple[str, ...]:
-        """
-        The attribute names, in the order they were set.
-        """
-        return self._names
-
-    @property
-    def paths(self) -> Tuple[str, ...]:
-        """
-        The path of each attribute in L{names}.
-        """
-        return self._paths
-
-    @property
-    def lines(self) -> "array[int]":
-        """
-        The line of each attribute in L{names}.
-        """
-        return self._lines
-
-    def __getitem__(self, name: str) -> Location:
-        try:
-            index = self._names.index(name)
-        except ValueError:
-            raise KeyError(name) from None
-        return Location(self._paths[index], self._lines[index])
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """
-        The location of C{name}, or C{default} (without the exception
-        L{Mapping.get} would raise and catch for each attribute not set).
-        """
-        if name not in self._names:
-            return default
-        return self[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __repr__(self) -> str:
-        return f"Locations({dict(self)!r})"
 
 
 # --- value types ---------------------------------------------------------
@@ -274,8 +205,77 @@ optional (rlimits): the value means RLIM_INFINITY.
 """
 
 
+_V = TypeVar("_V")
+
+
 @plainRepr
 @attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
+class ServiceExtras:
+    """
+    The fields of a L{ServiceConfig} that most services leave unset (each
+    described there), apart: services written alike hold one record of
+    them, and a service is half the size and made in half the time.
+    """
+
+    v6only: Optional[bool] = None
+    groups: bool = False
+    supplementaryGroups: Tuple[int, ...] = ()
+    nice: Optional[int] = None
+    umask: Optional[int] = None
+    env: Tuple[str, ...] = ()
+    passenv: Optional[Tuple[str, ...]] = None
+    rpcVersion: Optional[Tuple[int, int]] = None
+    rpcNumber: Optional[int] = None
+    banner: Optional[str] = None
+    bannerSuccess: Optional[str] = None
+    bannerFail: Optional[str] = None
+    denyTime: int = 0
+    rlimits: Tuple[Tuple[str, int], ...] = ()
+    libwrap: Optional[str] = None
+    chroot: Optional[str] = None
+    maxDuration: Optional[int] = None
+    perSourceCps: Optional[Tuple[int, int]] = None
+    noNewPrivileges: bool = False
+    tlsCertificate: Optional[str] = None
+    tlsKey: Optional[str] = None
+    tlsClientCA: Optional[str] = None
+    proxyProtocol: Optional[Tuple[AddressEntry, ...]] = None
+    listenPath: Optional[str] = None
+    socketOwner: Optional[str] = None
+    socketUid: Optional[int] = None
+    socketGid: Optional[int] = None
+    socketMode: int = 0o666
+
+
+NO_EXTRAS = ServiceExtras()
+"""The extras of a service that sets none of them."""
+
+_EXTRA_FIELDS = frozenset(a.name for a in attr.fields(ServiceExtras))
+
+
+class _Extra(property, Generic[_V]):
+    """
+    A field of L{ServiceConfig} kept in its L{ServiceConfig.extras}: a
+    property read in C (by C{operator.attrgetter}), typed for mypy.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(operator.attrgetter("extras." + name))
+        self._name = name
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name != self._name:
+            raise TypeError(f"{name} would read extras.{self._name}")
+
+    if TYPE_CHECKING:
+
+        def __get__(  # type: ignore[override]
+            self, instance: Any, owner: Optional[type] = None
+        ) -> _V: ...
+
+
+@plainRepr
+@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False, init=False)
 class ServiceConfig:
     """
     One service after parsing, defaults, implied values and validation.
@@ -367,6 +367,9 @@ class ServiceConfig:
     @ivar socketGid: the socket file's group from C{socket_owner}, or L{None}
         (left as created).
     @ivar socketMode: C{socket_mode}, the socket file's permissions.
+    @ivar extras: the fields above that most services leave unset, from
+        C{v6only} to C{socketMode} but C{locations} and those read for
+        every connection (L{ServiceExtras}).
     """
 
     name: str
@@ -380,13 +383,10 @@ class ServiceConfig:
     port: Optional[int] = None
     family: int = 10  # socket.AF_INET6
     bind: Optional[str] = None
-    v6only: Optional[bool] = None
     user: Optional[str] = None
     uid: Optional[int] = None
     group: Optional[str] = None
     gid: Optional[int] = None
-    groups: bool = False
-    supplementaryGroups: Tuple[int, ...] = ()
     server: Optional[str] = None
     serverArgs: Tuple[str, ...] = ()
     argv: Tuple[str, ...] = ()
@@ -394,40 +394,68 @@ class ServiceConfig:
     perSource: Optional[int] = None
     cps: Tuple[int, int] = (50, 10)
     maxLoad: Optional[float] = None
-    nice: Optional[int] = None
-    umask: Optional[int] = None
-    env: Tuple[str, ...] = ()
-    passenv: Optional[Tuple[str, ...]] = None
     onlyFrom: Optional[Tuple[AddressEntry, ...]] = None
     noAccess: Optional[Tuple[AddressEntry, ...]] = None
     accessTimes: Optional[Tuple[Tuple[int, int], ...]] = None
     logType: Optional[LogType] = None
     logOnSuccess: frozenset = frozenset()
     logOnFailure: frozenset = frozenset()
-    rpcVersion: Optional[Tuple[int, int]] = None
-    rpcNumber: Optional[int] = None
     redirect: Optional[Tuple[str, int]] = None
-    banner: Optional[str] = None
-    bannerSuccess: Optional[str] = None
-    bannerFail: Optional[str] = None
-    denyTime: int = 0
-    rlimits: Tuple[Tuple[str, int], ...] = ()
-    libwrap: Optional[str] = None
-    chroot: Optional[str] = None
     locations: Mapping[str, Location] = attr.ib(factory=dict, eq=False, hash=False)
-    maxDuration: Optional[int] = None
-    perSourceCps: Optional[Tuple[int, int]] = None
-    noNewPrivileges: bool = False
-    tlsCertificate: Optional[str] = None
-    tlsKey: Optional[str] = None
-    tlsClientCA: Optional[str] = None
-    proxyProtocol: Optional[Tuple[AddressEntry, ...]] = None
-    # UNIX-domain sockets (our extension)
-    listenPath: Optional[str] = None
-    socketOwner: Optional[str] = None
-    socketUid: Optional[int] = None
-    socketGid: Optional[int] = None
-    socketMode: int = 0o666
+    extras: ServiceExtras = NO_EXTRAS
+
+    # The fields most services leave unset, read from L{extras}.
+    v6only = _Extra[Optional[bool]]("v6only")
+    groups = _Extra[bool]("groups")
+    supplementaryGroups = _Extra[Tuple[int, ...]]("supplementaryGroups")
+    nice = _Extra[Optional[int]]("nice")
+    umask = _Extra[Optional[int]]("umask")
+    env = _Extra[Tuple[str, ...]]("env")
+    passenv = _Extra[Optional[Tuple[str, ...]]]("passenv")
+    rpcVersion = _Extra[Optional[Tuple[int, int]]]("rpcVersion")
+    rpcNumber = _Extra[Optional[int]]("rpcNumber")
+    banner = _Extra[Optional[str]]("banner")
+    bannerSuccess = _Extra[Optional[str]]("bannerSuccess")
+    bannerFail = _Extra[Optional[str]]("bannerFail")
+    denyTime = _Extra[int]("denyTime")
+    rlimits = _Extra[Tuple[Tuple[str, int], ...]]("rlimits")
+    libwrap = _Extra[Optional[str]]("libwrap")
+    chroot = _Extra[Optional[str]]("chroot")
+    maxDuration = _Extra[Optional[int]]("maxDuration")
+    perSourceCps = _Extra[Optional[Tuple[int, int]]]("perSourceCps")
+    noNewPrivileges = _Extra[bool]("noNewPrivileges")
+    tlsCertificate = _Extra[Optional[str]]("tlsCertificate")
+    tlsKey = _Extra[Optional[str]]("tlsKey")
+    tlsClientCA = _Extra[Optional[str]]("tlsClientCA")
+    proxyProtocol = _Extra[Optional[Tuple[AddressEntry, ...]]]("proxyProtocol")
+    listenPath = _Extra[Optional[str]]("listenPath")
+    socketOwner = _Extra[Optional[str]]("socketOwner")
+    socketUid = _Extra[Optional[int]]("socketUid")
+    socketGid = _Extra[Optional[int]]("socketGid")
+    socketMode = _Extra[int]("socketMode")
+
+    @classmethod
+    def ofFields(cls, values: Sequence[Any]) -> ServiceConfig:
+        """
+        The service whose fields are C{values}, in L{SERVICE_FIELDS}' order
+        (L{extras} last), made without matching names.
+        """
+        service = object.__new__(cls)
+        service.__attrs_init__(*values)
+        return service
+
+    def __init__(
+        self, *args: Any, extras: ServiceExtras = NO_EXTRAS, **fields: Any
+    ) -> None:
+        """
+        Every field by name, as if L{extras} were not apart (those of
+        L{ServiceExtras} go there), or the others by position.
+        """
+        if not _EXTRA_FIELDS.isdisjoint(fields):
+            rare = {name: fields.pop(name) for name in _EXTRA_FIELDS & fields.keys()}
+            extras = attr.evolve(extras, **rare)
+        fields["extras"] = extras
+        self.__attrs_init__(*args, **fields)
 
     @property
     def isInternal(self) -> bool:
@@ -453,10 +481,11 @@ class ServiceConfig:
         return bool(self.types & {"TCPMUX", "TCPMUXPLUS"})
 
 
-_SERVICE_FIELDS: Tuple[str, ...] = tuple(
+SERVICE_FIELDS: Tuple[str, ...] = tuple(
     str(a.alias) for a in attr.fields(ServiceConfig) if a.init
 )
-_serviceValues = operator.attrgetter(*_SERVICE_FIELDS)
+"""The arguments of L{ServiceConfig}, in their positional order."""
+_serviceValues = operator.attrgetter(*SERVICE_FIELDS)
 
 
 def evolveService(service: ServiceConfig, **changes: Any) -> ServiceConfig:
@@ -465,7 +494,7 @@ def evolveService(service: ServiceConfig, **changes: Any) -> ServiceConfig:
     call instead of one Python step each (once per service per load: with a
     thousand services C{attr.evolve} was a tenth of a load).
     """
-    values = dict(zip(_SERVICE_FIELDS, _serviceValues(service), strict=True))
+    values = dict(zip(SERVICE_FIELDS, _serviceValues(service), strict=True))
     values.update(changes)
     return ServiceConfig(**values)
 

@@ -9,9 +9,10 @@ gives the lines their meaning in the order they were read.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
-from typing import Callable, Dict, List, NoReturn, Optional, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, NoReturn, Optional, Tuple, Union
 
 import attr
 
@@ -28,17 +29,43 @@ from xinetd_twisted.records import plainRepr
 MAX_LINE = 16 * 1024
 
 
-@plainRepr
-@attr.s(frozen=True, auto_attribs=True, slots=True, repr=False)
-class Line:
+class Line(NamedTuple):
     """
-    C{name op value...} inside a block.
+    C{name op value...} inside a block, and where it was written.
+
+    A tuple made in C rather than a frozen attrs class, its L{Location}
+    made only when asked for: a thousand services are eleven thousand
+    lines, and making a L{Line} and a L{Location} for each was a fifth of
+    a load.
+
+    @ivar name: the attribute, lower-case.
+    @ivar op: C{=}, C{+=} or C{-=}.
+    @ivar values: the words after the operator.
+    @ivar path: the file.
+    @ivar number: the 1-based line number.
     """
 
     name: str
     op: str
     values: Tuple[str, ...]
-    location: Location
+    path: str
+    number: int
+
+    @property
+    def location(self) -> Location:
+        """
+        Where the line was written.
+        """
+        return Location(self.path, self.number)
+
+    @classmethod
+    def at(
+        cls, name: str, op: str, values: Tuple[str, ...], location: Location
+    ) -> Line:
+        """
+        The line C{name op values} written at C{location}.
+        """
+        return cls(name, op, values, location.path, location.line)
 
 
 @plainRepr
@@ -103,6 +130,7 @@ class Reader:
     consumer: Optional[Callable[[Block], None]] = None
     _stack: List[str] = attr.ib(factory=list)
     _parsed: Dict[str, Tuple[str, str, Tuple[str, ...]]] = attr.ib(factory=dict)
+    _rows: Dict[str, Tuple[str, str, Tuple[str, ...]]] = attr.ib(factory=dict)
 
     def parseLine(self, text: str, location: Location) -> Union[Line, Broken]:
         """
@@ -111,7 +139,7 @@ class Reader:
         """
         seen = self._parsed.get(text)
         if seen is not None:
-            return Line(seen[0], seen[1], seen[2], location)
+            return Line(seen[0], seen[1], seen[2], location.path, location.line)
         item = parseLine(text, location)
         if isinstance(item, Line):
             self._parsed[text] = (item.name, item.op, item.values)
@@ -315,9 +343,11 @@ class _FileReader:
     def __init__(self, reader: Reader, text: str, path: str) -> None:
         self.reader = reader
         self.path = path
-        self.lines = text.split("\n")
-        if self.lines and self.lines[-1] == "":
-            self.lines.pop()
+        # Lines one at a time (split at "\n" only, as str.split("\n")),
+        # not a list of them all: a thousand services' twelve thousand
+        # line strings, alive together, left holes in the allocator's
+        # arenas that the load's lasting values could not fill.
+        self.rows = io.StringIO(text)
         self.index = 0
         self.sawDefaults = False
         self.swallowed: List[Block] = []
@@ -326,15 +356,22 @@ class _FileReader:
         """
         The next line that is not blank or a comment, or L{None} at EOF.
         """
-        lines, index = self.lines, self.index
-        while index < len(lines):
+        got = self.nextText()
+        return None if got is None else (got[0], Location(self.path, got[1]))
+
+    def nextText(self) -> Optional[Tuple[str, int]]:
+        """
+        L{nextLine} with its line number instead of its L{Location}.
+        """
+        index = self.index
+        for row in self.rows:
             # A CRLF file would otherwise glue "\r" to the last value.
-            text = lines[index].rstrip("\r")
+            text = row.rstrip("\r\n")
             index += 1
             stripped = text.strip(" \t")
             if stripped and stripped[0] != "#":
                 self.index = index
-                return text, Location(self.path, index)
+                return text, index
         self.index = index
         return None
 
@@ -350,7 +387,7 @@ class _FileReader:
         while True:
             if got is None:
                 self.reader.problem(
-                    Location(self.path, len(self.lines)),
+                    Location(self.path, self.index),
                     "missing } in last service entry",
                     Severity.WARNING,
                 )
@@ -421,41 +458,58 @@ class _FileReader:
                 self.skipEntry(location)
                 self._flushSwallowed()
                 continue
-            brace = self.nextLine()
+            brace = self.nextText()
             if brace is None or brace[0].strip(" \t") != "{":
-                # xinetd counts the line it read instead of the brace.
-                where = location if brace is None else brace[1]
-                broken = Broken(f"Service {name}: missing '{{'", where)
-                self.reader.addBlock(Block(kind, name, location, (broken,)))
-                if brace is not None and brace[0].strip(" \t") != "}":
-                    self._swallow(brace[0], brace[1], location)
-                self.skipEntry(location)
-                self._flushSwallowed()
+                self._missingBrace(kind, name, location, brace)
                 continue
             duplicate = kind == "defaults" and self.sawDefaults
             if kind == "defaults":
                 self.sawDefaults = True
             lines = self.readBody(location)
             self.reader.addBlock(Block(kind, name, location, lines, duplicate))
-            self._flushSwallowed()
+            if self.swallowed:
+                self._flushSwallowed()
+
+    def _missingBrace(
+        self,
+        kind: str,
+        name: str,
+        location: Location,
+        brace: Optional[Tuple[str, int]],
+    ) -> None:
+        """
+        The line after C{service NAME} (C{brace}, or L{None} at the end of
+        the file) is not C{{}: the entry is broken and skipped.
+        """
+        # xinetd counts the line it read instead of the brace.
+        where = location if brace is None else Location(self.path, brace[1])
+        broken = Broken(f"Service {name}: missing '{{'", where)
+        self.reader.addBlock(Block(kind, name, location, (broken,)))
+        if brace is not None and brace[0].strip(" \t") != "}":
+            self._swallow(brace[0], where, location)
+        self.skipEntry(location)
+        self._flushSwallowed()
 
     def readBody(self, start: Location) -> Tuple[Union[Line, Broken], ...]:
         """
         The lines of a block up to its C{}}.
         """
         lines: List[Union[Line, Broken]] = []
-        parse, path, texts = self.reader.parseLine, self.path, self.lines
-        parsed = self.reader._parsed
+        parse, path, rows = self.reader.parseLine, self.path, self.rows
+        parsedRows = self.reader._rows
         # nextLine's loop, inlined: this one runs for every line of every
-        # block (and the closing brace needs no Location).
-        index, end = self.index, len(texts)
-        while True:
-            if index >= end:
-                self.index = index
-                lines.append(Broken("incomplete entry", Location(path, end)))
-                return tuple(lines)
-            text = texts[index].rstrip("\r")
+        # block (and the closing brace needs no Location, nor a line seen
+        # before: its Line is a tuple made in C).  A row read before as a
+        # line, "\n" and all, is that line again: no stripping, no test.
+        newTuple = tuple.__new__
+        index = self.index
+        for row in rows:
             index += 1
+            seen = parsedRows.get(row)
+            if seen is not None:
+                lines.append(newTuple(Line, (seen[0], seen[1], seen[2], path, index)))
+                continue
+            text = row.rstrip("\r\n")
             stripped = text.strip(" \t")
             if not stripped or stripped[0] == "#":
                 continue
@@ -463,28 +517,28 @@ class _FileReader:
                 self.index = index
                 return tuple(lines)
             location = Location(path, index)
-            seen = parsed.get(text)  # Reader.parseLine's look-up, inlined
-            if seen is not None:
-                lines.append(Line(seen[0], seen[1], seen[2], location))
-                continue
             item = parse(text, location)
-            if isinstance(item, Broken):
-                self.index = index
-                got = (text, location)
-                words = text.split()
-                if words[0].lower() in _KEYWORDS and not _hasOperator(words):
-                    item = Broken(
-                        f"a '{words[0]}' line inside the entry started at "
-                        f"{start}: a missing '}}'?",
-                        location,
-                    )
-                    lines.append(item)
-                    self.skipEntry(start, got)
-                else:
-                    lines.append(item)
-                    self.skipEntry(start)
-                return tuple(lines)
-            lines.append(item)
+            if isinstance(item, Line):
+                parsedRows[row] = item[:3]
+                lines.append(item)
+                continue
+            self.index = index
+            words = text.split()
+            if words[0].lower() in _KEYWORDS and not _hasOperator(words):
+                item = Broken(
+                    f"a '{words[0]}' line inside the entry started at "
+                    f"{start}: a missing '}}'?",
+                    location,
+                )
+                lines.append(item)
+                self.skipEntry(start, (text, location))
+            else:
+                lines.append(item)
+                self.skipEntry(start)
+            return tuple(lines)
+        self.index = index
+        lines.append(Broken("incomplete entry", Location(path, index)))
+        return tuple(lines)
 
 
 def _hasOperator(words: List[str]) -> bool:
@@ -523,7 +577,7 @@ def parseLine(text: str, location: Location) -> Union[Line, Broken]:
         return Broken(f"Bad operator for attribute: {name}", location, name.lower())
     first = rest[len(op) :]
     values = (first, *words[2:]) if first else tuple(words[2:])
-    return Line(name.lower(), op, values, location)
+    return Line(name.lower(), op, values, location.path, location.line)
 
 
 def _words(text: str) -> List[str]:

@@ -7,9 +7,7 @@ copy of each value instead of a thousand.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, Mapping, TypeVar
-
-from xinetd_twisted.config.model import Location, Locations
+from typing import Any, Dict, Hashable, TypeVar
 
 _T = TypeVar("_T", bound=Hashable)
 
@@ -22,15 +20,11 @@ SHARED_FIELDS = (
     "server",
     "serverArgs",
     "argv",
-    "env",
-    "passenv",
     "cps",
     "logType",
-    "supplementaryGroups",
     "onlyFrom",
     "noAccess",
     "accessTimes",
-    "rlimits",
 )
 """
 The fields of L{ServiceConfig} that L{SharedValues.share} shares when set.
@@ -57,19 +51,12 @@ class SharedValues:
         """
         return self._values.setdefault(value, value)
 
-    def locations(self, locations: Mapping[str, Location]) -> Locations:
-        """
-        C{locations} compact, its names and paths shared.
-        """
-        compact = Locations.fromMapping(locations)
-        return Locations(self(compact.names), self(compact.paths), compact.lines)
-
     def share(self, fields: Dict[str, Any]) -> None:
         """
         In C{fields}, the keyword arguments of a L{ServiceConfig} about to
         be made: each value of L{SHARED_FIELDS} and L{SHARED_SETS} replaced
-        by the equal one seen first, and the locations made compact
-        (L{locations}).
+        by the equal one seen first (the draft shares the locations'
+        names and paths already).
         """
         # L{__call__} inlined: this runs for each field of each service.
         shared = self._values.setdefault
@@ -80,4 +67,3 @@ class SharedValues:
         for name in SHARED_SETS:
             value = fields[name]
             fields[name] = shared(value, value)
-        fields["locations"] = self.locations(fields["locations"])
