@@ -13,8 +13,9 @@ alone: reset-on-fork would give its children nice 0 too.
 
 The root helper loads this file (it runs with C{-I -S} and no package on
 C{sys.path}: standard library only) and sets the slice on itself, on the
-daemon by pid and on each sub-helper it forks; the daemon itself never
-imports C{ctypes}, which would grow its idle footprint.  Older kernels
+daemon by pid and on each sub-helper it forks: one process, root while
+the daemon is, sets every slice, and the daemon makes no call of its own.
+Older kernels
 ignore the slice (it reads back as 0) or refuse the call; either way it is
 skipped and said once.
 """
