@@ -13,7 +13,7 @@ import atexit
 import os
 import resource
 import signal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attr
 from twisted.application.service import MultiService
@@ -25,20 +25,21 @@ from xinetd_twisted.config.model import (
     Problem,
     Severity,
 )
-from xinetd_twisted.daemon.activation import InheritedSockets
+from xinetd_twisted.daemon.imetrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.memory import pausedCollections
-from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
-from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
+from xinetd_twisted.daemon.notify import (
+    LISTEN_VARIABLES,
+    SYSTEMD_VARIABLES,
+    SystemdNotifier,
+)
 from xinetd_twisted.daemon.operations import Operations, budgetDescriptors
 from xinetd_twisted.daemon.plan import ownsSocket, planReload
-from xinetd_twisted.daemon.rpc import RpcRegistrations
 from xinetd_twisted.daemon.table import ServiceTable
 from xinetd_twisted.logs.sinks import SyslogConnection
 from xinetd_twisted.policy.access import PolicyContext
-from xinetd_twisted.policy.hostsaccess import HostsAccess
+from xinetd_twisted.policy.libwrap import loadHostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
 from xinetd_twisted.protocols.names import ReverseResolver
-from xinetd_twisted.protocols.portmap import PortmapClient
 from xinetd_twisted.records import plainRepr
 from xinetd_twisted.service.context import (
     DaemonContext,
@@ -48,6 +49,11 @@ from xinetd_twisted.service.context import (
 )
 from xinetd_twisted.service.runtime import ServiceRuntime
 from xinetd_twisted.spawn.interfaces import ISpawner
+
+if TYPE_CHECKING:
+    from xinetd_twisted.daemon.activation import InheritedSockets
+    from xinetd_twisted.daemon.rpc import RpcRegistrations
+    from xinetd_twisted.policy.hostsaccess import HostsAccess
 
 ConfigLoader = Callable[[str], Config]
 
@@ -179,6 +185,19 @@ def superServerFromPath(
     )
 
 
+def _inheritedFromEnvironment() -> Optional[InheritedSockets]:
+    """
+    The sockets systemd passed in C{LISTEN_*} (those variables then unset),
+    or L{None} without any such variable, in which case socket activation
+    is not even imported.
+    """
+    if not any(name in os.environ for name in LISTEN_VARIABLES):
+        return None
+    from xinetd_twisted.daemon.activation import InheritedSockets
+
+    return InheritedSockets.fromEnvironment(os.environ)
+
+
 def buildContext(
     reactor: Any,
     spawner: ISpawner,
@@ -279,13 +298,9 @@ class SuperServer(MultiService):
             currentUmask() if umask is None else umask,
             self.metrics,
         )
-        if inherited is None:
-            inherited = (
-                InheritedSockets.fromEnvironment(os.environ)
-                if environ is None
-                else InheritedSockets()
-            )
-        self.inherited = inherited
+        if inherited is None and environ is None:
+            inherited = _inheritedFromEnvironment()
+        self.inherited: Optional[InheritedSockets] = inherited
         self.operations = Operations(
             self,
             reactor,
@@ -294,9 +309,7 @@ class SuperServer(MultiService):
             if notifier is not None
             else SystemdNotifier.fromEnvironment(os.environ, reactor),
         )
-        self.table = ServiceTable(
-            self, self.context, metrics, RpcRegistrations(PortmapClient(reactor))
-        )
+        self.table = ServiceTable(self, self.context, metrics)
         self._activated = False
         self._terminating = False
         subservices = [s for s in config.services if s.isTcpmuxSubservice]
@@ -329,8 +342,9 @@ class SuperServer(MultiService):
     def _readHosts(self) -> Optional[HostsAccess]:
         if self.options.hostsAllow is None:
             return None
-        hosts = HostsAccess.fromFiles(self.options.hostsAllow, self.options.hostsDeny)
-        logProblems(self.log, tuple(hosts.problems))
+        hosts = loadHostsAccess(self.options.hostsAllow, self.options.hostsDeny)
+        if hosts is not None:
+            logProblems(self.log, tuple(hosts.problems))
         return hosts
 
     # --- start and stop ----------------------------------------------------
@@ -394,7 +408,7 @@ class SuperServer(MultiService):
         self.running = 0
         stopped = self.operations.stop()
         stopped += [runtime.stopService() for runtime in reversed(list(self))]
-        stopped.append(self.rpc.stop())
+        stopped.append(self.table.stopRpc())
         self.table.removeAll()
         self.context.sinks.close()
         if self.context.names is not None:

@@ -13,7 +13,7 @@ L{Refusal} carrying xinetd's exact FAIL reason.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attr
 from twisted.internet.interfaces import IReactorTime
@@ -21,17 +21,15 @@ from twisted.internet.interfaces import IReactorTime
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.policy.addresses import AddressList, Peer
 from xinetd_twisted.policy.cps import CPS, ConnectionRate
-from xinetd_twisted.policy.hostsaccess import (
-    LIBWRAP,
-    DaemonAccess,
-    HostsAccess,
-    libwrapName,
-)
+from xinetd_twisted.policy.libwrap import LIBWRAP, libwrapName
 from xinetd_twisted.policy.limits import PROCESS_LIMIT, ProcessLimit, ServiceLimits
 from xinetd_twisted.policy.loadavg import LOAD, LoadAverage, overloaded
 from xinetd_twisted.policy.sensor import SensorList, SensorOutcome
 from xinetd_twisted.policy.sourcerate import PER_SOURCE_CPS, SourceRate
 from xinetd_twisted.policy.times import AccessTimes
+
+if TYPE_CHECKING:
+    from xinetd_twisted.policy.hostsaccess import DaemonAccess, HostsAccess
 
 ADDRESS = "address"
 TIME = "time"
