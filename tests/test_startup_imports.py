@@ -12,9 +12,12 @@ import sys
 from typing import List
 
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
 
+from xinetd_twisted.protocols.names import ReverseResolver
+from xinetd_twisted.service.context import ResolverOnFirstUse
 from xinetd_twisted.service.factory import plainSocket
 
 
@@ -38,6 +41,11 @@ FEATURES = (
     "xinetd_twisted.config.tls",
     "xinetd_twisted.config.dump",
     "xinetd_twisted.spawn.schedslice",
+    "xinetd_twisted.protocols.names",
+    "xinetd_twisted.builtins",
+    "xinetd_twisted.listen.wait",
+    "xinetd_twisted.policy.times",
+    "xinetd_twisted.policy.sourcerate",
 )
 
 PROGRAM = """
@@ -179,6 +187,39 @@ class FeatureImportTests(SynchronousTestCase):
         path = self.mktemp()
         os.makedirs(path)
         return path
+
+
+class ResolverOnFirstUseTests(SynchronousTestCase):
+    """
+    L{ResolverOnFirstUse} makes its resolver when first asked.
+    """
+
+    def setUp(self) -> None:
+        self.made: List[ReverseResolver] = []
+
+    def make(self) -> ReverseResolver:
+        resolver = ReverseResolver(Clock().seconds, {"10.0.0.1": "one.example"})
+        self.made.append(resolver)
+        return resolver
+
+    def test_onFirstUse(self) -> None:
+        """
+        Nothing is made before a question; then one resolver answers them
+        all.
+        """
+        names = ResolverOnFirstUse(self.make)
+        self.assertEqual(self.made, [])
+        self.assertEqual(names.cached("10.0.0.1"), (True, "one.example"))
+        self.assertEqual(self.successResultOf(names.lookup("10.0.0.1")), "one.example")
+        self.assertEqual(len(self.made), 1)
+
+    def test_stopUnmade(self) -> None:
+        """
+        Stopping a resolver never asked makes none.
+        """
+        names = ResolverOnFirstUse(self.make)
+        names.stop()
+        self.assertEqual(self.made, [])
 
 
 class PlainSocketTests(SynchronousTestCase):

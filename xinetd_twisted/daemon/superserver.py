@@ -13,6 +13,7 @@ import atexit
 import os
 import resource
 import signal
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attr
@@ -39,13 +40,13 @@ from xinetd_twisted.logs.sinks import SyslogConnection
 from xinetd_twisted.policy.access import PolicyContext
 from xinetd_twisted.policy.libwrap import loadHostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
-from xinetd_twisted.protocols.names import ReverseResolver
 from xinetd_twisted.records import plainRepr
 from xinetd_twisted.service.context import (
     DaemonContext,
     IServiceHooks,
     LogSinks,
     NoHooks,
+    ResolverOnFirstUse,
 )
 from xinetd_twisted.service.runtime import ServiceRuntime
 from xinetd_twisted.spawn.interfaces import ISpawner
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from xinetd_twisted.daemon.activation import InheritedSockets
     from xinetd_twisted.daemon.rpc import RpcRegistrations
     from xinetd_twisted.policy.hostsaccess import HostsAccess
+    from xinetd_twisted.protocols.names import ReverseResolver
 
 ConfigLoader = Callable[[str], Config]
 
@@ -198,6 +200,12 @@ def _inheritedFromEnvironment() -> Optional[InheritedSockets]:
     return InheritedSockets.fromEnvironment(os.environ)
 
 
+def _resolverFor(reactor: Any) -> ReverseResolver:
+    from xinetd_twisted.protocols.names import ReverseResolver
+
+    return ReverseResolver.forReactor(reactor)
+
+
 def buildContext(
     reactor: Any,
     spawner: ISpawner,
@@ -225,7 +233,7 @@ def buildContext(
         nofileHardLimit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
         policy=policy,
         sinks=LogSinks(SyslogConnection(options.syslogPath)),
-        names=ReverseResolver.forReactor(reactor),
+        names=ResolverOnFirstUse(partial(_resolverFor, reactor)),
         hooks=hooks if hooks is not None else NoHooks(),
     )
 

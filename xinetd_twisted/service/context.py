@@ -16,12 +16,14 @@ from zope.interface import Interface, implementer
 from xinetd_twisted.config.model import FileLog, ServiceConfig
 from xinetd_twisted.logs.sinks import LogSink, SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext
-from xinetd_twisted.protocols.names import ReverseResolver
 from xinetd_twisted.records import plainRepr
 from xinetd_twisted.spawn.interfaces import ISpawner
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from xinetd_twisted.builtins.datagram import AmplificationBudget, LoopGuard
+    from xinetd_twisted.protocols.names import ReverseResolver
 
 IDENT_ON_FAILURE_LIMIT = 15
 """
@@ -203,6 +205,44 @@ class LogSinks:
         self.syslog.disconnect()
 
 
+class ResolverOnFirstUse:
+    """
+    A L{ReverseResolver} made by C{make} when first asked, and stopped only
+    if made: only services with name rules ask (so that a daemon without
+    any does not import the resolver nor read C{/etc/hosts}).
+    """
+
+    __slots__ = ("_make", "_resolver")
+
+    def __init__(self, make: Callable[[], ReverseResolver]) -> None:
+        self._make = make
+        self._resolver: Optional[ReverseResolver] = None
+
+    def _made(self) -> ReverseResolver:
+        if self._resolver is None:
+            self._resolver = self._make()
+        return self._resolver
+
+    def cached(self, host: str) -> tuple[bool, Optional[str]]:
+        """
+        L{ReverseResolver.cached}.
+        """
+        return self._made().cached(host)
+
+    def lookup(self, host: str) -> Deferred:
+        """
+        L{ReverseResolver.lookup}.
+        """
+        return self._made().lookup(host)
+
+    def stop(self) -> None:
+        """
+        L{ReverseResolver.stop}, if it was made.
+        """
+        if self._resolver is not None:
+            self._resolver.stop()
+
+
 class DatagramShare:
     """
     What the UDP internal services share, made when the first of them asks
@@ -280,7 +320,7 @@ class DaemonContext:
     nofileHardLimit: int
     policy: PolicyContext
     sinks: LogSinks
-    names: Optional[ReverseResolver] = None
+    names: Optional[ReverseResolver | ResolverOnFirstUse] = None
     datagrams: DatagramShare = attr.Factory(
         lambda self: DatagramShare(self.reactor), takes_self=True
     )
