@@ -46,6 +46,7 @@ FEATURES = (
     "xinetd_twisted.listen.wait",
     "xinetd_twisted.policy.times",
     "xinetd_twisted.policy.sourcerate",
+    "xinetd_twisted.service.tls",
 )
 
 PROGRAM = """
