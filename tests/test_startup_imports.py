@@ -165,6 +165,18 @@ class FeatureImportTests(SynchronousTestCase):
         code = _built(self.mktemp_dir(), "# nothing here\n")
         self.assertEqual(_loaded(code, list(FEATURES)), "[]")
 
+    def test_systemFilesForgotten(self) -> None:
+        """
+        The daemon built keeps no parsed system file (the services
+        database is the largest).
+        """
+        code = (
+            _built(self.mktemp_dir())
+            + "\nfrom xinetd_twisted.config import sysfiles"
+            + "\nprint(len(sysfiles._cache))"
+        )
+        self.assertEqual(_loaded(code, []), "0\n[]")
+
     def test_hostsRules(self) -> None:
         """
         A rule in hosts.allow loads the hosts_access parser.

@@ -26,6 +26,7 @@ from xinetd_twisted.config.model import (
     Problem,
     Severity,
 )
+from xinetd_twisted.config.sysfiles import forgetParsed
 from xinetd_twisted.daemon.imetrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.memory import pausedCollections
 from xinetd_twisted.daemon.notify import (
@@ -286,6 +287,7 @@ class SuperServer(MultiService):
         self._reactor: Any = reactor
         self.configPath = configPath
         self.config = config
+        forgetParsed()
         self._loader = loader
         self.options = options if options is not None else DaemonOptions()
         self._exitProcess = exitProcess or self._stopWithStatus
@@ -512,6 +514,7 @@ class SuperServer(MultiService):
         self.log.info("Starting reconfiguration")
         self.operations.reloading()
         config = loadForReload(self._loader, self.configPath, self.log)
+        forgetParsed()
         if config is None:
             self.operations.reloaded(False)
             return None
