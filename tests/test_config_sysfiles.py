@@ -11,6 +11,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.sysfiles import (
+    forgetParsed,
     readNetworks,
     readProtocols,
     readRpc,
@@ -52,6 +53,17 @@ class ReaderTests(SynchronousTestCase):
         path.setContent(b"echo 77/tcp   \n")
         os.utime(path.path, (1, 1))
         self.assertEqual(readServices(path.path).port("echo", "tcp"), 77)
+
+    def test_forgetParsed(self) -> None:
+        """
+        After L{forgetParsed} an unchanged file is parsed again.
+        """
+        path = self.write("echo 7/tcp\n")
+        first = readServices(path.path)
+        forgetParsed()
+        again = readServices(path.path)
+        self.assertIsNot(again, first)
+        self.assertEqual(again, first)
 
     def test_missingFile(self) -> None:
         """

@@ -4,6 +4,7 @@ Tests for L{xinetd_twisted.policy.hostsaccess}.
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 from twisted.internet.task import Clock
@@ -12,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from xinetd_twisted.config.model import ServiceConfig, Severity
 from xinetd_twisted.policy.addresses import Peer
 from xinetd_twisted.policy.hostsaccess import HostsAccess, libwrapName, parseHostsFile
+from xinetd_twisted.policy.libwrap import loadHostsAccess
 from xinetd_twisted.protocols.names import ReverseResolver
 
 from .test_protocols_names import FakeDNS
@@ -275,3 +277,59 @@ class ForwardConfirmedNameTests(SynchronousTestCase):
         access = rules(deny="ALL: PARANOID\n")
         self.assertFalse(allowed(access, "x", "10.2.3.4", self.nameOf(["192.0.2.1"])))
         self.assertTrue(allowed(access, "x", "10.2.3.4", self.nameOf(["10.2.3.4"])))
+
+
+class LoadHostsAccessTests(SynchronousTestCase):
+    """
+    L{loadHostsAccess} parses the files only when they may hold a rule.
+    """
+
+    def files(self, allow: str, deny: str = "") -> tuple:
+        paths = []
+        for text in (allow, deny):
+            path = self.mktemp()
+            with open(path, "w") as f:
+                f.write(text)
+            paths.append(path)
+        return tuple(paths)
+
+    def test_noRules(self) -> None:
+        """
+        Blank lines and comments check nothing: no parsed files at all.
+        """
+        allow, deny = self.files("# a comment\n\n   \n", "#\n")
+        self.assertIsNone(loadHostsAccess(allow, deny))
+        self.assertIsNone(loadHostsAccess(self.mktemp(), self.mktemp()))
+
+    def test_continuedComment(self) -> None:
+        """
+        A line that continues a comment is read by the parser (which finds
+        no rule in it).
+        """
+        access = loadHostsAccess(*self.files("# a comment \\\nstill one\n"))
+        assert access is not None
+        self.assertTrue(allowed(access, "x", "10.0.0.1"))
+        self.assertEqual(access.problems, ())
+
+    def test_rules(self) -> None:
+        """
+        A rule in either file is parsed as L{HostsAccess.fromFiles} parses it.
+        """
+        allow, deny = self.files("# ok\nin.fingerd: 10.0.0.1\n", "ALL: ALL\n")
+        access = loadHostsAccess(allow, deny)
+        assert access is not None
+        self.assertTrue(allowed(access, "in.fingerd", "10.0.0.1"))
+        self.assertFalse(allowed(access, "in.fingerd", "10.0.0.2"))
+
+    def test_unreadable(self) -> None:
+        """
+        A file that cannot be read is a problem, reported as before.
+        """
+        (deny,) = self.files("")[1:]
+        os.mkdir(deny + ".d")
+        access = loadHostsAccess(deny + ".d", deny)
+        assert access is not None
+        self.assertEqual(
+            [(p.location.path, p.severity) for p in access.problems],
+            [(deny + ".d", Severity.ERROR)],
+        )

@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from tests.fakehelper import NOBODY, FakeHelperCase, FakeProtocol, messages
 from tests.test_spawn_helper import PYTHON, SpawnerCase, _Child, _probeSetup
-from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError
 
 # Started by the root helper itself (no credentials to take).

@@ -9,7 +9,7 @@ import resource
 from twisted.trial.unittest import SynchronousTestCase
 
 from xinetd_twisted.config.model import UNLIMITED, Location, ServiceConfig
-from xinetd_twisted.spawn import helper
+from xinetd_twisted.spawn import helper, wire
 from xinetd_twisted.spawn.interfaces import ChildSetup
 from xinetd_twisted.spawn.setup import (
     DAEMON_RLIMITS,
@@ -188,26 +188,37 @@ class ChildSetupForTests(SynchronousTestCase):
 
 
 class WireFormatTests(SynchronousTestCase):
+    def test_endsAgree(self) -> None:
+        """
+        The daemon's side of the wire (L{wire}) and the helper program,
+        which cannot import it, have the same limits and read the same
+        resource limits.
+        """
+        self.assertEqual(
+            (wire.MAX_MESSAGE, wire.MAX_EVENTS_PER_MESSAGE, wire.allRlimits()),
+            (helper.MAX_MESSAGE, helper.MAX_EVENTS_PER_MESSAGE, helper.allRlimits()),
+        )
+
     def test_spawnMessageRoundTrip(self) -> None:
         """A spawn message carries request id, template id, NAME=value bytes and the lane."""
-        data = helper.spawnMessage(7, 3, (("REMOTE_HOST", "1.2.3.4"),), 1)
-        self.assertEqual(helper.decode(data), ("S", 7, 3, [b"REMOTE_HOST=1.2.3.4"], 1))
+        data = wire.spawnMessage(7, 3, (("REMOTE_HOST", "1.2.3.4"),), 1)
+        self.assertEqual(wire.decode(data), ("S", 7, 3, [b"REMOTE_HOST=1.2.3.4"], 1))
 
     def test_spawnMessageFirstLane(self) -> None:
         """Without a lane a spawn goes to the first."""
-        self.assertEqual(helper.decode(helper.spawnMessage(7, 3, ()))[4], 0)
+        self.assertEqual(wire.decode(wire.spawnMessage(7, 3, ()))[4], 0)
 
     def test_killSubMessageRoundTrip(self) -> None:
         """A kill-sub-helper message carries the sub-helper's id."""
-        self.assertEqual(helper.decode(helper.killSubMessage(4)), ("X", 4))
+        self.assertEqual(wire.decode(wire.killSubMessage(4)), ("X", 4))
 
     def test_signalMessageRoundTrip(self) -> None:
         """A signal message carries pid and signal number."""
-        self.assertEqual(helper.decode(helper.signalMessage(42, 15)), ("K", 42, 15))
+        self.assertEqual(wire.decode(wire.signalMessage(42, 15)), ("K", 42, 15))
 
     def test_templateRoundTrip(self) -> None:
         """An encoded template decodes in the helper to the same fields."""
-        blob = helper.encodeTemplate(
+        blob = wire.encodeTemplate(
             "/bin/x",
             ("x", "-y"),
             (("A", "b"),),
@@ -232,7 +243,7 @@ class WireFormatTests(SynchronousTestCase):
 
     def test_inheritedLimitsKeepTheFastPath(self) -> None:
         """Limits equal to the helper's own keep fork_exec; they stay in the template."""
-        blob = helper.encodeTemplate(
+        blob = wire.encodeTemplate(
             "/x",
             ("x",),
             (),
@@ -254,14 +265,14 @@ class WireFormatTests(SynchronousTestCase):
 
     def test_credentialTemplatesGoToASubHelper(self) -> None:
         """A template with credentials and no Python-only setting is keyed by them."""
-        blob = helper.encodeTemplate(
+        blob = wire.encodeTemplate(
             "/x", ("x",), (), 1, 2, (), 0o22, None, (), None, "/", True
         )
         self.assertEqual(helper._Template(blob, {}, False).credentials, (1, 2, ()))
 
     def test_subHelperDropsCredentials(self) -> None:
         """In a sub-helper the template carries no credentials (it already has them)."""
-        blob = helper.encodeTemplate(
+        blob = wire.encodeTemplate(
             "/x", ("x",), (), 1, 2, (), 0o22, None, (), None, "/", True
         )
         t = helper._Template(blob, {}, True)
@@ -271,7 +282,7 @@ class WireFormatTests(SynchronousTestCase):
 
     def test_niceKeepsTemplateInRootHelper(self) -> None:
         """nice needs Python in the child, done by the root helper before setuid."""
-        blob = helper.encodeTemplate(
+        blob = wire.encodeTemplate(
             "/x", ("x",), (), 1, 2, (), 0o22, 5, (), None, "/", True
         )
         t = helper._Template(blob, {}, False)
@@ -280,10 +291,10 @@ class WireFormatTests(SynchronousTestCase):
     def test_largeTemplateInParts(self) -> None:
         """A template larger than one message is split and reassembles exactly."""
         blob = bytes(range(256)) * 600
-        messages = helper.templateMessages(9, blob)
+        messages = wire.templateMessages(9, blob)
         self.assertGreater(len(messages), 1)
-        decoded = [helper.decode(m) for m in messages]
-        self.assertTrue(all(len(m) <= helper.MAX_MESSAGE for m in messages))
+        decoded = [wire.decode(m) for m in messages]
+        self.assertTrue(all(len(m) <= wire.MAX_MESSAGE for m in messages))
         self.assertEqual(b"".join(d[2] for d in decoded), blob)
         self.assertEqual([d[3] for d in decoded], [False] * (len(decoded) - 1) + [True])
         self.assertEqual([d[4] for d in decoded], list(range(len(decoded))))

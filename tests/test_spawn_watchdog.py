@@ -11,7 +11,7 @@ import socket
 
 from tests.fakehelper import NOBODY, OTHER, FakeHelperCase
 from tests.fakehelper import messages as _messages
-from xinetd_twisted.spawn import helper as wire
+from xinetd_twisted.spawn import wire
 from xinetd_twisted.spawn.interfaces import SpawnError, credentialKey
 
 

@@ -14,16 +14,43 @@ from twisted.python import usage
 from xinetd_twisted import __version__
 from xinetd_twisted.config.model import ConfigError, UnreadableConfig
 from xinetd_twisted.config.reader import loadConfig
-from xinetd_twisted.config.tls import deferOpenSSL
 from xinetd_twisted.daemon.memory import pausedCollections
-from xinetd_twisted.spawn.schedslice import MAX_SLICE_US, MIN_SLICE_US
 
 DEFAULT_SCHED_SLICE = 100
 """C{--sched-slice}'s default: the shortest slice the kernel takes."""
 
+
+def deferOpenSSL() -> None:
+    """
+    Keep pyOpenSSL out of the daemon until a TLS service needs it: Twisted's
+    TCP module imports it whenever it is installed (for C{startTLS}, which
+    the daemon never uses).  Called when twistd imports this plugin, before
+    the reactor; L{xinetd_twisted.config.tls.allowOpenSSL} lifts it.  (It
+    lives here so that a daemon without TLS does not import that module.)
+    """
+    if "OpenSSL" not in sys.modules and "twisted.internet.tcp" not in sys.modules:
+        sys.modules["OpenSSL"] = None  # type: ignore[assignment]
+
+
 # twistd imports this before the reactor: keep pyOpenSSL (~13 MB) out
 # until a TLS service needs it.
 deferOpenSSL()
+
+
+def _checkSchedSlice(microseconds: int) -> None:
+    """
+    Refuse a C{--sched-slice} out of the scheduler's bounds (0 and the
+    default are fine, so that a start with them does not import
+    L{xinetd_twisted.spawn.schedslice}).
+    """
+    if microseconds in (0, DEFAULT_SCHED_SLICE):
+        return
+    from xinetd_twisted.spawn.schedslice import MAX_SLICE_US, MIN_SLICE_US
+
+    if not MIN_SLICE_US <= microseconds <= MAX_SLICE_US:
+        raise usage.UsageError(
+            f"--sched-slice must be 0 or {MIN_SLICE_US} to {MAX_SLICE_US} microseconds"
+        )
 
 
 class Options(usage.Options):
@@ -169,12 +196,7 @@ class Options(usage.Options):
             raise usage.UsageError("--graceful-stop must be a number of seconds")
         if self["helper-idle"] is not None and self["helper-idle"] < 0:
             raise usage.UsageError("--helper-idle must be a number of seconds")
-        microseconds = self["sched-slice"]
-        if microseconds != 0 and not MIN_SLICE_US <= microseconds <= MAX_SLICE_US:
-            raise usage.UsageError(
-                f"--sched-slice must be 0 or {MIN_SLICE_US} to {MAX_SLICE_US} "
-                "microseconds"
-            )
+        _checkSchedSlice(self["sched-slice"])
         facility = self["syslog-facility"]
         if facility is not None:
             from xinetd_twisted.logs.sinks import SYSLOG_FACILITIES

@@ -13,7 +13,6 @@ import os
 from typing import Any, Mapping
 
 from xinetd_twisted.config.model import ServiceConfig, evolveService
-from xinetd_twisted.config.tls import TLSFileError, TLSFiles, serverOptions
 
 TLS_ATTRIBUTES = ("tls_certificate", "tls_key", "tls_client_ca")
 FRONT_ATTRIBUTES = TLS_ATTRIBUTES + ("proxy_protocol",)
@@ -70,6 +69,9 @@ def fillFront(
             if attribute in specified:
                 raise FrontError(attribute, f"{attribute} needs tls_certificate")
         return service
+    # Imported only for a TLS service: it loads pyOpenSSL's side of Twisted.
+    from xinetd_twisted.config.tls import TLSFileError, TLSFiles, serverOptions
+
     files = TLSFiles.forService(service)
     assert files is not None
     try:

@@ -5,7 +5,8 @@ protocols, rpc and networks.
 
 xinetd calls getservbyname() and friends; we read the files ourselves so the
 paths can be injected (tests, chroots) and so a load never blocks on NSS.
-Each file is parsed once per (path, mtime, size) and cached.
+Each file is parsed once per (path, mtime, size) and cached, until
+L{forgetParsed} (which the daemon calls once a configuration is loaded).
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def _cached(kind: str, path: str, parse: Callable[[str], T]) -> T:
     value = parse(text)
     _cache[(kind, path)] = (stamp, value)
     return value
+
+
+def forgetParsed() -> None:
+    """
+    Drop every parsed file.  The daemon calls it after each configuration
+    load: between reloads it would keep the services database (about
+    100 KB for a usual C{/etc/services}) for a parse of a few
+    milliseconds at the next reload.
+    """
+    _cache.clear()
 
 
 def _lines(text: str):

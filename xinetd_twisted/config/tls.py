@@ -24,20 +24,10 @@ _PEM = re.compile(
 )
 
 
-def deferOpenSSL() -> None:
-    """
-    Keep pyOpenSSL out of the daemon until a TLS service needs it: Twisted's
-    TCP module imports it whenever it is installed (for C{startTLS}, which
-    the daemon never uses).  Called by the twistd plugin before the reactor
-    is imported; L{allowOpenSSL} lifts it.
-    """
-    if "OpenSSL" not in sys.modules and "twisted.internet.tcp" not in sys.modules:
-        sys.modules["OpenSSL"] = None  # type: ignore[assignment]
-
-
 def allowOpenSSL() -> None:
     """
-    Let pyOpenSSL be imported (a TLS service exists).  TLS in front of a
+    Let pyOpenSSL be imported (a TLS service exists), which the twistd
+    plugin kept out (L{xinetd_twisted.tap.deferOpenSSL}).  TLS in front of a
     service works over any transport (L{TLSMemoryBIOFactory}), so a TCP
     module imported without pyOpenSSL does not matter.
     """

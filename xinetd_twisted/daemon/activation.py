@@ -24,6 +24,7 @@ import attr
 from twisted.logger import Logger
 
 from xinetd_twisted.config.model import ServiceConfig
+from xinetd_twisted.daemon.notify import LISTEN_VARIABLES
 from xinetd_twisted.listen.sockets import (
     UNIX_PROTOCOL,
     SocketSource,
@@ -35,12 +36,6 @@ from xinetd_twisted.records import plainRepr
 LISTEN_FDS_START = 3
 """
 The first inherited descriptor (C{SD_LISTEN_FDS_START}).
-"""
-
-LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-"""
-The variables that pass sockets; unset once read, so that nothing the
-daemon starts believes it was activated.
 """
 
 DEFAULT_NAME = "unknown"

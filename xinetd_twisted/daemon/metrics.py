@@ -5,8 +5,9 @@ service accepted, refused and runs, how long spawning takes, how reloads
 went, served as text at C{/metrics} on any Twisted server endpoint.
 
 prometheus_client and twisted.web are imported only when a L{Metrics} is
-built: a daemon without C{--metrics} does not pay for them (L{NullMetrics}
-is the free stand-in).  The page is rendered in the reactor thread, not
+built: a daemon without C{--metrics} does not pay for them, nor for this
+module (L{NullMetrics}, the free stand-in, and L{IMetrics} are in
+L{xinetd_twisted.daemon.imetrics}).  The page is rendered in the reactor thread, not
 with C{prometheus_client.twisted.MetricsResource}: that one is a
 C{WSGIResource} on the reactor's thread pool, and the daemon keeps no
 threads (it forks).  The hot path only adds to plain numbers (under a
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Tuple
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from xinetd_twisted.service.context import IServiceHooks, NoHooks
+from xinetd_twisted.daemon.imetrics import IMetrics, NullMetrics
+
+__all__ = ["IMetrics", "Metrics", "NullMetrics"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from twisted.internet.interfaces import IListeningPort
@@ -49,45 +52,6 @@ millisecond, C{reactor.spawnProcess} of a large daemon tens of them.
 
 SUCCESS = "success"
 FAILURE = "failure"
-
-
-class IMetrics(IServiceHooks):
-    """
-    What the runtime tells the metrics, one call per event (the service
-    events of L{IServiceHooks}, and the daemon's).
-    """
-
-    def reloaded(success: bool) -> None:
-        """
-        A reload (SIGHUP) ended, applied or refused.
-        """
-
-    def listening(serviceId: str, address: str) -> None:
-        """
-        The service listens at C{address} (a readable description); replaces
-        an earlier address of the same service.
-        """
-
-    def removed(serviceId: str) -> None:
-        """
-        The service no longer listens (its counters stay).
-        """
-
-
-@implementer(IMetrics)
-class NullMetrics(NoHooks):
-    """
-    The metrics of a daemon without C{--metrics}: every call does nothing.
-    """
-
-    def reloaded(self, success: bool) -> None:
-        pass
-
-    def listening(self, serviceId: str, address: str) -> None:
-        pass
-
-    def removed(self, serviceId: str) -> None:
-        pass
 
 
 @implementer(IMetrics)

@@ -21,14 +21,18 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+"""
+The variables that pass sockets (L{xinetd_twisted.daemon.activation});
+unset once read, so that nothing the daemon starts believes it was
+activated.
+"""
+
 SYSTEMD_VARIABLES = (
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-)
+) + LISTEN_VARIABLES
 """
 The variables systemd gives the daemon itself: none of them is meant for
 the servers it starts (a child that inherited C{NOTIFY_SOCKET} could tell

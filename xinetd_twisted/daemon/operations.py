@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, globalLogPublisher
 
-from xinetd_twisted.daemon.metrics import IMetrics
+from xinetd_twisted.daemon.imetrics import IMetrics
 from xinetd_twisted.daemon.notify import SystemdNotifier
 from xinetd_twisted.daemon.signals import SignalHandlers
 from xinetd_twisted.logs.daemonsyslog import DaemonSyslogObserver

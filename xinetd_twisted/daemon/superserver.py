@@ -13,7 +13,8 @@ import atexit
 import os
 import resource
 import signal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attr
 from twisted.application.service import MultiService
@@ -25,29 +26,37 @@ from xinetd_twisted.config.model import (
     Problem,
     Severity,
 )
-from xinetd_twisted.daemon.activation import InheritedSockets
+from xinetd_twisted.config.sysfiles import forgetParsed
+from xinetd_twisted.daemon.imetrics import IMetrics, NullMetrics
 from xinetd_twisted.daemon.memory import pausedCollections
-from xinetd_twisted.daemon.metrics import IMetrics, NullMetrics
-from xinetd_twisted.daemon.notify import SYSTEMD_VARIABLES, SystemdNotifier
+from xinetd_twisted.daemon.notify import (
+    LISTEN_VARIABLES,
+    SYSTEMD_VARIABLES,
+    SystemdNotifier,
+)
 from xinetd_twisted.daemon.operations import Operations, budgetDescriptors
 from xinetd_twisted.daemon.plan import ownsSocket, planReload
-from xinetd_twisted.daemon.rpc import RpcRegistrations
 from xinetd_twisted.daemon.table import ServiceTable
 from xinetd_twisted.logs.sinks import SyslogConnection
 from xinetd_twisted.policy.access import PolicyContext
-from xinetd_twisted.policy.hostsaccess import HostsAccess
+from xinetd_twisted.policy.libwrap import loadHostsAccess
 from xinetd_twisted.policy.limits import ProcessLimit
-from xinetd_twisted.protocols.names import ReverseResolver
-from xinetd_twisted.protocols.portmap import PortmapClient
 from xinetd_twisted.records import plainRepr
 from xinetd_twisted.service.context import (
     DaemonContext,
     IServiceHooks,
     LogSinks,
     NoHooks,
+    ResolverOnFirstUse,
 )
 from xinetd_twisted.service.runtime import ServiceRuntime
 from xinetd_twisted.spawn.interfaces import ISpawner
+
+if TYPE_CHECKING:
+    from xinetd_twisted.daemon.activation import InheritedSockets
+    from xinetd_twisted.daemon.rpc import RpcRegistrations
+    from xinetd_twisted.policy.hostsaccess import HostsAccess
+    from xinetd_twisted.protocols.names import ReverseResolver
 
 ConfigLoader = Callable[[str], Config]
 
@@ -179,6 +188,25 @@ def superServerFromPath(
     )
 
 
+def _inheritedFromEnvironment() -> Optional[InheritedSockets]:
+    """
+    The sockets systemd passed in C{LISTEN_*} (those variables then unset),
+    or L{None} without any such variable, in which case socket activation
+    is not even imported.
+    """
+    if not any(name in os.environ for name in LISTEN_VARIABLES):
+        return None
+    from xinetd_twisted.daemon.activation import InheritedSockets
+
+    return InheritedSockets.fromEnvironment(os.environ)
+
+
+def _resolverFor(reactor: Any) -> ReverseResolver:
+    from xinetd_twisted.protocols.names import ReverseResolver
+
+    return ReverseResolver.forReactor(reactor)
+
+
 def buildContext(
     reactor: Any,
     spawner: ISpawner,
@@ -206,7 +234,7 @@ def buildContext(
         nofileHardLimit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
         policy=policy,
         sinks=LogSinks(SyslogConnection(options.syslogPath)),
-        names=ReverseResolver.forReactor(reactor),
+        names=ResolverOnFirstUse(partial(_resolverFor, reactor)),
         hooks=hooks if hooks is not None else NoHooks(),
     )
 
@@ -259,6 +287,7 @@ class SuperServer(MultiService):
         self._reactor: Any = reactor
         self.configPath = configPath
         self.config = config
+        forgetParsed()
         self._loader = loader
         self.options = options if options is not None else DaemonOptions()
         self._exitProcess = exitProcess or self._stopWithStatus
@@ -279,13 +308,9 @@ class SuperServer(MultiService):
             currentUmask() if umask is None else umask,
             self.metrics,
         )
-        if inherited is None:
-            inherited = (
-                InheritedSockets.fromEnvironment(os.environ)
-                if environ is None
-                else InheritedSockets()
-            )
-        self.inherited = inherited
+        if inherited is None and environ is None:
+            inherited = _inheritedFromEnvironment()
+        self.inherited: Optional[InheritedSockets] = inherited
         self.operations = Operations(
             self,
             reactor,
@@ -294,9 +319,7 @@ class SuperServer(MultiService):
             if notifier is not None
             else SystemdNotifier.fromEnvironment(os.environ, reactor),
         )
-        self.table = ServiceTable(
-            self, self.context, metrics, RpcRegistrations(PortmapClient(reactor))
-        )
+        self.table = ServiceTable(self, self.context, metrics)
         self._activated = False
         self._terminating = False
         subservices = [s for s in config.services if s.isTcpmuxSubservice]
@@ -329,8 +352,9 @@ class SuperServer(MultiService):
     def _readHosts(self) -> Optional[HostsAccess]:
         if self.options.hostsAllow is None:
             return None
-        hosts = HostsAccess.fromFiles(self.options.hostsAllow, self.options.hostsDeny)
-        logProblems(self.log, tuple(hosts.problems))
+        hosts = loadHostsAccess(self.options.hostsAllow, self.options.hostsDeny)
+        if hosts is not None:
+            logProblems(self.log, tuple(hosts.problems))
         return hosts
 
     # --- start and stop ----------------------------------------------------
@@ -394,7 +418,7 @@ class SuperServer(MultiService):
         self.running = 0
         stopped = self.operations.stop()
         stopped += [runtime.stopService() for runtime in reversed(list(self))]
-        stopped.append(self.rpc.stop())
+        stopped.append(self.table.stopRpc())
         self.table.removeAll()
         self.context.sinks.close()
         if self.context.names is not None:
@@ -490,6 +514,7 @@ class SuperServer(MultiService):
         self.log.info("Starting reconfiguration")
         self.operations.reloading()
         config = loadForReload(self._loader, self.configPath, self.log)
+        forgetParsed()
         if config is None:
             self.operations.reloaded(False)
             return None

@@ -8,19 +8,22 @@ the removed services whose servers still run.
 from __future__ import annotations
 
 import signal
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from xinetd_twisted.config.model import Config, ServiceConfig
-from xinetd_twisted.daemon.activation import InheritedSocket, InheritedSockets
-from xinetd_twisted.daemon.metrics import IMetrics
 from xinetd_twisted.daemon.plan import Plan
-from xinetd_twisted.daemon.rpc import RpcRegistrations
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.runtime import ServiceRuntime, logListening
 from xinetd_twisted.spawn.interfaces import CredentialKey
+
+if TYPE_CHECKING:
+    from xinetd_twisted.daemon.activation import InheritedSocket, InheritedSockets
+    from xinetd_twisted.daemon.imetrics import IMetrics
+    from xinetd_twisted.daemon.rpc import RpcRegistrations
 
 
 class ServiceTable:
@@ -29,7 +32,9 @@ class ServiceTable:
 
     @ivar draining: runtimes of services a reload removed whose servers
         have not all been reaped yet (for their EXIT lines and the dump).
-    @ivar rpc: the rpcbind registrations of the RPC services.
+    @ivar rpc: the rpcbind registrations of the RPC services (made, with
+        their portmap client, on first use: most configurations have no RPC
+        service).
     @ivar inheritedFor: the socket systemd passed for a service, by
         lower-case id.
     """
@@ -41,15 +46,34 @@ class ServiceTable:
         collection: MultiService,
         context: DaemonContext,
         metrics: IMetrics,
-        rpc: RpcRegistrations,
+        rpc: Optional[RpcRegistrations] = None,
     ) -> None:
         self._collection = collection
         self._context = context
         self._metrics = metrics
-        self.rpc = rpc
+        self._rpc = rpc
         self.draining: List[ServiceRuntime] = []
         self.inheritedFor: Dict[str, InheritedSocket] = {}
         self._backedUp: Set[Optional[CredentialKey]] = set()
+
+    @property
+    def rpc(self) -> RpcRegistrations:
+        if self._rpc is None:
+            from xinetd_twisted.daemon.rpc import RpcRegistrations
+            from xinetd_twisted.protocols.portmap import PortmapClient
+
+            self._rpc = RpcRegistrations(PortmapClient(self._context.reactor))
+        return self._rpc
+
+    @rpc.setter
+    def rpc(self, registrations: RpcRegistrations) -> None:
+        self._rpc = registrations
+
+    def stopRpc(self) -> Deferred:
+        """
+        The daemon stops: unset every rpcbind mapping (if any were made).
+        """
+        return succeed(None) if self._rpc is None else self._rpc.stop()
 
     def __iter__(self) -> Any:
         return iter(list(self._collection))
@@ -87,19 +111,21 @@ class ServiceTable:
         if "RPC" in runtime.service.types:
             runtime.onBound = self.rpc.runtimeBound
 
-    def assignInherited(self, inherited: InheritedSockets, config: Config) -> None:
+    def assignInherited(
+        self, inherited: Optional[InheritedSockets], config: Config
+    ) -> None:
         """
-        Which of the sockets systemd passed each service of C{config}
-        serves on.
+        Which of the sockets systemd passed (L{None}: none) each service of
+        C{config} serves on.
         """
-        if inherited.sockets:
+        if inherited is not None and inherited.sockets:
             self.inheritedFor = inherited.assign(config.services)
 
-    def logUnusedInherited(self, inherited: InheritedSockets) -> None:
+    def logUnusedInherited(self, inherited: Optional[InheritedSockets]) -> None:
         """
         Log the passed sockets no service uses.
         """
-        if inherited.sockets:
+        if inherited is not None and inherited.sockets:
             inherited.logUnused(self.inheritedFor)
 
     def _inherit(self, runtime: ServiceRuntime) -> None:
@@ -189,7 +215,8 @@ class ServiceTable:
         (SIGKILL for programs).
         """
         runtime.deactivate()
-        self.rpc.remove(runtime.serviceId)
+        if self._rpc is not None:
+            self._rpc.remove(runtime.serviceId)
         for pid in sorted(runtime.servers):
             self.log.info(
                 "Sending signal 9 to {service} server {pid}",
@@ -222,7 +249,8 @@ class ServiceTable:
             runtime.update(service)
             runtime.setSubservices(plan.subservices)
             self._followBinds(runtime)
-            self.rpc.runtimeUpdated(runtime)
+            if self._rpc is not None or "RPC" in service.types:
+                self.rpc.runtimeUpdated(runtime)
             self.log.info("readjusting service {service}", service=service.serviceId)
         listening: List[Tuple[str, str]] = []
         started = [s for s in plan.start if self.start(s, plan.subservices, listening)]

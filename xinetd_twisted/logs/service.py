@@ -21,6 +21,7 @@ import sys
 from datetime import datetime, timezone
 from typing import (
     IO,
+    TYPE_CHECKING,
     AbstractSet,
     Any,
     Callable,
@@ -39,7 +40,9 @@ from zope.interface import implementer
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.logs.sinks import LogSink, openLogFile
-from xinetd_twisted.protocols.ident import IdentResult
+
+if TYPE_CHECKING:
+    from xinetd_twisted.protocols.ident import IdentResult
 
 SERVICE_NAMESPACE = "xinetd_twisted.service"
 """

@@ -13,7 +13,7 @@ L{Refusal} carrying xinetd's exact FAIL reason.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attr
 from twisted.internet.interfaces import IReactorTime
@@ -21,17 +21,15 @@ from twisted.internet.interfaces import IReactorTime
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.policy.addresses import AddressList, Peer
 from xinetd_twisted.policy.cps import CPS, ConnectionRate
-from xinetd_twisted.policy.hostsaccess import (
-    LIBWRAP,
-    DaemonAccess,
-    HostsAccess,
-    libwrapName,
-)
+from xinetd_twisted.policy.libwrap import LIBWRAP, libwrapName
 from xinetd_twisted.policy.limits import PROCESS_LIMIT, ProcessLimit, ServiceLimits
 from xinetd_twisted.policy.loadavg import LOAD, LoadAverage, overloaded
 from xinetd_twisted.policy.sensor import SensorList, SensorOutcome
-from xinetd_twisted.policy.sourcerate import PER_SOURCE_CPS, SourceRate
-from xinetd_twisted.policy.times import AccessTimes
+
+if TYPE_CHECKING:
+    from xinetd_twisted.policy.hostsaccess import DaemonAccess, HostsAccess
+    from xinetd_twisted.policy.sourcerate import SourceRate
+    from xinetd_twisted.policy.times import AccessTimes
 
 ADDRESS = "address"
 TIME = "time"
@@ -167,9 +165,7 @@ class ServicePolicy:
         self.rate = rate
         self.sourceRate = _sourceRate(config, context, sourceRate)
         self._addresses = AddressList(config.onlyFrom, config.noAccess)
-        self._times = (
-            None if config.accessTimes is None else AccessTimes(config.accessTimes)
-        )
+        self._times = _accessTimes(config)
         self._isSensor = "SENSOR" in config.flags
         self.libwrapName = libwrapName(config)
         self._wrap: Optional[DaemonAccess] = None
@@ -382,6 +378,15 @@ def _cpsRefusal(rate: ConnectionRate, config: ServiceConfig, until: float) -> Re
     return Refusal(CPS, message, until, rate.justDeactivated)
 
 
+def _accessTimes(config: ServiceConfig) -> Optional[AccessTimes]:
+    # Imported only for a service with access_times, as per_source_cps's.
+    if config.accessTimes is None:
+        return None
+    from xinetd_twisted.policy.times import AccessTimes
+
+    return AccessTimes(config.accessTimes)
+
+
 def _sourceRate(
     config: ServiceConfig, context: PolicyContext, current: Optional[SourceRate]
 ) -> Optional[SourceRate]:
@@ -390,6 +395,8 @@ def _sourceRate(
         return None
     rate, wait = config.perSourceCps
     if current is None:
+        from xinetd_twisted.policy.sourcerate import SourceRate
+
         return SourceRate(rate, wait, context.seconds)
     current.setLimits(rate, wait)
     return current
@@ -398,6 +405,8 @@ def _sourceRate(
 def _checkSourceRate(
     sourceRate: SourceRate, config: ServiceConfig, key: Optional[str]
 ) -> Optional[Refusal]:
+    from xinetd_twisted.policy.sourcerate import PER_SOURCE_CPS
+
     if key is None:
         return None
     until = sourceRate.check(key)

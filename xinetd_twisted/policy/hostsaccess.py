@@ -34,48 +34,24 @@ stricter reading for the usual C{ALL: PARANOID} in hosts.deny.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import attr
 
-from xinetd_twisted.config.model import Location, Problem, ServiceConfig, Severity
+from xinetd_twisted.config.model import Location, Problem, Severity
 from xinetd_twisted.policy.addresses import Peer
+from xinetd_twisted.policy.libwrap import LIBWRAP, libwrapName, readHostsFiles
 from xinetd_twisted.records import plainRepr
 
-LIBWRAP = "libwrap"
+__all__ = ["LIBWRAP", "DaemonAccess", "HostsAccess", "libwrapName", "parseHostsFile"]
 
 _SEPARATORS = re.compile(r"[,\s]+")
 _NUMERIC_CHARS = frozenset("0123456789./")
 
 # (peer, peerAddressText, name or None) -> bool
 _Matcher = Callable[[Optional[Peer], str, Optional[str]], bool]
-
-
-def libwrapName(service: ServiceConfig) -> Optional[str]:
-    """
-    The daemon name xinetd gives tcp_wrappers for C{service}, or L{None}
-    when the check is skipped (C{flags = NOLIBWRAP}).
-
-    The C{libwrap} attribute wins; redirect and internal services use the
-    service name; with NAMEINARGS the basename of argv[0]; else the basename
-    of C{server}.
-    """
-    if "NOLIBWRAP" in service.flags:
-        return None
-    if service.libwrap is not None:
-        return service.libwrap
-    if service.redirect is not None or service.isInternal:
-        return service.name
-    if "NAMEINARGS" in service.flags and service.argv:
-        return os.path.basename(service.argv[0])
-    if service.server is not None:
-        return os.path.basename(service.server)
-    if service.argv:
-        return service.argv[0]
-    return service.name
 
 
 def _stringMatch(token: str, text: str) -> bool:
@@ -473,23 +449,24 @@ class HostsAccess:
         """
         Read and parse both files; a missing file has no rules.
         """
-        parsed = []
-        problems: List[Problem] = []
-        for path, allowFile in ((allowPath, True), (denyPath, False)):
-            try:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    text = f.read()
-            except FileNotFoundError:
-                text = ""
-            except OSError as e:
-                problems.append(
-                    Problem(Location(path, 0), Severity.ERROR, f"cannot read: {e}")
-                )
-                text = ""
-            rules, found = parseHostsFile(path, text, allowFile)
-            parsed.append(rules)
-            problems.extend(found)
-        return cls(parsed[0], parsed[1], problems)
+        texts, problems = readHostsFiles(allowPath, denyPath)
+        return cls.fromTexts(allowPath, denyPath, texts, problems)
+
+    @classmethod
+    def fromTexts(
+        cls,
+        allowPath: str,
+        denyPath: str,
+        texts: Tuple[str, str],
+        problems: Sequence[Problem] = (),
+    ) -> HostsAccess:
+        """
+        Parse both files' C{texts} (as read from C{allowPath} and
+        C{denyPath}), after the C{problems} found reading them.
+        """
+        allowRules, allowProblems = parseHostsFile(allowPath, texts[0], True)
+        denyRules, denyProblems = parseHostsFile(denyPath, texts[1], False)
+        return cls(allowRules, denyRules, [*problems, *allowProblems, *denyProblems])
 
     def forDaemon(self, daemon: str) -> DaemonAccess:
         """

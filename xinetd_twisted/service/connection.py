@@ -13,11 +13,20 @@ import socket
 from typing import Any, Optional, Tuple
 
 import attr
+from twisted.internet.interfaces import ISSLTransport
 
 from xinetd_twisted.service.banners import sendNoWait
-from xinetd_twisted.service.tls import tlsEnvironment
 
 Address = Tuple[Any, ...]
+
+
+def _tlsEnvironment(transport: Any) -> Tuple[Tuple[str, str], ...]:
+    # Only TLS services import their module.
+    if not ISSLTransport.providedBy(transport):
+        return ()
+    from xinetd_twisted.service.tls import tlsEnvironment
+
+    return tlsEnvironment(transport)
 
 
 def hostOf(address: object) -> Optional[str]:
@@ -129,7 +138,7 @@ class Connection:
             local=socketAddress(transport.getHost()),
             transport=transport,
             accepted=accepted,
-            environment=tlsEnvironment(transport),
+            environment=_tlsEnvironment(transport),
         )
 
     def localAddress(self) -> Optional[Address]:

@@ -8,18 +8,22 @@ sink pool, the hooks), built once by the daemon.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional
 
 import attr
 from zope.interface import Interface, implementer
 
-from xinetd_twisted.builtins.datagram import AmplificationBudget, LoopGuard
 from xinetd_twisted.config.model import FileLog, ServiceConfig
 from xinetd_twisted.logs.sinks import LogSink, SyslogConnection, openSink
 from xinetd_twisted.policy.access import PolicyContext
-from xinetd_twisted.protocols.names import ReverseResolver
 from xinetd_twisted.records import plainRepr
 from xinetd_twisted.spawn.interfaces import ISpawner
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from xinetd_twisted.builtins.datagram import AmplificationBudget, LoopGuard
+    from xinetd_twisted.protocols.names import ReverseResolver
 
 IDENT_ON_FAILURE_LIMIT = 15
 """
@@ -201,6 +205,78 @@ class LogSinks:
         self.syslog.disconnect()
 
 
+class ResolverOnFirstUse:
+    """
+    A L{ReverseResolver} made by C{make} when first asked, and stopped only
+    if made: only services with name rules ask (so that a daemon without
+    any does not import the resolver nor read C{/etc/hosts}).
+    """
+
+    __slots__ = ("_make", "_resolver")
+
+    def __init__(self, make: Callable[[], ReverseResolver]) -> None:
+        self._make = make
+        self._resolver: Optional[ReverseResolver] = None
+
+    def _made(self) -> ReverseResolver:
+        if self._resolver is None:
+            self._resolver = self._make()
+        return self._resolver
+
+    def cached(self, host: str) -> tuple[bool, Optional[str]]:
+        """
+        L{ReverseResolver.cached}.
+        """
+        return self._made().cached(host)
+
+    def lookup(self, host: str) -> Deferred:
+        """
+        L{ReverseResolver.lookup}.
+        """
+        return self._made().lookup(host)
+
+    def stop(self) -> None:
+        """
+        L{ReverseResolver.stop}, if it was made.
+        """
+        if self._resolver is not None:
+            self._resolver.stop()
+
+
+class DatagramShare:
+    """
+    What the UDP internal services share, made when the first of them asks
+    (so that a daemon without any does not import them).
+    """
+
+    __slots__ = ("_reactor", "_guard", "_amplification")
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._guard: Optional[LoopGuard] = None
+        self._amplification: Optional[AmplificationBudget] = None
+
+    def loopGuard(self) -> LoopGuard:
+        """
+        The loop guard (see L{DaemonContext.loopGuard}).
+        """
+        if self._guard is None:
+            from xinetd_twisted.builtins.datagram import LoopGuard
+
+            self._guard = LoopGuard()
+        return self._guard
+
+    def amplification(self) -> AmplificationBudget:
+        """
+        The amplification budget (see L{DaemonContext.amplification}).
+        """
+        if self._amplification is None:
+            from xinetd_twisted.builtins.datagram import AmplificationBudget
+
+            self._amplification = AmplificationBudget(self._reactor)
+        return self._amplification
+
+
 @plainRepr
 @attr.s(frozen=True, auto_attribs=True, repr=False)
 class DaemonContext:
@@ -223,10 +299,8 @@ class DaemonContext:
     @ivar sinks: the log sink pool.
     @ivar names: client names for host and domain rules, looked up without
         blocking, or L{None} for none.
-    @ivar loopGuard: shared by every UDP internal service, so that two of
-        ours never answer each other.
-    @ivar amplification: bounds what the UDP internal services together
-        send beyond what they received, per source address.
+    @ivar datagrams: what the UDP internal services share: L{loopGuard}
+        and L{amplification}.
     @ivar identLimiter: bounds ident queries for refused clients.
     @ivar descriptors: bounds the descriptors in-process connections hold.
     @ivar idleTimeout: seconds an echo or discard connection may send
@@ -246,10 +320,9 @@ class DaemonContext:
     nofileHardLimit: int
     policy: PolicyContext
     sinks: LogSinks
-    names: Optional[ReverseResolver] = None
-    loopGuard: LoopGuard = attr.Factory(LoopGuard)
-    amplification: AmplificationBudget = attr.Factory(
-        lambda self: AmplificationBudget(self.reactor), takes_self=True
+    names: Optional[ReverseResolver | ResolverOnFirstUse] = None
+    datagrams: DatagramShare = attr.Factory(
+        lambda self: DatagramShare(self.reactor), takes_self=True
     )
     identLimiter: IdentLimiter = attr.Factory(IdentLimiter)
     descriptors: DescriptorBudget = attr.Factory(DescriptorBudget)
@@ -258,3 +331,19 @@ class DaemonContext:
     wallClock: Callable[[], float] = time.time
     identTimeout: float = 30.0
     identPort: int = 113
+
+    @property
+    def loopGuard(self) -> LoopGuard:
+        """
+        Shared by every UDP internal service, so that two of ours never
+        answer each other.
+        """
+        return self.datagrams.loopGuard()
+
+    @property
+    def amplification(self) -> AmplificationBudget:
+        """
+        Bounds what the UDP internal services together send beyond what
+        they received, per source address.
+        """
+        return self.datagrams.amplification()

@@ -36,7 +36,6 @@ from xinetd_twisted.policy.access import Refusal
 from xinetd_twisted.records import plainRepr
 from xinetd_twisted.service.connection import hostOf
 from xinetd_twisted.service.context import DescriptorBudget
-from xinetd_twisted.service.tls import TLS_HANDSHAKE_TIMEOUT, TLS_REFUSED
 
 if TYPE_CHECKING:
     from xinetd_twisted.service.parts import ServiceParts
@@ -243,6 +242,8 @@ class ServiceProtocol(Protocol):
             return
         if ISSLTransport.providedBy(self.transport):
             # The handshake needs the transport reading: no pause yet.
+            from xinetd_twisted.service.tls import TLS_HANDSHAKE_TIMEOUT
+
             self._awaitingHandshake = True
             if self._parts is not None:
                 self._handshake = self._parts.context.reactor.callLater(
@@ -314,6 +315,8 @@ class ServiceProtocol(Protocol):
         parts = self._parts
         if parts is None:
             return
+        from xinetd_twisted.service.tls import TLS_REFUSED
+
         peer = hostOf(self.transport.getPeer())
         parts.admission.connections += 1
         parts.admission.refuse(Refusal(TLS_REFUSED, why), peer)

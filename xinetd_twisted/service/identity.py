@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from xinetd_twisted.protocols.ident import queryIdent
 from xinetd_twisted.service.connection import Connection
 from xinetd_twisted.service.parts import ServiceParts
 
@@ -29,6 +28,8 @@ def identThenServe(
         connection.send(success)
         serve(connection)
         return
+    from xinetd_twisted.protocols.ident import queryIdent
+
     context = parts.context
     d = queryIdent(
         context.reactor,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from zope.interface import implementer
 
 from xinetd_twisted.config.model import ServiceConfig
 from xinetd_twisted.listen.sockets import numericHost
-from xinetd_twisted.listen.wait import WaitDescriptor
 from xinetd_twisted.service.connection import Connection, hostOf, socketAddress
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.factory import (
@@ -32,6 +31,9 @@ from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import BuiltOnRead, ServiceParts, isBuilt
 from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey, credentialKey
 from xinetd_twisted.spawn.setup import childSetupFor
+
+if TYPE_CHECKING:
+    from xinetd_twisted.listen.wait import WaitDescriptor
 
 
 def setupFor(context: DaemonContext, service: ServiceConfig) -> ChildSetup:
@@ -248,6 +250,9 @@ class WaitKind(ProgramSetup):
         parts.children.onChildGone = self._childGone
 
     def open(self, sock: socket.socket) -> None:
+        # Imported only for a wait = yes program service.
+        from xinetd_twisted.listen.wait import WaitDescriptor
+
         self._waiter = WaitDescriptor(
             self._parts.context.reactor,
             sock,

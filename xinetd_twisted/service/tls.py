@@ -6,19 +6,22 @@ and the service's factory door serves the plaintext (a program gets a
 socketpair the daemon relays).
 
 pyOpenSSL is imported only when a TLS service exists (it costs ~13 MB):
-nothing here imports it at module level.
+nothing here imports it at module level, nor the reading of the files
+(L{xinetd_twisted.config.tls}), which only L{ServiceTLS} uses.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from xinetd_twisted.config.model import ServiceConfig
-from xinetd_twisted.config.tls import TLSFileError, TLSFiles, serverOptions
+
+if TYPE_CHECKING:
+    from xinetd_twisted.config.tls import TLSFiles
 
 TLS_REFUSED = "tls"
 """
@@ -78,6 +81,8 @@ class ServiceTLS:
 
         @return: whether the new options are in use.
         """
+        from xinetd_twisted.config.tls import TLSFileError, TLSFiles, serverOptions
+
         files = TLSFiles.forService(service)
         if files is None:
             return False
@@ -127,6 +132,8 @@ class _CurrentOptions:
 
     def serverConnectionForTLS(self, protocol: Any) -> Any:
         from OpenSSL.SSL import Connection
+
+        from xinetd_twisted.config.tls import TLSFileError
 
         options = self._tls.options
         if options is None:

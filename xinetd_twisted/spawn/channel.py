@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from xinetd_twisted.readiness import waiting
-from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.interfaces import CredentialKey
 
 _log = Logger(namespace="xinetd_twisted.spawn")

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel
 from xinetd_twisted.spawn.interfaces import ChildSetup, ISpawner
 from xinetd_twisted.spawn.orphans import OrphanReaper

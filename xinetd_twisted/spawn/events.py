@@ -15,7 +15,7 @@ from typing import List, Optional
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel, IChannelOwner
 from xinetd_twisted.spawn.children import Children
 from xinetd_twisted.spawn.interfaces import (

@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_spawn_helper -*-
 """
-The spawn helper ("fork server") and the wire format the daemon uses with it.
+The spawn helper ("fork server") and the wire format the daemon uses with it
+(the daemon's side of which is L{xinetd_twisted.spawn.wire}: the daemon
+does not import this module).
 
 The daemon starts this file once, while still root, with C{python -I -S}
 and its L{main} called on FD 3, one end of a C{SOCK_SEQPACKET} socketpair
@@ -128,10 +130,11 @@ try:
 except ImportError:  # pragma: no cover - not CPython
     _posixsubprocess = None  # type: ignore[assignment]
 
+# The two ends' shared limits, as in xinetd_twisted.spawn.wire (the daemon's
+# side, which this file cannot import): tests check that they agree.
 MAX_MESSAGE = 65536
 """Largest message either side sends; templates above it go in parts."""
 
-TEMPLATE_PART = 60000
 MAX_EVENTS_PER_MESSAGE = 128
 _BATCH = 64  # requests handled per wake-up before reaping and replying
 
@@ -150,103 +153,6 @@ def allRlimits() -> dict:
             except (OSError, ValueError):  # pragma: no cover - not on Linux
                 pass
     return limits
-
-
-# --- wire format (used by both ends) -------------------------------------
-
-
-def encodeTemplate(
-    executable: str,
-    argv: tuple,
-    environment: tuple,
-    uid: int | None,
-    gid: int | None,
-    supplementaryGroups: tuple | None,
-    umask: int,
-    nice: int | None,
-    rlimits: tuple,
-    chroot: str | None,
-    workingDirectory: str,
-    newSession: bool,
-    noNewPrivileges: bool = False,
-) -> bytes:
-    """
-    Encode the fields of a C{ChildSetup} (names as there) for the helper.
-    """
-    return marshal.dumps(
-        (
-            os.fsencode(executable),
-            [os.fsencode(a) for a in argv],
-            [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in environment],
-            uid,
-            gid,
-            None if supplementaryGroups is None else list(supplementaryGroups),
-            umask,
-            nice,
-            [(int(r), int(s), int(h)) for r, s, h in rlimits],
-            None if chroot is None else os.fsencode(chroot),
-            os.fsencode(workingDirectory),
-            bool(newSession),
-            bool(noNewPrivileges),
-        )
-    )
-
-
-def templateMessages(templateId: int, blob: bytes) -> list[bytes]:
-    """
-    Split an encoded template into C{"T"} messages that each fit.
-    """
-    parts = [blob[i : i + TEMPLATE_PART] for i in range(0, len(blob), TEMPLATE_PART)]
-    parts = parts or [b""]
-    return [
-        marshal.dumps(("T", templateId, part, i == len(parts) - 1, i))
-        for i, part in enumerate(parts)
-    ]
-
-
-_FS_ENCODING = sys.getfilesystemencoding()
-_FS_ERRORS = sys.getfilesystemencodeerrors()
-# What os.fsencode does, in one call per variable (the start request's
-# hot path).
-
-
-def spawnMessage(
-    requestId: int, templateId: int, extraEnvironment: tuple, lane: int = 0
-) -> bytes:
-    """
-    Encode a start request (the fd travels beside it in C{SCM_RIGHTS});
-    C{lane} picks which of the sub-helpers of its credential set starts it.
-    """
-    env = [f"{k}={v}".encode(_FS_ENCODING, _FS_ERRORS) for k, v in extraEnvironment]
-    return marshal.dumps(("S", requestId, templateId, env, lane))
-
-
-def signalMessage(pid: int, signalNumber: int) -> bytes:
-    """
-    Encode a request to signal a child.
-    """
-    return marshal.dumps(("K", pid, signalNumber))
-
-
-def killSubMessage(subId: int) -> bytes:
-    """
-    Encode a request to the root helper to kill a stuck sub-helper.
-    """
-    return marshal.dumps(("X", subId))
-
-
-def retireMessage() -> bytes:
-    """
-    Encode the daemon's request to an idle root helper to exit.
-    """
-    return marshal.dumps(("Q",))
-
-
-def decode(data: bytes) -> tuple:
-    """
-    Decode one message from either side.
-    """
-    return marshal.loads(data)  # type: ignore[no-any-return]
 
 
 # --- the helper process ---------------------------------------------------

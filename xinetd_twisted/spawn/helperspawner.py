@@ -45,7 +45,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel
 from xinetd_twisted.spawn.children import Children, HelperProcess
 from xinetd_twisted.spawn.events import HelperEvents

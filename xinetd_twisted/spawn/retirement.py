@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
-from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel
 from xinetd_twisted.spawn.children import Children
 from xinetd_twisted.spawn.interfaces import SpawnError

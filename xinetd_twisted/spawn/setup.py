@@ -11,8 +11,8 @@ from functools import lru_cache
 from typing import Dict, Mapping, Optional, Tuple
 
 from xinetd_twisted.config.model import UNLIMITED, ServiceConfig
-from xinetd_twisted.spawn.helper import allRlimits
 from xinetd_twisted.spawn.interfaces import ChildSetup
+from xinetd_twisted.spawn.wire import allRlimits
 
 DAEMON_RLIMITS: Dict[int, Tuple[int, int]] = allRlimits()
 """

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
-from xinetd_twisted.spawn import helper as _wire
+from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel, IChannelOwner
 from xinetd_twisted.spawn.children import Children
 from xinetd_twisted.spawn.interfaces import CredentialKey
