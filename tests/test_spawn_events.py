@@ -24,7 +24,7 @@ class PressureTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         reactor = MemoryReactorClock()
-        self.table = ChannelTable(reactor, None, None, None, lambda why: None)  # type: ignore[arg-type]
+        self.table = ChannelTable(reactor, None, None, lambda why: None)  # type: ignore[arg-type]
         self.events = HelperEvents(
             None, self.table, None, None, None, _Watchdog(), None, None
         )  # type: ignore[arg-type]

@@ -59,6 +59,7 @@ from xinetd_twisted.spawn.launcher import HELPER_PATH, HelperLauncher
 from xinetd_twisted.spawn.orphans import OrphanReaper
 from xinetd_twisted.spawn.requests import InFlight
 from xinetd_twisted.spawn.retirement import IdleRetirement, RootRetirement
+from xinetd_twisted.spawn.subends import SubHelperEnds
 from xinetd_twisted.spawn.table import ChannelTable
 from xinetd_twisted.spawn.templates import Templates
 from xinetd_twisted.spawn.watchdog import StuckWatchdog
@@ -102,7 +103,8 @@ class HelperSpawner:
     flight (L{InFlight}), the running children (L{Children}), the stuck
     sub-helper watchdog (L{StuckWatchdog}), the idle helpers' retirement
     (L{IdleRetirement} for sub-helpers, L{RootRetirement} for the root
-    helper) and what each helper event means to them (L{HelperEvents}).
+    helper), the sub-helpers' ends (L{SubHelperEnds}) and what each
+    helper event means to them (L{HelperEvents}).
 
     @cvar stuckTimeout: seconds a sub-helper may stay silent while spawns
         wait on it before it is declared stuck, killed and replaced.
@@ -167,11 +169,11 @@ class HelperSpawner:
             reactor,
             self._inFlight,
             self._children,
-            self._reaper,
             self._controlLost,
         )
+        ends = SubHelperEnds(self._table, self._inFlight, self._children, self._reaper)
         self._retirement = IdleRetirement(
-            reactor, lambda: self.idleTimeout, self._table.idle, self._table.retire
+            reactor, lambda: self.idleTimeout, ends.idle, ends.retire
         )
         self._rootRetirement = RootRetirement(
             reactor,
@@ -188,7 +190,7 @@ class HelperSpawner:
             self._templates,
             self._inFlight,
             self._children,
-            StuckWatchdog(reactor, lambda: self.stuckTimeout, self._table.stuck),
+            StuckWatchdog(reactor, lambda: self.stuckTimeout, ends.stuck),
             self._retirement,
             self._rootRetirement,
         )

@@ -9,8 +9,8 @@ The daemon decides, because it alone knows everything in flight: a
 sub-helper is idle when no spawn waits on it (neither on its own channel
 nor on the root helper's, which would forward it there), no child it
 started is still followed, and it has said nothing for the idle timeout.
-The decision and what it takes to carry it out are the L{ChannelTable}'s
-(L{ChannelTable.idle}, L{ChannelTable.retire}); this part only keeps the
+The decision and what it takes to carry it out are those of L{SubHelperEnds}
+(L{SubHelperEnds.idle}, L{SubHelperEnds.retire}); this part only keeps the
 clock: one timer per sub-helper, re-armed while it is busy.
 
 The root helper is idle when it has no sub-helper left (all retired, their

@@ -1,26 +1,20 @@
 # -*- test-case-name: tests.test_spawn_helper,tests.test_spawn_watchdog -*-
 """
 L{ChannelTable}: the daemon's channels to its helpers, which one starts the
-children of which template, and what follows when one is lost, stuck or
-orphaned.
+children of which template, and what follows when one is lost or
+orphaned.  Ending a sub-helper on purpose (idle or stuck) is
+L{xinetd_twisted.spawn.subends}'s.
 """
 
 from __future__ import annotations
 
-import signal as _signal
 import socket
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from twisted.logger import Logger
-
-from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel, IChannelOwner
 from xinetd_twisted.spawn.children import Children
 from xinetd_twisted.spawn.interfaces import CredentialKey
-from xinetd_twisted.spawn.orphans import OrphanReaper
 from xinetd_twisted.spawn.requests import InFlight
-
-_log = Logger(namespace="xinetd_twisted.spawn")
 
 
 class ChannelTable:
@@ -42,7 +36,6 @@ class ChannelTable:
         reactor: Any,
         inFlight: InFlight,
         children: Children,
-        reaper: OrphanReaper,
         controlLost: Callable[[str], None],
     ) -> None:
         """
@@ -52,7 +45,6 @@ class ChannelTable:
         self._reactor = reactor
         self._inFlight = inFlight
         self._children = children
-        self._reaper = reaper
         self._controlLost = controlLost
         self.control: Optional[Channel] = None
         self.subs: Dict[int, Channel] = {}
@@ -133,7 +125,10 @@ class ChannelTable:
                 best, bestLoad = (lane, channel), load
         return best
 
-    def _unroute(self, channel: Channel) -> None:
+    def unroute(self, channel: Channel) -> None:
+        """
+        Forget every route to C{channel}.
+        """
         for templateId in [t for t, c in self.routes.items() if c is channel]:
             del self.routes[templateId]
 
@@ -149,7 +144,7 @@ class ChannelTable:
             # helper's "g" says which of its spawns will never start.
             if channel in self.orphanedSubs:
                 self.orphanedSubs.remove(channel)
-            self._unroute(channel)
+            self.unroute(channel)
         return unsent
 
     def closeOrphans(self) -> None:
@@ -202,7 +197,7 @@ class ChannelTable:
                     inFlight.subHelperDied(requestId)
                 continue
             sub.orphaned = True
-            self._unroute(sub)
+            self.unroute(sub)
             self.orphanedSubs.append(sub)
         self.subs = {}
         self._controlLost(why)
@@ -233,33 +228,6 @@ class ChannelTable:
         self.close(channel)
         self._children.adoptFrom(channel)
 
-    def idle(self, channel: Channel) -> bool:
-        """
-        Whether sub-helper C{channel} has nothing in flight: no spawn waits
-        on it, none on the root helper that it would be forwarded to, and
-        no child it started is still followed.
-        """
-        return not (
-            channel.busy()
-            or self._children.startedBy(channel)
-            or self._inFlight.awaitedOn(self.control, channel.key)
-        )
-
-    def retire(self, channel: Channel) -> None:
-        """
-        End idle sub-helper C{channel}: its spawns go through the root
-        helper again, which, told before any of them, starts another.
-
-        The root helper kills it (it is idle: nothing is lost) and reports
-        its C{"g"} once reaped, which L{subGone} takes as any other; its
-        channel stays open until then for whatever it said last.
-        """
-        if self.control is None or channel.subId is None:
-            return
-        channel.retired = True
-        self._unroute(channel)
-        self.control.send(_wire.killSubMessage(channel.subId), -1)
-
     def retireControl(self, channel: Channel) -> None:
         """
         The root helper on C{channel} exits because it is idle: forget it
@@ -271,30 +239,6 @@ class ChannelTable:
         for requestId in self.close(channel):
             self._inFlight.fail(requestId, "spawn helper: retired")
         self._inFlight.failSentOn(channel, "spawn helper: retired")
-
-    def stuck(self, channel: Channel, quiet: float) -> None:
-        """
-        Kill a sub-helper that has not answered for C{quiet} seconds while
-        spawns waited on it; fail its spawns.  The next spawn of its
-        credentials starts another.
-        """
-        channel.stuck = True
-        _log.error(
-            "{helper} answered nothing for {quiet:.1f} s with {count} spawn(s)"
-            " waiting: killing it; they fail and the next spawn starts"
-            " another",
-            helper=channel.describe(),
-            quiet=quiet,
-            count=len(channel.requests),
-            uid=(channel.key or (None,))[0],
-        )
-        self._unroute(channel)
-        for requestId in channel.dropQueue():
-            self._inFlight.subHelperDied(requestId)
-        if not channel.orphaned and self.control is not None:
-            self.control.send(_wire.killSubMessage(channel.subId or 0), -1)
-        elif channel.subPid is not None:
-            self._reaper.signal(channel.subPid, _signal.SIGKILL)
 
 
 __all__ = ["ChannelTable"]
