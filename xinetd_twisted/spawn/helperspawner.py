@@ -41,7 +41,7 @@ import itertools
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -55,10 +55,11 @@ from xinetd_twisted.spawn.interfaces import (
     PressureObserver,
     SpawnError,
 )
-from xinetd_twisted.spawn.launcher import HELPER_PATH, HelperLauncher
+from xinetd_twisted.spawn.launcher import HELPER_PATH
 from xinetd_twisted.spawn.orphans import OrphanReaper
 from xinetd_twisted.spawn.requests import InFlight
-from xinetd_twisted.spawn.retirement import IdleRetirement, RootRetirement
+from xinetd_twisted.spawn.retirement import IdleRetirement
+from xinetd_twisted.spawn.roothelper import RootHelper
 from xinetd_twisted.spawn.subends import SubHelperEnds
 from xinetd_twisted.spawn.table import ChannelTable
 from xinetd_twisted.spawn.templates import Templates
@@ -98,13 +99,14 @@ class HelperSpawner:
     through the per-credential sub-helpers it creates, each reached on its
     own channel once the helper has handed it over.
 
-    Made of: the helper's life (L{HelperLauncher}), the channels and
-    routes (L{ChannelTable}), the templates (L{Templates}), the spawns in
-    flight (L{InFlight}), the running children (L{Children}), the stuck
-    sub-helper watchdog (L{StuckWatchdog}), the idle helpers' retirement
-    (L{IdleRetirement} for sub-helpers, L{RootRetirement} for the root
-    helper), the sub-helpers' ends (L{SubHelperEnds}) and what each
-    helper event means to them (L{HelperEvents}).
+    Made of: the root helper's life (L{RootHelper}, its process
+    L{HelperLauncher}), the channels and routes (L{ChannelTable}), the
+    templates (L{Templates}), the spawns in flight (L{InFlight}), the
+    running children (L{Children}), the stuck sub-helper watchdog
+    (L{StuckWatchdog}), the idle helpers' retirement (L{IdleRetirement}
+    for sub-helpers, L{RootRetirement} for the root helper), the ends of
+    both (L{SubHelperEnds}) and what each helper event means to them
+    (L{HelperEvents}).
 
     @cvar stuckTimeout: seconds a sub-helper may stay silent while spawns
         wait on it before it is declared stuck, killed and replaced.
@@ -154,13 +156,8 @@ class HelperSpawner:
         self.lanes = lanes if lanes is not None else defaultLanes()
         self._ids = itertools.count(1)  # template and request ids
         self._reaper = OrphanReaper(reactor)
-        self._launcher = HelperLauncher(
-            reactor,
-            dict(helperEnvironment or {}),
-            self._reaper,
-            self._helperEnded,
-            schedSlice,
-        )
+        self._root = RootHelper(self, reactor, helperEnvironment, schedSlice)
+        self._launcher = self._root.launcher
         self._inFlight = InFlight()
         self._children = Children(self, self._reaper)
         self.running = self._children.running
@@ -169,21 +166,13 @@ class HelperSpawner:
             reactor,
             self._inFlight,
             self._children,
-            self._controlLost,
+            self._root.controlLost,
         )
         ends = SubHelperEnds(self._table, self._inFlight, self._children, self._reaper)
         self._retirement = IdleRetirement(
             reactor, lambda: self.idleTimeout, ends.idle, ends.retire
         )
-        self._rootRetirement = RootRetirement(
-            reactor,
-            lambda: self.idleTimeout,
-            lambda: self.stuckTimeout,
-            self._table,
-            self._children,
-            self._launcher,
-            self.spawn,
-        )
+        self._rootRetirement = self._root.retirement(reactor)
         self._events = HelperEvents(
             self._launcher,
             self._table,
@@ -201,27 +190,14 @@ class HelperSpawner:
         """
         Start the helper unless it runs; fires once it has said it is ready.
         """
-        if self._table.control is None:
-            self._launch()
-        return self._launcher.whenReady()
+        return self._root.start()
 
     def stop(self) -> Deferred:
         """
         Close the channels; the helpers exit and leave running children
         alone.  Fires when the helper process has ended.
         """
-        self._children.stop()
-        self._rootRetirement.stop("spawner stopped")
-        self._retirement.stop()
-        self._table.closeOrphans()
-        if not self._launcher.running:
-            return succeed(None)
-        d = self._launcher.whenEnded()
-        control = self._table.control
-        if control is not None:
-            self._table.channelLost(control, "spawner stopped")
-        self._table.closeOrphans()
-        return d
+        return self._root.stop()
 
     def spawn(
         self,
@@ -237,15 +213,9 @@ class HelperSpawner:
         table = self._table
         control = table.control
         if control is None:
-            if not self._launcher.retired:
-                _log.info("starting the spawn helper")
-            self._launch()
+            self._root.relaunch()
         elif control.retired:  # asked to exit: wait for its answer
-            if len(self._rootRetirement.held) >= self.maxQueued:
-                return fail(SpawnError("the spawn helper is backed up"))
-            return self._rootRetirement.hold(
-                processProtocol, setup, socketFD, extraEnvironment
-            )
+            return self._root.hold(processProtocol, setup, socketFD, extraEnvironment)
         templateId = self._templates.ids.get(setup)
         if templateId is None:
             assert table.control is not None
@@ -329,24 +299,6 @@ class HelperSpawner:
 
     # --- the parts at work ----------------------------------------------
 
-    def _launch(self) -> None:
-        sock = self._launcher.launch()
-        self._templates.reset()
-        self._table.openControl(self._events, sock)
-
-    def _controlLost(self, why: str) -> None:
-        self._launcher.failReady(why)
-        self._rootRetirement.controlLost()
-
-    def _helperEnded(self, stopping: bool) -> None:
-        control = self._table.control
-        if control is not None:
-            self._table.channelLost(control, "spawn helper ended")
-        if not stopping:
-            # Reaped: what it started is ours now (we are a subreaper).
-            self._children.adoptOrphans(self._table.orphanedSubs, self._table.subReaped)
-            self._table.closeIdleOrphans()
-
     def _sendSpawn(
         self,
         channel: Channel,
@@ -361,10 +313,8 @@ class HelperSpawner:
         sub-helper first); return its request id, 0 if the channel is lost.
         """
         if channel.subId is not None and templateId not in channel.templates:
-            for message in self._templates.messages(templateId, setup):
-                if not channel.send(message, -1):
-                    return 0
-            channel.templates.add(templateId)
+            if not self._templates.registerOn(channel, templateId, setup):
+                return 0
         requestId = next(self._ids)
         message = _wire.spawnMessage(requestId, templateId, extraEnvironment, lane)
         if not channel.send(message, socketFD, requestId):

@@ -39,6 +39,18 @@ class Templates:
         self._setups[templateId] = setup
         return templateId
 
+    def registerOn(self, channel: Channel, templateId: int, setup: ChildSetup) -> bool:
+        """
+        Send template C{templateId} (of C{setup}) to the sub-helper on
+        C{channel}, which knows it from now on; L{False} if the channel is
+        lost.
+        """
+        for message in self.messages(templateId, setup):
+            if not channel.send(message, -1):
+                return False
+        channel.templates.add(templateId)
+        return True
+
     def setupOf(self, templateId: int) -> Optional[ChildSetup]:
         """
         The setup registered as C{templateId}, if any.
