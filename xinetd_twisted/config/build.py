@@ -32,6 +32,85 @@ STRICT_SUFFIX = " (an error under --strict)"
 """Added to a warning that strict loading made an error."""
 
 
+# What the builder says about a line it cannot apply as written.  Only a
+# line that draws a word comes here: nothing below runs for a clean line.
+
+NAMEINARGS_LATE = (
+    "flags = NAMEINARGS after server_args: xinetd would start the "
+    "server with an empty argv (it crashes); we use the first "
+    "server_args word as argv[0]"
+)
+"""The warning for C{flags = NAMEINARGS} after C{server_args}."""
+
+V6ONLY_IN_DEFAULTS = (
+    "v6only in defaults: xinetd ignores it; we apply it to services "
+    "that do not set v6only"
+)
+"""The warning for C{v6only} in a block of defaults."""
+
+
+def _misplaced(name: str, unknown: bool, inDefaults: bool) -> str:
+    """
+    The warning for attribute C{name}, unknown (when C{unknown}) or not
+    allowed in this kind of block.
+    """
+    if inDefaults:
+        message = f"attribute: {name} should not be in default section"
+    else:
+        message = f"bad service attribute: {name}"
+    return message + _suggestion(name, inDefaults) if unknown else message
+
+
+def _notApplied(line: Line, earlier: Optional[Line]) -> str:
+    """
+    The warning for a single-valued C{line} set already by C{earlier}
+    in its block, or (C{earlier} is L{None}) written with C{+=} or C{-=}.
+    """
+    if earlier is not None:
+        return (
+            f"attribute already set: {line.name} (at {earlier.location}); "
+            "this line is ignored"
+        )
+    return f"operator '{line.op}' cannot be used for attribute '{line.name}'"
+
+
+def _miscounted(
+    line: Line, count: int, key: str, inDefaults: bool
+) -> Tuple[Severity, str]:
+    """
+    What to say of C{line}, which has not the C{count} words its
+    attribute (stored as C{key}) takes: a warning (the line is ignored),
+    or, where ignoring it changes what is bound, an error (fatal in
+    defaults).
+    """
+    message = (
+        f"attribute {line.name} expects {count} values and "
+        f"{len(line.values)} values were specified"
+    )
+    if key not in WARN_ERRORS:
+        return Severity.WARNING, message + "; line ignored"
+    return (
+        Severity.FATAL if inDefaults else Severity.ERROR,
+        message + " (xinetd would ignore the line and bind every address)",
+    )
+
+
+def _unparsed(line: Line, error: ValueError, inDefaults: bool) -> Tuple[Severity, str]:
+    """
+    What to say of C{line}, whose words did not parse: fatal in
+    defaults (xinetd exits), else an error that drops the service.
+    """
+    if inDefaults:
+        return (
+            Severity.FATAL,
+            f"{error}; a fatal error in the default section (xinetd exits)",
+        )
+    return (
+        Severity.ERROR,
+        f"{error}; Error parsing attribute {line.name} - DISABLING SERVICE",
+    )
+
+
 def _suggestion(name: str, inDefaults: bool) -> str:
     """
     The C{(did you mean X?)} part of a message about an unknown attribute.
@@ -183,12 +262,7 @@ class Builder:
         if row is None or not (
             row.defaultsCount is not None if inDefaults else row.inService
         ):
-            if inDefaults:
-                message = f"attribute: {line.name} should not be in default section"
-            else:
-                message = f"bad service attribute: {line.name}"
-            if row is None:
-                message += _suggestion(line.name, inDefaults)
+            message = _misplaced(line.name, row is None, inDefaults)
             self._sayAt(line, service, Severity.WARNING, message)
             return "ignored"
         count = row.defaultsCount if inDefaults else row.count
@@ -196,40 +270,19 @@ class Builder:
         op = line.op
         key, specified = row.key, settings.specified
         if count != LIST:
-            if key in specified:
-                where = settings.lines[key].location
-                self._sayAt(
-                    line,
-                    service,
-                    Severity.WARNING,
-                    f"attribute already set: {line.name} (at {where}); this line is ignored",
-                )
-                return "ignored"
-            if op != "=":
-                self._sayAt(
-                    line,
-                    service,
-                    Severity.WARNING,
-                    f"operator '{op}' cannot be used for attribute '{line.name}'",
-                )
+            if key in specified or op != "=":
+                earlier = settings.lines[key] if key in specified else None
+                message = _notApplied(line, earlier)
+                self._sayAt(line, service, Severity.WARNING, message)
                 return "ignored"
         elif inDefaults and op == "=":
             op = "+="  # xinetd: in defaults, = on a list attribute adds
         if count > 0 and len(line.values) != count:
-            message = (
-                f"attribute {line.name} expects {count} values and "
-                f"{len(line.values)} values were specified"
-            )
-            if key in WARN_ERRORS:
-                self._sayAt(
-                    line,
-                    service,
-                    Severity.FATAL if inDefaults else Severity.ERROR,
-                    message + " (xinetd would ignore the line and bind every address)",
-                )
-                return self._failed(inDefaults)
-            self._sayAt(line, service, Severity.WARNING, message + "; line ignored")
-            return "ignored"
+            severity, message = _miscounted(line, count, key, inDefaults)
+            self._sayAt(line, service, severity, message)
+            if severity is Severity.WARNING:
+                return "ignored"
+            return self._failed(inDefaults)
         ctx = self.ctx
         if ctx.warnings:
             ctx.warnings = []
@@ -240,42 +293,16 @@ class Builder:
                 raise ValueError("Cannot set more than one log_type attribute")
             value: Any = self._parse(row, line.values)
         except ValueError as e:
-            if inDefaults:
-                self._sayAt(
-                    line,
-                    service,
-                    Severity.FATAL,
-                    f"{e}; a fatal error in the default section (xinetd exits)",
-                )
-            else:
-                self._sayAt(
-                    line,
-                    service,
-                    Severity.ERROR,
-                    f"{e}; Error parsing attribute {line.name} - DISABLING SERVICE",
-                )
+            self._sayAt(line, service, *_unparsed(line, e, inDefaults))
             return self._failed(inDefaults)
         for remark in ctx.warnings:
             self._sayAt(line, service, Severity.WARNING, remark)
         if self.plainLines and count != LIST and not ctx.warnings:
             self._plain.remember(line, row, value, inDefaults)
         if key == "flags" and "NAMEINARGS" in value and "server_args" in specified:
-            self._sayAt(
-                line,
-                service,
-                Severity.WARNING,
-                "flags = NAMEINARGS after server_args: xinetd would start the "
-                "server with an empty argv (it crashes); we use the first "
-                "server_args word as argv[0]",
-            )
+            self._sayAt(line, service, Severity.WARNING, NAMEINARGS_LATE)
         if inDefaults and key == "v6only":
-            self._sayAt(
-                line,
-                service,
-                Severity.WARNING,
-                "v6only in defaults: xinetd ignores it; we apply it to services "
-                "that do not set v6only",
-            )
+            self._sayAt(line, service, Severity.WARNING, V6ONLY_IN_DEFAULTS)
         if count == LIST and key != "log_type":
             value = combine(settings.values.get(key), value, op)
         settings.values[key] = value
@@ -298,17 +325,27 @@ class Builder:
         The drafts left after C{enabled}/C{disabled} from defaults (matched
         by id, case-insensitively).
         """
-        enabled: Optional[Tuple[str, ...]] = self.defaults.values.get("enabled")
-        disabled: Tuple[str, ...] = self.defaults.values.get("disabled", ())
-        kept = []
-        for draft in self.drafts:
-            key = draft.serviceId.lower()
-            if enabled is not None and key not in enabled:
-                continue
-            if key in disabled:
-                continue
-            kept.append(draft)
-        return tuple(kept)
+        return enabledDrafts(self.defaults, self.drafts)
+
+
+def enabledDrafts(
+    defaults: Settings, drafts: List[ServiceDraft]
+) -> Tuple[ServiceDraft, ...]:
+    """
+    The C{drafts} that C{enabled} and C{disabled} in C{defaults} keep
+    (matched by id, case-insensitively), in their order.
+    """
+    enabled: Optional[Tuple[str, ...]] = defaults.values.get("enabled")
+    disabled: Tuple[str, ...] = defaults.values.get("disabled", ())
+    kept = []
+    for draft in drafts:
+        key = draft.serviceId.lower()
+        if enabled is not None and key not in enabled:
+            continue
+        if key in disabled:
+            continue
+        kept.append(draft)
+    return tuple(kept)
 
 
 class PlainLines:

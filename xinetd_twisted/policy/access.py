@@ -152,34 +152,17 @@ class ServicePolicy:
         assert context.sensorList is not None and context.loadAverage is not None
         self._sensorList: SensorList = context.sensorList
         self._loadAverage: Callable[[], float] = context.loadAverage
-        if limits is None:
-            limits = ServiceLimits(config.instances, config.perSource)
-        else:
-            limits.setLimits(config.instances, config.perSource)
-        self.limits = limits
-        maximum, wait = config.cps
-        if rate is None:
-            rate = ConnectionRate(maximum, wait, context.seconds)
-        else:
-            rate.setLimits(maximum, wait)
-        self.rate = rate
+        self.limits = _limits(config, limits)
+        self.rate = _rate(config, context, rate)
         self.sourceRate = _sourceRate(config, context, sourceRate)
         self._addresses = AddressList(config.onlyFrom, config.noAccess)
         self._times = _accessTimes(config)
         self._isSensor = "SENSOR" in config.flags
         self.libwrapName = libwrapName(config)
-        self._wrap: Optional[DaemonAccess] = None
-        if context.hostsAccess is not None and self.libwrapName is not None:
-            wrap = context.hostsAccess.forDaemon(self.libwrapName)
-            self._wrap = wrap if wrap else None
+        self._wrap = _daemonAccess(context, self.libwrapName)
         self._lastHost: Optional[str] = None
         self._lastPeer: Optional[Peer] = None
-        self.plain = (
-            _unlimited(config)
-            and self._addresses.isOpen
-            and not self._isSensor
-            and self._wrap is None
-        )
+        self.plain = _plain(config, self._addresses, self._isSensor, self._wrap)
 
     def reconfigured(
         self, config: ServiceConfig, context: PolicyContext
@@ -356,26 +339,69 @@ class ServicePolicy:
         self._processLimit.ended()
 
 
-def _unlimited(config: ServiceConfig) -> bool:
-    # None of the parent's checks but cps and the process limit applies.
+# Building a policy's state from its configuration: run when a policy is
+# made (start-up, reload), never for a connection.
+
+
+def _limits(config: ServiceConfig, current: Optional[ServiceLimits]) -> ServiceLimits:
+    """
+    The running-server counts for C{config}: C{current} (the counts of
+    the policy before a reload) with its limits set anew, or new counts.
+    """
+    if current is None:
+        return ServiceLimits(config.instances, config.perSource)
+    current.setLimits(config.instances, config.perSource)
+    return current
+
+
+def _rate(
+    config: ServiceConfig, context: PolicyContext, current: Optional[ConnectionRate]
+) -> ConnectionRate:
+    """
+    The cps state for C{config}: C{current} (kept across a reload, with
+    any pause it is in) with its limits set anew, or a new one.
+    """
+    maximum, wait = config.cps
+    if current is None:
+        return ConnectionRate(maximum, wait, context.seconds)
+    current.setLimits(maximum, wait)
+    return current
+
+
+def _daemonAccess(
+    context: PolicyContext, name: Optional[str]
+) -> Optional[DaemonAccess]:
+    """
+    The hosts.allow/deny rules for daemon C{name}, or L{None} when there
+    is no libwrap check for it (no name, no hosts files, or no rule).
+    """
+    if context.hostsAccess is None or name is None:
+        return None
+    wrap = context.hostsAccess.forDaemon(name)
+    return wrap if wrap else None
+
+
+def _plain(
+    config: ServiceConfig,
+    addresses: AddressList,
+    isSensor: bool,
+    wrap: Optional[DaemonAccess],
+) -> bool:
+    """
+    Whether a policy is L{ServicePolicy.plain}: none of the parent's
+    checks but cps and the process limit applies, the addresses are open,
+    and neither SENSOR nor a libwrap rule concerns the service.
+    """
     return (
         not config.maxLoad
         and config.accessTimes is None
         and config.perSourceCps is None
         and config.instances is None
         and config.perSource is None
+        and addresses.isOpen
+        and not isSensor
+        and wrap is None
     )
-
-
-def _cpsRefusal(rate: ConnectionRate, config: ServiceConfig, until: float) -> Refusal:
-    if rate.justDeactivated:
-        message = (
-            f"Deactivating service {config.name} due to excessive incoming "
-            f"connections.  Restarting in {rate.wait} seconds."
-        )
-    else:
-        message = f"service {config.serviceId} is deactivated by cps"
-    return Refusal(CPS, message, until, rate.justDeactivated)
 
 
 def _accessTimes(config: ServiceConfig) -> Optional[AccessTimes]:
@@ -400,6 +426,20 @@ def _sourceRate(
         return SourceRate(rate, wait, context.seconds)
     current.setLimits(rate, wait)
     return current
+
+
+# Refusals a connection may draw (L{ServicePolicy}'s checks make them).
+
+
+def _cpsRefusal(rate: ConnectionRate, config: ServiceConfig, until: float) -> Refusal:
+    if rate.justDeactivated:
+        message = (
+            f"Deactivating service {config.name} due to excessive incoming "
+            f"connections.  Restarting in {rate.wait} seconds."
+        )
+    else:
+        message = f"service {config.serviceId} is deactivated by cps"
+    return Refusal(CPS, message, until, rate.justDeactivated)
 
 
 def _checkSourceRate(
