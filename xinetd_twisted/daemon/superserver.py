@@ -376,7 +376,7 @@ class SuperServer(MultiService):
             self.options.raiseDescriptorLimit,
         )
         self.context.spawner.observePressure(self.table.pressure)
-        self.table.assignInherited(self.inherited, self.config)
+        self.table.inheritance.assign(self.inherited, self.config)
         with pausedCollections():
             self.table.bindAll(list(self))
         # Once every socket is bound: the helper's start (a process of its
@@ -384,7 +384,7 @@ class SuperServer(MultiService):
         # spawn can be asked for before the reactor runs anyway.
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
-        self.table.logUnusedInherited(self.inherited)
+        self.table.inheritance.logUnused(self.inherited)
 
     def _spawnerNotStarted(self, reason: Any) -> None:
         # Stopped before it was ready, or it could not start: spawns fail
@@ -521,9 +521,9 @@ class SuperServer(MultiService):
         logProblems(self.log, config.problems)
         self.context.policy.hostsAccess = self._readHosts()
         running = {runtime.name: runtime.service for runtime in self}
-        self.table.assignInherited(self.inherited, config)
+        self.table.inheritance.assign(self.inherited, config)
         self.table.apply(planReload(running, config))
-        self.table.logUnusedInherited(self.inherited)
+        self.table.inheritance.logUnused(self.inherited)
         self.config = config
         self.operations.reloaded(True)
         self.exitIfNothingServed("No available services. Exiting")
