@@ -1,13 +1,16 @@
 # -*- test-case-name: tests.test_daemon_superserver -*-
 """
-The graceful stop (C{--graceful-stop}): wait for running servers, then
-send the rest SIGTERM, then exit.
+How the daemon ends: on SIGQUIT, on SIGTERM (at once, or with the graceful
+stop of C{--graceful-stop}: wait for running servers, then send the rest
+SIGTERM, then exit), and on its own when no service is left.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from twisted.logger import Logger
 
@@ -20,6 +23,81 @@ their EXIT lines logged) before the daemon exits anyway.
 POLL_INTERVAL = 0.1
 
 _log = Logger(namespace="xinetd_twisted.daemon")
+
+
+class DaemonEnding:
+    """
+    Owns how a L{SuperServer} ends: SIGQUIT, SIGTERM (and whether a
+    graceful stop is under way), and the exit when no service is left.
+
+    @ivar terminating: whether a graceful stop is under way (reloads are
+        then refused).
+    """
+
+    def __init__(
+        self,
+        server: Any,
+        reactor: Any,
+        exitProcess: Optional[Callable[[int], None]] = None,
+    ) -> None:
+        """
+        @param server: the L{SuperServer}.
+        @param exitProcess: called with an exit status when the daemon must
+            end on its own; by default stops the reactor and makes the
+            process exit with that status.
+        """
+        self._server = server
+        self._reactor = reactor
+        self._exitProcess = exitProcess or self._stopWithStatus
+        self.terminating = False
+
+    def exitIfNothingServed(self, message: str) -> bool:
+        """
+        xinetd exits when no service is available, unless C{-stayalive}.
+
+        @return: whether the daemon goes on.
+        """
+        server = self._server
+        if server.namedServices or server.options.stayalive:
+            return True
+        _log.critical(message)
+        self._exitProcess(1)
+        return False
+
+    def _stopWithStatus(self, status: int) -> None:
+        # twistd exits 0 once the reactor has stopped and the pidfile is
+        # removed; the status is set at interpreter exit, after all that.
+        if status:
+            atexit.register(os._exit, status)
+        self._reactor.stop()
+
+    def quit(self) -> None:
+        """
+        SIGQUIT: close every socket and exit with status 0; running servers
+        are left alone.
+        """
+        _log.warn("Exiting...")
+        self._reactor.stop()
+
+    def terminate(self) -> None:
+        """
+        SIGTERM.  As xinetd: the servers of internal and redirect services
+        end (ours run inside the daemon, so their connections close with
+        it) and ordinary servers are left running.  With L{DaemonOptions}
+        C{gracefulStop}: stop accepting, wait that long for running servers,
+        send the rest SIGTERM, then exit.
+        """
+        server = self._server
+        grace = server.options.gracefulStop
+        if not grace:
+            self.quit()
+            return
+        if self.terminating:
+            return
+        self.terminating = True
+        for runtime in server:
+            runtime.deactivate()
+        gracefulStop(server, grace)
 
 
 def gracefulStop(server: Any, grace: float) -> None:

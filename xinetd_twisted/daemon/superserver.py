@@ -9,7 +9,6 @@ spawning, policy and logs meet here.
 
 from __future__ import annotations
 
-import atexit
 import os
 import resource
 import signal
@@ -35,7 +34,8 @@ from xinetd_twisted.daemon.notify import (
     SystemdNotifier,
 )
 from xinetd_twisted.daemon.operations import Operations, budgetDescriptors
-from xinetd_twisted.daemon.plan import ownsSocket, planReload
+from xinetd_twisted.daemon.plan import ownsSocket
+from xinetd_twisted.daemon.stopping import DaemonEnding
 from xinetd_twisted.daemon.table import ServiceTable
 from xinetd_twisted.logs.sinks import SyslogConnection
 from xinetd_twisted.policy.access import PolicyContext
@@ -207,6 +207,18 @@ def _resolverFor(reactor: Any) -> ReverseResolver:
     return ReverseResolver.forReactor(reactor)
 
 
+def defaultMetrics(options: DaemonOptions) -> IMetrics:
+    """
+    The metrics of a daemon not given any: a L{Metrics} when
+    L{DaemonOptions.metrics} is set (only then imported), else nothing.
+    """
+    if options.metrics is None:
+        return NullMetrics()
+    from xinetd_twisted.daemon.metrics import Metrics
+
+    return Metrics()
+
+
 def buildContext(
     reactor: Any,
     spawner: ISpawner,
@@ -248,6 +260,7 @@ class SuperServer(MultiService):
     @ivar config: the configuration in force.
     @ivar draining: runtimes of services a reload removed whose servers
         have not all been reaped yet (for their EXIT lines and the dump).
+    @ivar ending: how it ends (SIGQUIT, SIGTERM, no service left).
     """
 
     log = Logger(namespace="xinetd_twisted.daemon")
@@ -290,20 +303,14 @@ class SuperServer(MultiService):
         forgetParsed()
         self._loader = loader
         self.options = options if options is not None else DaemonOptions()
-        self._exitProcess = exitProcess or self._stopWithStatus
-        if metrics is None:
-            if self.options.metrics is not None:
-                from xinetd_twisted.daemon.metrics import Metrics
-
-                metrics = Metrics()
-            else:
-                metrics = NullMetrics()
-        self.metrics: IMetrics = metrics
+        self.metrics: IMetrics = (
+            metrics if metrics is not None else defaultMetrics(self.options)
+        )
         self.context = buildContext(
             reactor,
             spawner,
             self.options,
-            self._readHosts(),
+            self.readHosts(),
             os.environ if environ is None else environ,
             currentUmask() if umask is None else umask,
             self.metrics,
@@ -314,14 +321,14 @@ class SuperServer(MultiService):
         self.operations = Operations(
             self,
             reactor,
-            metrics,
+            self.metrics,
             notifier
             if notifier is not None
             else SystemdNotifier.fromEnvironment(os.environ, reactor),
         )
-        self.table = ServiceTable(self, self.context, metrics)
+        self.table = ServiceTable(self, self.context, self.metrics)
         self._activated = False
-        self._terminating = False
+        self.ending = DaemonEnding(self, reactor, exitProcess)
         subservices = [s for s in config.services if s.isTcpmuxSubservice]
         for service in config.services:
             if ownsSocket(service):
@@ -349,7 +356,11 @@ class SuperServer(MultiService):
         """
         return {s.name.lower(): s for s in self}
 
-    def _readHosts(self) -> Optional[HostsAccess]:
+    def readHosts(self) -> Optional[HostsAccess]:
+        """
+        The libwrap files, read now (problems logged), or L{None} without
+        libwrap checks.
+        """
         if self.options.hostsAllow is None:
             return None
         hosts = loadHostsAccess(self.options.hostsAllow, self.options.hostsDeny)
@@ -376,7 +387,7 @@ class SuperServer(MultiService):
             self.options.raiseDescriptorLimit,
         )
         self.context.spawner.observePressure(self.table.pressure)
-        self.table.assignInherited(self.inherited, self.config)
+        self.table.inheritance.assign(self.inherited, self.config)
         with pausedCollections():
             self.table.bindAll(list(self))
         # Once every socket is bound: the helper's start (a process of its
@@ -384,7 +395,7 @@ class SuperServer(MultiService):
         # spawn can be asked for before the reactor runs anyway.
         started: Any = self.context.spawner.start()
         started.addErrback(self._spawnerNotStarted)
-        self.table.logUnusedInherited(self.inherited)
+        self.table.inheritance.logUnused(self.inherited)
 
     def _spawnerNotStarted(self, reason: Any) -> None:
         # Stopped before it was ready, or it could not start: spawns fail
@@ -429,53 +440,26 @@ class SuperServer(MultiService):
 
     def exitIfNothingServed(self, message: str) -> bool:
         """
-        xinetd exits when no service is available, unless C{-stayalive}.
+        xinetd exits when no service is available, unless C{-stayalive}
+        (L{DaemonEnding.exitIfNothingServed}).
 
         @return: whether the daemon goes on.
         """
-        if self.namedServices or self.options.stayalive:
-            return True
-        self.log.critical(message)
-        self._exitProcess(1)
-        return False
-
-    def _stopWithStatus(self, status: int) -> None:
-        # twistd exits 0 once the reactor has stopped and the pidfile is
-        # removed; the status is set at interpreter exit, after all that.
-        if status:
-            atexit.register(os._exit, status)
-        self._reactor.stop()
+        return self.ending.exitIfNothingServed(message)
 
     # --- SIGTERM, SIGQUIT, SIGUSR1 -------------------------------------------
 
     def quit(self) -> None:
         """
-        SIGQUIT: close every socket and exit with status 0; running servers
-        are left alone.
+        SIGQUIT: close every socket and exit with status 0 (L{DaemonEnding}).
         """
-        self.log.warn("Exiting...")
-        self._reactor.stop()
+        self.ending.quit()
 
     def terminate(self) -> None:
         """
-        SIGTERM.  As xinetd: the servers of internal and redirect services
-        end (ours run inside the daemon, so their connections close with
-        it) and ordinary servers are left running.  With L{DaemonOptions}
-        C{gracefulStop}: stop accepting, wait that long for running servers,
-        send the rest SIGTERM, then exit.
+        SIGTERM: exit, at once or after a graceful stop (L{DaemonEnding}).
         """
-        from xinetd_twisted.daemon.stopping import gracefulStop
-
-        grace = self.options.gracefulStop
-        if not grace:
-            self.quit()
-            return
-        if self._terminating:
-            return
-        self._terminating = True
-        for runtime in self:
-            runtime.deactivate()
-        gracefulStop(self, grace)
+        self.ending.terminate()
 
     @property
     def draining(self) -> List[ServiceRuntime]:
@@ -502,29 +486,14 @@ class SuperServer(MultiService):
 
     def reload(self) -> Optional[Config]:
         """
-        Re-read the configuration and apply the L{planReload} plan.  A
-        configuration that cannot be loaded leaves everything as it was.
+        Re-read the configuration and apply the L{planReload} plan
+        (L{reloadServer}).  A configuration that cannot be loaded leaves
+        everything as it was.
 
         @return: the new configuration, or L{None} when it was refused.
         """
-        from xinetd_twisted.daemon.reload import loadForReload
+        if self.ending.terminating:
+            return None
+        from xinetd_twisted.daemon.reload import reloadServer
 
-        if self._terminating:
-            return None
-        self.log.info("Starting reconfiguration")
-        self.operations.reloading()
-        config = loadForReload(self._loader, self.configPath, self.log)
-        forgetParsed()
-        if config is None:
-            self.operations.reloaded(False)
-            return None
-        logProblems(self.log, config.problems)
-        self.context.policy.hostsAccess = self._readHosts()
-        running = {runtime.name: runtime.service for runtime in self}
-        self.table.assignInherited(self.inherited, config)
-        self.table.apply(planReload(running, config))
-        self.table.logUnusedInherited(self.inherited)
-        self.config = config
-        self.operations.reloaded(True)
-        self.exitIfNothingServed("No available services. Exiting")
-        return config
+        return reloadServer(self, self._loader)

@@ -8,7 +8,7 @@ the removed services whose servers still run.
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
@@ -16,14 +16,56 @@ from twisted.logger import Logger
 
 from xinetd_twisted.config.model import Config, ServiceConfig
 from xinetd_twisted.daemon.plan import Plan
+from xinetd_twisted.daemon.pressure import BackPressure
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.runtime import ServiceRuntime, logListening
-from xinetd_twisted.spawn.interfaces import CredentialKey
 
 if TYPE_CHECKING:
     from xinetd_twisted.daemon.activation import InheritedSocket, InheritedSockets
     from xinetd_twisted.daemon.imetrics import IMetrics
     from xinetd_twisted.daemon.rpc import RpcRegistrations
+
+
+class SocketInheritance:
+    """
+    Socket activation's part of the table: which of the sockets systemd
+    passed each service serves on, and giving each runtime its own.
+
+    @ivar inheritedFor: the socket systemd passed for a service, by
+        lower-case id.
+    """
+
+    def __init__(self) -> None:
+        self.inheritedFor: Dict[str, InheritedSocket] = {}
+
+    def assign(self, inherited: Optional[InheritedSockets], config: Config) -> None:
+        """
+        Which of the sockets systemd passed (L{None}: none) each service of
+        C{config} serves on.
+        """
+        if inherited is not None and inherited.sockets:
+            self.inheritedFor = inherited.assign(config.services)
+
+    def logUnused(self, inherited: Optional[InheritedSockets]) -> None:
+        """
+        Log the passed sockets no service uses.
+        """
+        if inherited is not None and inherited.sockets:
+            inherited.logUnused(self.inheritedFor)
+
+    def give(self, runtime: ServiceRuntime) -> None:
+        """
+        Give a runtime its inherited socket, if systemd passed one for it.
+        """
+        if not self.inheritedFor:
+            # Nothing passed (the common case): no lookup per service.
+            if runtime.inherited is not None:
+                runtime.inherited = None
+            return
+        inherited = self.inheritedFor.get(runtime.serviceId.lower())
+        runtime.inherited = (
+            None if inherited is None else inherited.sourceFor(runtime.service)
+        )
 
 
 class ServiceTable:
@@ -35,8 +77,9 @@ class ServiceTable:
     @ivar rpc: the rpcbind registrations of the RPC services (made, with
         their portmap client, on first use: most configurations have no RPC
         service).
-    @ivar inheritedFor: the socket systemd passed for a service, by
-        lower-case id.
+    @ivar inheritance: which socket systemd passed each service serves on.
+    @ivar pressure: told by the spawner when it is backed up or has caught
+        up for a credential set (L{BackPressure.changed}).
     """
 
     log = Logger(namespace="xinetd_twisted.daemon")
@@ -53,8 +96,8 @@ class ServiceTable:
         self._metrics = metrics
         self._rpc = rpc
         self.draining: List[ServiceRuntime] = []
-        self.inheritedFor: Dict[str, InheritedSocket] = {}
-        self._backedUp: Set[Optional[CredentialKey]] = set()
+        self.inheritance = SocketInheritance()
+        self.pressure = BackPressure(self).changed
 
     @property
     def rpc(self) -> RpcRegistrations:
@@ -98,7 +141,7 @@ class ServiceTable:
             return None
         # addService starts it at once while we run (a reload): say first
         # where its socket comes from.
-        self._inherit(runtime)
+        self.inheritance.give(runtime)
         self._collection.addService(runtime)
         return runtime
 
@@ -110,37 +153,6 @@ class ServiceTable:
         """
         if "RPC" in runtime.service.types:
             runtime.onBound = self.rpc.runtimeBound
-
-    def assignInherited(
-        self, inherited: Optional[InheritedSockets], config: Config
-    ) -> None:
-        """
-        Which of the sockets systemd passed (L{None}: none) each service of
-        C{config} serves on.
-        """
-        if inherited is not None and inherited.sockets:
-            self.inheritedFor = inherited.assign(config.services)
-
-    def logUnusedInherited(self, inherited: Optional[InheritedSockets]) -> None:
-        """
-        Log the passed sockets no service uses.
-        """
-        if inherited is not None and inherited.sockets:
-            inherited.logUnused(self.inheritedFor)
-
-    def _inherit(self, runtime: ServiceRuntime) -> None:
-        """
-        Give a runtime its inherited socket, if systemd passed one for it.
-        """
-        if not self.inheritedFor:
-            # Nothing passed (the common case): no lookup per service.
-            if runtime.inherited is not None:
-                runtime.inherited = None
-            return
-        inherited = self.inheritedFor.get(runtime.serviceId.lower())
-        runtime.inherited = (
-            None if inherited is None else inherited.sourceFor(runtime.service)
-        )
 
     def bindAll(self, runtimes: Sequence[ServiceRuntime]) -> None:
         """
@@ -164,7 +176,7 @@ class ServiceTable:
         @param listening: where to add C{(serviceId, where)} once bound,
             for the caller to log; by default the runtime logs it.
         """
-        self._inherit(runtime)
+        self.inheritance.give(runtime)
         try:
             if listening is None:
                 runtime.privilegedStartService()
@@ -294,27 +306,6 @@ class ServiceTable:
         return [
             (runtime, pid) for runtime in self.withDraining() for pid in runtime.servers
         ]
-
-    def pressure(self, key: Optional[CredentialKey], backedUp: bool) -> None:
-        """
-        The spawner cannot keep up for credential set C{key} (L{None}: all,
-        the path every set shares): stop accepting for the services whose
-        children it starts until it has caught up, instead of queueing
-        without bound.  Several sets may be backed up at once: a service
-        resumes only when neither its set nor the shared path is.
-        """
-        if backedUp:
-            self._backedUp.add(key)
-        else:
-            self._backedUp.discard(key)
-        for runtime in self:
-            credentials = runtime.credentials()
-            if credentials is None:
-                continue
-            if None in self._backedUp or credentials in self._backedUp:
-                runtime.pause()
-            else:
-                runtime.resume()
 
     def removeAll(self) -> None:
         """

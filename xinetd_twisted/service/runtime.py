@@ -15,9 +15,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
-    Dict,
     Iterable,
-    List,
     Optional,
     Sequence,
     Tuple,
@@ -38,10 +36,9 @@ from xinetd_twisted.service.binding import ServiceSocket
 from xinetd_twisted.service.context import DaemonContext
 from xinetd_twisted.service.parts import ServiceParts
 from xinetd_twisted.service.program import ProgramKind, WaitKind
-from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey
+from xinetd_twisted.service.readings import RuntimeReadings
 
 if TYPE_CHECKING:
-    from xinetd_twisted.service.children import Child, SpawnAttempt
     from xinetd_twisted.service.inprocess import (
         InternalDatagramKind,
         InternalStreamKind,
@@ -127,9 +124,10 @@ def hasRuntime(service: ServiceConfig) -> bool:
     return service.isInternal or not service.isTcpmuxSubservice
 
 
-class ServiceRuntime(Service):
+class ServiceRuntime(RuntimeReadings, Service):
     """
-    One configured service.
+    One configured service (what its readers see of it:
+    L{RuntimeReadings}).
 
     @ivar name: the service id (for C{MultiService.getServiceNamed}).
     @ivar parts: its log, admission and children.
@@ -191,61 +189,6 @@ class ServiceRuntime(Service):
     @property
     def active(self) -> bool:
         return self.parts.active
-
-    @property
-    def servers(self) -> Dict[int, Child]:
-        """
-        Its children started and not yet reaped, by pid.
-        """
-        parts = self.parts
-        return parts.children.running if parts.built("children") else {}
-
-    @property
-    def connections(self) -> int:
-        parts = self.parts
-        return parts.admission.connections if parts.built("admission") else 0
-
-    @property
-    def refused(self) -> int:
-        parts = self.parts
-        return parts.admission.refused if parts.built("admission") else 0
-
-    @property
-    def kindName(self) -> str:
-        """
-        What kind of service it is (for the dump).
-        """
-        return type(self.kind).__name__
-
-    @property
-    def retrying(self) -> List[SpawnAttempt]:
-        """
-        Connections waiting for a spawn retry.
-        """
-        parts = self.parts
-        return parts.children.retrying if parts.built("children") else []
-
-    @property
-    def reactivationPending(self) -> bool:
-        return self._reactivation is not None
-
-    @property
-    def setup(self) -> Optional[ChildSetup]:
-        return getattr(self.kind, "setup", None)
-
-    def listeningSocket(self) -> Optional[socket.socket]:
-        """
-        The socket it serves on, or L{None} while it is not active.
-        """
-        return self.kind.listeningSocket if self.parts.active else None
-
-    def credentials(self) -> Optional[CredentialKey]:
-        """
-        The credential set its children run with, or L{None} when it starts
-        none itself.
-        """
-        credentials = getattr(self.kind, "credentials", None)
-        return None if credentials is None else credentials()  # type: ignore[no-any-return]
 
     # --- IService ------------------------------------------------------------
 
