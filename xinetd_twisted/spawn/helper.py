@@ -130,29 +130,38 @@ try:
 except ImportError:  # pragma: no cover - not CPython
     _posixsubprocess = None  # type: ignore[assignment]
 
-# The two ends' shared limits, as in xinetd_twisted.spawn.wire (the daemon's
-# side, which this file cannot import): tests check that they agree.
-MAX_MESSAGE = 65536
-"""Largest message either side sends; templates above it go in parts."""
+# Not typing itself (as in schedslice.py): it would cost every helper.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
-MAX_EVENTS_PER_MESSAGE = 128
+
+def _sibling(name: str) -> ModuleType:
+    """
+    The module C{name} of this package, loaded from beside this file: the
+    helper runs with C{-I -S} and no package on C{sys.path}, so it reads
+    the few standard-library-only modules it shares with the daemon
+    (L{xinetd_twisted.spawn.wire}, L{xinetd_twisted.spawn.schedslice}) by
+    path.
+    """
+    import _frozen_importlib as b
+    import _frozen_importlib_external as e
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = e.spec_from_file_location("xinetd_twisted_" + name, path)
+    assert spec is not None and spec.loader is not None
+    module = b.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The two ends' shared limits and the limits both read the same way, from
+# the daemon's side of the wire format.
+_wire = _sibling("wire")
+MAX_MESSAGE: int = _wire.MAX_MESSAGE
+MAX_EVENTS_PER_MESSAGE: int = _wire.MAX_EVENTS_PER_MESSAGE
+allRlimits = _wire.allRlimits
 _BATCH = 64  # requests handled per wake-up before reaping and replying
-
-
-def allRlimits() -> dict:
-    """
-    C{{resource: (soft, hard)}} for every C{RLIMIT_*} this platform has
-    (aliases such as C{RLIMIT_OFILE} once).
-    """
-    limits: dict = {}
-    for name in sorted(dir(resource)):
-        if name.startswith("RLIMIT_"):
-            r = getattr(resource, name)
-            try:
-                limits.setdefault(r, resource.getrlimit(r))
-            except (OSError, ValueError):  # pragma: no cover - not on Linux
-                pass
-    return limits
 
 
 # --- the helper process ---------------------------------------------------
@@ -962,14 +971,7 @@ def _startSlice(microseconds: int, daemonPid: int) -> None:
     L{xinetd_twisted.spawn.schedslice}, loaded from beside this file).
     """
     global _SLICE
-    import _frozen_importlib as b
-    import _frozen_importlib_external as e
-
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schedslice.py")
-    spec = e.spec_from_file_location("xinetd_twisted_schedslice", path)
-    assert spec is not None and spec.loader is not None
-    module = b.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _sibling("schedslice")
 
     def warn(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
