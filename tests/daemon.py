@@ -89,6 +89,22 @@ def fetch(
             chunks.append(data)
 
 
+def readNow(sock: socket.socket) -> bytes:
+    """
+    Everything readable on C{sock} now, up to EOF, without waiting.
+    """
+    chunks: List[bytes] = []
+    while True:
+        try:
+            data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 class Daemon:
     """
     One C{twistd -n xinetd} process on a temporary configuration.

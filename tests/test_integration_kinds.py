@@ -152,6 +152,17 @@ class _KindsTestCase(DaemonTestCase):
         os.chmod(path, 0o755)
         return path
 
+    def log(self) -> str:
+        """
+        The service log file C{self.logFile} (set by the classes whose
+        services log to one), empty until it exists.
+        """
+        try:
+            with open(self.logFile) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
 
 class WaitModeTests(_KindsTestCase):
     """
@@ -503,13 +514,6 @@ class InProcessEchoTests(_KindsTestCase):
 
         self.d = self.startDaemon(build, (HOST, self.ports["discard"]))
 
-    def log(self) -> str:
-        try:
-            with open(self.logFile) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
     def connect(self, name: str) -> socket.socket:
         s = socket.create_connection((HOST, self.ports[name]), timeout=10)
         self.addCleanup(s.close)
@@ -656,13 +660,6 @@ class RedirectTests(_KindsTestCase):
             )
 
         self.d = self.startDaemon(build, (HOST, self.port))
-
-    def log(self) -> str:
-        try:
-            with open(self.logFile) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
 
     def test_bytesBothWaysAndTraffic(self) -> None:
         """

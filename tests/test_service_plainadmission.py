@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from typing import Any, List
+from typing import Any, List, Tuple
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -304,6 +304,20 @@ class ReplyAndCloseTests(SynchronousTestCase):
         self.addCleanup(theirs.close)
         return ours.detach(), theirs
 
+    def replyToGoneClient(self, disposition: Any) -> Tuple[int, bool]:
+        """
+        L{replyAndClose} to a client that has closed its end, with SIGPIPE
+        set to C{disposition} meanwhile: the descriptor and whether the reply
+        was written.
+        """
+        fd, theirs = self.pair()
+        theirs.close()
+        previous = signal.signal(signal.SIGPIPE, disposition)
+        try:
+            return fd, replyAndClose(fd, b"reply\r\n")
+        finally:
+            signal.signal(signal.SIGPIPE, previous)
+
     def test_written(self) -> None:
         """The reply arrives, then EOF; the descriptor is closed."""
         fd, theirs = self.pair()
@@ -318,22 +332,12 @@ class ReplyAndCloseTests(SynchronousTestCase):
         plain write to a reset connection), a client that has gone gets no
         reply and the daemon lives on: the descriptor is closed all the same.
         """
-        fd, theirs = self.pair()
-        theirs.close()
-        previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        try:
-            self.assertFalse(replyAndClose(fd, b"reply\r\n"))
-        finally:
-            signal.signal(signal.SIGPIPE, previous)
+        fd, written = self.replyToGoneClient(signal.SIG_DFL)
+        self.assertFalse(written)
         self.assertRaises(OSError, os.fstat, fd)
 
     def test_goneClientWithSigpipeIgnored(self) -> None:
         """SIGPIPE ignored, as Python sets it: the plain write fails quietly."""
-        fd, theirs = self.pair()
-        theirs.close()
-        previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        try:
-            self.assertFalse(replyAndClose(fd, b"reply\r\n"))
-        finally:
-            signal.signal(signal.SIGPIPE, previous)
+        fd, written = self.replyToGoneClient(signal.SIG_IGN)
+        self.assertFalse(written)
         self.assertRaises(OSError, os.fstat, fd)

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests.daemon import readNow
 from xinetd_twisted.service.connection import Connection
 from xinetd_twisted.service.context import DescriptorBudget
 from xinetd_twisted.service.duration import LimitedConnections
@@ -28,22 +29,6 @@ from xinetd_twisted.service.rawstream import (
 )
 
 PEER = ("127.0.0.1", 4242)
-
-
-def _drain(sock: socket.socket) -> bytes:
-    """
-    Everything readable on C{sock} now, without waiting.
-    """
-    chunks = []
-    while True:
-        try:
-            data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
 
 
 def _atEOF(sock: socket.socket) -> bool:
@@ -104,7 +89,7 @@ class RawStreamConnectionTests(SynchronousTestCase):
         is served at once, without the reactor ever watching it.
         """
         raw, client = self.connect(first=b"early")
-        self.assertEqual(_drain(client), b"early")
+        self.assertEqual(readNow(client), b"early")
         self.assertEqual(self.ended, [raw])
         self.assertEqual(self.reactor.readers, set())
 
@@ -117,7 +102,7 @@ class RawStreamConnectionTests(SynchronousTestCase):
         client.sendall(b"hello")
         client.shutdown(socket.SHUT_WR)
         raw.doRead()
-        self.assertEqual(_drain(client), b"hello")
+        self.assertEqual(readNow(client), b"hello")
         self.assertFalse(raw.connected)
         self.assertEqual(self.ended, [raw])
         self.assertEqual(raw.fileno(), -1)
@@ -131,7 +116,7 @@ class RawStreamConnectionTests(SynchronousTestCase):
         raw, client = self.connect()
         client.sendall(b"one")
         raw.doRead()
-        self.assertEqual(_drain(client), b"one")
+        self.assertEqual(readNow(client), b"one")
         self.assertTrue(raw.connected)
         self.assertTrue(raw.sawData)
         self.assertEqual(self.ended, [])
@@ -198,7 +183,7 @@ class RawStreamConnectionTests(SynchronousTestCase):
         self.assertNotIn(raw, self.reactor.readers)
         received = []
         for _ in range(10000):
-            received.append(_drain(client))
+            received.append(readNow(client))
             if raw in self.reactor.writers:
                 raw.doWrite()
             elif raw in self.reactor.readers:
@@ -226,14 +211,14 @@ class RawStreamConnectionTests(SynchronousTestCase):
         client.shutdown(socket.SHUT_WR)
         received = []
         for _ in range(10000):
-            received.append(_drain(client))
+            received.append(readNow(client))
             if not raw.connected:
                 break
             if raw in self.reactor.writers:
                 raw.doWrite()
             elif raw in self.reactor.readers:
                 raw.doRead()
-        received.append(_drain(client))
+        received.append(readNow(client))
         self.assertEqual(b"".join(received), payload[:sent])
         self.assertEqual(self.ended, [raw])
         self.assertTrue(_atEOF(client))
@@ -355,7 +340,7 @@ class RawDoorTests(SynchronousTestCase):
         raw.doRead()
         self.assertEqual(self.budget.held, 0)
         self.assertEqual(self.hooks.events[-1], ("ended", (PEER, 12.5)))
-        self.assertEqual(_drain(client), b"bye")
+        self.assertEqual(readNow(client), b"bye")
 
     def test_budgetSpent(self) -> None:
         """
@@ -391,7 +376,7 @@ class RawDoorTests(SynchronousTestCase):
         client.sendall(b"ping")
         client.shutdown(socket.SHUT_WR)
         self.door.serve(connection, "echo", True)
-        self.assertEqual(_drain(client), b"ping")
+        self.assertEqual(readNow(client), b"ping")
         self.assertEqual(list(self.connections), [])
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertEqual(self.budget.held, 0)

@@ -27,6 +27,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+from tests.daemon import readNow
 from xinetd_twisted.spawn.helperspawner import MAX_LANES, HelperSpawner, defaultLanes
 from xinetd_twisted.spawn.interfaces import (
     ChildSetup,
@@ -114,20 +115,6 @@ def _probeSetup(*args: str, **kw: Any) -> ChildSetup:
     return ChildSetup(PYTHON, (PYTHON, PROBE) + args, **kw)
 
 
-def _readAll(sock: socket.socket) -> bytes:
-    sock.setblocking(False)
-    chunks = []
-    for _ in range(1000):
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
-
-
 class SpawnerCase(TestCase):
     """
     A real L{HelperSpawner} on the real reactor, and ways to drive it.
@@ -163,7 +150,7 @@ class SpawnerCase(TestCase):
             finally:
                 theirs.close()
             reason = (yield child.ended).reason
-            return transport, reason, _readAll(ours), child
+            return transport, reason, readNow(ours), child
         finally:
             ours.close()
 
