@@ -285,6 +285,64 @@ def loadavg() -> str:
         return "?"
 
 
+def cpuTimes(stat: Path = Path("/proc/stat")) -> Optional[List[int]]:
+    """
+    The machine's CPU time so far, in clock ticks, from the C{cpu} line of
+    C{stat}: user, nice, system, idle, iowait, irq, softirq, steal...; or
+    L{None} when it cannot be read.
+    """
+    try:
+        for line in stat.read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] == "cpu":
+                return [int(f) for f in fields[1:]]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+STEAL_FIELD = 7
+"""The index of steal time among L{cpuTimes}' fields."""
+
+QUIET_STEAL = 0.02
+"""
+The most hypervisor steal (a share of all CPU time) a quiet machine shows:
+on a virtual machine whose host is busy, every wake-up of an idle CPU waits
+for the host, and the C=1 rows measure the host instead of the daemons.
+"""
+
+
+def stealShare(
+    before: Optional[List[int]], after: Optional[List[int]]
+) -> Optional[float]:
+    """
+    The share of the machine's CPU time between two L{cpuTimes} readings
+    that the hypervisor gave to others (steal), or L{None} if unknown.
+    """
+    if not before or not after or min(len(before), len(after)) <= STEAL_FIELD:
+        return None
+    # guest and guest_nice (fields 8-9) are already counted in user and nice.
+    kept = STEAL_FIELD + 1
+    deltas = [b - a for a, b in zip(before[:kept], after[:kept], strict=True)]
+    total = sum(deltas)
+    return deltas[STEAL_FIELD] / total if total > 0 else None
+
+
+def describeSteal(share: Optional[float]) -> str:
+    """
+    The report's line on steal time, warning when the machine was not quiet.
+    """
+    if share is None:
+        return "- hypervisor steal: unknown"
+    line = f"- hypervisor steal: {share * 100:.1f}% of the CPU time during the run"
+    if share > QUIET_STEAL:
+        line += (
+            f" (NOT a quiet machine: more than {QUIET_STEAL * 100:.0f}%; idle CPUs"
+            " wake late, and the ratios near their goals are not judged fairly)"
+        )
+    return line
+
+
 def machineFacts(python: str) -> str:
     """
     The facts a reader needs to compare a results table with another.

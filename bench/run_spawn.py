@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # Run as a script: make the bench modules importable whatever the cwd.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -422,7 +422,11 @@ def clientNote(asked: int) -> str:
 
 
 def printReport(
-    bench: Bench, report: goals.Report, loadBefore: str, began: float
+    bench: Bench,
+    report: goals.Report,
+    loadBefore: str,
+    began: float,
+    cpuBefore: Optional[List[int]] = None,
 ) -> None:
     args = bench.args
     print()
@@ -447,9 +451,13 @@ def printReport(
         print(startup.formatStartup(report.startup, args.startup_services))
     print(f"\n- load average before {loadBefore}, after {daemons.loadavg()}")
     print(f"- the run took {time.monotonic() - began:.0f} s")
+    steal = daemons.describeSteal(daemons.stealShare(cpuBefore, daemons.cpuTimes()))
+    print(steal)
     ours = next((n for n in bench.names if n != "xinetd"), "ours")
     print(f"\n## Goals (issue 12; {ours} against xinetd)\n")
     print(goals.formatGoals(goals.evaluate(report, ours)))
+    if "NOT a quiet machine" in steal:
+        print(f"\n{steal[2:]}")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -471,13 +479,14 @@ def main(argv: Sequence[str]) -> int:
     print(daemons.machineFacts(python))
     print(f"modes {', '.join(args.modes)}; configs and logs in {tmp}")
     loadBefore, began = daemons.loadavg(), time.monotonic()
+    cpuBefore = daemons.cpuTimes()
     report = goals.Report()
     try:
         runModes(bench, report)
     except PhaseFailed as e:
         print(f"\n{e}")
         return 1
-    printReport(bench, report, loadBefore, began)
+    printReport(bench, report, loadBefore, began, cpuBefore)
     rows = report.rows + report.saturation
     status = 3 if any(r["errors"] or not r["bytesOk"] for r in rows) else 0
     if not args.keep and status == 0:

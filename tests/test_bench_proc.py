@@ -267,3 +267,56 @@ class VariantTests(SynchronousTestCase):
         ours = self._rows()[1]
         self.assertAlmostEqual(ours["parentShare"], 0.25)
         self.assertAlmostEqual(ours["helperShare"], 0.5)
+
+
+class StealTests(SynchronousTestCase):
+    """
+    The hypervisor's steal time over a run, from two readings of a
+    /proc/stat-shaped file, and the report's line on it.
+    """
+
+    def setUp(self) -> None:
+        self.daemons = load("daemons")
+        self.stat = Path(self.mktemp())
+
+    def reading(self, cpu: str) -> object:
+        self.stat.write_text(f"{cpu}\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 5\n")
+        return self.daemons.cpuTimes(self.stat)
+
+    def test_share(self) -> None:
+        """
+        Steal's share of every field up to steal (guest time is already in
+        user time), between the readings.
+        """
+        before = self.reading("cpu  100 0 50 800 0 0 10 40 30 0")
+        after = self.reading("cpu  200 0 100 1500 0 0 10 140 90 0")
+        self.assertEqual(before, [100, 0, 50, 800, 0, 0, 10, 40, 30, 0])
+        self.assertAlmostEqual(self.daemons.stealShare(before, after), 100 / 950)
+
+    def test_unknown(self) -> None:
+        """
+        An unreadable or short reading, or no time passed, gives no share.
+        """
+        self.assertIsNone(self.daemons.cpuTimes(Path(self.mktemp())))
+        short = self.reading("cpu  1 2 3 4")
+        same = self.reading("cpu  1 2 3 4 5 6 7 8")
+        self.assertIsNone(self.daemons.stealShare(short, short))
+        self.assertIsNone(self.daemons.stealShare(same, same))
+        self.assertIsNone(self.daemons.stealShare(None, same))
+
+    def test_describe(self) -> None:
+        """
+        Below the quiet bound the line states the share; above it, it says
+        the machine was not quiet.
+        """
+        describe = self.daemons.describeSteal
+        self.assertEqual(
+            [describe(0.005), describe(0.2), describe(None)],
+            [
+                "- hypervisor steal: 0.5% of the CPU time during the run",
+                "- hypervisor steal: 20.0% of the CPU time during the run (NOT a"
+                " quiet machine: more than 2%; idle CPUs wake late, and the ratios"
+                " near their goals are not judged fairly)",
+                "- hypervisor steal: unknown",
+            ],
+        )
