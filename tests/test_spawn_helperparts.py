@@ -13,7 +13,6 @@ import marshal
 import os
 import resource
 import socket
-import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -134,7 +133,6 @@ class _Template:
 
     fast = True
     credentials = None
-    pinnable = False
     executable = "/bin/true"
     argv = [b"/bin/true"]
     env: list = []
@@ -143,9 +141,10 @@ class _Template:
         self.limits = limits
 
 
-class _SpawnerTestCase(SynchronousTestCase):
+class SpawnerLimitsTests(SynchronousTestCase):
     """
-    A sub-helper's L{helper._Spawner} whose C{fork_exec} makes up pids.
+    L{helper._Spawner.spawn} checks a template's limits once per wake-up
+    (L{helper._Spawner.woken}), whatever the number of its spawns read then.
     """
 
     def setUp(self) -> None:
@@ -164,13 +163,6 @@ class _SpawnerTestCase(SynchronousTestCase):
         self.addCleanup(os.close, r)
         self.addCleanup(os.close, w)
         self.spawner.spawn(("S", requestId, templateId, [], 0), r)
-
-
-class SpawnerLimitsTests(_SpawnerTestCase):
-    """
-    L{helper._Spawner.spawn} checks a template's limits once per wake-up
-    (L{helper._Spawner.woken}), whatever the number of its spawns read then.
-    """
 
     def test_oncePerWakeUp(self) -> None:
         """
@@ -217,196 +209,3 @@ class SpawnerLimitsTests(_SpawnerTestCase):
         )
         self.spawn(2)
         self.assertEqual(limits.checks, 2)
-
-
-class _RecordingPinning:
-    """
-    A L{helper._Pinning} that says what it was asked.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list = []
-
-    def woken(self) -> None:
-        self.calls.append("woken")
-
-    def pin(self) -> object:
-        self.calls.append("pin")
-        return "mask"
-
-    def unpin(self, mask: object, pid: object) -> None:
-        self.calls.append(("unpin", mask, pid))
-
-
-class SpawnerPinningTests(_SpawnerTestCase):
-    """
-    L{helper._Spawner.spawn} pins around the C{fork_exec} of a pinnable
-    template and gives the child (if any) the affinity back.
-    """
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.spawner.pinning = self.recorded = _RecordingPinning()  # type: ignore[assignment]
-
-    def template(self, pinnable: bool) -> None:
-        t = _Template(_CountingLimits())
-        t.pinnable = pinnable
-        self.spawner.templates[1] = t
-
-    def test_pinnedSpawn(self) -> None:
-        self.template(True)
-        self.spawner.woken()
-        self.spawn(1)
-        self.assertEqual(self.recorded.calls, ["woken", "pin", ("unpin", "mask", 1000)])
-
-    def test_failedFork(self) -> None:
-        """
-        A failed C{fork_exec} is unpinned with no child, and reported.
-        """
-
-        def refuse(*args: object) -> int:
-            raise OSError(errno.EAGAIN, "no")
-
-        self.patch(helper, "_FORK_EXEC", refuse)
-        self.template(True)
-        self.spawn(1)
-        self.assertEqual(self.recorded.calls, ["pin", ("unpin", "mask", None)])
-        self.assertEqual(self.spawner.outbox.events[-1][:3], ("f", 1, errno.EAGAIN))
-
-    def test_notPinnable(self) -> None:
-        self.template(False)
-        self.spawn(1)
-        self.assertEqual(self.recorded.calls, [])
-
-
-class PinningTests(SynchronousTestCase):
-    """
-    L{helper._Pinning}: this process narrowed to its CPU around a spawn, the
-    child given back the process's affinity.
-    """
-
-    def setUp(self) -> None:
-        if not hasattr(os, "sched_setaffinity"):
-            self.skipTest("no sched_setaffinity here")
-        self.original = os.sched_getaffinity(0)
-        self.addCleanup(os.sched_setaffinity, 0, self.original)
-        if len(self.original) < 2:
-            self.skipTest("one CPU: nothing to pin")
-        self.pinning = helper._Pinning.fromLibc()
-
-    def test_pinAndUnpin(self) -> None:
-        """
-        L{helper._Pinning.pin} leaves this process one CPU of its affinity
-        and returns the affinity; L{helper._Pinning.unpin} restores it.
-        """
-        mask = self.pinning.pin()
-        pinned = os.sched_getaffinity(0)
-        self.pinning.unpin(mask, None)
-        self.assertEqual(
-            (mask, len(pinned), pinned <= self.original),
-            (self.original, 1, True),
-        )
-        self.assertEqual(os.sched_getaffinity(0), self.original)
-
-    def test_childGetsTheAffinityBack(self) -> None:
-        """
-        A child forked while pinned inherits the one CPU; once unpinned with
-        its pid it has this process's whole affinity.
-        """
-        mask = self.pinning.pin()
-        child = subprocess.Popen(["sleep", "30"])
-        self.addCleanup(child.wait)
-        self.addCleanup(child.kill)
-        inherited = os.sched_getaffinity(child.pid)
-        self.pinning.unpin(mask, child.pid)
-        self.assertEqual(len(inherited), 1)
-        self.assertEqual(os.sched_getaffinity(child.pid), self.original)
-
-    def test_childsOwnChoiceKept(self) -> None:
-        """
-        A child that already has several CPUs (it chose them itself) is
-        left alone.
-        """
-        mask = self.pinning.pin()
-        child = subprocess.Popen(["sleep", "30"])
-        self.addCleanup(child.wait)
-        self.addCleanup(child.kill)
-        chosen = set(sorted(self.original)[:2])
-        os.sched_setaffinity(child.pid, chosen)
-        self.pinning.unpin({min(self.original)}, child.pid)
-        os.sched_setaffinity(0, mask)
-        self.assertEqual(os.sched_getaffinity(child.pid), chosen)
-
-    def test_goneChild(self) -> None:
-        """
-        A child already reaped is no error.
-        """
-        child = subprocess.Popen(["true"])
-        child.wait()
-        mask = self.pinning.pin()
-        self.pinning.unpin(mask, child.pid)
-        self.assertEqual(os.sched_getaffinity(0), self.original)
-
-    def test_affinityReadOncePerWakeUp(self) -> None:
-        """
-        This process's affinity is read at the first pin of a wake-up and
-        kept for the others; a single CPU means no pinning at all.
-        """
-        one = {min(self.original)}
-        self.pinning.unpin(self.pinning.pin(), None)
-        os.sched_setaffinity(0, one)
-        again = self.pinning.pin()
-        self.pinning.unpin(again, None)
-        os.sched_setaffinity(0, one)
-        self.pinning.woken()
-        self.assertEqual((again, self.pinning.pin()), (self.original, None))
-        self.assertEqual(os.sched_getaffinity(0), one)
-
-    def test_unknownCpu(self) -> None:
-        """
-        A C{sched_getcpu} that fails (-1) pins nothing.
-        """
-        self.assertIsNone(helper._Pinning(lambda: -1).pin())
-        self.assertEqual(os.sched_getaffinity(0), self.original)
-
-    def test_unpinNeverRaises(self) -> None:
-        """
-        The spawn has happened when L{helper._Pinning.unpin} runs: a mask
-        the kernel refuses is no error.
-        """
-        self.pinning.unpin({1 << 20}, os.getpid())
-        self.assertEqual(os.sched_getaffinity(0), self.original)
-
-    def test_noGetcpu(self) -> None:
-        """
-        Without C{sched_getcpu} nothing is pinned.
-        """
-        pinning = helper._Pinning(None)
-        self.assertIsNone(pinning.pin())
-        self.assertEqual(os.sched_getaffinity(0), self.original)
-
-
-class ExecKeepsOwnerTests(SynchronousTestCase):
-    """
-    L{helper._execKeepsOwner}: only a program without set-user or set-group
-    ID bits is started pinned (its affinity can always be given back).
-    """
-
-    def program(self, mode: int) -> bytes:
-        path = self.mktemp()
-        with open(path, "w") as f:
-            f.write("#!/bin/sh\n")
-        os.chmod(path, mode)
-        return os.fsencode(path)
-
-    def test_modes(self) -> None:
-        self.assertEqual(
-            [
-                helper._execKeepsOwner(self.program(mode))
-                for mode in (0o755, 0o4755, 0o2755, 0o6755)
-            ],
-            [True, False, False, False],
-        )
-
-    def test_missing(self) -> None:
-        self.assertFalse(helper._execKeepsOwner(b"/nonexistent/program"))

@@ -185,7 +185,6 @@ class _Template:
         "fast",
         "credentials",
         "limits",
-        "pinnable",
     )
 
     def __init__(self, blob: bytes, currentLimits: dict, dropCredentials: bool) -> None:
@@ -225,22 +224,6 @@ class _Template:
         ):
             groups = None if self.groups is None else tuple(self.groups)
             self.credentials = (self.uid, self.gid, groups)
-        self.pinnable = (
-            self.fast and self.credentials is None and _execKeepsOwner(self.executable)
-        )
-
-
-def _execKeepsOwner(executable: bytes) -> bool:
-    """
-    Whether C{executable} runs with its caller's credentials (no set-user or
-    set-group ID bit): only then can the helper give the child back its
-    CPU affinity after starting it pinned (L{_Pinning}).
-    """
-    try:
-        mode = os.stat(executable).st_mode
-    except (OSError, ValueError):
-        return False
-    return not mode & 0o6000
 
 
 def _forkExecCaller():
@@ -387,89 +370,6 @@ def _forkChild(t, argv, env, fd, errW):
         os.write(errW, b"OSError:%x:%s" % (err, b"" if stage == b"exec" else b"noexec"))
     finally:
         os._exit(127)
-
-
-class _Pinning:
-    """
-    Starts each C{fork_exec} child on the CPU this helper is running on,
-    then gives it back the helper's own CPU affinity.
-
-    While C{vfork} starts a child, the helper waits: its CPU is the one
-    free for the child.  Left to choose, the kernel can place the new task
-    on a CPU that another process keeps busy, where it waits for that
-    process's slice (up to a scheduler tick, 4 ms) while the helper's CPU
-    idles: beside a busy process, about one child in sixteen waited so.
-    Pinned for its first moments, the child runs at once; the mask it gets
-    back is the helper's, which the child would have inherited anyway.
-
-    @ivar mask: the helper's affinity, read once per wake-up; L{None}
-        before it is read, or with a single CPU (nothing to choose).
-    """
-
-    __slots__ = ("_getcpu", "mask", "_read")
-
-    def __init__(self, getcpu) -> None:
-        """
-        @param getcpu: C{sched_getcpu()}, or L{None} where there is none
-            (pinning is then off).
-        """
-        self._getcpu = getcpu
-        self.mask: set | None = None
-        self._read = False
-
-    @classmethod
-    def fromLibc(cls) -> _Pinning:
-        """
-        A pinning with the C library's C{sched_getcpu} (loaded for
-        L{_becomeSubreaper} anyway), or one that does nothing.
-        """
-        if not hasattr(os, "sched_setaffinity"):
-            return cls(None)
-        try:
-            import ctypes
-
-            return cls(ctypes.CDLL(None).sched_getcpu)
-        except (ImportError, OSError, AttributeError):
-            return cls(None)
-
-    def woken(self) -> None:
-        """
-        A new wake-up: read our own affinity again when next needed.
-        """
-        self._read = False
-
-    def pin(self) -> object:
-        """
-        Narrow our affinity to the CPU we run on (a child forked now
-        inherits it); the set to give back, or L{None} if not pinned.
-        """
-        if self._getcpu is None:
-            return None
-        if not self._read:
-            self._read = True
-            mask = os.sched_getaffinity(0)
-            self.mask = mask if len(mask) > 1 else None
-        if self.mask is None:
-            return None
-        cpu = self._getcpu()
-        try:
-            os.sched_setaffinity(0, (cpu,))
-        except (OSError, ValueError):
-            return None  # no CPU to say (-1), or not one we may use
-        return self.mask
-
-    def unpin(self, mask: object, pid: int | None) -> None:
-        """
-        Take back our affinity C{mask}, and give it to the child C{pid}
-        (if it exists: L{None} after a failed fork), unless the child has
-        already chosen its own.  Never raises: the spawn has happened.
-        """
-        try:
-            os.sched_setaffinity(0, mask)  # type: ignore[arg-type]
-            if pid is not None and len(os.sched_getaffinity(pid)) == 1:
-                os.sched_setaffinity(pid, mask)  # type: ignore[arg-type]
-        except OSError:
-            pass  # reaped already, or it changed credentials after all
 
 
 class _Sub:
@@ -629,7 +529,6 @@ class _Spawner:
         self.limits = limits
         self.ownLimits = _Limits([(r, s, h) for r, (s, h) in limits.items()])
         self.checked: set = set()  # the _Limits ensured since this wake-up
-        self.pinning = _Pinning.fromLibc()
         self.tampered = False
         self.errR, self.errW = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         # The kernel stamps every message with its sender's pid: children
@@ -648,7 +547,6 @@ class _Spawner:
         one pass of C{getrlimit} calls per template, not one per spawn).
         """
         self.checked.clear()
-        self.pinning.woken()
 
     def register(self, inbox: int, msg: tuple, data: bytes) -> None:
         """
@@ -709,13 +607,7 @@ class _Spawner:
         try:
             if fast:
                 errR = self.errR.fileno()
-                mask = self.pinning.pin() if t.pinnable else None
-                pid = None
-                try:
-                    pid = _FORK_EXEC(t, t.argv, env, fd, errR, errW)  # type: ignore[misc]
-                finally:
-                    if mask is not None:
-                        self.pinning.unpin(mask, pid)
+                pid = _FORK_EXEC(t, t.argv, env, fd, errR, errW)  # type: ignore[misc]
             else:
                 pid = _forkChild(t, t.argv, env, fd, errW)
         except OSError as e:
