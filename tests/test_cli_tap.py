@@ -85,18 +85,18 @@ class OptionsTests(SynchronousTestCase):
 
     def test_schedSlice(self) -> None:
         """
-        C{--sched-slice MICROSECONDS} (default 100) is the slice the helper
-        spawner's root helper is started to give; 0 gives none.
+        C{--sched-slice MICROSECONDS} (default 0: none) is the slice the
+        helper spawner's root helper is started to give.
         """
         path = self.write(service(EXTERNAL).encode())
         slices = []
-        for extra in ([], ["--sched-slice", "0"], ["--sched-slice", "2000"]):
+        for extra in ([], ["--sched-slice", "100"], ["--sched-slice", "2000"]):
             options = Options()
             options.parseOptions(["--config", path, *extra])
             spawner = makeService(options).context.spawner  # type: ignore[attr-defined]
             slices.append(spawner._launcher.schedSlice)
-        self.assertEqual(slices, [DEFAULT_SCHED_SLICE, 0, 2000])
-        self.assertEqual(DEFAULT_SCHED_SLICE, 100)
+        self.assertEqual(slices, [DEFAULT_SCHED_SLICE, 100, 2000])
+        self.assertEqual(DEFAULT_SCHED_SLICE, 0)
 
     def test_schedSliceBounds(self) -> None:
         """

@@ -75,14 +75,15 @@ class SchedSliceTests(TestCase):
             if "helper" in args
         ]
 
-    def test_default(self) -> None:
+    def test_given(self) -> None:
         """
-        By default the daemon, the root helper and nobody's sub-helper run
-        with a slice of 100 us; the servers, whoever started them, keep the
-        kernel's default (ours, as the test is not given a slice).
+        With C{--sched-slice 100} the daemon, the root helper and nobody's
+        sub-helper run with a slice of 100 us; the servers, whoever started
+        them, keep the kernel's default (ours, as the test is not given a
+        slice).
         """
         default = sliceOf(os.getpid())
-        servers = self.start([])
+        servers = self.start(["--sched-slice", "100"])
         if "scheduler slice not set" in self.daemon.log():
             raise SkipTest("this kernel takes no slice")
         assert self.daemon.process is not None
@@ -96,12 +97,13 @@ class SchedSliceTests(TestCase):
         self.assertEqual(servers, {"root": default, "nobody": default, "nice": default})
         self.assertNotIn("Traceback", self.daemon.log())
 
-    def test_off(self) -> None:
+    def test_default(self) -> None:
         """
-        With C{--sched-slice 0} every process keeps the kernel's default.
+        By default (as with C{--sched-slice 0}) every process keeps the
+        kernel's default.
         """
         default = sliceOf(os.getpid())
-        servers = self.start(["--sched-slice", "0"])
+        servers = self.start([])
         assert self.daemon.process is not None
         helpers = self.helpers()
         self.assertGreaterEqual(len(helpers), 2)

@@ -16,8 +16,14 @@ from xinetd_twisted.config.model import ConfigError, UnreadableConfig
 from xinetd_twisted.config.reader import loadConfig
 from xinetd_twisted.daemon.memory import pausedCollections
 
-DEFAULT_SCHED_SLICE = 100
-"""C{--sched-slice}'s default: the shortest slice the kernel takes."""
+DEFAULT_SCHED_SLICE = 0
+"""
+C{--sched-slice}'s default: none (the kernel's own slice for every process).
+A short slice lets the daemon and its helpers run sooner beside a busy
+process, but each of their wake-ups then preempts a running server: under
+load the servers' latency tail grew several times longer (docs/benchmarks.md,
+the fourth pass).
+"""
 
 
 def deferOpenSSL() -> None:
@@ -92,8 +98,9 @@ class Options(usage.Options):
             DEFAULT_SCHED_SLICE,
             "Scheduler slice in microseconds of the daemon and its spawn "
             "helpers (Linux 6.12+; 100 to 100000), so that beside busy "
-            "processes they run soon after each wake-up; the servers keep "
-            "the kernel's default.  0: the kernel's default for all.",
+            "processes they run soon after each wake-up, at the cost of the "
+            "servers' latency under load; the servers keep the kernel's "
+            "default.  0 (default): the kernel's default for all.",
             int,
         ],
     ]
