@@ -35,6 +35,7 @@ from xinetd_twisted.spawn.interfaces import (
     SpawnError,
     credentialKey,
 )
+from xinetd_twisted.spawn.table import LANE_STALL
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")
 # The children may run as nobody, who cannot read a python under /root.
@@ -764,8 +765,9 @@ class LaneTests(SpawnerCase):
     @defer.inlineCallbacks
     def test_busyLaneOpensAnother(self):
         """
-        While the first sub-helper has not answered a spawn, the next goes
-        to a second one of the same credentials; both children run.
+        Once the first sub-helper has not answered a spawn for LANE_STALL,
+        the next goes to a second one of the same credentials; both
+        children run.
         """
         setup = _probeSetup(
             uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=()
@@ -775,6 +777,7 @@ class LaneTests(SpawnerCase):
         os.kill(first, signal.SIGSTOP)
         self.addCleanup(self._continue, first)
         held = self.spawnOne(setup)  # waits on the stopped sub-helper
+        yield deferLater(reactor, LANE_STALL * 2, lambda: None)
         info = yield self.probe(setup)
         self.assertEqual(info["uid"], NOBODY.pw_uid)
         subs = self.nobodySubHelpers()

@@ -58,7 +58,8 @@ helper with those credentials, which can then use vfork: several times
 cheaper than forking this helper.  A sub-helper starts one child at a time
 (vfork holds it until the child has exec'd), so the daemon spreads a busy
 credential set's spawns over a few lanes, one sub-helper each, started when
-the first is busy: two in parallel keep two CPUs working.  The first spawns of a template reach it through
+the first falls behind (silent for a few milliseconds while spawns wait on
+it, or with many waiting).  The first spawns of a template reach it through
 this helper; then the daemon registers the template with and sends its
 spawns (C{"T"}, C{"S"}, C{"K"} as above) straight to the sub-helper on the
 socket of the C{"c"} event, one process hop less per connection.

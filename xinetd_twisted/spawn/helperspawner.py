@@ -9,7 +9,9 @@ child up as xinetd does and reports back.  Reaping, exit statuses and exec
 failures arrive as batched events on the same socket.
 
 Each sub-helper (one per credential set and lane: a credential set whose
-sub-helpers are all busy gets another, up to L{HelperSpawner.lanes}) has
+sub-helpers have all fallen behind, silent for L{xinetd_twisted.spawn.table.LANE_STALL} or with
+L{xinetd_twisted.spawn.table.LANE_QUEUE} spawns waiting, gets another, up to
+L{HelperSpawner.lanes}) has
 its own channel, queue and back-pressure: a sub-helper that its user
 stopped or slowed only holds up the services of that credential set.  What a user can do to their own
 sub-helper, and what follows:
@@ -119,7 +121,8 @@ class HelperSpawner:
     @ivar maxQueued: how many messages may wait on one channel for its
         peer to read before L{spawn} fails with L{SpawnError}.
     @ivar lanes: how many sub-helpers one credential set may have; another
-        is started only when all it has are busy.
+        is started only when all it has have fallen behind
+        (L{ChannelTable.pickLane}).
     @ivar running: C{{pid: HelperProcess}} of the children not reaped yet.
     """
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_spawn_helper,tests.test_spawn_watchdog -*-
+# -*- test-case-name: tests.test_spawn_table,tests.test_spawn_helper,tests.test_spawn_watchdog -*-
 """
 L{ChannelTable}: the daemon's channels to its helpers, which one starts the
 children of which template, and what follows when one is lost or
@@ -15,6 +15,25 @@ from xinetd_twisted.spawn.channel import Channel, IChannelOwner
 from xinetd_twisted.spawn.children import Children
 from xinetd_twisted.spawn.interfaces import CredentialKey
 from xinetd_twisted.spawn.requests import InFlight
+
+LANE_STALL = 0.005
+"""
+Seconds a busy lane may go without answering before the next spawn of its
+template goes to another lane: a little over a scheduler tick (4 ms at
+C{HZ=250}).  A sub-helper that said nothing for that long while spawns
+waited on it was kept off a CPU (beside a busy process, or behind its vfork
+child's) or is in a slow exec; another lane lets the next spawn start
+meanwhile.  One that keeps answering keeps the spawns: at C=8 on 2 cores a
+second sub-helper woken for every other connection added nothing to the
+rate and doubled the servers' p99 (docs/benchmarks.md, the fourth pass).
+"""
+
+LANE_QUEUE = 16
+"""
+Spawns waiting on one lane (sent, not answered) past which the next goes
+to another lane even while it answers: about 4 ms of a sub-helper's work,
+the same wait as L{LANE_STALL} allows.
+"""
 
 
 class ChannelTable:
@@ -106,20 +125,23 @@ class ChannelTable:
     def pickLane(self, templateId: int, lanes: int) -> Tuple[int, Optional[Channel]]:
         """
         Choose the lane (of C{lanes}) of the next spawn of C{templateId}:
-        the first whose sub-helper is idle; else, while there are lanes
-        left, a new one (its first spawns go through the root helper, which
-        starts its sub-helper); else the least busy.  With the channel to
-        send it on, L{None} for the root helper's.
+        the first whose sub-helper is idle, or busy but keeping up (it
+        answered within L{LANE_STALL} and has fewer than L{LANE_QUEUE}
+        spawns waiting); else, while there are lanes left, a new one (its
+        first spawns go through the root helper, which starts its
+        sub-helper); else the least busy.  With the channel to send it on,
+        L{None} for the root helper's.
         """
         routes = self.routes
         best: Tuple[int, Optional[Channel]] = (0, None)
         bestLoad = -1
+        now = self._reactor.seconds()
         for lane in range(lanes):
             channel = routes.get((templateId, lane))
             if channel is None or channel.closed or channel.stuck:
                 return lane, None
             load = len(channel.requests) + len(channel.queue)
-            if load == 0:
+            if load == 0 or (load < LANE_QUEUE and now - channel.progress < LANE_STALL):
                 return lane, channel
             if bestLoad < 0 or load < bestLoad:
                 best, bestLoad = (lane, channel), load
