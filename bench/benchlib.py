@@ -91,6 +91,25 @@ CLIENT_FLAGS = ["-pthread"]
 """The load client's compiler flags (its C{-t} runs threads)."""
 
 
+def spawnFloor(program: Path, count: int = 2000, out: Path = OUT) -> Optional[float]:
+    """
+    Microseconds this machine takes to vfork, exec and reap C{program}, one
+    start at a time with nothing around it (C{bench/spawnfloor.c}): the
+    floor under any super-server's spawned connection.  L{None} if it
+    cannot be measured.
+    """
+    try:
+        floor = compileIfStale(BENCH / "spawnfloor.c", out / "spawnfloor", [])
+    except RuntimeError:
+        return None
+    result = subprocess.run(
+        [str(floor), str(program), str(count)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        return None
+    return float(json.loads(result.stdout)["per_spawn_us"])
+
+
 def build(out: Path = OUT) -> Tuple[Path, Path]:
     """
     Build the load client and the hello program into C{out}.

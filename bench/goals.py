@@ -77,6 +77,8 @@ class Report:
     @ivar saturation: L{benchlib.summarise} rows of the saturation mode.
     @ivar startup: L{startup.measureStartup}'s seconds by kind.
     @ivar startupServices: how many services the start-up runs configured.
+    @ivar spawnFloor: L{benchlib.spawnFloor}'s microseconds a start of the
+        hello program costs this machine alone, if measured.
     """
 
     rows: List[Dict] = attr.Factory(list)
@@ -84,6 +86,7 @@ class Report:
     memory: Optional[MemoryResult] = None
     startup: Optional[Mapping[str, Sequence[float]]] = None
     startupServices: int = 1000
+    spawnFloor: Optional[float] = None
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -134,6 +137,38 @@ def _ratioLine(
     return GoalLine(
         goal, f"{value:.2f}x ({detail})", targetText, MET if ok else NOT_MET
     )
+
+
+def formatFloor(
+    floorUs: float, rows: Sequence[Mapping], ours: str = "ours"
+) -> List[str]:
+    """
+    What the spawn floor means for the 1-service C=1 rows: each daemon's
+    time a connection beside it, and the best ratio against xinetd a
+    super-server that cost nothing could reach here.
+    """
+    lines = [
+        f"- spawn floor: vfork, exec and wait of the hello program, one at a"
+        f" time, nothing else: {floorUs:.0f} us (at most {1e6 / floorUs:.0f}"
+        " starts/s on one core)"
+    ]
+    where = ("hello", spawnVariant(1), 1)
+    times = {}
+    for daemon in ("xinetd", ours):
+        row = _find(rows, *where, daemon)
+        if row is not None and row["rate"]:
+            times[daemon] = 1e6 / row["rate"]
+    for daemon, us in times.items():
+        lines.append(
+            f"- hello [1 svc] C=1, {daemon}: {us:.0f} us a connection,"
+            f" {us - floorUs:.0f} us of it beside the floor"
+        )
+    if "xinetd" in times:
+        lines.append(
+            "- best C=1 spawn ratio against xinetd here, for a super-server"
+            f" costing nothing: {times['xinetd'] / floorUs:.2f}x"
+        )
+    return lines
 
 
 def spawnGoals(rows: Sequence[Mapping], ours: str = "ours") -> List[GoalLine]:

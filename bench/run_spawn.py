@@ -396,6 +396,9 @@ def runModes(bench: Bench, report: goals.Report) -> None:
     modes = bench.args.modes
     rounds: List[Round] = []
     if "spawn" in modes or "burn" in modes:
+        hello = bench.known["hello"].server
+        if hello is not None:
+            report.spawnFloor = benchlib.spawnFloor(Path(hello))
         rounds += spawnPhases(bench)
     if "inprocess" in modes:
         rounds += inprocessPhase(bench)
@@ -440,6 +443,10 @@ def printReport(
         print(benchlib.formatTable(report.rows))
         print()
         print("\n".join(bench.notes))
+        if report.spawnFloor is not None:
+            ours = next((n for n in bench.names if n != "xinetd"), "ours")
+            print()
+            print("\n".join(goals.formatFloor(report.spawnFloor, report.rows, ours)))
     if report.saturation:
         print("\n## Saturation\n")
         print(goals.formatSaturation(report.saturation))

@@ -326,6 +326,29 @@ class LoadClientTests(TestCase):
         return d.addCallback(check)
 
 
+class SpawnFloorTests(SynchronousTestCase):
+    """
+    bench/spawnfloor.c, compiled and run for real.
+    """
+
+    def setUp(self) -> None:
+        if shutil.which("cc") is None:
+            raise self.skipTest("no C compiler")
+        self.out = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.out)
+
+    def test_measures(self) -> None:
+        """A program that exits 0 gives a positive time a start."""
+        floor = benchlib.spawnFloor(Path("/bin/true"), 20, self.out)
+        self.assertIsInstance(floor, float)
+        self.assertGreater(floor, 0)
+
+    def test_failingProgram(self) -> None:
+        """A program that fails, or is missing, gives no floor."""
+        self.assertIsNone(benchlib.spawnFloor(Path("/bin/false"), 5, self.out))
+        self.assertIsNone(benchlib.spawnFloor(self.out / "missing", 5, self.out))
+
+
 class XinetdConfigTests(SynchronousTestCase):
     """
     Real xinetd reads the rendered config and does not throttle it.

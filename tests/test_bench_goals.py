@@ -257,3 +257,37 @@ class EvaluateTests(SynchronousTestCase):
             "| after one connection per user | ours | 6 | 58.6 | 87.9 |", text
         )
         self.assertIn("- ours: first connection after 15 s idle, median 20.0 ms", text)
+
+
+class FloorTests(SynchronousTestCase):
+    """
+    The spawn floor beside the 1-service C=1 rows.
+    """
+
+    def test_lines(self) -> None:
+        """
+        The floor, each daemon's time a connection and what it leaves, and
+        the best ratio a super-server costing nothing could reach.
+        """
+        rows = [
+            _row("hello", "1 svc", "xinetd", 1, 1000),
+            _row("hello", "1 svc", "ours", 1, 1250),
+            _row("hello", "1 svc", "ours", 8, 9999),
+        ]
+        self.assertEqual(
+            goals.formatFloor(500.0, rows),
+            [
+                "- spawn floor: vfork, exec and wait of the hello program, one at"
+                " a time, nothing else: 500 us (at most 2000 starts/s on one core)",
+                "- hello [1 svc] C=1, xinetd: 1000 us a connection, 500 us of it"
+                " beside the floor",
+                "- hello [1 svc] C=1, ours: 800 us a connection, 300 us of it"
+                " beside the floor",
+                "- best C=1 spawn ratio against xinetd here, for a super-server"
+                " costing nothing: 2.00x",
+            ],
+        )
+
+    def test_floorOnly(self) -> None:
+        """Without the C=1 rows only the floor is said."""
+        self.assertEqual(len(goals.formatFloor(400.0, [])), 1)
