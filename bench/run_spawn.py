@@ -432,6 +432,7 @@ def printReport(
     cpuBefore: Optional[List[int]] = None,
 ) -> None:
     args = bench.args
+    ours = next((n for n in bench.names if n != "xinetd"), "ours")
     print()
     if report.rows:
         print(
@@ -444,7 +445,6 @@ def printReport(
         print()
         print("\n".join(bench.notes))
         if report.spawnFloor is not None:
-            ours = next((n for n in bench.names if n != "xinetd"), "ours")
             print()
             print("\n".join(goals.formatFloor(report.spawnFloor, report.rows, ours)))
     if report.saturation:
@@ -460,7 +460,6 @@ def printReport(
     print(f"- the run took {time.monotonic() - began:.0f} s")
     steal = daemons.describeSteal(daemons.stealShare(cpuBefore, daemons.cpuTimes()))
     print(steal)
-    ours = next((n for n in bench.names if n != "xinetd"), "ours")
     print(f"\n## Goals (issue 12; {ours} against xinetd)\n")
     print(goals.formatGoals(goals.evaluate(report, ours)))
     if "NOT a quiet machine" in steal:

@@ -9,10 +9,10 @@ child up as xinetd does and reports back.  Reaping, exit statuses and exec
 failures arrive as batched events on the same socket.
 
 Each sub-helper (one per credential set and lane: a credential set whose
-sub-helpers have all fallen behind, silent for L{xinetd_twisted.spawn.table.LANE_STALL} or with
-L{xinetd_twisted.spawn.table.LANE_QUEUE} spawns waiting, gets another, up to
-L{HelperSpawner.lanes}) has
-its own channel, queue and back-pressure: a sub-helper that its user
+sub-helpers have all fallen behind, silent for
+L{xinetd_twisted.spawn.table.LANE_STALL} or with
+L{xinetd_twisted.spawn.table.LANE_QUEUE} spawns waiting, gets another, up
+to L{HelperSpawner.lanes}) has its own channel, queue and back-pressure: a sub-helper that its user
 stopped or slowed only holds up the services of that credential set.  What a user can do to their own
 sub-helper, and what follows:
 

@@ -135,13 +135,17 @@ class ChannelTable:
         routes = self.routes
         best: Tuple[int, Optional[Channel]] = (0, None)
         bestLoad = -1
-        now = self._reactor.seconds()
         for lane in range(lanes):
             channel = routes.get((templateId, lane))
             if channel is None or channel.closed or channel.stuck:
                 return lane, None
             load = len(channel.requests) + len(channel.queue)
-            if load == 0 or (load < LANE_QUEUE and now - channel.progress < LANE_STALL):
+            if load == 0:
+                return lane, channel  # the usual case: no clock read
+            if (
+                load < LANE_QUEUE
+                and self._reactor.seconds() - channel.progress < LANE_STALL
+            ):
                 return lane, channel
             if bestLoad < 0 or load < bestLoad:
                 best, bestLoad = (lane, channel), load
