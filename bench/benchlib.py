@@ -26,6 +26,9 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
 HELLO_LINE = b"hello from a spawned server\n"
+RAW_HELLO = "hello-raw"
+"""The workload of bench/rawhello.c: hello's line, no C library."""
+RAW_FLAGS = ["-static", "-nostdlib", "-fno-stack-protector"]
 
 
 @attr.s(frozen=True, auto_attribs=True)
@@ -51,13 +54,15 @@ class Workload:
     user: Optional[str] = None
 
 
-def workloads(hello: Path) -> Dict[str, Workload]:
+def workloads(hello: Path, rawHello: Optional[Path] = None) -> Dict[str, Workload]:
     """
     The workloads of performance.md this bench knows, by name.
 
     @param hello: the compiled hello program.
+    @param rawHello: the compiled hello-raw program (hello with no C
+        library), if this machine could build it: workload C{hello-raw}.
     """
-    return {
+    known = {
         "hello": Workload("hello", str(hello), 0, len(HELLO_LINE)),
         "cat": Workload("cat", "/bin/cat", 1024, 1024),
         # Internal services: xinetd answers echo by forking itself, daytime
@@ -65,6 +70,9 @@ def workloads(hello: Path) -> Dict[str, Workload]:
         "echo": Workload("echo", None, 1024, 1024, (("type", "INTERNAL UNLISTED"),)),
         "daytime": Workload("daytime", None, 0, None, (("type", "INTERNAL UNLISTED"),)),
     }
+    if rawHello is not None:
+        known[RAW_HELLO] = Workload(RAW_HELLO, str(rawHello), 0, len(HELLO_LINE))
+    return known
 
 
 def compileIfStale(source: Path, target: Path, flags: Sequence[str]) -> Path:
@@ -108,6 +116,19 @@ def spawnFloor(program: Path, count: int = 2000, out: Path = OUT) -> Optional[fl
     if result.returncode != 0:
         return None
     return float(json.loads(result.stdout)["per_spawn_us"])
+
+
+def buildRawHello(out: Path = OUT) -> Optional[Path]:
+    """
+    Build hello-raw (C{bench/rawhello.c}) into C{out}, or L{None} where it
+    cannot be (a CPU it has no system calls for, no static linking).
+    """
+    try:
+        raw = compileIfStale(BENCH / "rawhello.c", out / RAW_HELLO, RAW_FLAGS)
+    except RuntimeError:
+        return None
+    check = subprocess.run([str(raw)], capture_output=True)
+    return raw if check.returncode == 0 and check.stdout == HELLO_LINE else None
 
 
 def build(out: Path = OUT) -> Tuple[Path, Path]:

@@ -58,38 +58,47 @@ def spawnPlan(
 ) -> List[Tuple[str, List[Workload], List[Step]]]:
     """
     The phases of the spawn and burn modes: one per service count
-    (C{--services}), the burner in the phase of the smallest.
+    (C{--services}), the burner in the phase of the smallest.  hello-raw,
+    if measured, has phases of its own beside them, so that every phase
+    has the service count it is named by.
 
     @return: for each phase its tag, the services configured (the measured
         ones, then hello services never connected to, their users spread
         over C{users}) and its steps.
     """
     measured = [known[w] for w in args.workloads]
+    groups = [
+        ("", [w for w in measured if w.name != benchlib.RAW_HELLO]),
+        ("-raw", [w for w in measured if w.name == benchlib.RAW_HELLO]),
+    ]
     plan = []
     for n in args.services:
-        total = max(n, len(measured))
-        steps = []
-        if "spawn" in args.modes:
-            variant = goals.spawnVariant(total)
-            steps += [
-                Step(w, variant, args.concurrency, args.connections, args.rounds)
-                for w in measured
-            ]
-        if "burn" in args.modes and n == min(args.services):
-            burn = Step(
-                known["hello"],
-                goals.burnVariant(total),
-                args.concurrency,
-                args.connections,
-                args.rounds,
-                burn=True,
+        for suffix, group in groups:
+            total = max(n, len(group))
+            steps = []
+            if "spawn" in args.modes:
+                variant = goals.spawnVariant(total)
+                steps += [
+                    Step(w, variant, args.concurrency, args.connections, args.rounds)
+                    for w in group
+                ]
+            if "burn" in args.modes and n == min(args.services) and not suffix:
+                burn = Step(
+                    known["hello"],
+                    goals.burnVariant(total),
+                    args.concurrency,
+                    args.connections,
+                    args.rounds,
+                    burn=True,
+                )
+                steps.append(burn)
+            if not steps:
+                continue
+            configured = list({s.workload.name: s.workload for s in steps}.values())
+            idle = benchlib.spread(
+                known["hello"], total - len(configured), users, "idle"
             )
-            steps.append(burn)
-        if not steps:
-            continue
-        configured = list({s.workload.name: s.workload for s in steps}.values())
-        idle = benchlib.spread(known["hello"], total - len(configured), users, "idle")
-        plan.append((f"spawn-{total}", [*configured, *idle], steps))
+            plan.append((f"spawn-{total}{suffix}", [*configured, *idle], steps))
     return plan
 
 
@@ -225,8 +234,10 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=_ints, default=[1, 8], help="e.g. 1,8")
     p.add_argument(
         "--workloads",
-        default="hello",
-        help="spawn mode: comma-separated from hello, cat, echo, daytime",
+        default=None,
+        help="spawn mode: comma-separated from hello, hello-raw, cat, echo,"
+        " daytime (default hello,hello-raw: hello-raw is left out where it"
+        " cannot be built)",
     )
     p.add_argument("--only", choices=("both", "xinetd", "ours"), default="both")
     p.add_argument(
@@ -359,7 +370,12 @@ def normalise(
     if unknown:
         p.error(f"unknown modes {unknown}; known: {', '.join(MODES)}")
     args.modes = named
-    args.workloads = args.workloads.split(",")
+    args.defaultWorkloads = args.workloads is None
+    args.workloads = (
+        ["hello", benchlib.RAW_HELLO]
+        if args.workloads is None
+        else args.workloads.split(",")
+    )
     if args.extra_services is not None:
         args.services = [len(args.workloads) + args.extra_services]
     if args.inprocess_connections is None:
@@ -399,6 +415,9 @@ def runModes(bench: Bench, report: goals.Report) -> None:
         hello = bench.known["hello"].server
         if hello is not None:
             report.spawnFloor = benchlib.spawnFloor(Path(hello))
+        raw = bench.known.get(benchlib.RAW_HELLO)
+        if raw is not None and raw.server is not None:
+            report.rawFloor = benchlib.spawnFloor(Path(raw.server))
         rounds += spawnPhases(bench)
     if "inprocess" in modes:
         rounds += inprocessPhase(bench)
@@ -446,7 +465,10 @@ def printReport(
         print("\n".join(bench.notes))
         if report.spawnFloor is not None:
             print()
-            print("\n".join(goals.formatFloor(report.spawnFloor, report.rows, ours)))
+            floor = goals.formatFloor(
+                report.spawnFloor, report.rows, ours, report.rawFloor
+            )
+            print("\n".join(floor))
     if report.saturation:
         print("\n## Saturation\n")
         print(goals.formatSaturation(report.saturation))
@@ -469,7 +491,10 @@ def printReport(
 def main(argv: Sequence[str]) -> int:
     args = parseArgs(argv)
     client, hello = benchlib.build()
-    known = benchlib.workloads(hello)
+    known = benchlib.workloads(hello, benchlib.buildRawHello())
+    if args.defaultWorkloads and benchlib.RAW_HELLO not in known:
+        print(f"{benchlib.RAW_HELLO} cannot be built here: hello only", file=sys.stderr)
+        args.workloads.remove(benchlib.RAW_HELLO)
     problem = cannotRun(args, list(known))
     if problem:
         print(problem, file=sys.stderr)

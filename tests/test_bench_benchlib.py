@@ -326,9 +326,10 @@ class LoadClientTests(TestCase):
         return d.addCallback(check)
 
 
-class SpawnFloorTests(SynchronousTestCase):
+class _BuildsC(SynchronousTestCase):
     """
-    bench/spawnfloor.c, compiled and run for real.
+    Builds bench C programs into a fresh directory, C{self.out}; skips
+    without a C compiler.
     """
 
     def setUp(self) -> None:
@@ -336,6 +337,12 @@ class SpawnFloorTests(SynchronousTestCase):
             raise self.skipTest("no C compiler")
         self.out = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, self.out)
+
+
+class SpawnFloorTests(_BuildsC):
+    """
+    bench/spawnfloor.c, compiled and run for real.
+    """
 
     def test_measures(self) -> None:
         """A program that exits 0 gives a positive time a start."""
@@ -347,6 +354,40 @@ class SpawnFloorTests(SynchronousTestCase):
         """A program that fails, or is missing, gives no floor."""
         self.assertIsNone(benchlib.spawnFloor(Path("/bin/false"), 5, self.out))
         self.assertIsNone(benchlib.spawnFloor(self.out / "missing", 5, self.out))
+
+
+class RawHelloTests(_BuildsC):
+    """
+    bench/rawhello.c: hello's line with no C library.
+    """
+
+    def test_writesHelloLine(self) -> None:
+        """
+        Built where the machine can, it writes hello's line and exits 0, and
+        is the hello-raw workload.
+        """
+        raw = benchlib.buildRawHello(self.out)
+        if raw is None:
+            raise self.skipTest(f"hello-raw cannot be built on {os.uname().machine}")
+        result = subprocess.run([str(raw)], capture_output=True)
+        self.assertEqual((result.returncode, result.stdout), (0, benchlib.HELLO_LINE))
+        known = benchlib.workloads(Path("/srv/hello"), raw)
+        self.assertEqual(known[benchlib.RAW_HELLO].server, str(raw))
+        self.assertEqual(
+            known[benchlib.RAW_HELLO].expectedBytes, len(benchlib.HELLO_LINE)
+        )
+
+    def test_closedOutput(self) -> None:
+        """A write that fails makes it exit 1."""
+        raw = benchlib.buildRawHello(self.out)
+        if raw is None:
+            raise self.skipTest(f"hello-raw cannot be built on {os.uname().machine}")
+        result = subprocess.run(f"{raw} >&-", shell=True)
+        self.assertEqual(result.returncode, 1)
+
+    def test_notKnownWithout(self) -> None:
+        """Without a built hello-raw there is no such workload."""
+        self.assertNotIn(benchlib.RAW_HELLO, benchlib.workloads(Path("/srv/hello")))
 
 
 class XinetdConfigTests(SynchronousTestCase):

@@ -291,3 +291,40 @@ class FloorTests(SynchronousTestCase):
     def test_floorOnly(self) -> None:
         """Without the C=1 rows only the floor is said."""
         self.assertEqual(len(goals.formatFloor(400.0, [])), 1)
+
+    def test_rawFloor(self) -> None:
+        """
+        With hello-raw's floor, the part of hello's that is its C library's
+        start-up, and hello-raw's rows against their own floor.
+        """
+        rows = [
+            _row("hello", "1 svc", "xinetd", 1, 1000),
+            _row("hello-raw", "1 svc", "xinetd", 1, 2500),
+            _row("hello-raw", "1 svc", "ours", 1, 4000),
+        ]
+        self.assertEqual(
+            goals.formatFloor(500.0, rows, rawFloorUs=50.0)[3:],
+            [
+                "- hello-raw (hello's line with no C library): 50 us a start, so"
+                " 450 us of hello's are its C library's start-up; the spawn"
+                " goals are judged on hello",
+                "- hello-raw [1 svc] C=1, xinetd: 400 us a connection, 350 us of"
+                " it beside the floor",
+                "- hello-raw [1 svc] C=1, ours: 250 us a connection, 200 us of it"
+                " beside the floor",
+                "- best C=1 spawn ratio against xinetd here (hello-raw), for a"
+                " super-server costing nothing: 8.00x",
+            ],
+        )
+
+    def test_rawDoesNotJudge(self) -> None:
+        """
+        The spawn goals read the hello rows only: hello-raw rows that would
+        meet them leave them not run.
+        """
+        rows = [
+            _row("hello-raw", "1 svc", "xinetd", 1, 1000),
+            _row("hello-raw", "1 svc", "ours", 1, 4000),
+        ]
+        lines = goals.spawnGoals(rows)
+        self.assertEqual({line.status for line in lines}, {goals.NOT_RUN})

@@ -36,7 +36,8 @@ class ParseArgsTests(SynchronousTestCase):
             args.modes, ["spawn", "burn", "inprocess", "memory", "startup"]
         )
         self.assertEqual((args.concurrency, args.services), ([1, 8], [1, 1000]))
-        self.assertEqual(args.workloads, ["hello"])
+        self.assertEqual(args.workloads, ["hello", "hello-raw"])
+        self.assertTrue(args.defaultWorkloads)
         self.assertEqual((args.users, args.idle_wait, args.idle_repeats), (3, 12.0, 5))
         self.assertEqual(args.helper_idle, 4.0)
         self.assertEqual(args.inprocess_connections, 4 * args.connections)
@@ -88,6 +89,7 @@ class ParseArgsTests(SynchronousTestCase):
             ["--workloads", "hello,cat", "--extra-services", "10"]
         )
         self.assertEqual(args.services, [12])
+        self.assertFalse(args.defaultWorkloads)
 
     def test_oursOptions(self) -> None:
         """--ours-option repeats; --spawner and --concurrency are lists."""
@@ -112,17 +114,28 @@ class SpawnPlanTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.known = benchlib.workloads(Path("/srv/hello"))
+        self.known = benchlib.workloads(Path("/srv/hello"), Path("/srv/hello-raw"))
 
     def test_default(self) -> None:
-        """One phase per service count; the burner in the smallest one."""
+        """
+        One phase per service count, the burner in the smallest one; hello-raw
+        has phases of its own with the same service counts.
+        """
         plan = run_spawn.spawnPlan(run_spawn.parseArgs([]), self.known, _USERS)
-        self.assertEqual([tag for tag, _, _ in plan], ["spawn-1", "spawn-1000"])
-        (_, small, smallSteps), (_, big, bigSteps) = plan
+        self.assertEqual(
+            [tag for tag, _, _ in plan],
+            ["spawn-1", "spawn-1-raw", "spawn-1000", "spawn-1000-raw"],
+        )
+        (_, small, smallSteps), (_, raw, rawSteps), (_, big, bigSteps), _ = plan
         self.assertEqual([w.name for w in small], ["hello"])
         self.assertEqual(
             [(s.variant, s.burn) for s in smallSteps],
             [("1 svc", False), ("burn, 1 svc", True)],
+        )
+        self.assertEqual([w.name for w in raw], ["hello-raw"])
+        self.assertEqual(
+            [(s.workload.name, s.variant, s.burn) for s in rawSteps],
+            [("hello-raw", "1 svc", False)],
         )
         self.assertEqual([(s.variant, s.burn) for s in bigSteps], [("1000 svc", False)])
         self.assertEqual(len(big), 1000)
@@ -131,12 +144,19 @@ class SpawnPlanTests(SynchronousTestCase):
     def test_users(self) -> None:
         """The measured hello runs as nobody; the idle services take the users in turn."""
         plan = run_spawn.spawnPlan(run_spawn.parseArgs([]), self.known, _USERS)
-        big = plan[1][1]
-        self.assertEqual(big[0].name, "hello")
-        self.assertIsNone(big[0].user)
-        self.assertEqual(
-            [w.user for w in big[1:5]], ["nobody", "daemon", "bin", "nobody"]
-        )
+        for _, services, _ in plan[2:]:
+            self.assertIsNone(services[0].user)
+            self.assertEqual(
+                [w.user for w in services[1:5]], ["nobody", "daemon", "bin", "nobody"]
+            )
+        self.assertEqual([s[1][0].name for s in plan[2:]], ["hello", "hello-raw"])
+
+    def test_rawBurnsNothing(self) -> None:
+        """--burn with hello-raw asked for still burns beside hello only."""
+        args = run_spawn.parseArgs(["--burn", "--workloads", "hello-raw"])
+        plan = run_spawn.spawnPlan(args, self.known, _USERS)
+        self.assertEqual([tag for tag, _, _ in plan], ["spawn-1"])
+        self.assertEqual([s.workload.name for s in plan[0][2]], ["hello"])
 
     def test_burnOnly(self) -> None:
         """--burn alone runs one phase with the burner step only."""
