@@ -594,6 +594,7 @@ class Round:
     daemonCpuSeconds: float
     parentCpuSeconds: float = 0.0
     variant: str = ""
+    machineCpuSeconds: Optional[float] = None
 
 
 def _share(cpuSeconds: float, result: Mapping[str, float]) -> float:
@@ -602,6 +603,30 @@ def _share(cpuSeconds: float, result: Mapping[str, float]) -> float:
     """
     seconds = result.get("seconds", 0.0)
     return cpuSeconds / seconds if seconds else 0.0
+
+
+def _machinePerConnection(rounds: Sequence[Round]) -> Optional[float]:
+    """
+    Microseconds of the whole machine's CPU a connection took over
+    C{rounds}, or L{None} if a round could not say.
+    """
+    if any(r.machineCpuSeconds is None for r in rounds):
+        return None
+    completed = sum(r.result["completed"] for r in rounds)
+    busy = sum(r.machineCpuSeconds or 0.0 for r in rounds)
+    return busy * 1e6 / completed if completed else None
+
+
+def _machineShare(rounds: Sequence[Round]) -> Optional[float]:
+    """
+    The median number of CPUs the machine kept busy during C{rounds}, or
+    L{None} if a round could not say.
+    """
+    if any(r.machineCpuSeconds is None for r in rounds):
+        return None
+    return statistics.median(
+        _share(r.machineCpuSeconds or 0.0, r.result) for r in rounds
+    )
 
 
 def summarise(
@@ -614,7 +639,9 @@ def summarise(
         whose clients read anything else is flagged C{bytesOk=False}.
     @return: one dict per row; C{parentShare} and C{helperShare} are the
         median shares of one core the daemon process and its long-lived
-        helpers used over each run's wall time.
+        helpers used over each run's wall time; C{machineUsPerConn} the
+        whole machine's CPU a connection and C{machineShare} the median
+        number of CPUs it kept busy (both L{None} where unknown).
     """
     groups: Dict[Tuple[str, str, str, int], List[Round]] = {}
     for r in rounds:
@@ -652,6 +679,8 @@ def summarise(
                     _share(r.daemonCpuSeconds - r.parentCpuSeconds, r.result)
                     for r in rs
                 ),
+                "machineUsPerConn": _machinePerConnection(rs),
+                "machineShare": _machineShare(rs),
                 "errors": sum(r.result["errors"] for r in rs),
                 "completed": completed,
                 "bytesOk": perConnection is None

@@ -328,6 +328,20 @@ def stealShare(
     return deltas[STEAL_FIELD] / total if total > 0 else None
 
 
+BUSY_FIELDS = (0, 1, 2, 5, 6)
+"""user, nice, system, irq and softirq among L{cpuTimes}' fields."""
+
+
+def busyTicks(before: Optional[List[int]], after: Optional[List[int]]) -> Optional[int]:
+    """
+    The clock ticks the machine's CPUs spent working (not idle, waiting for
+    I/O or stolen) between two L{cpuTimes} readings, or L{None} if unknown.
+    """
+    if not before or not after or min(len(before), len(after)) <= max(BUSY_FIELDS):
+        return None
+    return sum(after[i] - before[i] for i in BUSY_FIELDS)
+
+
 def describeSteal(share: Optional[float]) -> str:
     """
     The report's line on steal time, warning when the machine was not quiet.

@@ -11,7 +11,7 @@ import statistics
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import attr
-from benchlib import TreeMemory, clientCpuCell
+from benchlib import TreeMemory, clientCpuCell, rowLabel
 
 MET = "met"
 NOT_MET = "NOT met"
@@ -189,6 +189,47 @@ def _floorLines(
         lines.append(
             f"- best C=1 spawn ratio against xinetd here{best}, for a"
             f" super-server costing nothing: {times['xinetd'] / floorUs:.2f}x"
+        )
+    return lines
+
+
+BUSY_SHARE = 0.9
+"""
+The share of the machine's CPUs a round must keep busy for its CPU time a
+connection to bound the rate (L{formatBusyBound}).
+"""
+
+
+def formatBusyBound(rows: Sequence[Mapping], ours: str, cpus: int) -> List[str]:
+    """
+    For each spawn row of ours (no burner) that kept every CPU busy: the
+    machine's CPU a connection less our daemon's and helpers' is what the
+    servers as we start them, the kernel and the load client cost; with our
+    own part at zero the rate could be at most C{cpus} over that, which
+    bounds the ratio against xinetd that any work on the daemon can reach.
+
+    @param cpus: the CPUs the bench could use.
+    """
+    lines = []
+    for mine in rows:
+        if mine["daemon"] != ours or not mine["workload"].startswith("hello"):
+            continue
+        machine, share = mine.get("machineUsPerConn"), mine.get("machineShare")
+        if "burn" in mine["variant"] or machine is None or share is None:
+            continue
+        base = _find(
+            rows, mine["workload"], mine["variant"], mine["concurrency"], "xinetd"
+        )
+        rest = machine - mine["daemonUsPerConn"]
+        if base is None or not base["rate"] or share < BUSY_SHARE * cpus or rest <= 0:
+            continue
+        bound = cpus * 1e6 / rest / base["rate"]
+        lines.append(
+            f"- {rowLabel(mine)} C={mine['concurrency']}: {ours} kept"
+            f" {share:.2f} of {cpus} CPUs busy, {machine:.0f} us of CPU a"
+            f" connection, {mine['daemonUsPerConn']:.0f} of them its daemon's"
+            f" and helpers': with those at zero, at most {bound:.2f}x xinetd"
+            f" here ({ours}: {mine['rate'] / base['rate']:.2f}x)"
         )
     return lines
 

@@ -138,6 +138,7 @@ def measure(
             # step of one round per concurrency alternates too.
             for d in ds if (level + r) % 2 == 0 else list(reversed(ds)):
                 before = benchlib.processTree(d.pid)
+                machineBefore = daemons.cpuTimes()
                 res = benchlib.runClient(
                     client,
                     d.ports[w.name],
@@ -147,13 +148,23 @@ def measure(
                     w.payload,
                     threads=threads,
                 )
+                busy = daemons.busyTicks(machineBefore, daemons.cpuTimes())
                 after = benchlib.processTree(d.pid)
                 cpu = benchlib.longLivedCpu(before, after) / TICK
                 parent = benchlib.longLivedCpu(
                     {k: v for k, v in before.items() if k[0] == d.pid}, after
                 )
                 results.append(
-                    Round(w.name, d.name, conc, res, cpu, parent / TICK, step.variant)
+                    Round(
+                        w.name,
+                        d.name,
+                        conc,
+                        res,
+                        cpu,
+                        parent / TICK,
+                        step.variant,
+                        None if busy is None else busy / TICK,
+                    )
                 )
                 print(
                     f"  {w.name:8} {step.variant:14} {d.name:7} C={conc:<3} "

@@ -469,6 +469,11 @@ def printReport(
                 report.spawnFloor, report.rows, ours, report.rawFloor
             )
             print("\n".join(floor))
+        cpus = len(os.sched_getaffinity(0))
+        bound = goals.formatBusyBound(report.rows, ours, cpus)
+        if bound:
+            print()
+            print("\n".join(bound))
     if report.saturation:
         print("\n## Saturation\n")
         print(goals.formatSaturation(report.saturation))

@@ -174,6 +174,28 @@ class SummaryTests(SynchronousTestCase):
         self.assertAlmostEqual(xinetd["parentUsPerConn"], 4e-3 * 1e6 / 300)
         self.assertEqual(ours["rate"], 1200)
 
+    def test_machine(self) -> None:
+        """
+        The machine's CPU a connection over the rounds, and the median
+        number of CPUs it kept busy; unknown if any round could not say.
+        """
+        R = benchlib.Round
+
+        def result(seconds):
+            return dict(_result(1000, 1000, 28000), seconds=seconds)
+
+        rounds = [
+            R("hello", "xinetd", 8, result(1.0), 0.1, machineCpuSeconds=1.9),
+            R("hello", "xinetd", 8, result(2.0), 0.1, machineCpuSeconds=3.0),
+            R("hello", "xinetd", 8, result(1.0), 0.1, machineCpuSeconds=2.0),
+            R("hello", "ours", 8, result(1.0), 0.1, machineCpuSeconds=2.0),
+            R("hello", "ours", 8, result(1.0), 0.1),
+        ]
+        xinetd, ours = benchlib.summarise(rounds, {"hello": 28})
+        self.assertAlmostEqual(xinetd["machineUsPerConn"], 6.9e6 / 3000)
+        self.assertAlmostEqual(xinetd["machineShare"], 1.9)
+        self.assertEqual((ours["machineUsPerConn"], ours["machineShare"]), (None, None))
+
     def test_bytesChecked(self) -> None:
         """A daemon whose replies miss bytes is flagged, the other is not."""
         xinetd, ours = benchlib.summarise(self._rounds(), {"hello": 28})

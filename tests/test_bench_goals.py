@@ -259,6 +259,69 @@ class EvaluateTests(SynchronousTestCase):
         self.assertIn("- ours: first connection after 15 s idle, median 20.0 ms", text)
 
 
+def _busy(row, machineUs, share, daemonUs):
+    return dict(
+        row, machineUsPerConn=machineUs, machineShare=share, daemonUsPerConn=daemonUs
+    )
+
+
+class BusyBoundTests(SynchronousTestCase):
+    """
+    What a saturated machine's CPU a connection leaves our daemon.
+    """
+
+    def test_bound(self) -> None:
+        """
+        Our machine CPU a connection, less our daemon's and helpers', bounds
+        the rate with our own part at zero; said against xinetd's rate.
+        """
+        rows = [
+            _busy(_row("hello", "1 svc", "xinetd", 8, 2500), 800.0, 2.0, 80.0),
+            _busy(_row("hello", "1 svc", "ours", 8, 2700), 740.0, 2.0, 100.0),
+        ]
+        self.assertEqual(
+            goals.formatBusyBound(rows, "ours", 2),
+            [
+                "- hello [1 svc] C=8: ours kept 2.00 of 2 CPUs busy, 740 us of"
+                " CPU a connection, 100 of them its daemon's and helpers': with"
+                " those at zero, at most 1.25x xinetd here (ours: 1.08x)"
+            ],
+        )
+
+    def test_notSaturated(self) -> None:
+        """
+        A round that left CPUs idle, one beside the burner, one that could
+        not read the machine's CPU, one without xinetd's row, and in-process
+        rows bound nothing.
+        """
+        rows = [
+            _busy(_row("hello", "1 svc", "xinetd", 1, 1200), 900.0, 1.2, 100.0),
+            _busy(_row("hello", "1 svc", "ours", 1, 1300), 900.0, 1.2, 200.0),
+            _busy(_row("hello", "burn, 1 svc", "xinetd", 8, 1800), 1100.0, 2.0, 80.0),
+            _busy(_row("hello", "burn, 1 svc", "ours", 8, 1500), 1100.0, 2.0, 80.0),
+            _busy(_row("hello-raw", "1 svc", "xinetd", 8, 5000), 300.0, 2.0, 80.0),
+            _busy(_row("hello-raw", "1 svc", "ours", 8, 8000), None, None, 80.0),
+            _busy(_row("hello", "1000 svc", "ours", 8, 2000), 900.0, 2.0, 80.0),
+            _busy(_row("daytime", "", "xinetd", 8, 50000), 40.0, 2.0, 20.0),
+            _busy(_row("daytime", "", "ours", 8, 50000), 40.0, 2.0, 20.0),
+        ]
+        self.assertEqual(goals.formatBusyBound(rows, "ours", 2), [])
+
+    def test_share(self) -> None:
+        """Nine tenths of the CPUs busy are enough."""
+        rows = [
+            _busy(_row("hello-raw", "1 svc", "xinetd", 8, 5000), 400.0, 1.9, 80.0),
+            _busy(_row("hello-raw", "1 svc", "ours", 8, 8000), 250.0, 1.8, 50.0),
+            _busy(_row("hello", "1 svc", "xinetd", 8, 5000), 400.0, 1.9, 80.0),
+            _busy(_row("hello", "1 svc", "ours", 8, 8000), 250.0, 1.79, 50.0),
+        ]
+        (line,) = goals.formatBusyBound(rows, "ours", 2)
+        self.assertIn("kept 1.80 of 2 CPUs busy", line)
+        self.assertIn(
+            f"at most {2e6 / 200 / 5000:.2f}x xinetd here (ours: 1.60x)", line
+        )
+
+
 class FloorTests(SynchronousTestCase):
     """
     The spawn floor beside the 1-service C=1 rows.

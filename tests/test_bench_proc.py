@@ -304,6 +304,17 @@ class StealTests(SynchronousTestCase):
         self.assertIsNone(self.daemons.stealShare(same, same))
         self.assertIsNone(self.daemons.stealShare(None, same))
 
+    def test_busy(self) -> None:
+        """
+        The ticks spent in user, nice, system, irq and softirq time between
+        the readings: not idle, I/O wait or steal.
+        """
+        before = self.reading("cpu  100 1 50 800 7 2 10 40 30 0")
+        after = self.reading("cpu  200 3 100 1500 9 4 13 140 90 0")
+        self.assertEqual(self.daemons.busyTicks(before, after), 100 + 2 + 50 + 2 + 3)
+        self.assertIsNone(self.daemons.busyTicks(None, after))
+        self.assertIsNone(self.daemons.busyTicks(self.reading("cpu  1 2 3 4"), after))
+
     def test_describe(self) -> None:
         """
         Below the quiet bound the line states the share; above it, it says
