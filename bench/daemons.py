@@ -20,6 +20,8 @@ import benchlib
 from benchlib import REPO, Workload
 
 XINETD = "/usr/sbin/xinetd"
+TCPSERVER = "/usr/bin/tcpserver"
+"""ucspi-tcp's tcpserver: a small C fork server, the reference of the spawn rows."""
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
 
@@ -222,16 +224,37 @@ def fetchOnce(port: int, timeout: float = 2.0) -> bytes:
 
 
 def daemonNames(
-    only: str, spawners: Sequence[str] = (), metrics: bool = False
+    only: str,
+    spawners: Sequence[str] = (),
+    metrics: bool = False,
+    tcpserver: bool = False,
 ) -> List[str]:
     """
     The daemons one run compares: C{xinetd}, then ours (one per C{--spawner}
-    value, plus C{ours-metrics}), keeping those C{only} selects.
+    value, plus C{ours-metrics}), keeping those C{only} selects; then, with
+    C{tcpserver} and both asked for, C{tcpserver} (see L{tcpserverArgv}).
     """
     ours = [f"ours-{s}" for s in spawners] or ["ours"]
     if metrics:
         ours.append("ours-metrics")
-    return [n for n in ["xinetd", *ours] if only == "both" or n.startswith(only)]
+    names = [n for n in ["xinetd", *ours] if only == "both" or n.startswith(only)]
+    return names + (["tcpserver"] if tcpserver and only == "both" else [])
+
+
+def tcpserverArgv(service: Workload, port: int) -> Optional[List[str]]:
+    """
+    tcpserver serving the one spawned service C{service} on 127.0.0.1:C{port}
+    as its user (no remote lookups, no connection limit that a run could
+    reach), or L{None} if it is not installed or the service is internal.
+    """
+    if service.server is None or not os.path.exists(TCPSERVER):
+        return None
+    import pwd
+
+    user = pwd.getpwnam(service.user or "nobody")
+    ids = ["-u", str(user.pw_uid), "-g", str(user.pw_gid)]
+    fixed = ["-R", "-H", "-l0", "-c", "10000", "-b", "64"]
+    return [TCPSERVER, *fixed, *ids, "127.0.0.1", str(port), service.server]
 
 
 def makeDaemons(
@@ -247,7 +270,8 @@ def makeDaemons(
     Write one config per daemon (the same text, own ports) and describe how
     each daemon is started; nothing runs yet.
 
-    @param names: from L{daemonNames}.
+    @param names: from L{daemonNames}; C{tcpserver} only in a phase of one
+        spawned service.
     @param tag: names this set's configs and logs in C{tmp}.
     @param serviceLog: FILE logging of successes (see L{benchlib.renderConfig}).
     @param oursOptions: more options for each of our daemons.
@@ -256,6 +280,13 @@ def makeDaemons(
     daemons = []
     for name in names:
         own = {w.name: next(ports) for w in services}
+        if name == "tcpserver":
+            # One program a process: only a phase of one spawned service.
+            argv = tcpserverArgv(services[0], own[services[0].name])
+            if len(services) == 1 and argv is not None:
+                log = tmp / f"{tag}-{name}.log"
+                daemons.append(Daemon(name, argv, own, log))
+            continue
         logFile = tmp / f"{tag}-{name}-services.log" if serviceLog else None
         cfg = tmp / f"{tag}-{name}.conf"
         cfg.write_text(benchlib.renderConfig(services, own, logFile))

@@ -66,7 +66,12 @@ class Bench:
 
     @property
     def names(self) -> List[str]:
-        return daemons.daemonNames(self.args.only, self.args.spawner, self.args.metrics)
+        return daemons.daemonNames(
+            self.args.only,
+            self.args.spawner,
+            self.args.metrics,
+            getattr(self.args, "tcpserver", False),
+        )
 
     def make(
         self, tag: str, services: Sequence[Workload], oursOptions: Sequence[str] = ()

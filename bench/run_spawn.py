@@ -48,6 +48,9 @@ from daemons import XINETD  # noqa: E402
 from phases import Bench, PhaseFailed, Step, runPhase, timedFetch  # noqa: E402
 
 MODES = ("spawn", "burn", "inprocess", "memory", "startup", "saturation")
+
+REFERENCES = ("xinetd", "tcpserver")
+"""The daemons that are not ours."""
 DEFAULT_MODES = MODES[:-1]
 # Connections per saturation run: more than any level reaches in its time.
 SATURATION_CAP = 1_000_000
@@ -285,6 +288,13 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         help="also run our daemon with --metrics on (daemon ours-metrics)",
     )
     p.add_argument(
+        "--no-tcpserver",
+        dest="tcpserver",
+        action="store_false",
+        help="leave out tcpserver (ucspi-tcp), run by default where installed"
+        " in the phases of one spawned service, as a reference",
+    )
+    p.add_argument(
         "--modes",
         default=",".join(DEFAULT_MODES),
         help=f"comma-separated from {', '.join(MODES)}, or all",
@@ -451,7 +461,7 @@ def printReport(
     cpuBefore: Optional[List[int]] = None,
 ) -> None:
     args = bench.args
-    ours = next((n for n in bench.names if n != "xinetd"), "ours")
+    ours = next((n for n in bench.names if n not in REFERENCES), "ours")
     print()
     if report.rows:
         print(

@@ -44,6 +44,8 @@ class ParseArgsTests(SynchronousTestCase):
         self.assertEqual(args.startup_rounds, args.rounds)
         self.assertEqual(args.saturation_seconds, 3.0)
         self.assertEqual(args.client_threads, 0)
+        self.assertTrue(args.tcpserver)
+        self.assertFalse(run_spawn.parseArgs(["--no-tcpserver"]).tcpserver)
 
     def test_idleWaitFollowsHelperIdle(self) -> None:
         """
@@ -226,6 +228,56 @@ class MakeDaemonsTests(SynchronousTestCase):
             daemons.daemonNames("ours", [], True), ["ours", "ours-metrics"]
         )
         self.assertEqual(daemons.daemonNames("xinetd", ["helper"]), ["xinetd"])
+
+    def test_tcpserverName(self) -> None:
+        """tcpserver comes last, asked for and with both daemons compared."""
+        self.assertEqual(
+            daemons.daemonNames("both", [], False, True),
+            ["xinetd", "ours", "tcpserver"],
+        )
+        self.assertEqual(daemons.daemonNames("ours", [], False, True), ["ours"])
+        self.assertEqual(daemons.daemonNames("both"), ["xinetd", "ours"])
+
+    def test_tcpserver(self) -> None:
+        """
+        tcpserver serves the one spawned service of a phase as its user,
+        without lookups, on its own port.
+        """
+        self.patch(daemons, "TCPSERVER", sys.executable)
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
+        hello = self.services[0]
+        names = daemons.daemonNames("both", [], False, True)
+        ds = daemons.makeDaemons(names, self.tmp, [hello], "t", "/py")
+        self.assertEqual([d.name for d in ds], ["xinetd", "ours", "tcpserver"])
+        tcpserver = ds[2]
+        port = tcpserver.ports["hello"]
+        self.assertEqual(
+            tcpserver.argv,
+            [
+                sys.executable,
+                *("-R", "-H", "-l0", "-c", "10000", "-b", "64"),
+                *("-u", str(nobody.pw_uid), "-g", str(nobody.pw_gid)),
+                *("127.0.0.1", str(port), "/srv/hello"),
+            ],
+        )
+        self.assertEqual(len({d.ports["hello"] for d in ds}), 3)
+
+    def test_tcpserverLeftOut(self) -> None:
+        """
+        With several services, an internal one, or no tcpserver installed,
+        there is no tcpserver daemon.
+        """
+        names = daemons.daemonNames("both", [], False, True)
+        echo = benchlib.workloads(Path("/srv/hello"))["echo"]
+        self.patch(daemons, "TCPSERVER", sys.executable)
+        for services in (self.services, [echo]):
+            ds = daemons.makeDaemons(names, self.tmp, services, "t", "/py")
+            self.assertEqual([d.name for d in ds], ["xinetd", "ours"])
+        self.patch(daemons, "TCPSERVER", str(self.tmp / "missing"))
+        ds = daemons.makeDaemons(names, self.tmp, self.services[:1], "t", "/py")
+        self.assertEqual([d.name for d in ds], ["xinetd", "ours"])
 
 
 class FormatStartupTests(SynchronousTestCase):
