@@ -282,10 +282,10 @@ def makeDaemons(
         own = {w.name: next(ports) for w in services}
         if name == "tcpserver":
             # One program a process: only a phase of one spawned service.
-            argv = tcpserverArgv(services[0], own[services[0].name])
-            if len(services) == 1 and argv is not None:
-                log = tmp / f"{tag}-{name}.log"
-                daemons.append(Daemon(name, argv, own, log))
+            one = services[0] if len(services) == 1 else None
+            argv = None if one is None else tcpserverArgv(one, own[one.name])
+            if argv is not None:
+                daemons.append(Daemon(name, argv, own, tmp / f"{tag}-{name}.log"))
             continue
         logFile = tmp / f"{tag}-{name}-services.log" if serviceLog else None
         cfg = tmp / f"{tag}-{name}.conf"

@@ -70,7 +70,7 @@ class Bench:
             self.args.only,
             self.args.spawner,
             self.args.metrics,
-            getattr(self.args, "tcpserver", False),
+            self.args.tcpserver,
         )
 
     def make(

@@ -48,10 +48,9 @@ from daemons import XINETD  # noqa: E402
 from phases import Bench, PhaseFailed, Step, runPhase, timedFetch  # noqa: E402
 
 MODES = ("spawn", "burn", "inprocess", "memory", "startup", "saturation")
-
+DEFAULT_MODES = MODES[:-1]
 REFERENCES = ("xinetd", "tcpserver")
 """The daemons that are not ours."""
-DEFAULT_MODES = MODES[:-1]
 # Connections per saturation run: more than any level reaches in its time.
 SATURATION_CAP = 1_000_000
 
