@@ -202,11 +202,12 @@ connection to bound the rate (L{formatBusyBound}).
 
 def formatBusyBound(rows: Sequence[Mapping], ours: str, cpus: int) -> List[str]:
     """
-    For each spawn row of ours (no burner) that kept every CPU busy: the
-    machine's CPU a connection less our daemon's and helpers' is what the
-    servers as we start them, the kernel and the load client cost; with our
-    own part at zero the rate could be at most C{cpus} over that, which
-    bounds the ratio against xinetd that any work on the daemon can reach.
+    For each spawn row of ours (no burner) that kept L{BUSY_SHARE} of the
+    CPUs busy: the machine's CPU a connection less our daemon's and
+    helpers' is what the servers as we start them, the kernel and the load
+    client cost; with our own part at zero the rate could be at most
+    C{cpus} over that, which bounds the ratio against xinetd that any work
+    on the daemon can reach.
 
     @param cpus: the CPUs the bench could use.
     """
