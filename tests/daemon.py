@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional
+from typing import List, Optional, Set, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = os.path.join(REPO, "tests", "probe.py")
@@ -32,14 +32,26 @@ def twistdCommand() -> List[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+_HANDED_OUT: Set[Tuple[int, int]] = set()
+"""The C{(kind, port)} pairs L{freePort} has returned in this process."""
+
+
 def freePort(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> int:
     """
-    A port that was free a moment ago on loopback.
+    A port that was free a moment ago on loopback, and that no earlier call
+    returned: the kernel can hand the same free port to two binds in a row,
+    and a test that asks for two ports must not get one port twice (its
+    second service would not bind, and its clients would reach the first).
     """
     host = "127.0.0.1" if family == socket.AF_INET else "::1"
-    with socket.socket(family, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    for _ in range(1000):
+        with socket.socket(family, kind) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if (kind, port) not in _HANDED_OUT:
+            _HANDED_OUT.add((kind, port))
+            return port
+    raise OSError("no loopback port left that this process has not used")
 
 
 def waitForPort(host: str, port: int, timeout: float = 15.0) -> None:
