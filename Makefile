@@ -7,6 +7,14 @@ BIN = $(VENV)/bin
 
 .PHONY: run test install install-test lint
 
+# The compiled sub-helper, in the tree for the tests (an installation
+# builds its own: setup.py).  Without a C compiler the Python one serves.
+SUBHELPER = xinetd_twisted/spawn/xinetd-subhelper
+CC ?= cc
+
+$(SUBHELPER): xinetd_twisted/spawn/subhelper.c
+	$(CC) -O2 -Wall -Wextra -o $@ $< || echo "no C compiler: the Python sub-helper serves"
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -20,7 +28,7 @@ install-test: $(BIN)/python
 run: install
 	$(BIN)/twistd -n --pidfile= xinetd --config conf/xinetd.conf
 
-test: lint
+test: lint $(SUBHELPER)
 	$(BIN)/python -m twisted.trial tests
 
 LINTED = xinetd_twisted tests twisted bench examples

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Any, List, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -28,6 +28,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from tests.daemon import readNow
+from xinetd_twisted.spawn import helper as helperModule
+from xinetd_twisted.spawn.helper import SUBHELPER_NAME
 from xinetd_twisted.spawn.helperspawner import MAX_LANES, HelperSpawner, defaultLanes
 from xinetd_twisted.spawn.interfaces import (
     ChildSetup,
@@ -50,6 +52,17 @@ def _cmdline(pid: int) -> bytes:
             return f.read()
     except OSError:  # it has just ended
         return b""
+
+
+def _isHelper(pid: int, helperPid: int) -> bool:
+    """
+    Whether C{pid} is a helper process: forked from the root helper
+    C{helperPid} (the same command line), or the compiled sub-helper it
+    became.
+    """
+    line = _cmdline(pid)
+    program = os.path.basename(line.split(b"\0", 1)[0])
+    return line == _cmdline(helperPid) or program == SUBHELPER_NAME.encode()
 
 
 def _heldObjects(pid: int) -> Set[str]:
@@ -111,6 +124,15 @@ class _Child(ProcessProtocol):
         self.ended.callback(self)
 
 
+PYTHON_SUBHELPERS = {"XINETD_TWISTED_PYTHON_SUBHELPERS": "1"}
+"""The helper environment that keeps the sub-helpers in Python."""
+
+COMPILED = os.access(
+    os.path.join(os.path.dirname(helperModule.__file__), SUBHELPER_NAME), os.X_OK
+)
+"""Whether the compiled sub-helper is built (C{make test} builds it)."""
+
+
 def _probeSetup(*args: str, **kw: Any) -> ChildSetup:
     kw.setdefault("environment", (("PATH", "/bin"),))
     return ChildSetup(PYTHON, (PYTHON, PROBE) + args, **kw)
@@ -122,12 +144,17 @@ class SpawnerCase(TestCase):
 
     @cvar lanes: sub-helpers per credential set: one, unless a test is about
         several.
+    @cvar helperEnvironment: the helper's environment (L{PYTHON_SUBHELPERS}
+        for the Python sub-helpers where the compiled one is built).
     """
 
     lanes = 1
+    helperEnvironment: Optional[Dict[str, str]] = None
 
     def setUp(self) -> Any:
-        self.spawner = HelperSpawner(reactor, lanes=self.lanes)
+        self.spawner = HelperSpawner(
+            reactor, lanes=self.lanes, helperEnvironment=self.helperEnvironment
+        )
         self.addCleanup(self.spawner.stop)
         self.logged: List[dict] = []
         globalLogPublisher.addObserver(self.logged.append)  # type: ignore[arg-type]
@@ -177,9 +204,7 @@ class SpawnerCase(TestCase):
 
     def subHelpers(self) -> List[int]:
         helperPid = self.spawner._helperTransport.pid
-        return [
-            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
-        ]
+        return [p for p in _descendants(helperPid) if _isHelper(p, helperPid)]
 
     @defer.inlineCallbacks
     def sleeper(self, setup: ChildSetup) -> Any:
@@ -539,9 +564,7 @@ class HelperSpawnerTests(SpawnerCase):
         theirs.close()
         orphan = transport.pid
         helperPid = self.spawner._helperTransport.pid
-        subs = [
-            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
-        ]
+        subs = [p for p in _descendants(helperPid) if _isHelper(p, helperPid)]
         self.assertEqual(len(subs), 1)
         os.kill(subs[0], signal.SIGKILL)
         for _ in range(200):  # until the orphan is the helper's own child
@@ -564,9 +587,7 @@ class HelperSpawnerTests(SpawnerCase):
         creds = dict(uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=())
         yield self.probe(_probeSetup(**creds))  # the sub-helper now exists
         helperPid = self.spawner._helperTransport.pid
-        [sub] = [
-            p for p in _descendants(helperPid) if _cmdline(p) == _cmdline(helperPid)
-        ]
+        [sub] = [p for p in _descendants(helperPid) if _isHelper(p, helperPid)]
         os.kill(sub, signal.SIGSTOP)
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
@@ -610,7 +631,8 @@ class HelperSpawnerTests(SpawnerCase):
         """
         A sub-helper holds no socket or pipe of the root helper (its channel
         to the daemon, its stdio) nor of another sub-helper: /dev/null as
-        stdio, its two sockets, its exec-error socketpair and wake-up pipe.
+        stdio, its two sockets, and its exec-error socketpair and wake-up
+        pipe (Python) or its SIGCHLD signalfd (compiled).
         """
         if not ROOT:
             raise self.skipTest("needs root")
@@ -631,8 +653,13 @@ class HelperSpawnerTests(SpawnerCase):
                 for fd in sorted(os.listdir(f"/proc/{sub}/fd"), key=int)
             ]
             self.assertEqual(held[:3], [os.devnull] * 3, held)
-            self.assertEqual(sum(h.startswith("socket:") for h in held), 4, held)
-            self.assertEqual(len(held), 9, held)
+            if _cmdline(sub) == _cmdline(self.spawner._helperTransport.pid):
+                self.assertEqual(sum(h.startswith("socket:") for h in held), 4, held)
+                self.assertEqual(len(held), 9, held)
+            else:
+                self.assertEqual(sum(h.startswith("socket:") for h in held), 2, held)
+                self.assertIn("anon_inode:[signalfd]", held, held)
+                self.assertEqual(len(held), 6, held)
 
     @defer.inlineCallbacks
     def test_stopClosesEveryChannel(self):
@@ -724,11 +751,63 @@ class HelperSpawnerTests(SpawnerCase):
             yield defer.gatherResults([self.spawnOne(setup) for _ in range(20)])
         self.assertEqual(sorted(os.listdir("/proc/self/fd")), before)
         helperPid = self.spawner._helperTransport.pid
-        # Left: only sub-helpers (same command line as the helper), no
-        # zombie anywhere below the helper.
+        # Left: only sub-helpers, no zombie anywhere below the helper.
         self.assertEqual(_descendants(helperPid, "Z"), [])
         for pid in _descendants(helperPid):
-            self.assertEqual(_cmdline(pid), _cmdline(helperPid))
+            self.assertTrue(_isHelper(pid, helperPid), _cmdline(pid))
+
+
+class PythonSubHelperSpawnerTests(HelperSpawnerTests):
+    """
+    L{HelperSpawnerTests} with the sub-helpers in Python, as where no C
+    compiler built the compiled one.
+    """
+
+    helperEnvironment = PYTHON_SUBHELPERS
+
+
+class CompiledSubHelperTests(SpawnerCase):
+    """
+    A sub-helper is the compiled program where it is built.
+    """
+
+    def setUp(self) -> Any:
+        if not ROOT:
+            raise SkipTest("needs root: sub-helpers run as nobody")
+        return super().setUp()
+
+    @defer.inlineCallbacks
+    def subProgram(self) -> Any:
+        """
+        Start a child as nobody; the name of its sub-helper's executable.
+        """
+        creds = dict(uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=())
+        info = yield self.probe(_probeSetup(**creds))
+        self.assertEqual(info["uid"], NOBODY.pw_uid)
+        [sub] = self.subHelpers()
+        return os.path.basename(os.readlink(f"/proc/{sub}/exe"))
+
+    @defer.inlineCallbacks
+    def test_program(self):
+        """Where it is built, a sub-helper runs the compiled program."""
+        if not COMPILED:
+            raise SkipTest(f"{SUBHELPER_NAME} is not built (make test builds it)")
+        self.assertEqual((yield self.subProgram()), SUBHELPER_NAME)
+
+
+class PythonSubHelperTests(CompiledSubHelperTests):
+    """
+    XINETD_TWISTED_PYTHON_SUBHELPERS in the helper's environment keeps the
+    sub-helpers in Python.
+    """
+
+    helperEnvironment = PYTHON_SUBHELPERS
+
+    @defer.inlineCallbacks
+    def test_program(self):
+        """The sub-helper is the root helper's Python, forked."""
+        python = os.readlink(f"/proc/{self.spawner._helperTransport.pid}/exe")
+        self.assertEqual((yield self.subProgram()), os.path.basename(python))
 
 
 class LaneTests(SpawnerCase):

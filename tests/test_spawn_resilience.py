@@ -19,6 +19,7 @@ from twisted.internet.error import ProcessTerminated
 from tests.test_spawn_helper import (
     NOBODY,
     PYTHON,
+    PYTHON_SUBHELPERS,
     ROOT,
     SpawnerCase,
     _Child,
@@ -467,3 +468,19 @@ def _killQuietly(pid: int) -> None:
 def _ppid(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+class PythonRlimitTests(RlimitTests):
+    """
+    L{RlimitTests} with the sub-helpers in Python.
+    """
+
+    helperEnvironment = PYTHON_SUBHELPERS
+
+
+class PythonHelperDeathTests(HelperDeathTests):
+    """
+    L{HelperDeathTests} with the sub-helpers in Python.
+    """
+
+    helperEnvironment = PYTHON_SUBHELPERS

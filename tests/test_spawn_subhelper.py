@@ -1,0 +1,349 @@
+"""
+Tests for the compiled sub-helper (C{xinetd_twisted/spawn/subhelper.c}),
+driven on its two sockets as the root helper and the daemon drive it, with
+the wire of L{xinetd_twisted.spawn.wire}: no root needed, it starts its
+children with our own credentials.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import marshal
+import os
+import pwd
+import resource
+import signal
+import socket
+import subprocess
+import time
+from typing import Any, List, Tuple
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.test_spawn_resilience import _prlimitAsNobody
+from xinetd_twisted.spawn import helper as helperModule
+from xinetd_twisted.spawn import wire
+from xinetd_twisted.spawn.helper import SUBHELPER_NAME
+
+PROGRAM = os.path.join(os.path.dirname(helperModule.__file__), SUBHELPER_NAME)
+SH = "/bin/sh"
+
+
+def _limits(**changed: Tuple[int, int]) -> list:
+    """
+    Every resource limit as we have it (so the child inherits them), with
+    C{changed} (by C{RLIMIT_*} name) instead.
+    """
+    limits = wire.allRlimits()
+    for name, value in changed.items():
+        limits[getattr(resource, name)] = value
+    return [(r, s, h) for r, (s, h) in sorted(limits.items())]
+
+
+def _template(
+    argv: Tuple[str, ...],
+    executable: str = SH,
+    cwd: str = "/",
+    rlimits: Any = None,
+    **kw: Any,
+) -> bytes:
+    return wire.encodeTemplate(
+        executable,
+        argv,
+        kw.pop("environment", (("PATH", "/bin:/usr/bin"),)),
+        None,
+        None,
+        None,
+        kw.pop("umask", 0o022),
+        kw.pop("nice", None),
+        tuple(_limits() if rlimits is None else rlimits),
+        None,
+        cwd,
+        kw.pop("newSession", True),
+        kw.pop("noNewPrivileges", False),
+    )
+
+
+class SubHelperCase(SynchronousTestCase):
+    """
+    The compiled sub-helper on two socketpairs: C{root} (what the root
+    helper forwards) and C{daemon} (requests in, every event out).
+    """
+
+    def setUp(self) -> None:
+        if not os.access(PROGRAM, os.X_OK):
+            raise SkipTest(f"{SUBHELPER_NAME} is not built (make test builds it)")
+        self.root, rootEnd = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.daemon, daemonEnd = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET
+        )
+        for s in (self.root, self.daemon):
+            s.settimeout(10)
+            self.addCleanup(s.close)
+        # As root, run it as the root helper does: as a service's user.
+        user = {}
+        if os.getuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            user = dict(user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+        self.process = subprocess.Popen(
+            [PROGRAM, str(rootEnd.fileno()), str(daemonEnd.fileno())],
+            pass_fds=(rootEnd.fileno(), daemonEnd.fileno()),
+            stdin=subprocess.DEVNULL,
+            **user,  # type: ignore[call-overload]
+        )
+        self.addCleanup(self._stop)
+        rootEnd.close()
+        daemonEnd.close()
+        self.pending: List[tuple] = []
+        self.fds: List[int] = []
+
+    def _stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        for fd in self.fds:
+            os.close(fd)
+
+    def register(self, tid: int, blob: bytes, on: Any = None) -> None:
+        for message in wire.templateMessages(tid, blob):
+            (on or self.daemon).send(message)
+
+    def spawn(self, rid: int, tid: int, extra: tuple = (), fd: int = -1) -> None:
+        message = wire.spawnMessage(rid, tid, extra)
+        if fd < 0:
+            self.daemon.send(message)
+            return
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        self.daemon.sendmsg([message], rights)
+
+    def event(self, kind: str) -> tuple:
+        """
+        The next event of C{kind} (reading messages as needed); the
+        descriptors messages carry go to C{self.fds}.
+        """
+        deadline = time.monotonic() + 10
+        while True:
+            for i, e in enumerate(self.pending):
+                if e[0] == kind:
+                    return self.pending.pop(i)  # type: ignore[no-any-return]
+            self.assertLess(time.monotonic(), deadline, f"no {kind!r} event")
+            data, anc, _f, _a = self.daemon.recvmsg(
+                wire.MAX_MESSAGE, socket.CMSG_SPACE(64 * 4)
+            )
+            self.assertTrue(data, "the sub-helper closed its socket")
+            for level, typ, payload in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    self.fds.extend(array.array("i", payload[: len(payload) // 4 * 4]))
+            self.pending.extend(wire.decode(data))
+
+    def runCommand(self, argv: Tuple[str, ...], extra: tuple = (), **kw: Any) -> tuple:
+        """
+        Start C{argv} (a shell command line) on a connection; its output
+        and its C{"e"} event.
+        """
+        self.register(7, _template(argv, **kw))
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.spawn(1, 7, extra, theirs.fileno())
+        theirs.close()
+        started = self.event("s")
+        self.assertEqual(started[1], 1)
+        ended = self.event("e")
+        self.assertEqual(ended[1], started[2])
+        ours.settimeout(10)
+        output = b""
+        while chunk := ours.recv(4096):
+            output += chunk
+        return output, ended
+
+
+class SpawnTests(SubHelperCase):
+    def test_startsAndReaps(self) -> None:
+        """
+        A spawn is reported started (C{"s"} with its pid) and, once reaped,
+        ended with its raw wait status; its stdio is the connection, its
+        environment the template's and the request's.
+        """
+        output, ended = self.runCommand(
+            (SH, "-c", 'echo "$GREETING $REMOTE_HOST"; exit 3'),
+            extra=(("REMOTE_HOST", "127.0.0.1"),),
+            environment=(("GREETING", "hello"),),
+        )
+        self.assertEqual(output, b"hello 127.0.0.1\n")
+        self.assertTrue(os.WIFEXITED(ended[2]))
+        self.assertEqual(os.WEXITSTATUS(ended[2]), 3)
+
+    def test_childSettings(self) -> None:
+        """
+        The child gets the template's working directory, umask, session, an
+        empty signal mask and default dispositions, and no descriptor but
+        its stdio.
+        """
+        script = (
+            "pwd; umask; "
+            "grep -E '^Sig(Blk|Ign)' /proc/self/status; "
+            "ls /proc/self/fd | wc -l; "
+            "test $(cut -d' ' -f6 /proc/self/stat) = $$ && echo leader"
+        )
+        output, _ = self.runCommand((SH, "-c", script), cwd="/tmp", umask=0o027)
+        lines = output.decode().split("\n")
+        self.assertEqual(lines[0], "/tmp")
+        self.assertEqual(lines[1], "0027")
+        self.assertEqual(lines[2], "SigBlk:\t0000000000000000")
+        self.assertEqual(lines[3], "SigIgn:\t0000000000000000")
+        # 0, 1, 2 and the one ls opens to list them.
+        self.assertEqual(lines[4].strip(), "4")
+        self.assertEqual(lines[5], "leader")
+
+    def test_limitsOfTheTemplate(self) -> None:
+        """
+        A template whose limits are not the sub-helper's own has the child
+        set them; nice is applied.
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        if hard == 0:
+            raise SkipTest("RLIMIT_CORE's hard limit is 0: nothing to set")
+        lowered = 0 if soft != 0 else 4096
+        output, _ = self.runCommand(
+            (
+                SH,
+                "-c",
+                "grep 'core file' /proc/self/limits; cut -d' ' -f19 /proc/self/stat",
+            ),
+            rlimits=_limits(RLIMIT_CORE=(lowered, hard)),
+            nice=5,
+        )
+        limits, niceness = output.decode().splitlines()
+        self.assertEqual(limits.split()[4], str(lowered))
+        self.assertEqual(int(niceness), os.getpriority(os.PRIO_PROCESS, 0) + 5)
+
+    def test_largeRequestId(self) -> None:
+        """
+        Request ids beyond 32 bits (marshal's long form) come back as sent.
+        """
+        self.register(7, _template((SH, "-c", "true")))
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        rid = 2**40 + 5
+        self.spawn(rid, 7, (), theirs.fileno())
+        theirs.close()
+        self.assertEqual(self.event("s")[1], rid)
+
+    def test_templateInParts(self) -> None:
+        """
+        A template larger than one message arrives in parts, from either
+        socket.
+        """
+        big = "x" * (wire.TEMPLATE_PART * 2)
+        output, _ = self.runCommand(
+            (SH, "-c", "echo ${#BIG}"), environment=(("BIG", big),)
+        )
+        self.assertEqual(output, f"{len(big)}\n".encode())
+        self.register(8, _template((SH, "-c", "echo root")), on=self.root)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.spawn(2, 8, (), theirs.fileno())
+        theirs.close()
+        self.event("s")
+        ours.settimeout(10)
+        self.assertEqual(ours.recv(100), b"root\n")
+
+    def test_signal(self) -> None:
+        """C{"K"} signals a child the sub-helper started."""
+        self.register(7, _template((SH, "-c", "exec sleep 30")))
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.spawn(1, 7, (), theirs.fileno())
+        theirs.close()
+        pid = self.event("s")[2]
+        self.daemon.send(wire.signalMessage(pid, int(signal.SIGTERM)))
+        ended = self.event("e")
+        self.assertEqual(ended[1], pid)
+        self.assertEqual(os.WTERMSIG(ended[2]), signal.SIGTERM)
+
+
+class FailureTests(SubHelperCase):
+    def test_unknownTemplate(self) -> None:
+        """
+        A spawn of a template it does not know fails with EINVAL and gives
+        the connection back.
+        """
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.spawn(9, 99, (), theirs.fileno())
+        theirs.close()
+        failed = self.event("f")
+        self.assertEqual(failed, ("f", 9, errno.EINVAL, None, True))
+        [back] = self.fds
+        os.write(back, b"still there")
+        self.assertEqual(ours.recv(100), b"still there")
+
+    def test_execFails(self) -> None:
+        """
+        A program that cannot be executed is reported (C{"x"}, stage
+        C{"exec"}, its errno) and ends with status 127.
+        """
+        self.register(7, _template(("nothing",), executable="/nonexistent/program"))
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.spawn(1, 7, (), theirs.fileno())
+        theirs.close()
+        pid = self.event("s")[2]
+        self.assertEqual(self.event("x"), ("x", pid, errno.ENOENT, "exec"))
+        self.assertEqual(self.event("e"), ("e", pid, 127 << 8))
+
+    def test_setupFails(self) -> None:
+        """A working directory that does not exist fails in C{"setup"}."""
+        self.register(7, _template((SH, "-c", "true"), cwd="/nonexistent"))
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.spawn(1, 7, (), theirs.fileno())
+        theirs.close()
+        pid = self.event("s")[2]
+        self.assertEqual(self.event("x"), ("x", pid, errno.ENOENT, "setup"))
+
+    def test_garbageIsIgnored(self) -> None:
+        """
+        Messages it cannot decode, or of a kind it does not take, are
+        dropped; the next spawn works.
+        """
+        self.daemon.send(b"\xff\x00garbage")
+        self.daemon.send(marshal.dumps(("S", "not an id", 1, [], 0)))
+        self.daemon.send(marshal.dumps(("Q",)))
+        self.daemon.send(marshal.dumps(("T", 1, b"not a template", True, 0)))
+        output, _ = self.runCommand((SH, "-c", "echo ok"))
+        self.assertEqual(output, b"ok\n")
+
+    def test_exitsWhenTheDaemonCloses(self) -> None:
+        """
+        The daemon's socket closing ends it; the root helper's closing does
+        not.
+        """
+        self.root.close()
+        output, _ = self.runCommand((SH, "-c", "echo ok"))
+        self.assertEqual(output, b"ok\n")
+        self.daemon.close()
+        self.assertEqual(self.process.wait(10), 0)
+
+    def test_loweredHardLimitEndsIt(self) -> None:
+        """
+        A hard limit lowered under the sub-helper (prlimit(2) by the
+        service's user) fails the next spawn with C{"rlimits"}, giving the
+        connection back, and the sub-helper exits so that a fresh one
+        starts.
+        """
+        self.register(7, _template((SH, "-c", "true")))
+        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        if hard == 0:
+            raise SkipTest("RLIMIT_CORE's hard limit is already 0")
+        if os.getuid() == 0:  # what the service's user may do to it
+            _prlimitAsNobody(self.process.pid, {resource.RLIMIT_CORE: (0, 0)})
+        else:
+            resource.prlimit(self.process.pid, resource.RLIMIT_CORE, (0, 0))
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.spawn(1, 7, (), theirs.fileno())
+        theirs.close()
+        self.assertEqual(self.event("f"), ("f", 1, errno.EPERM, "rlimits", True))
+        self.assertEqual(self.process.wait(10), 0)
