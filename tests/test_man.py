@@ -10,6 +10,7 @@ page and docs/man/README.md), not an exception here.
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import re
@@ -248,7 +249,11 @@ class RenderTests(SynchronousTestCase):
         )
 
     def test_pipInstallsPages(self) -> None:
-        """pip install --prefix P puts both pages where man finds them under P/share/man."""
+        """
+        pip install --prefix P puts both pages where man finds them under
+        P/share/man, and (with a C compiler) the compiled sub-helper in the
+        package.
+        """
         directory = tempfile.mkdtemp(prefix="xt-man-")
         self.addCleanup(shutil.rmtree, directory, True)
         source = os.path.join(directory, "src")
@@ -267,6 +272,12 @@ class RenderTests(SynchronousTestCase):
             timeout=300,
         )
         self.assertEqual(result.returncode, 0, result.stderr)
+        if shutil.which(os.environ.get("CC", "cc")):
+            [program] = glob.glob(
+                os.path.join(prefix, "lib", "python*", "site-packages")
+                + "/xinetd_twisted/spawn/xinetd-subhelper"
+            )
+            self.assertTrue(os.access(program, os.X_OK))
         manTree = os.path.join(prefix, "share", "man")
         for sub, page in (("man8", DAEMON_PAGE), ("man5", CONF_PAGE)):
             installed = os.path.join(manTree, sub, os.path.basename(page))

@@ -55,7 +55,10 @@ Helper to daemon, one message holding a list of events:
 Children that need credentials (and nothing that needs Python in the child)
 are started by a sub-helper per credential set and lane, forked from this
 helper with those credentials, which can then use vfork: several times
-cheaper than forking this helper.  A sub-helper starts one child at a time
+cheaper than forking this helper.  Once it has them, the fork execs the
+compiled sub-helper (C{subhelper.c}, built beside this file) where it is
+built, which speaks a sub-helper's side of this wire without Python;
+otherwise it goes on as L{_Helper} with C{isSub}.  A sub-helper starts one child at a time
 (vfork holds it until the child has exec'd), so the daemon spreads a busy
 credential set's spawns over a few lanes, one sub-helper each, started when
 the first falls behind (silent for a few milliseconds while spawns wait on
@@ -269,8 +272,9 @@ _SUBHELPER: str | None = None
 """
 The compiled sub-helper's path when it is built and wanted (see L{main}):
 a sub-helper execs it once it has its credentials, instead of running
-L{_Helper}.  It speaks the same wire, without Python: each connection
-costs a quarter less CPU and the sub-helper takes 1.3 MB instead of 7.
+L{_Helper}.  It speaks the same wire, without Python: the daemon and its
+helpers spend a quarter less CPU a connection, and a sub-helper takes
+1.3 MB instead of 7.
 """
 
 
