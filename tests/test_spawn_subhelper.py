@@ -120,13 +120,20 @@ class SubHelperCase(SynchronousTestCase):
         for message in wire.templateMessages(tid, blob):
             (on or self.daemon).send(message)
 
-    def spawn(self, rid: int, tid: int, extra: tuple = (), fd: int = -1) -> None:
+    def connect(self, rid: int, tid: int, extra: tuple = ()) -> socket.socket:
+        """
+        Send spawn C{rid} of template C{tid} with one end of a new
+        connection; return the other end.
+        """
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
         message = wire.spawnMessage(rid, tid, extra)
-        if fd < 0:
-            self.daemon.send(message)
-            return
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        rights = [
+            (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))
+        ]
         self.daemon.sendmsg([message], rights)
+        theirs.close()
+        return ours
 
     def event(self, kind: str) -> tuple:
         """
@@ -154,10 +161,7 @@ class SubHelperCase(SynchronousTestCase):
         and its C{"e"} event.
         """
         self.register(7, _template(argv, **kw))
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.spawn(1, 7, extra, theirs.fileno())
-        theirs.close()
+        ours = self.connect(1, 7, extra)
         started = self.event("s")
         self.assertEqual(started[1], 1)
         ended = self.event("e")
@@ -243,11 +247,8 @@ class SpawnTests(SubHelperCase):
         Request ids beyond 32 bits (marshal's long form) come back as sent.
         """
         self.register(7, _template((SH, "-c", "true")))
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
         rid = 2**40 + 5
-        self.spawn(rid, 7, (), theirs.fileno())
-        theirs.close()
+        self.connect(rid, 7)
         self.assertEqual(self.event("s")[1], rid)
 
     def test_templateInParts(self) -> None:
@@ -261,10 +262,7 @@ class SpawnTests(SubHelperCase):
         )
         self.assertEqual(output, f"{len(big)}\n".encode())
         self.register(8, _template((SH, "-c", "echo root")), on=self.root)
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.spawn(2, 8, (), theirs.fileno())
-        theirs.close()
+        ours = self.connect(2, 8)
         self.event("s")
         ours.settimeout(10)
         self.assertEqual(ours.recv(100), b"root\n")
@@ -272,10 +270,7 @@ class SpawnTests(SubHelperCase):
     def test_signal(self) -> None:
         """C{"K"} signals a child the sub-helper started."""
         self.register(7, _template((SH, "-c", "exec sleep 30")))
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.spawn(1, 7, (), theirs.fileno())
-        theirs.close()
+        self.connect(1, 7)
         pid = self.event("s")[2]
         self.daemon.send(wire.signalMessage(pid, int(signal.SIGTERM)))
         ended = self.event("e")
@@ -289,10 +284,7 @@ class FailureTests(SubHelperCase):
         A spawn of a template it does not know fails with EINVAL and gives
         the connection back.
         """
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.spawn(9, 99, (), theirs.fileno())
-        theirs.close()
+        ours = self.connect(9, 99)
         failed = self.event("f")
         self.assertEqual(failed, ("f", 9, errno.EINVAL, None, True))
         [back] = self.fds
@@ -305,10 +297,7 @@ class FailureTests(SubHelperCase):
         C{"exec"}, its errno) and ends with status 127.
         """
         self.register(7, _template(("nothing",), executable="/nonexistent/program"))
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.spawn(1, 7, (), theirs.fileno())
-        theirs.close()
+        self.connect(1, 7)
         pid = self.event("s")[2]
         self.assertEqual(self.event("x"), ("x", pid, errno.ENOENT, "exec"))
         self.assertEqual(self.event("e"), ("e", pid, 127 << 8))
@@ -316,10 +305,7 @@ class FailureTests(SubHelperCase):
     def test_setupFails(self) -> None:
         """A working directory that does not exist fails in C{"setup"}."""
         self.register(7, _template((SH, "-c", "true"), cwd="/nonexistent"))
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.spawn(1, 7, (), theirs.fileno())
-        theirs.close()
+        self.connect(1, 7)
         pid = self.event("s")[2]
         self.assertEqual(self.event("x"), ("x", pid, errno.ENOENT, "setup"))
 
@@ -361,9 +347,6 @@ class FailureTests(SubHelperCase):
             _prlimitAsNobody(self.process.pid, {resource.RLIMIT_CORE: (0, 0)})
         else:
             resource.prlimit(self.process.pid, resource.RLIMIT_CORE, (0, 0))
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.spawn(1, 7, (), theirs.fileno())
-        theirs.close()
+        self.connect(1, 7)
         self.assertEqual(self.event("f"), ("f", 1, errno.EPERM, "rlimits", True))
         self.assertEqual(self.process.wait(10), 0)
