@@ -209,3 +209,47 @@ class SpawnerLimitsTests(SynchronousTestCase):
         )
         self.spawn(2)
         self.assertEqual(limits.checks, 2)
+
+
+class CompiledSubhelperChoiceTests(SynchronousTestCase):
+    """
+    When a sub-helper becomes the compiled program, and when it stays the
+    Python one.
+    """
+
+    def test_found(self) -> None:
+        """
+        Built beside helper.py and not turned off: its path; turned off by
+        either switch: L{None}.
+        """
+        path = os.path.join(
+            os.path.dirname(os.path.abspath(helper.__file__)), helper.SUBHELPER_NAME
+        )
+        expected = path if os.access(path, os.X_OK) else None
+        self.assertEqual(helper._compiledSubhelper({}), expected)
+        for switch in (
+            "XINETD_TWISTED_PYTHON_SUBHELPERS",
+            "XINETD_TWISTED_HELPER_NO_FORK_EXEC",
+        ):
+            self.assertIsNone(helper._compiledSubhelper({switch: "1"}))
+
+    def test_cannotExecute(self) -> None:
+        """
+        A program the service's user cannot execute (say, installed under a
+        directory only root may enter) leaves the sub-helper in Python, on
+        its sockets as they were.
+        """
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        directory = self.mktemp()
+        os.mkdir(directory)
+        program = os.path.join(directory, helper.SUBHELPER_NAME)
+        with open(program, "w") as f:
+            f.write("not a program\n")
+        os.chmod(program, 0o644)
+        helper._execSubhelper(program, a.fileno(), b.fileno())
+        self.assertFalse(os.get_inheritable(a.fileno()))
+        self.assertFalse(os.get_inheritable(b.fileno()))
+        a.send(b"still ours")
+        self.assertEqual(b.recv(100), b"still ours")
