@@ -58,11 +58,11 @@ helper with those credentials, which can then use vfork: several times
 cheaper than forking this helper.  Once it has them, the fork execs the
 compiled sub-helper (C{subhelper.c}, built beside this file) where it is
 built, which speaks a sub-helper's side of this wire without Python;
-otherwise it goes on as L{_Helper} with C{isSub}.  A sub-helper starts one child at a time
-(vfork holds it until the child has exec'd), so the daemon spreads a busy
-credential set's spawns over a few lanes, one sub-helper each, started when
-the first falls behind (silent for a few milliseconds while spawns wait on
-it, or with many waiting).  The first spawns of a template reach it through
+otherwise it goes on as L{_Helper} with C{isSub}.  A sub-helper starts one
+child at a time (vfork holds it until the child has exec'd), so the daemon
+spreads a busy credential set's spawns over a few lanes, one sub-helper
+each, started when the first falls behind (silent for a few milliseconds
+while spawns wait on it, or with many waiting).  The first spawns of a template reach it through
 this helper; then the daemon registers the template with and sends its
 spawns (C{"T"}, C{"S"}, C{"K"} as above) straight to the sub-helper on the
 socket of the C{"c"} event, one process hop less per connection.
