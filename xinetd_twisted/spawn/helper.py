@@ -62,10 +62,11 @@ otherwise it goes on as L{_Helper} with C{isSub}.  A sub-helper starts one
 child at a time (vfork holds it until the child has exec'd), so the daemon
 spreads a busy credential set's spawns over a few lanes, one sub-helper
 each, started when the first falls behind (silent for a few milliseconds
-while spawns wait on it, or with many waiting).  The first spawns of a template reach it through
-this helper; then the daemon registers the template with and sends its
-spawns (C{"T"}, C{"S"}, C{"K"} as above) straight to the sub-helper on the
-socket of the C{"c"} event, one process hop less per connection.
+while spawns wait on it, or with many waiting).  The first spawns of a
+template reach it through this helper; then the daemon registers the
+template with and sends its spawns (C{"T"}, C{"S"}, C{"K"} as above)
+straight to the sub-helper on the socket of the C{"c"} event, one process
+hop less per connection.
 A sub-helper sends its events on that same socket: it holds nothing of the
 root helper's channel to the daemon nor of any other credential set (its
 stdio is C{/dev/null}), so a sub-helper that is stopped or slow only delays
