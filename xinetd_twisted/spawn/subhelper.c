@@ -255,19 +255,18 @@ static void flush(void)
 {
     if (nEvents == 0)
         return;
-    unsigned char message[sizeof events + 5];
+    /* The list's header, then the events as they were written. */
+    unsigned char head[5] = {'['};
     int32_t n = nEvents;
-    message[0] = '[';
-    memcpy(message + 1, &n, 4);
-    memcpy(message + 5, events, eventsLen);
-    struct iovec iov = {message, eventsLen + 5};
+    memcpy(head + 1, &n, 4);
+    struct iovec iov[2] = {{head, sizeof head}, {events, eventsLen}};
     struct msghdr mh = {0};
     union {
         char buf[CMSG_SPACE(sizeof(int) * MAX_EVENTS_PER_MESSAGE)];
         struct cmsghdr align;
     } control;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = 2;
     if (nEventFds) {
         mh.msg_control = control.buf;
         mh.msg_controllen = CMSG_SPACE(sizeof(int) * nEventFds);
