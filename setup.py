@@ -23,7 +23,7 @@ class BuildPyWithSubhelper(build_py):
         compiler = shlex.split(
             os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
         )
-        command = [*compiler, "-O2", "-Wall", "-o", target, SOURCE]
+        command = [*compiler, "-O2", "-Wall", "-Wextra", "-o", target, SOURCE]
         try:
             subprocess.run(command, check=True)
         except (OSError, subprocess.CalledProcessError) as e:

@@ -127,9 +127,7 @@ class _Child(ProcessProtocol):
 PYTHON_SUBHELPERS = {"XINETD_TWISTED_PYTHON_SUBHELPERS": "1"}
 """The helper environment that keeps the sub-helpers in Python."""
 
-COMPILED = os.access(
-    os.path.join(os.path.dirname(helperModule.__file__), SUBHELPER_NAME), os.X_OK
-)
+COMPILED = os.access(helperModule.SUBHELPER_PATH, os.X_OK)
 """Whether the compiled sub-helper is built (C{make test} builds it)."""
 
 

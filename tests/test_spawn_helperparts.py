@@ -222,9 +222,7 @@ class CompiledSubhelperChoiceTests(SynchronousTestCase):
         Built beside helper.py and not turned off: its path; turned off by
         either switch: L{None}.
         """
-        path = os.path.join(
-            os.path.dirname(os.path.abspath(helper.__file__)), helper.SUBHELPER_NAME
-        )
+        path = helper.SUBHELPER_PATH
         expected = path if os.access(path, os.X_OK) else None
         self.assertEqual(helper._compiledSubhelper({}), expected)
         for switch in (

@@ -26,7 +26,7 @@ from xinetd_twisted.spawn import helper as helperModule
 from xinetd_twisted.spawn import wire
 from xinetd_twisted.spawn.helper import SUBHELPER_NAME
 
-PROGRAM = os.path.join(os.path.dirname(helperModule.__file__), SUBHELPER_NAME)
+PROGRAM = helperModule.SUBHELPER_PATH
 SH = "/bin/sh"
 
 

@@ -269,6 +269,11 @@ _SLICE = None
 SUBHELPER_NAME = "xinetd-subhelper"
 """The compiled sub-helper (C{subhelper.c}), built beside this file."""
 
+SUBHELPER_PATH = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), SUBHELPER_NAME
+)
+"""Where the compiled sub-helper is, when it is built."""
+
 _SUBHELPER: str | None = None
 """
 The compiled sub-helper's path when it is built and wanted (see L{main}):
@@ -857,8 +862,7 @@ def _compiledSubhelper(environ) -> str | None:
         "XINETD_TWISTED_HELPER_NO_FORK_EXEC"
     ):
         return None
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), SUBHELPER_NAME)
-    return path if os.access(path, os.X_OK) else None
+    return SUBHELPER_PATH if os.access(SUBHELPER_PATH, os.X_OK) else None
 
 
 class _Helper:
