@@ -483,15 +483,19 @@ def runClient(
     payload: int = 0,
     connTimeout: float = 10.0,
     threads: int = 1,
+    resetAfterReply: bool = False,
 ) -> Dict[str, float]:
     """
     Run the load client once against 127.0.0.1:C{port}; its JSON result.
 
     @param threads: client threads sharing the concurrency (C{-t}).
+    @param resetAfterReply: end each connection with a RST once the payload
+        has come back, without half-closing (C{-r}); see L{clientResets}.
     """
     argv = [
         str(client),
         *(["-t", str(threads)] if threads > 1 else []),
+        *(["-r"] if resetAfterReply else []),
         "127.0.0.1",
         str(port),
         str(concurrency),
@@ -528,6 +532,28 @@ def clientThreads(
     if asked <= 0:
         asked = cpus if cpus is not None else len(os.sched_getaffinity(0))
     return max(1, min(asked, concurrency))
+
+
+def clientResets(workload: Workload) -> bool:
+    """
+    Whether the load client ends C{workload}'s connections with a RST once
+    the payload has come back, rather than half-closing and reading to EOF:
+    for every workload with a payload.
+
+    A client that half-closes sends the first FIN and so keeps each
+    connection's TIME_WAIT, keyed by its local port.  From 127.0.0.1 to one
+    server port the ephemeral range (28,232 ports by default) lasts a minute
+    at 470 connections a second; past it every connect() hunts for a port
+    whose TIME_WAIT may be reused, and the client's cost a connection
+    doubles.  Internal echo at C=8 read 12,500-13,000 connections a second
+    for a run started straight after another against the same port, and
+    30,000-33,000 for one started after a pause, from the same daemon.  With
+    the RST neither side keeps a TIME_WAIT and consecutive runs read
+    26,000-30,000; xinetd's forked echo read the same either way
+    (4,800-5,200).  Where the server closes first (hello, daytime) its side
+    keeps the TIME_WAIT and the client's ports are free again at once.
+    """
+    return workload.payload > 0
 
 
 def clientCpuCell(row: Mapping) -> str:

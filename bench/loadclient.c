@@ -1,7 +1,7 @@
 /*
  * loadclient: a small epoll TCP load client for the xinetd-twisted benchmarks.
  *
- * Usage: loadclient [-t THREADS] HOST PORT CONCURRENCY TOTAL SECONDS
+ * Usage: loadclient [-t THREADS] [-r] HOST PORT CONCURRENCY TOTAL SECONDS
  *                   [PAYLOAD_BYTES [CONN_TIMEOUT_S]]
  *
  * Keeps CONCURRENCY connections in flight until TOTAL connections have been
@@ -18,6 +18,16 @@
  * fast server.  The results are merged: the counts are summed, the rate is
  * over the whole run (the first start to the last thread's end) and the
  * percentiles are of every connection's latency.
+ *
+ * With -r (a payload needed) the client does not half-close: once it has
+ * read back as many bytes as it sent, it closes with SO_LINGER 0, so the
+ * connection ends with a RST and neither side keeps a TIME_WAIT; latency is
+ * then to the last byte of the reply.  A client that half-closes sends the
+ * first FIN, so it keeps every connection's TIME_WAIT, keyed by its port:
+ * from one address to one server port, the ephemeral range (28,232 ports by
+ * default) lasts a minute at 470 connections a second, and beyond that each
+ * connect() hunts for a port whose TIME_WAIT it may reuse.  Against an
+ * in-process echo that search, not the server, sets the rate.
  *
  * Prints one JSON line with the counts, the rate, p50/p99 latency, the bytes
  * read, the threads and the client's own user+sys CPU seconds (all threads;
@@ -51,7 +61,7 @@ enum { MAX_THREADS = 64 };
 struct conn {
     int fd;
     int state;
-    size_t sent;
+    size_t sent, got;
     double start;
 };
 
@@ -76,6 +86,7 @@ static socklen_t addrlen;
 static char *payload;
 static size_t payload_len;
 static double t0, deadline, conn_timeout;
+static int reset_after_reply;
 
 static double now(void)
 {
@@ -128,6 +139,7 @@ static void start_conn(struct worker *w, struct conn *c, long idx)
     }
     c->fd = fd;
     c->sent = 0;
+    c->got = 0;
     int r = connect(fd, (struct sockaddr *)&addr, addrlen);
     if (r < 0 && errno != EINPROGRESS) {
         int err = errno;
@@ -153,7 +165,8 @@ static void do_send(struct worker *w, struct conn *c, long idx)
         }
         c->sent += (size_t)n;
     }
-    shutdown(c->fd, SHUT_WR);
+    if (!reset_after_reply)
+        shutdown(c->fd, SHUT_WR);
     c->state = S_READING;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)idx};
     epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
@@ -167,6 +180,13 @@ static void do_read(struct worker *w, struct conn *c)
         ssize_t n = read(c->fd, buf, sizeof buf);
         if (n > 0) {
             w->bytes_read += n;
+            c->got += (size_t)n;
+            if (reset_after_reply && c->got >= payload_len) {
+                struct linger now_ = {.l_onoff = 1, .l_linger = 0};
+                setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &now_, sizeof now_);
+                finish(w, c, 1);
+                return;
+            }
             continue;
         }
         if (n == 0) {
@@ -338,16 +358,19 @@ static void merge(struct worker *ws, int n, long total)
 int main(int argc, char **argv)
 {
     int threads = 1, opt;
-    while ((opt = getopt(argc, argv, "+t:")) != -1) {
-        if (opt != 't')
+    while ((opt = getopt(argc, argv, "+t:r")) != -1) {
+        if (opt == 't')
+            threads = atoi(optarg);
+        else if (opt == 'r')
+            reset_after_reply = 1;
+        else
             return 2;
-        threads = atoi(optarg);
     }
     argc -= optind - 1;
     argv += optind - 1;
     if (argc < 6) {
         fprintf(stderr,
-                "usage: %s [-t THREADS] HOST PORT CONCURRENCY TOTAL SECONDS "
+                "usage: %s [-t THREADS] [-r] HOST PORT CONCURRENCY TOTAL SECONDS "
                 "[PAYLOAD_BYTES [CONN_TIMEOUT_S]]\n",
                 argv[0]);
         return 2;
@@ -359,7 +382,8 @@ int main(int argc, char **argv)
     payload_len = argc > 6 ? (size_t)atol(argv[6]) : 0;
     conn_timeout = argc > 7 ? atof(argv[7]) : 10.0;
     if (port <= 0 || port > 65535 || conc < 1 || total < 1 || limit <= 0 ||
-        conn_timeout <= 0 || threads < 1 || threads > MAX_THREADS) {
+        conn_timeout <= 0 || threads < 1 || threads > MAX_THREADS ||
+        (reset_after_reply && payload_len == 0)) {
         fprintf(stderr, "loadclient: bad arguments\n");
         return 2;
     }
@@ -413,10 +437,11 @@ int main(int argc, char **argv)
     printf("{\"completed\": %ld, \"errors\": %ld, \"refused\": %ld, \"reset\": %ld, "
            "\"timeouts\": %ld, \"other_errors\": %ld, \"started\": %ld, "
            "\"seconds\": %.6f, \"rate\": %.1f, \"p50_us\": %u, \"p99_us\": %u, "
-           "\"bytes_read\": %lld, \"threads\": %d, \"client_cpu_s\": %.6f, "
-           "\"client_cpu_share\": %.4f}\n",
+           "\"bytes_read\": %lld, \"threads\": %d, \"reset_after_reply\": %s, "
+           "\"client_cpu_s\": %.6f, \"client_cpu_share\": %.4f}\n",
            m->completed, errors, m->err_refused, m->err_reset, m->err_timeout,
            m->err_other, m->started, seconds, seconds > 0 ? m->completed / seconds : 0.0,
-           p50, p99, m->bytes_read, threads, cpu, seconds > 0 ? cpu / seconds : 0.0);
+           p50, p99, m->bytes_read, threads, reset_after_reply ? "true" : "false", cpu,
+           seconds > 0 ? cpu / seconds : 0.0);
     return 0;
 }

@@ -108,7 +108,7 @@ class Bench:
                 d.start()
                 try:
                     for w in check:
-                        d.waitReady(w.name, HELLO_LINE if w.server else b"", 120.0)
+                        d.waitReady(w.name, probeReply(w), 120.0)
                 except RuntimeError as e:
                     raise PhaseFailed(
                         f"{d.name} failed to start: {e}\n--- {d.logPath} ---\n"
@@ -118,6 +118,18 @@ class Bench:
         finally:
             for d in started:
                 d.stop()
+
+
+def probeReply(workload: Workload) -> bytes:
+    """
+    What a daemon serving C{workload} answers the readiness probe, which
+    sends nothing: hello's line from a spawned workload without a payload;
+    anything (C{b""}) from cat, which has nothing to echo, and from the
+    internal services.
+    """
+    if workload.server is not None and not workload.payload:
+        return HELLO_LINE
+    return b""
 
 
 def measure(
@@ -152,6 +164,7 @@ def measure(
                     timeLimit,
                     w.payload,
                     threads=threads,
+                    resetAfterReply=benchlib.clientResets(w),
                 )
                 busy = daemons.busyTicks(machineBefore, daemons.cpuTimes())
                 after = benchlib.processTree(d.pid)
@@ -207,7 +220,13 @@ def runPhase(
             # Warm-up: page cache, allocator, and helpers started on first use.
             for w in measured:
                 benchlib.runClient(
-                    bench.client, d.ports[w.name], 4, 300, 20.0, w.payload
+                    bench.client,
+                    d.ports[w.name],
+                    4,
+                    300,
+                    20.0,
+                    w.payload,
+                    resetAfterReply=benchlib.clientResets(w),
                 )
         args = bench.args
         for step in steps:

@@ -15,13 +15,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Sequence, cast
 
 from twisted.internet import protocol
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 _BENCH = Path(__file__).resolve().parent.parent / "bench"
 _spec = importlib.util.spec_from_file_location("benchlib", _BENCH / "benchlib.py")
@@ -248,6 +251,45 @@ class ClientThreadsTests(SynchronousTestCase):
         self.assertEqual(benchlib.clientThreads(_ECHO, 1, 4, cpus=4), 1)
 
 
+class ClientResetsTests(SynchronousTestCase):
+    """
+    L{benchlib.clientResets}: which workloads' connections the client ends
+    with a RST.
+    """
+
+    def test_payload(self) -> None:
+        """A workload with a payload is reset once it has come back."""
+        self.assertTrue(benchlib.clientResets(_ECHO))
+
+    def test_serverClosesFirst(self) -> None:
+        """A workload without one is read to the server's EOF."""
+        self.assertFalse(benchlib.clientResets(_HELLO))
+
+
+@implementer(IHalfCloseableProtocol)
+class _Echo(protocol.Protocol):
+    """
+    Echoes, closes once the client has half-closed (after what it wrote is
+    sent), and records how each connection ended in C{factory.ends}; fires
+    C{factory.ended} with them once C{factory.expected} have.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        cast(Any, self.transport).write(data)
+
+    def readConnectionLost(self) -> None:
+        cast(Any, self.transport).loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Any) -> None:
+        factory = cast(Any, self.factory)
+        factory.ends.append(reason.type)
+        if len(factory.ends) == factory.expected:
+            factory.ended.callback(factory.ends)
+
+
 class _Line(protocol.Protocol):
     def connectionMade(self) -> None:
         transport = cast(Any, self.transport)
@@ -269,9 +311,11 @@ class LoadClientTests(TestCase):
             _BENCH / "loadclient.c", out / "loadclient", benchlib.CLIENT_FLAGS
         )
 
-    def _load(self, port: int, *args: str) -> Deferred:
+    def _load(self, port: int, *args: str, options: Sequence[str] = ()) -> Deferred:
         d = getProcessOutputAndValue(
-            str(self.client), ["127.0.0.1", str(port), *args], env=os.environ
+            str(self.client),
+            [*options, "127.0.0.1", str(port), *args],
+            env=os.environ,
         )
 
         def parsed(result):
@@ -305,16 +349,9 @@ class LoadClientTests(TestCase):
         factory = protocol.ServerFactory.forProtocol(_Line)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        d = getProcessOutputAndValue(
-            str(self.client),
-            ["-t", "3", "127.0.0.1", str(port.getHost().port), "4", "51", "20"],
-            env=os.environ,
-        )
+        d = self._load(port.getHost().port, "4", "51", "20", options=["-t", "3"])
 
-        def check(result):
-            out, err, code = result
-            self.assertEqual((code, err), (0, b""))
-            r = json.loads(out)
+        def check(r):
             self.assertEqual(
                 (r["completed"], r["started"], r["errors"], r["bytes_read"]),
                 (51, 51, 0, 306),
@@ -336,6 +373,61 @@ class LoadClientTests(TestCase):
         port = benchlib.freePort()
         r = benchlib.runClient(self.client, port, 2, 4, 5.0)
         self.assertEqual((r["threads"], r["refused"]), (1, 4))
+
+    def _echoServer(self, expected: int) -> Any:
+        factory = protocol.ServerFactory.forProtocol(_Echo)
+        factory.ends, factory.expected, factory.ended = [], expected, Deferred()
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return factory, port.getHost().port
+
+    def test_halfCloses(self) -> Deferred:
+        """
+        Without C{-r} the client half-closes after its payload and reads to
+        EOF: the server sees a clean end.
+        """
+        factory, port = self._echoServer(12)
+        d = self._load(port, "3", "12", "20", "100")
+
+        def check(r):
+            self.assertEqual((r["completed"], r["bytes_read"]), (12, 1200))
+            self.assertFalse(r["reset_after_reply"])
+            return factory.ended.addCallback(self.assertEqual, [ConnectionDone] * 12)
+
+        return d.addCallback(check)
+
+    def test_resetAfterReply(self) -> Deferred:
+        """
+        With C{-r} the client never half-closes: once its payload has come
+        back it resets the connection, across the threads too.
+        """
+        factory, port = self._echoServer(12)
+        d = self._load(port, "3", "12", "20", "100", options=["-t", "2", "-r"])
+
+        def check(r):
+            self.assertEqual(
+                (r["completed"], r["errors"], r["bytes_read"]), (12, 0, 1200)
+            )
+            self.assertTrue(r["reset_after_reply"])
+            return factory.ended.addCallback(self.assertEqual, [ConnectionLost] * 12)
+
+        return d.addCallback(check)
+
+    def test_resetByRunClient(self) -> None:
+        """L{benchlib.runClient} passes C{resetAfterReply} on as C{-r}."""
+        port = benchlib.freePort()
+        r = benchlib.runClient(self.client, port, 2, 4, 5.0, 10, resetAfterReply=True)
+        self.assertEqual((r["reset_after_reply"], r["refused"]), (True, 4))
+
+    def test_resetNeedsPayload(self) -> None:
+        """C{-r} without a payload to wait for is refused."""
+        result = subprocess.run(
+            [str(self.client), "-r", "127.0.0.1", "9", "1", "1", "1"],
+            capture_output=True,
+        )
+        self.assertEqual(
+            (result.returncode, result.stderr), (2, b"loadclient: bad arguments\n")
+        )
 
     def test_refused(self) -> Deferred:
         """Connections to a closed port are counted as refused errors."""

@@ -306,6 +306,24 @@ class FormatStartupTests(SynchronousTestCase):
         self.assertIn("= 2.00x", text)
 
 
+class ProbeReplyTests(SynchronousTestCase):
+    """
+    L{phases.probeReply}: what the readiness probe waits for.
+    """
+
+    def test_each(self) -> None:
+        """
+        Hello's line from hello; anything from cat (the probe sends it
+        nothing to echo) and from the internal services.
+        """
+        phases = load("phases")
+        known = benchlib.workloads(Path("/srv/hello"))
+        self.assertEqual(
+            {name: phases.probeReply(w) for name, w in known.items()},
+            {"hello": benchlib.HELLO_LINE, "cat": b"", "echo": b"", "daytime": b""},
+        )
+
+
 class _FakeDaemon:
     def __init__(self, name: str, pid: int, port: int) -> None:
         self.name, self.pid, self.ports = name, pid, {"hello": port, "echo": port}
@@ -320,10 +338,21 @@ class MeasureTests(SynchronousTestCase):
         self.phases = load("phases")
         self.calls = []
         self.threads = []
+        self.resets = []
 
-        def runClient(client, port, conc, connections, timeLimit, payload, threads=1):
+        def runClient(
+            client,
+            port,
+            conc,
+            connections,
+            timeLimit,
+            payload,
+            threads=1,
+            resetAfterReply=False,
+        ):
             self.calls.append((port, conc, timeLimit))
             self.threads.append(threads)
+            self.resets.append(resetAfterReply)
             return {"rate": 1.0, "completed": 1, "errors": 0, "client_cpu_share": 0.5}
 
         self.patch(self.phases.benchlib, "runClient", runClient)
@@ -362,6 +391,18 @@ class MeasureTests(SynchronousTestCase):
         )
         cpus = len(os.sched_getaffinity(0))
         self.assertEqual(self.threads, [min(8, cpus)] * 2)
+
+    def test_resetAfterReply(self) -> None:
+        """
+        Echo's connections end with a RST once the payload is back; hello's
+        are read to the server's EOF.
+        """
+        echo = benchlib.workloads(Path("/srv/hello"))["echo"]
+        for w in (echo, self.hello):
+            self.phases.measure(
+                Path("lc"), self.daemons, self.phases.Step(w, "", [8], 10, 1), 60.0
+            )
+        self.assertEqual(self.resets, [True, True, False, False])
 
     def test_levels(self) -> None:
         """With one round per concurrency the order flips between them."""
