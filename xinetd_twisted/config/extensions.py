@@ -59,6 +59,14 @@ def checkExtensions(
     Remarks on the extension attributes of a filled service (appended to
     C{warnings} as C{(message, attribute)}); nothing here drops a service.
     """
+    if "REUSEPORT" in service.flags and service.listenPath is not None:
+        warnings.append(
+            (
+                f"Service {service.serviceId} listens on a UNIX socket: "
+                "REUSEPORT has no effect there (one process binds a path)",
+                "flags",
+            )
+        )
     if (
         service.maxDuration is not None
         and service.isInternal

@@ -39,6 +39,7 @@ FLAGS = frozenset(
         "IPV6",
         "LABELED",
         "FREEBIND",
+        "REUSEPORT",
     }
 )
 SOCKET_TYPES = ("stream", "dgram", "raw", "seqpacket")

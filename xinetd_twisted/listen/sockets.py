@@ -60,6 +60,9 @@ class SocketSpec:
     @ivar keepalive: SO_KEEPALIVE (flag KEEPALIVE).
     @ivar freebind: IP_FREEBIND / IPV6_FREEBIND (flag FREEBIND): bind an
         address not (yet) configured on this host.
+    @ivar reuseport: SO_REUSEPORT (flag REUSEPORT): several processes (as
+        the same user) may bind the same address and port, and the kernel
+        spreads the connections, or datagrams, over their sockets.
     @ivar uid: for C{AF_UNIX}: the socket file's owner (C{socket_owner}),
         or L{None} to leave it as created.
     @ivar gid: for C{AF_UNIX}: its group, or L{None}.
@@ -78,6 +81,7 @@ class SocketSpec:
     nodelay: bool = False
     keepalive: bool = False
     freebind: bool = False
+    reuseport: bool = False
     uid: Optional[int] = None
     gid: Optional[int] = None
     mode: int = DEFAULT_SOCKET_MODE
@@ -120,6 +124,7 @@ class SocketSpec:
             nodelay="NODELAY" in service.flags,
             keepalive="KEEPALIVE" in service.flags,
             freebind="FREEBIND" in service.flags,
+            reuseport="REUSEPORT" in service.flags,
         )
 
     def identity(self) -> SocketSpec:
@@ -127,7 +132,8 @@ class SocketSpec:
         What must stay equal for a reload to keep the socket: the options
         that act only when binding, or that are applied again in place
         (TCP_NODELAY, SO_KEEPALIVE, FREEBIND, a UNIX socket's owner and
-        mode), left out.
+        mode), left out.  SO_REUSEPORT stays in: it must be set before the
+        bind, so turning it on or off binds a new socket.
         """
         return attr.evolve(
             self,
@@ -198,6 +204,8 @@ def openSocket(spec: SocketSpec, backlog: int = LISTEN_BACKLOG) -> socket.socket
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if spec.keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if spec.reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if spec.freebind:
             if spec.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
