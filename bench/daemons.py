@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import attr
 import benchlib
 from benchlib import REPO, Workload
 
@@ -23,6 +24,10 @@ XINETD = "/usr/sbin/xinetd"
 TCPSERVER = "/usr/bin/tcpserver"
 """ucspi-tcp's tcpserver: a small C fork server, the reference of the spawn rows."""
 TWISTD = "from twisted.scripts.twistd import run; run()"
+STARTED = "Started working"
+"""What our daemon (and xinetd) log once every socket is bound."""
+REUSEPORT_PREFIX = "ours-reuseport"
+"""Names the daemon of several of ours sharing the ports: C{ours-reuseport2}."""
 
 
 def hasTwisted(python: str) -> bool:
@@ -119,6 +124,13 @@ class Daemon:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def pids(self) -> List[int]:
+        """
+        The processes this daemon is, each the root of its own tree.
+        """
+        return [self.pid]
+
     def start(self) -> None:
         """
         Start the daemon in the foreground, its output into its log file.
@@ -168,6 +180,20 @@ class Daemon:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not serving {service}: {lastError}")
 
+    def waitStarted(self, timeout: float = 60.0) -> None:
+        """
+        Wait until our daemon's log says it has started working (every
+        socket it could bind is bound).
+
+        @raise RuntimeError: it exited or did not get there in time.
+        """
+        deadline = time.monotonic() + timeout
+        while STARTED not in self.log():
+            self._checkAlive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start working")
+            time.sleep(0.05)
+
     def waitListening(self, timeout: float = 120.0) -> None:
         """
         Wait until every port of the daemon listens, without connecting
@@ -206,6 +232,48 @@ class Daemon:
             return ""
 
 
+class DaemonGroup(Daemon):
+    """
+    Several of our daemons on one configuration whose services have
+    C{flags = REUSEPORT}, so that they share every port: measured, started
+    and stopped as one daemon.
+
+    @ivar members: the processes, each a L{Daemon} of its own.
+    """
+
+    def __init__(self, name: str, members: Sequence[Daemon]) -> None:
+        first = members[0]
+        super().__init__(name, first.argv, first.ports, first.logPath)
+        self.members = list(members)
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def pids(self) -> List[int]:
+        return [m.pid for m in self.members]
+
+    def start(self) -> None:
+        for m in self.members:
+            m.start()
+        # Each binds its sockets as it starts: wait for all of them to be
+        # listening, so that no member joins a port after the clients came.
+        for m in self.members:
+            m.waitStarted()
+
+    def _checkAlive(self) -> None:
+        for m in self.members:
+            m._checkAlive()
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+    def log(self) -> str:
+        return "".join(m.log() for m in self.members)
+
+
 def fetchOnce(port: int, timeout: float = 2.0) -> bytes:
     """
     Connect to 127.0.0.1:C{port} and read until EOF (bounded in bytes and time).
@@ -228,15 +296,19 @@ def daemonNames(
     spawners: Sequence[str] = (),
     metrics: bool = False,
     tcpserver: bool = False,
+    reuseport: int = 0,
 ) -> List[str]:
     """
     The daemons one run compares: C{xinetd}, then ours (one per C{--spawner}
-    value, plus C{ours-metrics}), keeping those C{only} selects; then, with
+    value, plus C{ours-metrics}, plus C{ours-reuseportN} for C{reuseport}
+    processes sharing the ports), keeping those C{only} selects; then, with
     C{tcpserver} and both asked for, C{tcpserver} (see L{tcpserverArgv}).
     """
     ours = [f"ours-{s}" for s in spawners] or ["ours"]
     if metrics:
         ours.append("ours-metrics")
+    if reuseport > 1:
+        ours.append(f"{REUSEPORT_PREFIX}{reuseport}")
     names = [n for n in ["xinetd", *ours] if only == "both" or n.startswith(only)]
     return names + (["tcpserver"] if tcpserver and only == "both" else [])
 
@@ -271,7 +343,8 @@ def makeDaemons(
     each daemon is started; nothing runs yet.
 
     @param names: from L{daemonNames}; C{tcpserver} only in a phase of one
-        spawned service.
+        spawned service, C{ours-reuseportN} only in a phase of internal
+        services (where one reactor thread can be the limit).
     @param tag: names this set's configs and logs in C{tmp}.
     @param serviceLog: FILE logging of successes (see L{benchlib.renderConfig}).
     @param oursOptions: more options for each of our daemons.
@@ -286,6 +359,13 @@ def makeDaemons(
             argv = None if one is None else tcpserverArgv(one, own[one.name])
             if argv is not None:
                 daemons.append(Daemon(name, argv, own, tmp / f"{tag}-{name}.log"))
+            continue
+        if name.startswith(REUSEPORT_PREFIX):
+            if all(w.server is None for w in services):
+                count = int(name[len(REUSEPORT_PREFIX) :])
+                daemons.append(
+                    reuseportGroup(name, count, tmp, services, own, tag, python)
+                )
             continue
         logFile = tmp / f"{tag}-{name}-services.log" if serviceLog else None
         cfg = tmp / f"{tag}-{name}.conf"
@@ -303,6 +383,39 @@ def makeDaemons(
         argv = oursArgv(python, cfg, options)
         daemons.append(Daemon(name, argv, own, daemonLog, cwd=REPO, env=oursEnv()))
     return daemons
+
+
+def reuseportGroup(
+    name: str,
+    count: int,
+    tmp: Path,
+    services: Sequence[Workload],
+    ports: Dict[str, int],
+    tag: str,
+    python: str,
+) -> DaemonGroup:
+    """
+    C{count} of our daemons on one config, the same as the others' but for
+    C{flags += REUSEPORT} on each service, all on C{ports}.
+    """
+    shared = [
+        attr.evolve(w, attributes=(*w.attributes, ("flags", "REUSEPORT")))
+        for w in services
+    ]
+    cfg = tmp / f"{tag}-{name}.conf"
+    cfg.write_text(benchlib.renderConfig(shared, ports))
+    members = [
+        Daemon(
+            f"{name}.{i}",
+            oursArgv(python, cfg),
+            ports,
+            tmp / f"{tag}-{name}.{i}.log",
+            cwd=REPO,
+            env=oursEnv(),
+        )
+        for i in range(count)
+    ]
+    return DaemonGroup(name, members)
 
 
 def loadavg() -> str:

@@ -71,6 +71,7 @@ class Bench:
             self.args.spawner,
             self.args.metrics,
             self.args.tcpserver,
+            self.args.reuseport,
         )
 
     def make(
@@ -154,7 +155,7 @@ def measure(
             # Flip the order every round and every concurrency, so that a
             # step of one round per concurrency alternates too.
             for d in ds if (level + r) % 2 == 0 else list(reversed(ds)):
-                before = benchlib.processTree(d.pid)
+                before = treeOf(d)
                 machineBefore = daemons.cpuTimes()
                 res = benchlib.runClient(
                     client,
@@ -167,10 +168,10 @@ def measure(
                     resetAfterReply=benchlib.clientResets(w),
                 )
                 busy = daemons.busyTicks(machineBefore, daemons.cpuTimes())
-                after = benchlib.processTree(d.pid)
+                after = treeOf(d)
                 cpu = benchlib.longLivedCpu(before, after) / TICK
                 parent = benchlib.longLivedCpu(
-                    {k: v for k, v in before.items() if k[0] == d.pid}, after
+                    {k: v for k, v in before.items() if k[0] in d.pids}, after
                 )
                 results.append(
                     Round(
@@ -195,12 +196,23 @@ def measure(
     return results
 
 
+def treeOf(d: Daemon) -> Dict:
+    """
+    L{benchlib.processTree} of every process C{d} is (several for a
+    L{daemons.DaemonGroup}), in one mapping.
+    """
+    tree: Dict = {}
+    for pid in d.pids:
+        tree.update(benchlib.processTree(pid))
+    return tree
+
+
 def treeNote(label: str, d: Daemon, exclude: Sequence[str]) -> str:
-    m = benchlib.treeMemory(d.pid, exclude=exclude)
-    return (
-        f"{label} {m.processes} process(es), RSS {m.rssKiB / 1024:.1f} MiB, "
-        f"PSS {m.pssKiB / 1024:.1f} MiB"
-    )
+    ms = [benchlib.treeMemory(pid, exclude=exclude) for pid in d.pids]
+    processes = sum(m.processes for m in ms)
+    rss = sum(m.rssKiB for m in ms) / 1024
+    pss = sum(m.pssKiB for m in ms) / 1024
+    return f"{label} {processes} process(es), RSS {rss:.1f} MiB, PSS {pss:.1f} MiB"
 
 
 def runPhase(

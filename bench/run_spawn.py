@@ -134,18 +134,25 @@ def inprocessPhase(bench: Bench) -> List[Round]:
 
 def saturationPhase(bench: Bench) -> List[Round]:
     """
-    Internal daytime and spawn hello at each of C{--saturation-levels}, each
-    level run for C{--saturation-seconds} (the clock ticks are 10 ms: CPU
-    shares need runs of seconds).
+    Internal daytime and echo, then spawn hello, at each of
+    C{--saturation-levels}, each level run for C{--saturation-seconds} (the
+    clock ticks are 10 ms: CPU shares need runs of seconds).  The internal
+    services are a phase of their own, where C{--reuseport} adds its daemon.
     """
     args, known = bench.args, bench.known
     levels = args.saturation_levels
     seconds = args.saturation_seconds
-    steps = [
-        Step(known[w], "", levels, SATURATION_CAP, 1, timeLimit=seconds)
-        for w in ("daytime", "hello")
-    ]
-    return runPhase(bench, "saturation", [s.workload for s in steps], steps)
+    rounds: List[Round] = []
+    for tag, names in (
+        ("saturation", ("daytime", "echo")),
+        ("saturation-spawn", ("hello",)),
+    ):
+        steps = [
+            Step(known[w], "", levels, SATURATION_CAP, 1, timeLimit=seconds)
+            for w in names
+        ]
+        rounds += runPhase(bench, tag, [s.workload for s in steps], steps)
+    return rounds
 
 
 def memoryMode(bench: Bench) -> goals.MemoryResult:
@@ -285,6 +292,15 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         "--metrics",
         action="store_true",
         help="also run our daemon with --metrics on (daemon ours-metrics)",
+    )
+    p.add_argument(
+        "--reuseport",
+        type=int,
+        default=0,
+        metavar="N",
+        help="in the phases of internal services (inprocess, saturation's"
+        " daytime) also run N of our daemons sharing the ports with"
+        " flags = REUSEPORT (daemon ours-reuseportN)",
     )
     p.add_argument(
         "--no-tcpserver",

@@ -229,6 +229,41 @@ class MakeDaemonsTests(SynchronousTestCase):
         )
         self.assertEqual(daemons.daemonNames("xinetd", ["helper"]), ["xinetd"])
 
+    def test_reuseportName(self) -> None:
+        """--reuseport N adds ours-reuseportN after our other daemons."""
+        self.assertEqual(
+            daemons.daemonNames("both", [], True, True, reuseport=2),
+            ["xinetd", "ours", "ours-metrics", "ours-reuseport2", "tcpserver"],
+        )
+        self.assertEqual(daemons.daemonNames("both", reuseport=1), ["xinetd", "ours"])
+
+    def test_reuseportGroup(self) -> None:
+        """
+        In a phase of internal services ours-reuseportN is N of our daemons
+        on one config, the others' text with C{flags = REUSEPORT} on every
+        service, sharing one set of ports; in a phase that spawns it is left
+        out.
+        """
+        known = benchlib.workloads(Path("/srv/hello"))
+        internal = [known["daytime"], known["echo"]]
+        names = daemons.daemonNames("both", reuseport=3)
+        xinetd, ours, group = daemons.makeDaemons(names, self.tmp, internal, "t", "/py")
+        self.assertEqual(group.name, "ours-reuseport3")
+        self.assertEqual(len(group.members), 3)
+        self.assertEqual(
+            {m.argv[-1] for m in group.members},
+            {str(self.tmp / "t-ours-reuseport3.conf")},
+        )
+        self.assertTrue(all(m.ports == group.ports for m in group.members))
+        self.assertEqual(len({*group.ports.values(), *ours.ports.values()}), 4)
+        text = (self.tmp / "t-ours-reuseport3.conf").read_text()
+        self.assertEqual(text.count("flags       = REUSEPORT"), 2)
+        plain = (self.tmp / "t-ours.conf").read_text()
+        strip = [re.sub(r"port        = \d+", "port", t) for t in (plain, text)]
+        self.assertEqual(strip[1].replace("\tflags       = REUSEPORT\n", ""), strip[0])
+        spawning = daemons.makeDaemons(names, self.tmp, self.services, "s", "/py")
+        self.assertEqual([d.name for d in spawning], ["xinetd", "ours"])
+
     def test_tcpserverName(self) -> None:
         """tcpserver comes last, asked for and with both daemons compared."""
         self.assertEqual(
@@ -325,8 +360,9 @@ class ProbeReplyTests(SynchronousTestCase):
 
 
 class _FakeDaemon:
-    def __init__(self, name: str, pid: int, port: int) -> None:
+    def __init__(self, name: str, pid: int, port: int, pids=None) -> None:
         self.name, self.pid, self.ports = name, pid, {"hello": port, "echo": port}
+        self.pids = pids or [pid]
 
 
 class MeasureTests(SynchronousTestCase):
@@ -403,6 +439,37 @@ class MeasureTests(SynchronousTestCase):
                 Path("lc"), self.daemons, self.phases.Step(w, "", [8], 10, 1), 60.0
             )
         self.assertEqual(self.resets, [True, True, False, False])
+
+    def test_groupCpu(self) -> None:
+        """
+        A daemon of several processes is measured over all their trees, and
+        its parent CPU is that of each member's own process.
+        """
+        ticks = {10: [0, 5], 20: [0, 3], 21: [0, 4]}
+        children = {10: [0, 1], 20: [0, 1], 21: [0, 1]}
+
+        def tree(pid):
+            return {(pid, 1): ticks[pid].pop(0), (pid + 100, 1): children[pid].pop(0)}
+
+        self.patch(self.phases.benchlib, "processTree", tree)
+        group = _FakeDaemon("ours-reuseport2", 20, 2, pids=[20, 21])
+        step = self.phases.Step(self.hello, "", [8], 100, 1)
+        xinetd, ours = self.phases.measure(
+            Path("lc"), [self.daemons[0], group], step, 60.0
+        )
+        tick = self.phases.TICK
+        self.assertEqual(ours.daemon, "ours-reuseport2")
+        self.assertEqual(
+            (round(ours.daemonCpuSeconds * tick), round(ours.parentCpuSeconds * tick)),
+            (9, 7),
+        )
+        self.assertEqual(
+            (
+                round(xinetd.daemonCpuSeconds * tick),
+                round(xinetd.parentCpuSeconds * tick),
+            ),
+            (6, 5),
+        )
 
     def test_levels(self) -> None:
         """With one round per concurrency the order flips between them."""
