@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import Daemon, fetch, freePort
 from tests.test_config_support import messages, parse, service
-from tests.test_integration_kinds import _waitFor
+from tests.test_integration_kinds import _attrs, _service, _waitFor
 from tests.test_integration_stream import DaemonTestCase
 from tests.test_listen_unix import unixBody
 from xinetd_twisted.config.model import Severity
@@ -104,11 +104,18 @@ class ConfigTests(SynchronousTestCase):
 
 
 def _echo(port: int, flags: str) -> str:
-    extra = f"\tflags\t\t= {flags}\n" if flags else ""
-    return (
-        "service echo\n{\n\ttype\t\t= INTERNAL UNLISTED\n\tid\t\t= echo-stream\n"
-        f"\tsocket_type\t= stream\n\twait\t\t= no\n\tbind\t\t= 127.0.0.1\n"
-        f"\tport\t\t= {port}\n\tlog_on_success\t= PID\n{extra}}}\n"
+    return _service(
+        "echo",
+        _attrs(
+            type="INTERNAL UNLISTED",
+            id="echo-stream",
+            socket_type="stream",
+            wait="no",
+            bind="127.0.0.1",
+            port=port,
+            log_on_success="PID",
+            **({"flags": flags} if flags else {}),
+        ),
     )
 
 
