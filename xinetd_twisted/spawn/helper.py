@@ -54,12 +54,13 @@ Helper to daemon, one message holding a list of events:
 
 Children that need credentials (and nothing that needs Python in the child)
 are started by a sub-helper per credential set and lane, forked from this
-helper with those credentials, which can then use vfork: several times
+helper with those credentials, which can then use vfork (the compiled one
+a clone that shares its memory without waiting for the exec): several times
 cheaper than forking this helper.  Once it has them, the fork execs the
 compiled sub-helper (C{subhelper.c}, built beside this file) where it is
 built, which speaks a sub-helper's side of this wire without Python;
 otherwise it goes on as L{_Helper} with C{isSub}.  A sub-helper starts one
-child at a time (vfork holds it until the child has exec'd), so the daemon
+child at a time (until the child has exec'd), so the daemon
 spreads a busy credential set's spawns over a few lanes, one sub-helper
 each, started when the first falls behind (silent for a few milliseconds
 while spawns wait on it, or with many waiting).  The first spawns of a

@@ -87,7 +87,7 @@ Most sub-helpers one credential set gets by default.
 def defaultLanes(cpus: Optional[int] = None) -> int:
     """
     Sub-helpers per credential set: one per CPU (each starts one child at a
-    time: vfork holds it until the child has exec'd), at most L{MAX_LANES}.
+    time, until the child has exec'd), at most L{MAX_LANES}.
     """
     if cpus is None:
         cpus = len(os.sched_getaffinity(0))

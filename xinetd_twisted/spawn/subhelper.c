@@ -10,10 +10,11 @@
  * The wire is helper.py's (marshal-encoded tuples, see its docstring):
  * "T", "S" and "K" in; lists of "s", "f", "x" and "e" events out.
  *
- * Each server is started with vfork and set up in the child with system
- * calls only, as _posixsubprocess does; a failure before or at exec is
- * left in this process's memory (shared until exec) and reported as "x"
- * when the child is reaped.  Like the Python sub-helper, this one checks
+ * Each server is started with clone(CLONE_VM) (vfork where raw system
+ * calls are not written for the machine) and set up in the child with
+ * system calls only; a failure before or at exec is left in this
+ * process's memory (shared until exec) and reported as "x" when the
+ * child is reaped.  Like the Python sub-helper, this one checks
  * its own resource limits (which the child inherits) once a wake-up for
  * each template, and ends when one it cannot restore was lowered.
  */
@@ -584,8 +585,131 @@ static int childIndex(pid_t pid)
     return -1;
 }
 
-/* Written by a vfork child before it exits: its memory is ours until then. */
-static volatile int childErr, childStage;
+/* ---- starting a server ----
+ *
+ * Where we can make system calls without the C library (x86-64, arm64),
+ * a server is started with clone(CLONE_VM) and no CLONE_VFORK: the child
+ * sets itself up on a stack of its own in our memory while we go on,
+ * close our copy of the connection and report, on our own CPU.  A vfork
+ * parent is woken in the middle of its child's exec, on the child's CPU:
+ * it either preempts the server there or waits for it, and the client's
+ * EOF waits for our close either way.
+ *
+ * The child shares our memory and our thread pointer until it execs, so
+ * it calls nothing of the C library (even errno is ours): raw system
+ * calls only, and what it reads (the template, envp in the arena, the
+ * stack) stays as it is until the kernel has cleared start.tid, at its
+ * exec or its exit (CLONE_CHILD_CLEARTID).  settle() waits for that
+ * before the next message is decoded: one child at a time sets up, as
+ * with vfork, but nobody waits for it unless there is more to do.
+ * Elsewhere, vfork as _posixsubprocess does.
+ */
+
+typedef struct {
+    volatile pid_t tid; /* the kernel's: non-zero until the child execs or exits */
+    pid_t pid;          /* the child still using our memory, or 0 */
+    volatile int err, stage;
+    const Template *t;
+    int fd;
+    char **envp;
+} Start;
+
+static Start start;
+
+#if defined(__x86_64__) || defined(__aarch64__)
+#define START_WITH_CLONE 1
+#include <linux/futex.h>
+#include <sched.h>
+
+static inline __attribute__((always_inline)) long sys(long n, long a, long b, long c, long d)
+{
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = d;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return ret;
+#else
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return x0;
+#endif
+}
+
+static unsigned char childStack[64 * 1024] __attribute__((aligned(64)));
+
+/* helper.py's _forkChild, in its order, minus the credentials we already
+ * have; a failure is left in start and the child exits 127. */
+static int childSetup(void *arg)
+{
+    Start *s = arg;
+    const Template *t = s->t;
+    int stage = 1;
+    long r = 0;
+    if (t->newSession && (r = sys(SYS_setsid, 0, 0, 0, 0)) < 0)
+        goto fail;
+    if (t->chroot && (r = sys(SYS_chroot, (long)t->chroot, 0, 0, 0)) < 0)
+        goto fail;
+    if ((r = sys(SYS_chdir, (long)t->cwd, 0, 0, 0)) < 0)
+        goto fail;
+    if (t->nice) {
+        /* nice(3): the kernel's getpriority is 20 - nice. */
+        if ((r = sys(SYS_getpriority, PRIO_PROCESS, 0, 0, 0)) < 0)
+            goto fail;
+        r = sys(SYS_setpriority, PRIO_PROCESS, 0, 20 - r + t->nice, 0);
+        if (r == -EACCES)
+            r = -EPERM;
+        if (r < 0)
+            goto fail;
+    }
+    if (!t->inherited)
+        for (int k = 0; k < t->nLimits; k++)
+            if ((r = sys(SYS_prlimit64, 0, t->limits[k].resource, (long)&t->limits[k].value, 0)) < 0)
+                goto fail;
+    sys(SYS_umask, t->umask, 0, 0, 0);
+    if (t->noNewPrivileges && (r = sys(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0)) < 0)
+        goto fail;
+    for (int target = 0; target < 3; target++) {
+        /* dup3 refuses its own descriptor; dup2 would keep its CLOEXEC. */
+        r = s->fd == target ? sys(SYS_fcntl, target, F_SETFD, 0, 0) : sys(SYS_dup3, s->fd, target, 0, 0);
+        if (r < 0)
+            goto fail;
+    }
+    if (sys(SYS_close_range, 3, ~0U, 0, 0) < 0) {
+        struct rlimit lim;
+        long top = 65536;
+        if (sys(SYS_prlimit64, 0, RLIMIT_NOFILE, 0, (long)&lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+            top = (long)lim.rlim_cur;
+        for (long fd = 3; fd < top; fd++)
+            sys(SYS_close, fd, 0, 0, 0);
+    }
+    /* Our SIGCHLD is blocked for signalfd: the server starts unblocked. */
+    unsigned long none = 0;
+    sys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, sizeof none);
+    stage = 2;
+    r = sys(SYS_execve, (long)t->executable, (long)t->argv, (long)s->envp, 0);
+fail:
+    s->err = (int)-r;
+    s->stage = stage;
+    for (;;)
+        sys(SYS_exit_group, 127, 0, 0, 0);
+    return 127; /* not reached */
+}
+
+static pid_t startChild(void)
+{
+    return clone(childSetup, childStack + sizeof childStack,
+                 CLONE_VM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, &start,
+                 (pid_t *)&start.tid, NULL, (pid_t *)&start.tid);
+}
+
+#else
 
 static void closeFrom(int low)
 {
@@ -598,7 +722,9 @@ static void closeFrom(int low)
 }
 
 /* In the vfork child: helper.py's _forkChild, in its order, minus the
- * credentials we already have. */
+ * credentials we already have.  Our memory is the child's until it
+ * execs or exits, so it may use the C library and leave a failure in
+ * start. */
 static void __attribute__((noreturn)) childSetup(const Template *t, int fd, char **envp)
 {
     int stage = 1;
@@ -626,24 +752,49 @@ static void __attribute__((noreturn)) childSetup(const Template *t, int fd, char
         if (dup2(fd, target) < 0)
             goto fail;
     closeFrom(3);
-    /* Our SIGCHLD is blocked for signalfd: the server starts unblocked. */
     sigprocmask(SIG_SETMASK, &none, NULL);
     stage = 2;
     execve(t->executable, t->argv, envp);
 fail:
-    childErr = errno;
-    childStage = stage;
+    start.err = errno;
+    start.stage = stage;
     _exit(127);
 }
 
 /* Nothing of the caller's is live across the vfork: the child runs on
  * this stack until it execs. */
-static pid_t __attribute__((noinline)) startChild(const Template *t, int fd, char **envp)
+static pid_t __attribute__((noinline)) startChild(void)
 {
     pid_t pid = vfork();
     if (pid == 0)
-        childSetup(t, fd, envp);
+        childSetup(start.t, start.fd, start.envp);
     return pid;
+}
+
+#endif
+
+/* Wait (if block) for the child still using our memory to exec or exit,
+ * and keep how its setup went for its exit report. */
+static void settle(int block)
+{
+    if (start.pid == 0)
+        return;
+    for (;;) {
+        pid_t tid = __atomic_load_n(&start.tid, __ATOMIC_ACQUIRE);
+        if (tid == 0)
+            break;
+        if (!block)
+            return;
+#ifdef START_WITH_CLONE
+        syscall(SYS_futex, &start.tid, FUTEX_WAIT, tid, NULL, NULL, 0);
+#endif
+    }
+    int k = childIndex(start.pid);
+    if (k >= 0) {
+        children[k].err = start.err;
+        children[k].stage = start.stage;
+    }
+    start.pid = 0;
 }
 
 /* ("S", requestId, templateId, extraEnv, lane) with the connection. */
@@ -696,17 +847,25 @@ static void spawn(V *m, int fd)
         if (isBytes(extra->items[k]))
             envp[n++] = (char *)extra->items[k]->s;
     envp[n] = NULL;
-    childErr = 0;
-    childStage = 0;
-    pid_t pid = startChild(t, fd, envp);
+    start.err = 0;
+    start.stage = 0;
+    start.t = t;
+    start.fd = fd;
+    start.envp = envp;
+    start.tid = 0;
+    pid_t pid = startChild();
     if (pid < 0) {
         failed(rid, errno, fd, NULL);
         return;
     }
     children[nChildren].pid = pid;
-    children[nChildren].err = childErr;
-    children[nChildren].stage = childStage;
+    children[nChildren].err = 0;
+    children[nChildren].stage = 0;
     nChildren++;
+    start.pid = pid;
+    /* A vfork child has exec'd or exited by now: this only keeps its
+     * report. */
+    settle(0);
     started(rid, pid);
 }
 
@@ -727,6 +886,8 @@ static void reap(void)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0)
             return;
+        if (pid == start.pid)
+            settle(0); /* it has exited: its tid is clear */
         int k = childIndex(pid);
         if (k < 0) {
             reaped(pid, status, 0, 0);
@@ -739,6 +900,8 @@ static void reap(void)
 
 static void handle(int inbox, const unsigned char *data, size_t n, int *fds, int nFds)
 {
+    /* The arena and the templates may be the setting-up child's. */
+    settle(1);
     arenaUsed = 0;
     V *m = decode(data, n);
     if (isSeq(m, 1) && isBytes(m->items[0]) && m->items[0]->n == 1) {
