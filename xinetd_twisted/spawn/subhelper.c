@@ -602,7 +602,8 @@ static int childIndex(pid_t pid)
  * exec or its exit (CLONE_CHILD_CLEARTID).  settle() waits for that
  * before the next message is decoded: one child at a time sets up, as
  * with vfork, but nobody waits for it unless there is more to do.
- * Elsewhere, vfork as _posixsubprocess does.
+ * Elsewhere (or built with -DSUBHELPER_VFORK, as the tests build it too),
+ * vfork as _posixsubprocess does.
  */
 
 typedef struct {
@@ -616,7 +617,7 @@ typedef struct {
 
 static Start start;
 
-#if defined(__x86_64__) || defined(__aarch64__)
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SUBHELPER_VFORK)
 #define START_WITH_CLONE 1
 #include <linux/futex.h>
 #include <sched.h>
