@@ -97,6 +97,10 @@ class Daemon:
 
     @ivar name: C{"xinetd"} or C{"ours"} (or C{"ours-<variant>"}).
     @ivar ports: service name to the port this daemon's config uses.
+    @ivar newSession: start it in a session of its own, as systemd
+        (C{SameProcessGroup=no}, the default) and a daemonizing start do.
+        Under autogroup scheduling a session is also a CPU share: in the
+        bench's own session a daemon would share one with the CPU burner.
     """
 
     def __init__(
@@ -107,8 +111,10 @@ class Daemon:
         logPath: Path,
         cwd: Optional[Path] = None,
         env: Optional[Dict[str, str]] = None,
+        newSession: bool = True,
     ) -> None:
         self.name = name
+        self.newSession = newSession
         self.argv = argv
         self.ports = ports
         self.logPath = logPath
@@ -143,6 +149,7 @@ class Daemon:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.newSession,
         )
         log.close()
 
@@ -337,6 +344,7 @@ def makeDaemons(
     python: str,
     serviceLog: bool = False,
     oursOptions: Sequence[str] = (),
+    newSession: bool = True,
 ) -> List[Daemon]:
     """
     Write one config per daemon (the same text, own ports) and describe how
@@ -348,6 +356,8 @@ def makeDaemons(
     @param tag: names this set's configs and logs in C{tmp}.
     @param serviceLog: FILE logging of successes (see L{benchlib.renderConfig}).
     @param oursOptions: more options for each of our daemons.
+    @param newSession: start each daemon in a session of its own (see
+        L{Daemon}); false keeps them in the bench's session, the burner's.
     """
     ports = iter(benchlib.freePorts(len(names) * len(services)))
     daemons = []
@@ -358,13 +368,16 @@ def makeDaemons(
             one = services[0] if len(services) == 1 else None
             argv = None if one is None else tcpserverArgv(one, own[one.name])
             if argv is not None:
-                daemons.append(Daemon(name, argv, own, tmp / f"{tag}-{name}.log"))
+                log = tmp / f"{tag}-{name}.log"
+                daemons.append(Daemon(name, argv, own, log, newSession=newSession))
             continue
         if name.startswith(REUSEPORT_PREFIX):
             if all(w.server is None for w in services):
                 count = int(name[len(REUSEPORT_PREFIX) :])
                 daemons.append(
-                    reuseportGroup(name, count, tmp, services, own, tag, python)
+                    reuseportGroup(
+                        name, count, tmp, services, own, tag, python, newSession
+                    )
                 )
             continue
         logFile = tmp / f"{tag}-{name}-services.log" if serviceLog else None
@@ -372,7 +385,8 @@ def makeDaemons(
         cfg.write_text(benchlib.renderConfig(services, own, logFile))
         daemonLog = tmp / f"{tag}-{name}.log"
         if name == "xinetd":
-            daemons.append(Daemon(name, xinetdArgv(cfg, daemonLog), own, daemonLog))
+            argv = xinetdArgv(cfg, daemonLog)
+            daemons.append(Daemon(name, argv, own, daemonLog, newSession=newSession))
             continue
         options = list(oursOptions)
         if name == "ours-metrics":
@@ -381,7 +395,17 @@ def makeDaemons(
         elif name != "ours":
             options += ["--spawner", name[len("ours-") :]]
         argv = oursArgv(python, cfg, options)
-        daemons.append(Daemon(name, argv, own, daemonLog, cwd=REPO, env=oursEnv()))
+        daemons.append(
+            Daemon(
+                name,
+                argv,
+                own,
+                daemonLog,
+                cwd=REPO,
+                env=oursEnv(),
+                newSession=newSession,
+            )
+        )
     return daemons
 
 
@@ -393,6 +417,7 @@ def reuseportGroup(
     ports: Dict[str, int],
     tag: str,
     python: str,
+    newSession: bool = True,
 ) -> DaemonGroup:
     """
     C{count} of our daemons on one config, the same as the others' but for
@@ -412,6 +437,7 @@ def reuseportGroup(
             tmp / f"{tag}-{name}.{i}.log",
             cwd=REPO,
             env=oursEnv(),
+            newSession=newSession,
         )
         for i in range(count)
     ]

@@ -91,6 +91,7 @@ class Bench:
             self.python,
             self.args.log,
             [*self.args.ours_option, *oursOptions],
+            not self.args.same_session,
         )
 
     @contextlib.contextmanager

@@ -250,6 +250,13 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--only", choices=("both", "xinetd", "ours"), default="both")
     p.add_argument(
+        "--same-session",
+        action="store_true",
+        help="start the daemons in the bench's own session, the CPU burner's"
+        " (the arrangement of the first nine passes), instead of each in a"
+        " session of its own, as systemd and a daemonizing start give them",
+    )
+    p.add_argument(
         "--log",
         action="store_true",
         help="log_type = FILE with log_on_success = PID HOST EXIT DURATION",

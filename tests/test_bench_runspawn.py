@@ -222,6 +222,45 @@ class MakeDaemonsTests(SynchronousTestCase):
         )
         self.assertTrue(ours.env["PYTHONPATH"].startswith(str(benchlib.REPO)))
 
+    def test_sessions(self) -> None:
+        """
+        Every daemon, each member of a group too, gets a session of its own
+        unless asked not to, and the process really starts as its leader.
+        """
+        known = benchlib.workloads(Path("/srv/hello"))
+        names = daemons.daemonNames("both", [], False, True, reuseport=2)
+        one = [known["hello"]]
+        internal = [known["daytime"]]
+        for newSession in (True, False):
+            ds = [
+                *daemons.makeDaemons(
+                    names, self.tmp, one, "a", "/py", False, (), newSession
+                ),
+                *daemons.makeDaemons(
+                    names, self.tmp, internal, "b", "/py", False, (), newSession
+                ),
+            ]
+            members = [m for d in ds for m in getattr(d, "members", [d])]
+            self.assertEqual(
+                {m.name.split(".")[0] for m in members},
+                {"xinetd", "ours", "tcpserver", "ours-reuseport2"},
+            )
+            self.assertEqual({m.newSession for m in members}, {newSession})
+        self.assertFalse(run_spawn.parseArgs([]).same_session)
+        self.assertTrue(run_spawn.parseArgs(["--same-session"]).same_session)
+        for newSession in (True, False):
+            d = daemons.Daemon(
+                "sleeper",
+                ["sleep", "30"],
+                {},
+                self.tmp / "s.log",
+                newSession=newSession,
+            )
+            d.start()
+            self.addCleanup(d.stop)
+            self.assertEqual(os.getsid(d.pid) == d.pid, newSession)
+            d.stop()
+
     def test_only(self) -> None:
         """--only keeps the daemons whose name starts with it."""
         self.assertEqual(
