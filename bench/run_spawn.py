@@ -306,7 +306,7 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         default=0,
         metavar="N",
         help="in the phases of internal services (inprocess, saturation's"
-        " daytime) also run N of our daemons sharing the ports with"
+        " daytime and echo) also run N of our daemons sharing the ports with"
         " flags = REUSEPORT (daemon ours-reuseportN)",
     )
     p.add_argument(

@@ -603,7 +603,10 @@ static int childIndex(pid_t pid)
  * before the next message is decoded: one child at a time sets up, as
  * with vfork, but nobody waits for it unless there is more to do.
  * Elsewhere (or built with -DSUBHELPER_VFORK, as the tests build it too),
- * vfork as _posixsubprocess does.
+ * vfork as _posixsubprocess does, with a setup in C library calls: those
+ * machines include 32-bit ones, where struct rlimit is not the kernel's
+ * prlimit64 layout.  The two childSetup()s do the same steps in the same
+ * order (helper.py's _forkChild's); a change to one is a change to both.
  */
 
 typedef struct {
