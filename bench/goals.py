@@ -11,6 +11,7 @@ import statistics
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import attr
+import ceiling
 from benchlib import TreeMemory, clientCpuCell, rowLabel
 
 MET = "met"
@@ -75,6 +76,7 @@ class Report:
     @ivar rows: L{benchlib.summarise} rows of the spawn, burn and in-process
         modes.
     @ivar saturation: L{benchlib.summarise} rows of the saturation mode.
+    @ivar ceiling: L{ceiling.row}s of the ceiling mode.
     @ivar startup: L{startup.measureStartup}'s seconds by kind.
     @ivar startupServices: how many services the start-up runs configured.
     @ivar spawnFloor: L{benchlib.spawnFloor}'s microseconds a start of the
@@ -84,6 +86,7 @@ class Report:
 
     rows: List[Dict] = attr.Factory(list)
     saturation: List[Dict] = attr.Factory(list)
+    ceiling: List[Dict] = attr.Factory(list)
     memory: Optional[MemoryResult] = None
     startup: Optional[Mapping[str, Sequence[float]]] = None
     startupServices: int = 1000
@@ -409,24 +412,53 @@ def describeSaturation(rows: Sequence[Mapping], workload: str, daemon: str) -> s
     )
 
 
-def ceilingGoals(rows: Sequence[Mapping], ours: str = "ours") -> List[GoalLine]:
+def ceilingGoals(
+    rows: Sequence[Mapping],
+    ours: str = "ours",
+    quotaRows: Sequence[Mapping] = (),
+) -> List[GoalLine]:
     """
     Where the ceiling is: the rate at which our reactor thread saturates,
-    for internal daytime and for spawn hello; xinetd's beside.
+    for internal daytime and for spawn hello; xinetd's beside.  Found on a
+    whole core (the saturation mode's C{rows}), or under a CPU quota (the
+    ceiling mode's C{quotaRows}, every quota measured saturated).
     """
     lines = []
     for workload in ("daytime", "hello"):
-        name = f"ceiling, {workload}: parent at {SATURATED * 100:.0f}% of a core"
+        name = f"ceiling, {workload}: reactor at {SATURATED * 100:.0f}% of its CPU"
         target = "found"
-        if not any(r["workload"] == workload for r in rows):
+        whole = [r for r in rows if r["workload"] == workload]
+        quota = [r for r in quotaRows if r["workload"] == workload]
+        if not whole and not quota:
             lines.append(GoalLine(name, "-", target, NOT_RUN))
             continue
-        value = (
-            f"{describeSaturation(rows, workload, ours)}; xinetd "
-            f"{describeSaturation(rows, workload, 'xinetd')}"
+        parts = []
+        found = False
+        if whole:
+            parts.append(
+                f"a core: {describeSaturation(rows, workload, ours)}; xinetd "
+                f"{describeSaturation(rows, workload, 'xinetd')}"
+            )
+            found = saturationPoint(rows, workload, ours) is not None
+        shares = {r["share"] for r in quota if r["daemon"] == ours}
+        if shares:
+            parts.append(
+                "under a quota: "
+                + ceiling.describe(quotaRows, workload, ours, SATURATED)
+            )
+            found = found or all(
+                ceiling.ceilingPoint(quotaRows, workload, ours, s, SATURATED)
+                is not None
+                for s in shares
+            )
+            if any(r["daemon"] == "xinetd" for r in quota):
+                parts.append(
+                    "xinetd "
+                    + ceiling.describe(quotaRows, workload, "xinetd", SATURATED)
+                )
+        lines.append(
+            GoalLine(name, " / ".join(parts), target, MET if found else NOT_MET)
         )
-        found = saturationPoint(rows, workload, ours) is not None
-        lines.append(GoalLine(name, value, target, MET if found else NOT_MET))
     return lines
 
 
@@ -439,7 +471,7 @@ def evaluate(report: Report, ours: str = "ours") -> List[GoalLine]:
         lambda: inprocessGoals(report.rows, ours),
         lambda: memoryGoals(report.memory, ours),
         lambda: [startupGoal(report.startup, report.startupServices)],
-        lambda: ceilingGoals(report.saturation, ours),
+        lambda: ceilingGoals(report.saturation, ours, report.ceiling),
     ]
     return [line for part in parts for line in part()]
 

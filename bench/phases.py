@@ -96,15 +96,26 @@ class Bench:
 
     @contextlib.contextmanager
     def running(
-        self, tag: str, services: Sequence[Workload], check: Sequence[Workload]
+        self,
+        tag: str,
+        services: Sequence[Workload],
+        check: Sequence[Workload],
+        only: Optional[Sequence[str]] = None,
+        oursOptions: Sequence[str] = (),
     ) -> Iterator[List[Daemon]]:
         """
         Start one phase's daemons, check that each serves C{check}, stop them
         by pid on the way out.
 
+        @param only: start only the daemons of these names.
+        @param oursOptions: see L{make}.
         @raise PhaseFailed: a daemon did not start or serve.
         """
-        started = self.make(tag, services)
+        started = [
+            d
+            for d in self.make(tag, services, oursOptions)
+            if only is None or d.name in only
+        ]
         try:
             for d in started:
                 d.start()
@@ -229,18 +240,7 @@ def runPhase(
     with bench.running(tag, services, measured) as ds:
         time.sleep(0.5)
         idle = {d.name: treeNote("idle", d, exclude) for d in ds}
-        for d in ds:
-            # Warm-up: page cache, allocator, and helpers started on first use.
-            for w in measured:
-                benchlib.runClient(
-                    bench.client,
-                    d.ports[w.name],
-                    4,
-                    300,
-                    20.0,
-                    w.payload,
-                    resetAfterReply=benchlib.clientResets(w),
-                )
+        warmUp(bench, ds, measured)
         args = bench.args
         for step in steps:
             if not step.burn:
@@ -259,6 +259,23 @@ def runPhase(
             after = treeNote("after the runs", d, exclude)
             bench.notes.append(f"- {d.name} [{tag}]: {idle[d.name]}; {after}")
     return rounds
+
+
+def warmUp(bench: Bench, ds: Sequence[Daemon], measured: Sequence[Workload]) -> None:
+    """
+    Page cache, allocator, and the helpers started on first use.
+    """
+    for d in ds:
+        for w in measured:
+            benchlib.runClient(
+                bench.client,
+                d.ports[w.name],
+                4,
+                300,
+                20.0,
+                w.payload,
+                resetAfterReply=benchlib.clientResets(w),
+            )
 
 
 def timedFetch(port: int) -> float:

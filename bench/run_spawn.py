@@ -14,7 +14,10 @@ daemons in swapped order.  The modes (all but saturation run by default):
     RSS, processes) and the first connection after an idle wait;
   - startup: exec to every port listening, 1000 services, beside the floor;
   - saturation: rising concurrency until the daemon's own process uses a
-    whole core (internal daytime and spawn hello).
+    whole core (internal daytime and spawn hello);
+  - ceiling: the same with the daemon's process under a CPU quota, so that
+    its reactor saturates on a machine that cannot offer it a core's rate
+    (see bench/ceiling.py).
 
 It prints the tables, then a Goals section judging each goal of issue 12.
 
@@ -22,6 +25,7 @@ It prints the tables, then a Goals section judging each goal of issue 12.
     sudo python3 bench/run_spawn.py --quick         # the same, short
     sudo python3 bench/run_spawn.py --modes memory --idle-wait 5
     sudo python3 bench/run_spawn.py --saturation --quick
+    sudo python3 bench/run_spawn.py --ceiling
 
 Never run in CI: the numbers depend on the machine and its load.
 """
@@ -40,15 +44,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib  # noqa: E402
+import ceiling  # noqa: E402
 import daemons  # noqa: E402
 import goals  # noqa: E402
 import startup  # noqa: E402
 from benchlib import Round, Workload  # noqa: E402
 from daemons import XINETD  # noqa: E402
-from phases import Bench, PhaseFailed, Step, runPhase, timedFetch  # noqa: E402
+from phases import (  # noqa: E402
+    Bench,
+    PhaseFailed,
+    Step,
+    runPhase,
+    timedFetch,
+    warmUp,
+)
 
-MODES = ("spawn", "burn", "inprocess", "memory", "startup", "saturation")
-DEFAULT_MODES = MODES[:-1]
+MODES = ("spawn", "burn", "inprocess", "memory", "startup", "saturation", "ceiling")
+DEFAULT_MODES = MODES[:-2]
 REFERENCES = ("xinetd", "tcpserver")
 """The daemons that are not ours."""
 # Connections per saturation run: more than any level reaches in its time.
@@ -153,6 +165,54 @@ def saturationPhase(bench: Bench) -> List[Round]:
         ]
         rounds += runPhase(bench, tag, [s.workload for s in steps], steps)
     return rounds
+
+
+def ceilingPhase(bench: Bench) -> List[Dict]:
+    """
+    Internal daytime (ours and xinetd) at C{--ceiling-share} of a CPU and
+    half of it, then spawn hello (ours only: xinetd's servers would share
+    its quota) at C{--ceiling-spawn-share} and half of it, each level of
+    C{--saturation-levels} for C{--saturation-seconds}.
+
+    @return: L{ceiling.row}s.
+    """
+    known = bench.known
+    expected = {w.name: w.expectedBytes for w in known.values()}
+    ours = next(n for n in bench.names if n not in REFERENCES)
+    rows: List[Dict] = []
+    try:
+        _ceilingRuns(bench, rows, ours, expected)
+    except ceiling.QuotaUnavailable as e:
+        print(f"  ceiling mode left out: {e}")
+    return rows
+
+
+def _ceilingRuns(bench: Bench, rows: List[Dict], ours: str, expected: Dict) -> None:
+    args, known = bench.args, bench.known
+    for tag, name, share, only in (
+        ("ceiling", "daytime", args.ceiling_share, (ours, "xinetd")),
+        ("ceiling-spawn", "hello", args.ceiling_spawn_share, (ours,)),
+    ):
+        w = known[name]
+        print(
+            f"\n{tag}: {name}, each daemon's process at {share:.0%} of a CPU and half"
+        )
+        # --helper-idle 0: no helper retires and is started again by the
+        # daemon, under its quota, during the runs.
+        with bench.running(tag, [w], [w], only, ["--helper-idle", "0"]) as ds:
+            warmUp(bench, ds, [w])
+            for s in (share, share / 2):
+                rounds = ceiling.measureUnderQuota(
+                    bench.client,
+                    ds,
+                    w,
+                    s,
+                    args.saturation_levels,
+                    args.saturation_seconds,
+                    SATURATION_CAP,
+                    args.client_threads,
+                )
+                rows += [ceiling.row(r, expected[name]) for r in rounds]
 
 
 def memoryMode(bench: Bench) -> goals.MemoryResult:
@@ -365,6 +425,19 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         help="seconds per saturation level and daemon (default 3, --quick 1)",
     )
     p.add_argument(
+        "--ceiling-share",
+        type=float,
+        default=0.5,
+        help="ceiling mode: the CPU quota of each daemon's process on daytime"
+        " (it runs at half of it too)",
+    )
+    p.add_argument(
+        "--ceiling-spawn-share",
+        type=float,
+        default=0.1,
+        help="ceiling mode: the same on spawn hello (ours only)",
+    )
+    p.add_argument(
         "--client-threads",
         type=int,
         default=0,
@@ -457,6 +530,8 @@ def runModes(bench: Bench, report: goals.Report) -> None:
     report.rows = benchlib.summarise(rounds, expected)
     if "saturation" in modes:
         report.saturation = benchlib.summarise(saturationPhase(bench), expected)
+    if "ceiling" in modes:
+        report.ceiling = ceilingPhase(bench)
     if "memory" in modes:
         report.memory = memoryMode(bench)
     if "startup" in modes:
@@ -509,6 +584,9 @@ def printReport(
     if report.saturation:
         print("\n## Saturation\n")
         print(goals.formatSaturation(report.saturation))
+    if report.ceiling:
+        print("\n## Ceiling under a CPU quota\n")
+        print(ceiling.formatCeiling(report.ceiling, goals.SATURATED))
     if report.memory is not None:
         print("\n## Memory\n")
         print(goals.formatMemory(report.memory))
@@ -555,7 +633,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"\n{e}")
         return 1
     printReport(bench, report, loadBefore, began, cpuBefore)
-    rows = report.rows + report.saturation
+    rows = report.rows + report.saturation + report.ceiling
     status = 3 if any(r["errors"] or not r["bytesOk"] for r in rows) else 0
     if not args.keep and status == 0:
         for f in tmp.iterdir():

@@ -30,7 +30,8 @@ class ParseArgsTests(SynchronousTestCase):
     """
 
     def test_defaults(self) -> None:
-        """Every mode but saturation, hello at C=1,8 with 1 and 1000 services."""
+        """Every mode but saturation and ceiling, hello at C=1,8 with 1 and
+        1000 services."""
         args = run_spawn.parseArgs([])
         self.assertEqual(
             args.modes, ["spawn", "burn", "inprocess", "memory", "startup"]
@@ -43,6 +44,7 @@ class ParseArgsTests(SynchronousTestCase):
         self.assertEqual(args.inprocess_connections, 4 * args.connections)
         self.assertEqual(args.startup_rounds, args.rounds)
         self.assertEqual(args.saturation_seconds, 3.0)
+        self.assertEqual((args.ceiling_share, args.ceiling_spawn_share), (0.5, 0.1))
         self.assertEqual(args.client_threads, 0)
         self.assertTrue(args.tcpserver)
         self.assertFalse(run_spawn.parseArgs(["--no-tcpserver"]).tcpserver)
@@ -70,6 +72,8 @@ class ParseArgsTests(SynchronousTestCase):
         self.assertEqual(
             run_spawn.parseArgs(["--modes", "all"]).modes, list(run_spawn.MODES)
         )
+        self.assertIn("ceiling", run_spawn.MODES)
+        self.assertEqual(run_spawn.parseArgs(["--ceiling"]).modes, ["ceiling"])
 
     def test_unknownMode(self) -> None:
         """An unknown mode is a usage error."""
