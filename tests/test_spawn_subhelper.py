@@ -329,6 +329,26 @@ class SpawnTests(SubHelperCase):
             self.assertEqual(os.WEXITSTATUS(ended[2]), pids.pop(ended[1]))
         self.assertEqual(pids, {})
 
+    def test_burstReplaced(self) -> None:
+        """
+        A template replaced between spawns sent back to back: the children
+        started before have the old one, those after the new one (the old
+        one is freed only once no child is still setting up from it).
+        """
+        self.register(7, _template((SH, "-c", "echo old")))
+        before = [self.connect(rid, 7) for rid in range(8)]
+        self.register(7, _template((SH, "-c", "echo new")))
+        after = [self.connect(rid, 7) for rid in range(8, 16)]
+        for _ in range(16):
+            self.event("s")
+        for conns, expected in ((before, b"old\n"), (after, b"new\n")):
+            for ours in conns:
+                ours.settimeout(10)
+                output = b""
+                while chunk := ours.recv(100):
+                    output += chunk
+                self.assertEqual(output, expected)
+
     def test_signal(self) -> None:
         """C{"K"} signals a child the sub-helper started."""
         self.register(7, _template((SH, "-c", "exec sleep 30")))

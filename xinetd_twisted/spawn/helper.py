@@ -59,8 +59,9 @@ a clone that shares its memory without waiting for the exec): several times
 cheaper than forking this helper.  Once it has them, the fork execs the
 compiled sub-helper (C{subhelper.c}, built beside this file) where it is
 built, which speaks a sub-helper's side of this wire without Python;
-otherwise it goes on as L{_Helper} with C{isSub}.  A sub-helper starts one
-child at a time (until the child has exec'd), so the daemon
+otherwise it goes on as L{_Helper} with C{isSub}.  A sub-helper has only
+so many children setting up at once (one with vfork, until it has
+exec'd; the compiled one with clone, one per CPU), so the daemon
 spreads a busy credential set's spawns over a few lanes, one sub-helper
 each, started when the first falls behind (silent for a few milliseconds
 while spawns wait on it, or with many waiting).  The first spawns of a

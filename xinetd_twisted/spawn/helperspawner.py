@@ -86,8 +86,9 @@ Most sub-helpers one credential set gets by default.
 
 def defaultLanes(cpus: Optional[int] = None) -> int:
     """
-    Sub-helpers per credential set: one per CPU (each starts one child at a
-    time, until the child has exec'd), at most L{MAX_LANES}.
+    Sub-helpers per credential set: one per CPU (each has only so many
+    children setting up at once, see L{xinetd_twisted.spawn.helper}), at
+    most L{MAX_LANES}.
     """
     if cpus is None:
         cpus = len(os.sched_getaffinity(0))

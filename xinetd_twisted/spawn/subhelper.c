@@ -597,11 +597,18 @@ static int childIndex(pid_t pid)
  *
  * The child shares our memory and our thread pointer until it execs, so
  * it calls nothing of the C library (even errno is ours): raw system
- * calls only, and what it reads (the template, envp in the arena, the
- * stack) stays as it is until the kernel has cleared start.tid, at its
- * exec or its exit (CLONE_CHILD_CLEARTID).  settle() waits for that
- * before the next message is decoded: one child at a time sets up, as
- * with vfork, but nobody waits for it unless there is more to do.
+ * calls only, and what it reads stays as it is until the kernel has
+ * cleared its slot's tid, at its exec or its exit (CLONE_CHILD_CLEARTID).
+ * Each child in setup has a slot of its own: its stack, its envp and the
+ * strings the request added, its report.  A spawn takes a free slot and
+ * waits only when every slot's child is still setting up; a template is
+ * replaced only once no child is (the slots' envp point into the
+ * templates).  With one slot every spawn waited for the previous server's
+ * exec, and beside a busy CPU that server may wait for a CPU first.  We
+ * use one slot per CPU we may run on (at most SLOTS): on 2 CPUs, 4 or 8
+ * slots raised the rate beside a busy core further but doubled the tail
+ * of every connection's latency, as more servers started at once than
+ * there were CPUs to run them.
  * Elsewhere (or built with -DSUBHELPER_VFORK, as the tests build it too),
  * vfork as _posixsubprocess does, with a setup in C library calls: those
  * machines include 32-bit ones, where struct rlimit is not the kernel's
@@ -615,13 +622,26 @@ typedef struct {
     volatile int err, stage;
     const Template *t;
     int fd;
-    char **envp;
+    char **envp;       /* in env */
+    char *env;         /* envp and the request's strings, kept for the next */
+    size_t envSize;
+    unsigned long seq; /* which slot's child started first */
 } Start;
-
-static Start start;
 
 #if (defined(__x86_64__) || defined(__aarch64__)) && !defined(SUBHELPER_VFORK)
 #define START_WITH_CLONE 1
+#ifndef SLOTS
+#define SLOTS 8
+#endif
+#else
+#define SLOTS 1 /* a vfork child has exec'd or exited when vfork returns */
+#endif
+
+static Start slots[SLOTS];
+static int nSlots = 1;
+static unsigned long startSeq;
+
+#ifdef START_WITH_CLONE
 #include <linux/futex.h>
 #include <sched.h>
 
@@ -646,10 +666,11 @@ static inline __attribute__((always_inline)) long sys(long n, long a, long b, lo
 #endif
 }
 
-static unsigned char childStack[64 * 1024] __attribute__((aligned(64)));
+/* Only the pages a child touches become ours: one or two each. */
+static unsigned char childStacks[SLOTS][64 * 1024] __attribute__((aligned(64)));
 
 /* helper.py's _forkChild, in its order, minus the credentials we already
- * have; a failure is left in start and the child exits 127. */
+ * have; a failure is left in its slot and the child exits 127. */
 static int childSetup(void *arg)
 {
     Start *s = arg;
@@ -706,11 +727,12 @@ fail:
     return 127; /* not reached */
 }
 
-static pid_t startChild(void)
+static pid_t startChild(Start *s)
 {
-    return clone(childSetup, childStack + sizeof childStack,
-                 CLONE_VM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, &start,
-                 (pid_t *)&start.tid, NULL, (pid_t *)&start.tid);
+    unsigned char *stack = childStacks[s - slots];
+    return clone(childSetup, stack + sizeof childStacks[0],
+                 CLONE_VM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, s,
+                 (pid_t *)&s->tid, NULL, (pid_t *)&s->tid);
 }
 
 #else
@@ -728,7 +750,7 @@ static void closeFrom(int low)
 /* In the vfork child: helper.py's _forkChild, in its order, minus the
  * credentials we already have.  Our memory is the child's until it
  * execs or exits, so it may use the C library and leave a failure in
- * start. */
+ * its slot. */
 static void __attribute__((noreturn)) childSetup(const Template *t, int fd, char **envp)
 {
     int stage = 1;
@@ -760,45 +782,101 @@ static void __attribute__((noreturn)) childSetup(const Template *t, int fd, char
     stage = 2;
     execve(t->executable, t->argv, envp);
 fail:
-    start.err = errno;
-    start.stage = stage;
+    slots[0].err = errno;
+    slots[0].stage = stage;
     _exit(127);
 }
 
 /* Nothing of the caller's is live across the vfork: the child runs on
  * this stack until it execs. */
-static pid_t __attribute__((noinline)) startChild(void)
+static pid_t __attribute__((noinline)) startChild(Start *s)
 {
     pid_t pid = vfork();
     if (pid == 0)
-        childSetup(start.t, start.fd, start.envp);
+        childSetup(s->t, s->fd, s->envp);
     return pid;
 }
 
 #endif
 
-/* Wait (if block) for the child still using our memory to exec or exit,
- * and keep how its setup went for its exit report. */
-static void settle(int block)
+/* Wait (if block) for the child still using slot s to exec or exit, and
+ * keep how its setup went for its exit report.  Whether s is free. */
+static int settle(Start *s, int block)
 {
-    if (start.pid == 0)
-        return;
+    if (s->pid == 0)
+        return 1;
     for (;;) {
-        pid_t tid = __atomic_load_n(&start.tid, __ATOMIC_ACQUIRE);
+        pid_t tid = __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE);
         if (tid == 0)
             break;
         if (!block)
-            return;
+            return 0;
 #ifdef START_WITH_CLONE
-        syscall(SYS_futex, &start.tid, FUTEX_WAIT, tid, NULL, NULL, 0);
+        syscall(SYS_futex, &s->tid, FUTEX_WAIT, tid, NULL, NULL, 0);
 #endif
     }
-    int k = childIndex(start.pid);
+    int k = childIndex(s->pid);
     if (k >= 0) {
-        children[k].err = start.err;
-        children[k].stage = start.stage;
+        children[k].err = s->err;
+        children[k].stage = s->stage;
     }
-    start.pid = 0;
+    s->pid = 0;
+    return 1;
+}
+
+static void settleAll(void)
+{
+    for (int k = 0; k < nSlots; k++)
+        settle(&slots[k], 1);
+}
+
+/* A slot no child uses: waits for the one whose child started first if
+ * every slot is in use. */
+static Start *freeSlot(void)
+{
+    Start *oldest = &slots[0];
+    for (int k = 0; k < nSlots; k++) {
+        if (settle(&slots[k], 0))
+            return &slots[k];
+        if (slots[k].seq < oldest->seq)
+            oldest = &slots[k];
+    }
+    settle(oldest, 1);
+    return oldest;
+}
+
+/* s's envp: the template's environment, then the request's strings, all
+ * in s's own buffer but for the template's (which outlive every slot's
+ * child: see registerPart's caller). */
+static char **slotEnv(Start *s, const Template *t, V *extra, int nExtra)
+{
+    size_t size = (size_t)(t->nEnv + nExtra + 1) * sizeof(char *);
+    for (int k = 0; k < nExtra; k++)
+        if (isBytes(extra->items[k]))
+            size += extra->items[k]->n + 1;
+    if (size > s->envSize) {
+        char *grown = realloc(s->env, size);
+        if (grown == NULL)
+            return NULL;
+        s->env = grown;
+        s->envSize = size;
+    }
+    char **envp = (char **)s->env;
+    char *strings = s->env + (size_t)(t->nEnv + nExtra + 1) * sizeof(char *);
+    int n = 0;
+    for (int k = 0; k < t->nEnv; k++)
+        envp[n++] = t->env[k];
+    for (int k = 0; k < nExtra; k++) {
+        V *v = extra->items[k];
+        if (!isBytes(v))
+            continue;
+        memcpy(strings, v->s, v->n);
+        strings[v->n] = 0;
+        envp[n++] = strings;
+        strings += v->n + 1;
+    }
+    envp[n] = NULL;
+    return envp;
 }
 
 /* ("S", requestId, templateId, extraEnv, lane) with the connection. */
@@ -831,7 +909,8 @@ static void spawn(V *m, int fd)
     }
     V *extra = m->items[3];
     int nExtra = isSeq(extra, 0) ? (int)extra->n : 0;
-    char **envp = aalloc((size_t)(t->nEnv + nExtra + 1) * sizeof(char *));
+    Start *s = freeSlot();
+    char **envp = slotEnv(s, t, extra, nExtra);
     if (nChildren == capChildren) {
         int cap = capChildren ? capChildren * 2 : 64;
         Child *grown = realloc(children, cap * sizeof *children);
@@ -844,20 +923,14 @@ static void spawn(V *m, int fd)
         failed(rid, ENOMEM, fd, NULL);
         return;
     }
-    int n = 0;
-    for (int k = 0; k < t->nEnv; k++)
-        envp[n++] = t->env[k];
-    for (int k = 0; k < nExtra; k++)
-        if (isBytes(extra->items[k]))
-            envp[n++] = (char *)extra->items[k]->s;
-    envp[n] = NULL;
-    start.err = 0;
-    start.stage = 0;
-    start.t = t;
-    start.fd = fd;
-    start.envp = envp;
-    start.tid = 0;
-    pid_t pid = startChild();
+    s->err = 0;
+    s->stage = 0;
+    s->t = t;
+    s->fd = fd;
+    s->envp = envp;
+    s->tid = 0;
+    s->seq = ++startSeq;
+    pid_t pid = startChild(s);
     if (pid < 0) {
         failed(rid, errno, fd, NULL);
         return;
@@ -866,10 +939,10 @@ static void spawn(V *m, int fd)
     children[nChildren].err = 0;
     children[nChildren].stage = 0;
     nChildren++;
-    start.pid = pid;
+    s->pid = pid;
     /* A vfork child has exec'd or exited by now: this only keeps its
      * report. */
-    settle(0);
+    settle(s, 0);
     started(rid, pid);
 }
 
@@ -890,8 +963,9 @@ static void reap(void)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0)
             return;
-        if (pid == start.pid)
-            settle(0); /* it has exited: its tid is clear */
+        for (int j = 0; j < nSlots; j++)
+            if (slots[j].pid == pid)
+                settle(&slots[j], 0); /* it has exited: its tid is clear */
         int k = childIndex(pid);
         if (k < 0) {
             reaped(pid, status, 0, 0);
@@ -904,8 +978,7 @@ static void reap(void)
 
 static void handle(int inbox, const unsigned char *data, size_t n, int *fds, int nFds)
 {
-    /* The arena and the templates may be the setting-up child's. */
-    settle(1);
+    /* No child reads the arena: a spawn copies into its slot. */
     arenaUsed = 0;
     V *m = decode(data, n);
     if (isSeq(m, 1) && isBytes(m->items[0]) && m->items[0]->n == 1) {
@@ -915,6 +988,8 @@ static void handle(int inbox, const unsigned char *data, size_t n, int *fds, int
                 spawn(m, nFds ? fds[0] : -1);
             break;
         case 'T':
+            /* A template replaced may be a setting-up child's. */
+            settleAll();
             if (m->n >= 5)
                 registerPart(inbox, m);
             break;
@@ -947,6 +1022,12 @@ int main(int argc, char **argv)
             nOwnLimits++;
         }
     }
+#ifdef START_WITH_CLONE
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+        nSlots = CPU_COUNT(&cpus);
+    nSlots = nSlots < 1 ? 1 : nSlots > SLOTS ? SLOTS : nSlots;
+#endif
     nofileLimit.resource = RLIMIT_NOFILE;
     getrlimit(RLIMIT_NOFILE, &nofileLimit.value);
     sigset_t chld;
