@@ -130,22 +130,34 @@ def threadCpuNs(pid: int, proc: Path = Path("/proc")) -> int:
 
 class CpuQuota:
     """
-    A cgroup of its own with C{share} of one CPU, made beside (under) the
-    cgroup this process is in, removed on L{close}.
+    A cgroup of its own with C{share} of one CPU, removed on L{close}.
+
+    With cgroup v1 it is made under the cgroup this process is in.  With
+    v2, where a cgroup that holds processes (this one) cannot hand the cpu
+    controller to new children, it is made under this process's cgroup if
+    that already hands it down, else under the root of the hierarchy
+    (exempt from that rule; systemd enables cpu there).
     """
 
     def __init__(
-        self, share: float, name: str, selfCgroup: Optional[str] = None
+        self,
+        share: float,
+        name: str,
+        selfCgroup: Optional[str] = None,
+        root: Path = CGROUP_ROOT,
     ) -> None:
         if selfCgroup is None:
             selfCgroup = Path("/proc/self/cgroup").read_text()
         self.share = share
-        self.version, self._home = cpuHierarchy(selfCgroup)
+        self.version, self._home = cpuHierarchy(selfCgroup, root)
         settings = quotaSettings(self.version, share)
-        self.path = self._home / name
+        parent = self._home
+        if self.version == 2 and "cpu" not in _words(parent / "cgroup.subtree_control"):
+            parent = root
+        self.path = parent / name
         try:
             if self.version == 2:
-                control = self._home / "cgroup.subtree_control"
+                control = parent / "cgroup.subtree_control"
                 if "cpu" not in _words(control):
                     control.write_text("+cpu")
             self.path.mkdir()
@@ -154,6 +166,12 @@ class CpuQuota:
         except OSError as e:
             self.close()
             raise QuotaUnavailable(f"cannot set a quota in {self.path}: {e}") from e
+
+    removeTries = 50
+    """
+    Tries at removing the cgroup (a process moved out may still be leaving
+    it), 20 ms apart.
+    """
 
     def add(self, pid: int) -> None:
         """
@@ -180,7 +198,7 @@ class CpuQuota:
                 (self._home / "cgroup.procs").write_text(pid)
             except OSError:
                 pass  # it has exited
-        for _ in range(50):
+        for _ in range(self.removeTries):
             try:
                 self.path.rmdir()
                 return

@@ -94,6 +94,44 @@ class HierarchyTests(SynchronousTestCase):
         )
 
 
+class PlaceTests(SynchronousTestCase):
+    """
+    Where the quota's cgroup is made, in a tree shaped as cgroupfs.
+    """
+
+    def setUp(self) -> None:
+        self.root = Path(tempfile.mkdtemp())
+        self.addCleanup(subprocess.call, ["rm", "-rf", str(self.root)])
+        (self.root / "cgroup.controllers").write_text("cpu memory\n")
+        (self.root / "cgroup.subtree_control").write_text("cpu memory\n")
+        self.home = self.root / "bench.slice"
+        self.home.mkdir()
+        (self.home / "cgroup.procs").write_text("1\n")
+
+    def _quota(self):
+        quota = ceiling.CpuQuota(0.5, "q", _V2, self.root)
+        quota.removeTries = 1
+        return quota
+
+    def test_underHome(self) -> None:
+        """This process's cgroup already hands cpu down: the quota is made
+        under it, with cpu.max."""
+        (self.home / "cgroup.subtree_control").write_text("cpu\n")
+        quota = self._quota()
+        self.assertEqual(quota.path, self.home / "q")
+        self.assertEqual((quota.path / "cpu.max").read_text(), "10000 20000")
+
+    def test_underRoot(self) -> None:
+        """It does not (it holds processes, so it cannot start to): the
+        quota is made under the root, and close moves what is left home."""
+        (self.home / "cgroup.subtree_control").write_text("memory\n")
+        quota = self._quota()
+        self.assertEqual(quota.path, self.root / "q")
+        quota.add(42)
+        quota.close()
+        self.assertEqual((self.home / "cgroup.procs").read_text(), "42")
+
+
 class CountersTests(SynchronousTestCase):
     """
     What is written and read.
