@@ -114,6 +114,23 @@ class ParseArgsTests(SynchronousTestCase):
         self.assertEqual(args.concurrency, [2, 4, 16])
 
 
+class CeilingPhaseTests(SynchronousTestCase):
+    """
+    The ceiling mode's phase without a daemon of ours.
+    """
+
+    def test_onlyXinetd(self) -> None:
+        """With --only xinetd it says why it is left out and starts nothing."""
+        args = run_spawn.parseArgs(["--ceiling", "--only", "xinetd"])
+        known = benchlib.workloads(Path("/srv/hello"))
+        bench = run_spawn.Bench(args, Path("lc"), known, Path("/nonexistent"), "", [])
+        self.patch(bench, "running", None)  # calling it would fail the test
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        self.assertEqual(run_spawn.ceilingPhase(bench), [])
+        self.assertIn("ceiling mode left out", out.getvalue())
+
+
 class SpawnPlanTests(SynchronousTestCase):
     """
     The phases the spawn and burn modes run.
