@@ -58,20 +58,22 @@ class HierarchyTests(SynchronousTestCase):
         self.root = Path(tempfile.mkdtemp())
         self.addCleanup(subprocess.call, ["rm", "-rf", str(self.root)])
 
-    def test_version1(self) -> None:
-        """A v1 cpu line names the controller's mount and the path in it."""
-        mount = self.root / "cpu,cpuacct"
+    def _mount(self, name: str) -> Path:
+        mount = self.root / name
         mount.mkdir()
         (mount / "cpu.cfs_quota_us").write_text("-1\n")
+        return mount
+
+    def test_version1(self) -> None:
+        """A v1 cpu line names the controller's mount and the path in it."""
+        mount = self._mount("cpu,cpuacct")
         self.assertEqual(
             ceiling.cpuHierarchy(_V1, self.root), (1, mount / "user.slice")
         )
 
     def test_version1Alias(self) -> None:
         """A joint controller mounted as plain cpu is found there."""
-        mount = self.root / "cpu"
-        mount.mkdir()
-        (mount / "cpu.cfs_quota_us").write_text("-1\n")
+        mount = self._mount("cpu")
         self.assertEqual(
             ceiling.cpuHierarchy(_V1, self.root), (1, mount / "user.slice")
         )
