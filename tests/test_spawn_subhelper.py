@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -120,6 +120,12 @@ class SubHelperCase(SynchronousTestCase):
             raise SkipTest(f"{SUBHELPER_NAME} is not built (make test builds it)")
         return PROGRAM
 
+    cpus: Optional[Set[int]] = None
+    """
+    The CPUs the sub-helper may run on, if not all of ours: it has one
+    slot per CPU for children setting up.
+    """
+
     def setUp(self) -> None:
         program = self.program()
         self.root, rootEnd = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -134,10 +140,12 @@ class SubHelperCase(SynchronousTestCase):
         if os.getuid() == 0:
             nobody = pwd.getpwnam("nobody")
             user = dict(user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])
+        cpus = self.cpus
         self.process = subprocess.Popen(
             [program, str(rootEnd.fileno()), str(daemonEnd.fileno())],
             pass_fds=(rootEnd.fileno(), daemonEnd.fileno()),
             stdin=subprocess.DEVNULL,
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
             **user,  # type: ignore[call-overload]
         )
         self.addCleanup(self._stop)
@@ -432,6 +440,15 @@ class FailureTests(SubHelperCase):
         self.connect(1, 7)
         self.assertEqual(self.event("f"), ("f", 1, errno.EPERM, "rlimits", True))
         self.assertEqual(self.process.wait(10), 0)
+
+
+class OneSlotSpawnTests(SpawnTests):
+    """
+    The spawn tests with the sub-helper on one CPU, so with one slot: each
+    spawn sent while a child is still setting up waits for its exec.
+    """
+
+    cpus = {min(os.sched_getaffinity(0))}
 
 
 class VforkBuildMixin:
