@@ -515,6 +515,31 @@ def runClient(
     return parsed
 
 
+def runWorkload(
+    client: Path,
+    port: int,
+    workload: Workload,
+    concurrency: int,
+    connections: int,
+    timeLimit: float,
+    threads: int = 1,
+) -> Dict[str, float]:
+    """
+    L{runClient} with C{workload}'s payload, ending its connections as
+    L{clientResets} says.
+    """
+    return runClient(
+        client,
+        port,
+        concurrency,
+        connections,
+        timeLimit,
+        workload.payload,
+        threads=threads,
+        resetAfterReply=clientResets(workload),
+    )
+
+
 def clientThreads(
     workload: Workload, concurrency: int, asked: int = 0, cpus: Optional[int] = None
 ) -> int:

@@ -257,14 +257,16 @@ def measureUnderQuota(
     seconds: float,
     connections: int,
     clientThreads: int = 0,
-) -> List[CeilingRound]:
+) -> List[Dict]:
     """
     Put each daemon's process under a quota of C{share} of a CPU and run
     C{workload} at each of C{levels} for C{seconds}, alternating the
     daemons; take the quotas away again.
+
+    @return: the L{row} of each run.
     """
     quotas: Dict[str, CpuQuota] = {}
-    rounds = []
+    rows = []
     try:
         for d in ds:
             quotas[d.name] = CpuQuota(share, f"xinetd-bench-{os.getpid()}-{d.name}")
@@ -274,15 +276,14 @@ def measureUnderQuota(
             for d in ds if level % 2 == 0 else list(reversed(ds)):
                 quota = quotas[d.name]
                 cpuBefore, statBefore = threadCpuNs(d.pid), quota.stat()
-                res = benchlib.runClient(
+                res = benchlib.runWorkload(
                     client,
                     d.ports[workload.name],
+                    workload,
                     conc,
                     connections,
                     seconds,
-                    workload.payload,
-                    threads=threads,
-                    resetAfterReply=benchlib.clientResets(workload),
+                    threads,
                 )
                 cpu = (threadCpuNs(d.pid) - cpuBefore) / 1e9
                 r = CeilingRound(
@@ -294,8 +295,8 @@ def measureUnderQuota(
                     cpu,
                     throttledShare(statBefore, quota.stat()),
                 )
-                rounds.append(r)
                 shown = row(r, workload.expectedBytes)
+                rows.append(shown)
                 print(
                     f"  {workload.name:8} quota {share:4.0%} {d.name:7} C={conc:<3}"
                     f" {res['rate']:7.0f} conns/s  errors {res['errors']:.0f}"
@@ -306,7 +307,7 @@ def measureUnderQuota(
     finally:
         for quota in quotas.values():
             quota.close()
-    return rounds
+    return rows
 
 
 def saturated(r: Mapping, threshold: float) -> bool:
@@ -316,6 +317,16 @@ def saturated(r: Mapping, threshold: float) -> bool:
     return r["reactorShare"] >= threshold * r["share"]
 
 
+def _at(
+    rows: Sequence[Mapping], workload: str, daemon: str, share: float
+) -> List[Mapping]:
+    """
+    The rows of C{daemon} on C{workload} at quota C{share}.
+    """
+    key = (workload, daemon, share)
+    return [r for r in rows if (r["workload"], r["daemon"], r["share"]) == key]
+
+
 def ceilingPoint(
     rows: Sequence[Mapping], workload: str, daemon: str, share: float, threshold: float
 ) -> Optional[Mapping]:
@@ -323,14 +334,7 @@ def ceilingPoint(
     The lowest concurrency at which C{daemon}'s reactor used C{threshold}
     of its quota of C{share}, or L{None}.
     """
-    mine = sorted(
-        (
-            r
-            for r in rows
-            if (r["workload"], r["daemon"], r["share"]) == (workload, daemon, share)
-        ),
-        key=lambda r: r["concurrency"],
-    )
+    mine = sorted(_at(rows, workload, daemon, share), key=lambda r: r["concurrency"])
     return next((r for r in mine if saturated(r, threshold)), None)
 
 
@@ -342,10 +346,7 @@ def perCore(
     what one whole core would take.  L{None} if no row saturated.
     """
     rates = [
-        r["rate"]
-        for r in rows
-        if (r["workload"], r["daemon"], r["share"]) == (workload, daemon, share)
-        and saturated(r, threshold)
+        r["rate"] for r in _at(rows, workload, daemon, share) if saturated(r, threshold)
     ]
     return max(rates) / share if rates else None
 
@@ -367,13 +368,7 @@ def describe(
         point = ceilingPoint(rows, workload, daemon, share, threshold)
         if point is None:
             top = max(
-                (
-                    r
-                    for r in rows
-                    if (r["workload"], r["daemon"], r["share"])
-                    == (workload, daemon, share)
-                ),
-                key=lambda r: r["reactorShare"],
+                _at(rows, workload, daemon, share), key=lambda r: r["reactorShare"]
             )
             parts.append(
                 f"{share:.0%} quota: not reached (at most"

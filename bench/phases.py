@@ -169,15 +169,14 @@ def measure(
             for d in ds if (level + r) % 2 == 0 else list(reversed(ds)):
                 before = treeOf(d)
                 machineBefore = daemons.cpuTimes()
-                res = benchlib.runClient(
+                res = benchlib.runWorkload(
                     client,
                     d.ports[w.name],
+                    w,
                     conc,
                     step.connections,
                     timeLimit,
-                    w.payload,
-                    threads=threads,
-                    resetAfterReply=benchlib.clientResets(w),
+                    threads,
                 )
                 busy = daemons.busyTicks(machineBefore, daemons.cpuTimes())
                 after = treeOf(d)
@@ -267,15 +266,7 @@ def warmUp(bench: Bench, ds: Sequence[Daemon], measured: Sequence[Workload]) -> 
     """
     for d in ds:
         for w in measured:
-            benchlib.runClient(
-                bench.client,
-                d.ports[w.name],
-                4,
-                300,
-                20.0,
-                w.payload,
-                resetAfterReply=benchlib.clientResets(w),
-            )
+            benchlib.runWorkload(bench.client, d.ports[w.name], w, 4, 300, 20.0)
 
 
 def timedFetch(port: int) -> float:

@@ -177,21 +177,19 @@ def ceilingPhase(bench: Bench) -> List[Dict]:
 
     @return: L{ceiling.row}s.
     """
-    known = bench.known
-    expected = {w.name: w.expectedBytes for w in known.values()}
     ours = next((n for n in bench.names if n not in REFERENCES), None)
     rows: List[Dict] = []
     if ours is None:
         print("  ceiling mode left out: it measures our daemon (--only xinetd)")
         return rows
     try:
-        _ceilingRuns(bench, rows, ours, expected)
+        _ceilingRuns(bench, rows, ours)
     except ceiling.QuotaUnavailable as e:
         print(f"  ceiling mode left out: {e}")
     return rows
 
 
-def _ceilingRuns(bench: Bench, rows: List[Dict], ours: str, expected: Dict) -> None:
+def _ceilingRuns(bench: Bench, rows: List[Dict], ours: str) -> None:
     args, known = bench.args, bench.known
     for tag, name, share, only in (
         ("ceiling", "daytime", args.ceiling_share, (ours, "xinetd")),
@@ -206,7 +204,7 @@ def _ceilingRuns(bench: Bench, rows: List[Dict], ours: str, expected: Dict) -> N
         with bench.running(tag, [w], [w], only, ["--helper-idle", "0"]) as ds:
             warmUp(bench, ds, [w])
             for s in (share, share / 2):
-                rounds = ceiling.measureUnderQuota(
+                rows += ceiling.measureUnderQuota(
                     bench.client,
                     ds,
                     w,
@@ -216,7 +214,6 @@ def _ceilingRuns(bench: Bench, rows: List[Dict], ours: str, expected: Dict) -> N
                     SATURATION_CAP,
                     args.client_threads,
                 )
-                rows += [ceiling.row(r, expected[name]) for r in rounds]
 
 
 def memoryMode(bench: Bench) -> goals.MemoryResult:
