@@ -65,6 +65,22 @@ def _isHelper(pid: int, helperPid: int) -> bool:
     return line == _cmdline(helperPid) or program == SUBHELPER_NAME.encode()
 
 
+def _children(pid: int) -> List[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _subHelpers(helperPid: int) -> List[int]:
+    """
+    The sub-helpers of the root helper C{helperPid}: the helper processes
+    among its own children.  Not among all its descendants: a server that
+    a compiled sub-helper started with clone(CLONE_VM) shows the
+    sub-helper's command line until it has exec'd, and the spawn is
+    reported started before that.
+    """
+    return [p for p in _children(helperPid) if _isHelper(p, helperPid)]
+
+
 def _heldObjects(pid: int) -> Set[str]:
     """
     The sockets and pipes (C{"socket:[inode]"}) process C{pid} holds.
@@ -202,7 +218,7 @@ class SpawnerCase(TestCase):
 
     def subHelpers(self) -> List[int]:
         helperPid = self.spawner._helperTransport.pid
-        return [p for p in _descendants(helperPid) if _isHelper(p, helperPid)]
+        return _subHelpers(helperPid)
 
     @defer.inlineCallbacks
     def sleeper(self, setup: ChildSetup) -> Any:
@@ -562,7 +578,7 @@ class HelperSpawnerTests(SpawnerCase):
         theirs.close()
         orphan = transport.pid
         helperPid = self.spawner._helperTransport.pid
-        subs = [p for p in _descendants(helperPid) if _isHelper(p, helperPid)]
+        subs = _subHelpers(helperPid)
         self.assertEqual(len(subs), 1)
         os.kill(subs[0], signal.SIGKILL)
         for _ in range(200):  # until the orphan is the helper's own child
@@ -585,7 +601,7 @@ class HelperSpawnerTests(SpawnerCase):
         creds = dict(uid=NOBODY.pw_uid, gid=NOBODY.pw_gid, supplementaryGroups=())
         yield self.probe(_probeSetup(**creds))  # the sub-helper now exists
         helperPid = self.spawner._helperTransport.pid
-        [sub] = [p for p in _descendants(helperPid) if _isHelper(p, helperPid)]
+        [sub] = _subHelpers(helperPid)
         os.kill(sub, signal.SIGSTOP)
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)

@@ -20,7 +20,13 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from tests.fakehelper import NOBODY, FakeHelperCase, FakeProtocol, messages
-from tests.test_spawn_helper import PYTHON, SpawnerCase, _Child, _probeSetup
+from tests.test_spawn_helper import (
+    PYTHON,
+    SpawnerCase,
+    _Child,
+    _children,
+    _probeSetup,
+)
 from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.interfaces import ChildSetup, SpawnError
 
@@ -427,11 +433,6 @@ def deferLater(delay: float) -> defer.Deferred:
     from twisted.internet.task import deferLater as later
 
     return later(reactor, delay, lambda: None)
-
-
-def _children(pid: int) -> List[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
 
 
 def _kill(pid: int) -> None:
