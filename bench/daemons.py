@@ -26,6 +26,13 @@ TCPSERVER = "/usr/bin/tcpserver"
 TWISTD = "from twisted.scripts.twistd import run; run()"
 STARTED = "Started working"
 """What our daemon (and xinetd) log once every socket is bound."""
+FORKSERVER_PREFIX = "forkserver"
+"""
+Names the reference C{bench/forkserver.c} with its process count
+(C{forkserver1}, C{forkserver2}) or as C{forkserver-relay}.
+"""
+FORKSERVER_RELAY = "relay"
+"""The C{--forkservers} item (and name suffix) of C{forkserver -r}."""
 REUSEPORT_PREFIX = "ours-reuseport"
 """Names the daemon of several of ours sharing the ports: C{ours-reuseport2}."""
 
@@ -304,12 +311,16 @@ def daemonNames(
     metrics: bool = False,
     tcpserver: bool = False,
     reuseport: int = 0,
+    forkservers: Sequence[str] = (),
 ) -> List[str]:
     """
     The daemons one run compares: C{xinetd}, then ours (one per C{--spawner}
     value, plus C{ours-metrics}, plus C{ours-reuseportN} for C{reuseport}
     processes sharing the ports), keeping those C{only} selects; then, with
-    C{tcpserver} and both asked for, C{tcpserver} (see L{tcpserverArgv}).
+    both asked for, the references: C{tcpserver} (see L{tcpserverArgv})
+    and a forkserver for each item of C{forkservers}: C{forkserverN} for a
+    process count N, C{forkserver-relay} for L{FORKSERVER_RELAY} (see
+    L{forkserverArgv}).
     """
     ours = [f"ours-{s}" for s in spawners] or ["ours"]
     if metrics:
@@ -317,7 +328,13 @@ def daemonNames(
     if reuseport > 1:
         ours.append(f"{REUSEPORT_PREFIX}{reuseport}")
     names = [n for n in ["xinetd", *ours] if only == "both" or n.startswith(only)]
-    return names + (["tcpserver"] if tcpserver and only == "both" else [])
+    if only != "both":
+        return names
+    references = ["tcpserver"] if tcpserver else []
+    for item in forkservers:
+        relay = item == FORKSERVER_RELAY
+        references.append(f"{FORKSERVER_PREFIX}{'-' if relay else ''}{item}")
+    return names + references
 
 
 def tcpserverArgv(service: Workload, port: int) -> Optional[List[str]]:
@@ -336,6 +353,50 @@ def tcpserverArgv(service: Workload, port: int) -> Optional[List[str]]:
     return [TCPSERVER, *fixed, *ids, "127.0.0.1", str(port), service.server]
 
 
+def forkserverArgv(
+    service: Workload, port: int, name: str, out: Path = benchlib.OUT
+) -> Optional[List[str]]:
+    """
+    C{bench/forkserver.c} (built into C{out}) serving the one spawned
+    service C{service} on 127.0.0.1:C{port} as its user, or L{None} if the
+    service is internal or the program cannot be built.
+
+    @param name: C{forkserverN} for N processes accepting,
+        C{forkserver-relay} for one accepting and a second starting (C{-r}).
+    """
+    if service.server is None:
+        return None
+    try:
+        program = benchlib.compileIfStale(
+            benchlib.BENCH / "forkserver.c", out / "forkserver", []
+        )
+    except RuntimeError:
+        return None
+    import pwd
+
+    user = pwd.getpwnam(service.user or "nobody")
+    how = name[len(FORKSERVER_PREFIX) :]
+    mode = ["-r"] if how == f"-{FORKSERVER_RELAY}" else ["-p", how]
+    ids = ["-u", str(user.pw_uid), "-g", str(user.pw_gid)]
+    return [str(program), *mode, *ids, "127.0.0.1", str(port), service.server]
+
+
+def _referenceArgv(
+    name: str, services: Sequence[Workload], port: Dict[str, int]
+) -> Optional[List[str]]:
+    """
+    The command of reference daemon C{name} (C{tcpserver} or a
+    forkserver): one program a process, so only for a phase of one spawned
+    service.
+    """
+    if len(services) != 1:
+        return None
+    (one,) = services
+    if name == "tcpserver":
+        return tcpserverArgv(one, port[one.name])
+    return forkserverArgv(one, port[one.name], name)
+
+
 def makeDaemons(
     names: Sequence[str],
     tmp: Path,
@@ -350,9 +411,10 @@ def makeDaemons(
     Write one config per daemon (the same text, own ports) and describe how
     each daemon is started; nothing runs yet.
 
-    @param names: from L{daemonNames}; C{tcpserver} only in a phase of one
-        spawned service, C{ours-reuseportN} only in a phase of internal
-        services (where one reactor thread can be the limit).
+    @param names: from L{daemonNames}; the references (C{tcpserver}, the
+        forkservers) only in a phase of one spawned service,
+        C{ours-reuseportN} only in a phase of internal services (where one
+        reactor thread can be the limit).
     @param tag: names this set's configs and logs in C{tmp}.
     @param serviceLog: FILE logging of successes (see L{benchlib.renderConfig}).
     @param oursOptions: more options for each of our daemons.
@@ -363,10 +425,8 @@ def makeDaemons(
     daemons = []
     for name in names:
         own = {w.name: next(ports) for w in services}
-        if name == "tcpserver":
-            # One program a process: only a phase of one spawned service.
-            one = services[0] if len(services) == 1 else None
-            argv = None if one is None else tcpserverArgv(one, own[one.name])
+        if name == "tcpserver" or name.startswith(FORKSERVER_PREFIX):
+            argv = _referenceArgv(name, services, own)
             if argv is not None:
                 log = tmp / f"{tag}-{name}.log"
                 daemons.append(Daemon(name, argv, own, log, newSession=newSession))

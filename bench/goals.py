@@ -238,6 +238,40 @@ def formatBusyBound(rows: Sequence[Mapping], ours: str, cpus: int) -> List[str]:
     return lines
 
 
+def _forkserverKind(name: str) -> str:
+    """What forkserver C{name} does for a connection, in a few words."""
+    how = name[len("forkserver") :]
+    if how == "-relay":
+        return "one process accepts, a second gets it over a socket pair, vforks, execs"
+    processes = "1 process" if how == "1" else f"{how} processes"
+    return f"{processes} accepting, vfork, exec, nothing else"
+
+
+def formatReferences(rows: Sequence[Mapping], ours: str) -> List[str]:
+    """
+    For each row of a forkserver (C{bench/forkserver.c}) with xinetd and
+    ours beside it: its rate and p99 against xinetd's, and ours against it.
+    How far any fork and exec server gets here is what the spawn goals can
+    be read against; the relay is the hop between our daemon and its
+    sub-helper with nothing else around it.
+    """
+    lines = []
+    for ref in rows:
+        if not ref["daemon"].startswith("forkserver"):
+            continue
+        where = (ref["workload"], ref["variant"], ref["concurrency"])
+        base, mine = _find(rows, *where, "xinetd"), _find(rows, *where, ours)
+        if base is None or mine is None or not ref["rate"] or not base["rate"]:
+            continue
+        lines.append(
+            f"- {rowLabel(ref)} C={ref['concurrency']}: {ref['daemon']}"
+            f" ({_forkserverKind(ref['daemon'])}) {ref['rate'] / base['rate']:.2f}x"
+            f" xinetd's rate, p99 {ref['p99us'] / base['p99us']:.2f}x;"
+            f" {ours} {mine['rate'] / ref['rate']:.2f}x its rate"
+        )
+    return lines
+
+
 def spawnGoals(rows: Sequence[Mapping], ours: str = "ours") -> List[GoalLine]:
     """
     Spawn path, C{user = nobody}: the rate at C=1 and C=8 with 1 and 1000

@@ -72,6 +72,7 @@ class Bench:
             self.args.metrics,
             self.args.tcpserver,
             self.args.reuseport,
+            self.args.forkservers,
         )
 
     def make(

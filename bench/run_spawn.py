@@ -62,10 +62,15 @@ from phases import (  # noqa: E402
 
 MODES = ("spawn", "burn", "inprocess", "memory", "startup", "saturation", "ceiling")
 DEFAULT_MODES = MODES[:-2]
-REFERENCES = ("xinetd", "tcpserver")
-"""The daemons that are not ours."""
 # Connections per saturation run: more than any level reaches in its time.
 SATURATION_CAP = 1_000_000
+
+
+def isReference(name: str) -> bool:
+    """
+    Whether daemon C{name} is not ours: xinetd, tcpserver or a forkserver.
+    """
+    return name in ("xinetd", "tcpserver") or name.startswith(daemons.FORKSERVER_PREFIX)
 
 
 def spawnPlan(
@@ -177,7 +182,7 @@ def ceilingPhase(bench: Bench) -> List[Dict]:
 
     @return: L{ceiling.row}s.
     """
-    ours = next((n for n in bench.names if n not in REFERENCES), None)
+    ours = next((n for n in bench.names if not isReference(n)), None)
     rows: List[Dict] = []
     if ours is None:
         print("  ceiling mode left out: it measures our daemon (--only xinetd)")
@@ -297,6 +302,29 @@ def _ints(text: str) -> List[int]:
     return [int(c) for c in text.split(",") if c]
 
 
+def _forkservers(text: str) -> List[str]:
+    """
+    The C{--forkservers} items: process counts (as C{int} spells them, so
+    that C{01} names the same C{forkserver1}) and L{daemons.FORKSERVER_RELAY},
+    each once, in the order given; each item is a daemon's name, and so its
+    log's.
+    """
+    items: List[str] = []
+    for item in (c.strip() for c in text.split(",")):
+        if not item:
+            continue
+        if item != daemons.FORKSERVER_RELAY:
+            if not (item.isascii() and item.isdigit() and int(item) > 0):
+                raise argparse.ArgumentTypeError(
+                    f"{item!r}: a process count (1 or more) or"
+                    f" {daemons.FORKSERVER_RELAY!r}"
+                )
+            item = str(int(item))
+        if item not in items:
+            items.append(item)
+    return items
+
+
 def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--connections", type=int, default=3000, help="per spawn round")
@@ -376,6 +404,17 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         action="store_false",
         help="leave out tcpserver (ucspi-tcp), run by default where installed"
         " in the phases of one spawned service, as a reference",
+    )
+    p.add_argument(
+        "--forkservers",
+        type=_forkservers,
+        default=["1", "2", daemons.FORKSERVER_RELAY],
+        metavar="N,...",
+        help="in the phases of one spawned service also run bench/forkserver.c"
+        " (accept, vfork, exec; nothing else) as references: forkserverN with"
+        " N processes accepting for each count N, forkserver-relay (one"
+        " process accepting, a second starting) for 'relay'; default"
+        " 1,2,relay; empty for none",
     )
     p.add_argument(
         "--modes",
@@ -559,7 +598,7 @@ def printReport(
     cpuBefore: Optional[List[int]] = None,
 ) -> None:
     args = bench.args
-    ours = next((n for n in bench.names if n not in REFERENCES), "ours")
+    ours = next((n for n in bench.names if not isReference(n)), "ours")
     print()
     if report.rows:
         print(
@@ -582,6 +621,10 @@ def printReport(
         if bound:
             print()
             print("\n".join(bound))
+        references = goals.formatReferences(report.rows, ours)
+        if references:
+            print()
+            print("\n".join(references))
     if report.saturation:
         print("\n## Saturation\n")
         print(goals.formatSaturation(report.saturation))

@@ -391,3 +391,79 @@ class FloorTests(SynchronousTestCase):
         ]
         lines = goals.spawnGoals(rows)
         self.assertEqual({line.status for line in lines}, {goals.NOT_RUN})
+
+
+class FormatReferencesTests(SynchronousTestCase):
+    """
+    The forkservers beside xinetd and ours.
+    """
+
+    def test_lines(self) -> None:
+        """
+        Each forkserver's rate and p99 against xinetd's, and ours against
+        its rate, with what it does for a connection.
+        """
+        rows = [
+            _row("hello", "1 svc", "xinetd", 1, 1000, p99=3000.0),
+            _row("hello", "1 svc", "ours", 1, 1500),
+            _row("hello", "1 svc", "tcpserver", 1, 1800),
+            _row("hello", "1 svc", "forkserver1", 1, 2000, p99=1500.0),
+            _row("hello", "1 svc", "forkserver2", 1, 2500, p99=1200.0),
+            _row("hello", "1 svc", "forkserver-relay", 1, 1875, p99=2400.0),
+        ]
+        self.assertEqual(
+            goals.formatReferences(rows, "ours"),
+            [
+                "- hello [1 svc] C=1: forkserver1 (1 process accepting, vfork,"
+                " exec, nothing else) 2.00x xinetd's rate, p99 0.50x; ours"
+                " 0.75x its rate",
+                "- hello [1 svc] C=1: forkserver2 (2 processes accepting, vfork,"
+                " exec, nothing else) 2.50x xinetd's rate, p99 0.40x; ours"
+                " 0.60x its rate",
+                "- hello [1 svc] C=1: forkserver-relay (one process accepts, a"
+                " second gets it over a socket pair, vforks, execs) 1.88x"
+                " xinetd's rate, p99 0.80x; ours 0.80x its rate",
+            ],
+        )
+
+    def test_oursNamed(self) -> None:
+        """Ours is the daemon named, at the forkserver's own concurrency."""
+        rows = [
+            _row("hello", "1 svc", "xinetd", 8, 1000),
+            _row("hello", "1 svc", "ours", 8, 9999),
+            _row("hello", "1 svc", "ours-helper", 8, 3000),
+            _row("hello", "1 svc", "ours-helper", 1, 7777),
+            _row("hello", "1 svc", "forkserver1", 8, 2000),
+        ]
+        (line,) = goals.formatReferences(rows, "ours-helper")
+        self.assertTrue(line.startswith("- hello [1 svc] C=8: forkserver1 "))
+        self.assertTrue(line.endswith("; ours-helper 1.50x its rate"))
+
+    def test_nothingBeside(self) -> None:
+        """
+        A forkserver row without xinetd's or ours beside it (same workload,
+        variant and concurrency), or with no rate, says nothing.
+        """
+        rows = [
+            _row("hello", "1 svc", "forkserver1", 1, 2000),
+            _row("hello", "1 svc", "ours", 1, 1500),
+            _row("hello", "1 svc", "xinetd", 8, 1000),
+            _row("hello", "burn, 1 svc", "xinetd", 1, 1000),
+            _row("hello", "burn, 1 svc", "forkserver2", 1, 2000),
+            _row("hello-raw", "1 svc", "xinetd", 1, 1000),
+            _row("hello-raw", "1 svc", "ours", 1, 1000),
+            _row("hello-raw", "1 svc", "forkserver-relay", 1, 0),
+            _row("hello", "1000 svc", "xinetd", 1, 0),
+            _row("hello", "1000 svc", "ours", 1, 1000),
+            _row("hello", "1000 svc", "forkserver1", 1, 1000),
+        ]
+        self.assertEqual(goals.formatReferences(rows, "ours"), [])
+
+    def test_notForkservers(self) -> None:
+        """xinetd, tcpserver and ours rows alone give no line."""
+        rows = [
+            _row("hello", "1 svc", "xinetd", 1, 1000),
+            _row("hello", "1 svc", "ours", 1, 1500),
+            _row("hello", "1 svc", "tcpserver", 1, 1800),
+        ]
+        self.assertEqual(goals.formatReferences(rows, "ours"), [])

@@ -1,6 +1,7 @@
 """
 Tests for bench/run_spawn.py's options and plan and bench/daemons.py's
-configs: what would run, never a daemon or a timing.
+configs: what would run, never a daemon or a timing; and bench/forkserver.c
+built and serving one connection.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ import io
 import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.benchload import load
 
@@ -96,6 +101,40 @@ class ParseArgsTests(SynchronousTestCase):
         )
         self.assertEqual(args.services, [12])
         self.assertFalse(args.defaultWorkloads)
+
+    def test_forkserversDefault(self) -> None:
+        """By default the forkservers of 1 and 2 processes and the relay run."""
+        self.assertEqual(run_spawn.parseArgs([]).forkservers, ["1", "2", "relay"])
+
+    def test_forkserversNone(self) -> None:
+        """An empty --forkservers runs none."""
+        self.assertEqual(run_spawn.parseArgs(["--forkservers", ""]).forkservers, [])
+
+    def test_forkserversList(self) -> None:
+        """
+        --forkservers takes counts and relay, each once, a count as int
+        spells it.
+        """
+        args = run_spawn.parseArgs(["--forkservers", "1,relay"])
+        self.assertEqual(args.forkservers, ["1", "relay"])
+        args = run_spawn.parseArgs(["--forkservers", "04,relay,4,relay"])
+        self.assertEqual(args.forkservers, ["4", "relay"])
+
+    def test_forkserversBad(self) -> None:
+        """A count below 1 or a word but relay is a usage error saying why."""
+        for bad in ("0", "x", "1,-2", "\u00b2"):
+            stderr = io.StringIO()
+            self.patch(sys, "stderr", stderr)
+            self.assertRaises(SystemExit, run_spawn.parseArgs, ["--forkservers", bad])
+            self.assertIn("argument --forkservers:", stderr.getvalue())
+            self.assertIn("a process count (1 or more) or 'relay'", stderr.getvalue())
+
+    def test_isReference(self) -> None:
+        """xinetd, tcpserver and the forkservers are not ours."""
+        for name in ("xinetd", "tcpserver", "forkserver1", "forkserver-relay"):
+            self.assertTrue(run_spawn.isReference(name), name)
+        for name in ("ours", "ours-metrics", "ours-helper", "ours-reuseport2"):
+            self.assertFalse(run_spawn.isReference(name), name)
 
     def test_oursOptions(self) -> None:
         """--ours-option repeats; --spawner and --concurrency are lists."""
@@ -373,6 +412,219 @@ class MakeDaemonsTests(SynchronousTestCase):
         self.patch(daemons, "TCPSERVER", str(self.tmp / "missing"))
         ds = daemons.makeDaemons(names, self.tmp, self.services[:1], "t", "/py")
         self.assertEqual([d.name for d in ds], ["xinetd", "ours"])
+
+
+class _CompileSpy:
+    """
+    Stands for L{benchlib.compileIfStale}: records each build asked for and
+    answers the target without running a compiler, or raises C{error}.
+    """
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls: list[tuple[Path, Path, list[str]]] = []
+        self.error = error
+
+    def __call__(self, source: Path, target: Path, flags) -> Path:
+        self.calls.append((source, target, list(flags)))
+        if self.error is not None:
+            raise self.error
+        return target
+
+
+class ForkserverDaemonsTests(SynchronousTestCase):
+    """
+    The forkservers of bench/forkserver.c: named after tcpserver, made like
+    it for a phase of one spawned service.
+    """
+
+    def setUp(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.known = benchlib.workloads(Path("/srv/hello"))
+        self.compile = _CompileSpy()
+        self.patch(benchlib, "compileIfStale", self.compile)
+        self.names = daemons.daemonNames(
+            "both", [], False, False, forkservers=["1", "relay"]
+        )
+
+    def test_names(self) -> None:
+        """
+        The forkservers come after tcpserver, in the order asked, and only
+        with both daemons compared.
+        """
+        forkservers = ["1", "2", "relay"]
+        self.assertEqual(
+            daemons.daemonNames("both", [], False, True, forkservers=forkservers),
+            [
+                "xinetd",
+                "ours",
+                "tcpserver",
+                "forkserver1",
+                "forkserver2",
+                "forkserver-relay",
+            ],
+        )
+        for only in ("ours", "xinetd"):
+            self.assertEqual(
+                daemons.daemonNames(only, [], False, True, forkservers=forkservers),
+                [only],
+            )
+        self.assertEqual(
+            daemons.daemonNames("both", [], False, True),
+            ["xinetd", "ours", "tcpserver"],
+        )
+
+    def test_argv(self) -> None:
+        """
+        Each forkserver serves the one spawned service as its user on its
+        own port, in a session of its own: N processes with -p N, the relay
+        with -r; the program is built into bench/out.
+        """
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
+        ids = ["-u", str(nobody.pw_uid), "-g", str(nobody.pw_gid)]
+        program = str(benchlib.OUT / "forkserver")
+        ds = daemons.makeDaemons(
+            self.names, self.tmp, [self.known["hello"]], "t", "/py"
+        )
+        self.assertEqual(
+            [d.name for d in ds], ["xinetd", "ours", "forkserver1", "forkserver-relay"]
+        )
+        one, relay = ds[2:]
+        self.assertEqual(
+            one.argv,
+            [program, "-p", "1", *ids, "127.0.0.1", str(one.ports["hello"])]
+            + ["/srv/hello"],
+        )
+        self.assertEqual(
+            relay.argv,
+            [program, "-r", *ids, "127.0.0.1", str(relay.ports["hello"])]
+            + ["/srv/hello"],
+        )
+        self.assertEqual(len({d.ports["hello"] for d in ds}), 4)
+        self.assertEqual({d.newSession for d in ds}, {True})
+        self.assertEqual(one.logPath, self.tmp / "t-forkserver1.log")
+        self.assertEqual(
+            self.compile.calls[0],
+            (benchlib.BENCH / "forkserver.c", benchlib.OUT / "forkserver", []),
+        )
+
+    def test_out(self) -> None:
+        """forkserverArgv builds the program into the directory it is given."""
+        argv = daemons.forkserverArgv(
+            self.known["hello"], 4321, "forkserver2", self.tmp
+        )
+        self.assertEqual(argv[:3], [str(self.tmp / "forkserver"), "-p", "2"])
+        self.assertEqual(argv[-3:], ["127.0.0.1", "4321", "/srv/hello"])
+        self.assertEqual(
+            self.compile.calls,
+            [(benchlib.BENCH / "forkserver.c", self.tmp / "forkserver", [])],
+        )
+
+    def test_leftOut(self) -> None:
+        """
+        With several services or an internal one there is no forkserver,
+        and nothing is built.
+        """
+        hello = self.known["hello"]
+        several = [hello, *benchlib.spread(hello, 2, _USERS, "idle")]
+        for services in (several, [self.known["echo"]], [self.known["daytime"]]):
+            ds = daemons.makeDaemons(self.names, self.tmp, services, "t", "/py")
+            self.assertEqual([d.name for d in ds], ["xinetd", "ours"])
+        self.assertEqual(self.compile.calls, [])
+
+    def test_notBuilt(self) -> None:
+        """If the program cannot be built there is no forkserver."""
+        self.patch(benchlib, "compileIfStale", _CompileSpy(RuntimeError("no cc")))
+        ds = daemons.makeDaemons(
+            self.names, self.tmp, [self.known["hello"]], "t", "/py"
+        )
+        self.assertEqual([d.name for d in ds], ["xinetd", "ours"])
+
+
+def _freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ForkserverProgramTests(SynchronousTestCase):
+    """
+    bench/forkserver.c built with cc and run: each connection gets the
+    program's output, then EOF; SIGTERM stops it.
+    """
+
+    def setUp(self) -> None:
+        if shutil.which("cc") is None:
+            raise SkipTest("no cc on PATH to build bench/forkserver.c")
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.program = benchlib.compileIfStale(
+            benchlib.BENCH / "forkserver.c", self.tmp / "forkserver", []
+        )
+        self.script = self.tmp / "hi"
+        self.script.write_text("#!/bin/sh\necho hi\n")
+        self.script.chmod(0o755)
+
+    def _start(self, *mode: str) -> tuple[subprocess.Popen, int]:
+        port = _freePort()
+        process = subprocess.Popen(
+            [str(self.program), *mode, "127.0.0.1", str(port), str(self.script)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.addCleanup(self._reap, process)
+        return process, port
+
+    def _reap(self, process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            process.kill()
+        process.wait(5)
+        assert process.stderr is not None
+        process.stderr.close()
+
+    def _fetch(self, process: subprocess.Popen, port: int) -> bytes:
+        """
+        Connect as soon as the port listens (within 5 s) and read to EOF.
+        """
+        deadline = time.monotonic() + 5.0
+        while True:
+            self.assertIsNone(process.poll(), "forkserver exited")
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), 5.0)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    self.fail(f"forkserver not listening on {port}")
+                time.sleep(0.05)
+                continue
+            break
+        with connection:
+            chunks = []
+            while data := connection.recv(4096):
+                chunks.append(data)
+        return b"".join(chunks)
+
+    def _stop(self, process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(5), 0)
+
+    def test_processes(self) -> None:
+        """With -p 1 one process accepts and starts the program."""
+        process, port = self._start("-p", "1")
+        self.assertEqual(self._fetch(process, port), b"hi\n")
+        self._stop(process)
+
+    def test_relay(self) -> None:
+        """
+        With -r the connection goes over the socket pair to the second
+        process, which starts the program; SIGTERM stops both.
+        """
+        process, port = self._start("-r")
+        self.assertEqual(self._fetch(process, port), b"hi\n")
+        self.assertEqual(self._fetch(process, port), b"hi\n")
+        self._stop(process)
 
 
 class FormatStartupTests(SynchronousTestCase):
