@@ -26,7 +26,7 @@ class PressureTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         self.table = ChannelTable(reactor, None, None, lambda why: None)  # type: ignore[arg-type]
         self.events = HelperEvents(
-            None, self.table, None, None, None, _Watchdog(), None, None
+            None, self.table, None, None, None, _Watchdog(), None, None, None
         )  # type: ignore[arg-type]
         self.changes: List[Tuple[Optional[Any], bool]] = []
         self.events.pressure = lambda key, backedUp: self.changes.append(

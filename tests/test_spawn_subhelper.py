@@ -442,6 +442,148 @@ class FailureTests(SubHelperCase):
         self.assertEqual(self.process.wait(10), 0)
 
 
+class ListenTests(SubHelperCase):
+    """
+    C{"L"}: a listening socket handed over, on which the sub-helper
+    accepts and starts each connection's server itself.
+    """
+
+    def listen(
+        self, lid: int, tid: int, family: int = socket.AF_INET, host: str = "127.0.0.1"
+    ) -> socket.socket:
+        """
+        Hand a new listening socket on C{host} to the sub-helper as
+        listener C{lid} of template C{tid}; return our copy.
+        """
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener.bind((host, 0))
+        except OSError as e:
+            raise SkipTest(f"no {host}: {e}") from e
+        self.addCleanup(listener.close)
+        listener.listen(64)
+        listener.setblocking(False)
+        rights = [
+            (
+                socket.SOL_SOCKET,
+                socket.SCM_RIGHTS,
+                array.array("i", [listener.fileno()]),
+            )
+        ]
+        self.daemon.sendmsg([wire.listenMessage(lid, tid)], rights)
+        return listener
+
+    def client(self, listener: socket.socket) -> socket.socket:
+        address = listener.getsockname()
+        sock = socket.socket(listener.family, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.settimeout(10)
+        sock.connect(address)
+        return sock
+
+    def readAll(self, sock: socket.socket) -> bytes:
+        output = b""
+        while chunk := sock.recv(4096):
+            output += chunk
+        return output
+
+    def test_acceptsAndStarts(self) -> None:
+        """
+        It answers C{"l"}, then starts a server for each client with
+        REMOTE_HOST set, reports C{"a"} with its pid and the client's host
+        and port, and reaps it as any other.
+        """
+        self.register(7, _template((SH, "-c", 'echo "from $REMOTE_HOST"; exit 4')))
+        listener = self.listen(3, 7)
+        self.assertEqual(self.event("l"), ("l", 3))
+        sock = self.client(listener)
+        kind, lid, pid, host, port = self.event("a")
+        self.assertEqual(
+            (kind, lid, host, port), ("a", 3, "127.0.0.1", sock.getsockname()[1])
+        )
+        self.assertEqual(self.readAll(sock), b"from 127.0.0.1\n")
+        ended = self.event("e")
+        self.assertEqual(ended[1], pid)
+        self.assertEqual(os.WEXITSTATUS(ended[2]), 4)
+
+    def test_ipv6(self) -> None:
+        """An IPv6 client's host is written as Python writes it."""
+        if not socket.has_ipv6:
+            raise SkipTest("no IPv6")
+        self.register(7, _template((SH, "-c", 'echo "$REMOTE_HOST"')))
+        listener = self.listen(3, 7, socket.AF_INET6, "::1")
+        self.event("l")
+        sock = self.client(listener)
+        self.assertEqual(self.event("a")[3], "::1")
+        self.assertEqual(self.readAll(sock), b"::1\n")
+
+    def test_burst(self) -> None:
+        """Twenty clients at once each get a server and an C{"a"}."""
+        self.register(7, _template((SH, "-c", "echo $REMOTE_HOST")))
+        listener = self.listen(3, 7)
+        self.event("l")
+        socks = [self.client(listener) for _ in range(20)]
+        ports = {self.event("a")[4] for _ in socks}
+        self.assertEqual(ports, {s.getsockname()[1] for s in socks})
+        for sock in socks:
+            self.assertEqual(self.readAll(sock), b"127.0.0.1\n")
+
+    def test_unknownTemplate(self) -> None:
+        """A socket for a template it does not know is refused: C{"u"}."""
+        self.listen(3, 99)
+        self.assertEqual(self.event("u"), ("u", 3))
+
+    def test_unlisten(self) -> None:
+        """
+        C{"U"} is answered C{"u"}; the next client waits for us, unserved.
+        """
+        self.register(7, _template((SH, "-c", "echo no")))
+        listener = self.listen(3, 7)
+        self.event("l")
+        self.daemon.send(wire.unlistenMessage(3))
+        self.assertEqual(self.event("u"), ("u", 3))
+        sock = self.client(listener)
+        listener.settimeout(10)
+        conn, address = listener.accept()
+        conn.close()
+        self.assertEqual(address, sock.getsockname())
+        # One not handed over is answered too.
+        self.daemon.send(wire.unlistenMessage(8))
+        self.assertEqual(self.event("u"), ("u", 8))
+
+    def test_execFails(self) -> None:
+        """A server that cannot exec is reported as a spawned one is."""
+        self.register(7, _template(("nothing",), executable="/nonexistent/program"))
+        listener = self.listen(3, 7)
+        self.event("l")
+        self.client(listener)
+        pid = self.event("a")[2]
+        self.assertEqual(self.event("x"), ("x", pid, errno.ENOENT, "exec"))
+        self.assertEqual(self.event("e"), ("e", pid, 127 << 8))
+
+    def test_loweredHardLimitHandsBack(self) -> None:
+        """
+        A connection it cannot start (its limits were lowered beyond
+        repair) comes back to the daemon in C{"h"}, and it exits.
+        """
+        self.register(7, _template((SH, "-c", "true")))
+        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        if hard == 0:
+            raise SkipTest("RLIMIT_CORE's hard limit is already 0")
+        listener = self.listen(3, 7)
+        self.event("l")
+        if os.getuid() == 0:
+            _prlimitAsNobody(self.process.pid, {resource.RLIMIT_CORE: (0, 0)})
+        else:
+            resource.prlimit(self.process.pid, resource.RLIMIT_CORE, (0, 0))
+        sock = self.client(listener)
+        self.assertEqual(self.event("h"), ("h", 3))
+        [back] = self.fds
+        os.write(back, b"still there")
+        self.assertEqual(sock.recv(100), b"still there")
+        self.assertEqual(self.process.wait(10), 0)
+
+
 class OneSlotSpawnTests(SpawnTests):
     """
     The spawn tests with the sub-helper on one CPU, so with one slot: each
@@ -465,4 +607,8 @@ class VforkSpawnTests(VforkBuildMixin, SpawnTests):
 
 
 class VforkFailureTests(VforkBuildMixin, FailureTests):
+    pass
+
+
+class VforkListenTests(VforkBuildMixin, ListenTests):
     pass

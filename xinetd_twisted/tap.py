@@ -164,6 +164,15 @@ class Options(usage.Options):
         ],
     ]
     optFlags = [
+        [
+            "accept-in-daemon",
+            None,
+            "Accept every connection in the daemon: do not hand the socket "
+            "of a plain service (a program, nothing to check: no cps, "
+            "access list, limit, banner, TLS or PROXY) to the compiled "
+            "sub-helper of its user, which otherwise accepts and starts "
+            "its servers itself.",
+        ],
         ["no-libwrap", None, "Do not consult hosts.allow/hosts.deny at all."],
         [
             "service-events",
@@ -276,6 +285,7 @@ def makeService(options: Any) -> IService:
                 options["spawner"],
                 helperIdle=options["helper-idle"],
                 schedSlice=options["sched-slice"],
+                delegating=not options["accept-in-daemon"],
             ),
             options=daemonOptions,
         )

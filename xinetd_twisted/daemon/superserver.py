@@ -130,6 +130,7 @@ def makeSpawner(
     reactor: Optional[Any] = None,
     helperIdle: Optional[float] = None,
     schedSlice: int = 0,
+    delegating: bool = True,
 ) -> ISpawner:
     """
     The spawner named by C{kind}: C{"helper"} (the fast, faithful fork
@@ -140,6 +141,9 @@ def makeSpawner(
         never retire them), L{None} for the default.
     @param schedSlice: the scheduler slice in microseconds of the daemon and
         its helpers (0: the kernel's default), with the helper spawner.
+    @param delegating: with the helper spawner, whether the sockets of
+        plain services go to their compiled sub-helpers (see
+        L{xinetd_twisted.spawn.delegation}).
     """
     if reactor is None:
         from twisted.internet import reactor as _reactor
@@ -148,11 +152,11 @@ def makeSpawner(
     if kind == "helper":
         from xinetd_twisted.spawn.helperspawner import HelperSpawner
 
-        if helperIdle is None:
-            return HelperSpawner(reactor=reactor, schedSlice=schedSlice)
-        return HelperSpawner(
-            reactor=reactor, idleTimeout=helperIdle, schedSlice=schedSlice
-        )
+        spawner = HelperSpawner(reactor=reactor, schedSlice=schedSlice)
+        if helperIdle is not None:
+            spawner.idleTimeout = helperIdle
+        spawner.delegating = delegating
+        return spawner
     if kind == "plain":
         from xinetd_twisted.spawn.reactorspawner import ReactorSpawner
 

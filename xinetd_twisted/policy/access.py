@@ -259,6 +259,21 @@ class ServicePolicy:
             return Refusal(reason, "process limit reached")
         return None
 
+    @property
+    def delegable(self) -> bool:
+        """
+        Whether no connection needs this policy at all: it is L{plain},
+        cps is off, there is no process limit and the SENSOR list is empty
+        (while so, a sub-helper may accept the service's connections, see
+        L{xinetd_twisted.spawn.delegation}).
+        """
+        return (
+            self.plain
+            and not self.rate.maximum
+            and self._processLimit.limit is None
+            and not self._sensorList
+        )
+
     def checkPlain(self, peerHost: Optional[str]) -> Optional[Refusal]:
         """
         L{check} for a L{plain} policy (the caller makes sure it is): only

@@ -13,7 +13,7 @@ C{.0} is not re-read as a network wildcard.  A repeat hit extends the expiry
 from __future__ import annotations
 
 import enum
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 from xinetd_twisted.policy.addresses import normaliseHost
 
@@ -60,6 +60,12 @@ class SensorList:
         self._seconds = seconds
         self._expiry: Dict[str, float] = {}
         self._fullReported = False
+        self.listed: List[Callable[[], None]] = []
+        """
+        Called when an address is listed while none was: a service whose
+        sub-helper accepts its connections takes them back (see
+        L{xinetd_twisted.spawn.delegation}).
+        """
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -88,7 +94,11 @@ class SensorList:
                 self._fullReported = True
                 return SensorOutcome.FULL
         self._fullReported = False
+        first = not self._expiry
         self._expiry[key] = expiry
+        if first:
+            for listed in list(self.listed):
+                listed()
         return SensorOutcome.ADDED
 
     def __contains__(self, host: object) -> bool:

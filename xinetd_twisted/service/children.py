@@ -198,6 +198,20 @@ class Children:
             self._policy().started(peer)
         self._follow(attempt, fd, d)
 
+    def adopted(self, peer: str, address: Tuple[Any, ...]) -> Child:
+        """
+        The spawner's sub-helper accepted a connection from C{address} and
+        started its server (see L{xinetd_twisted.spawn.delegation}): what
+        L{spawn} does for one, but the spawn; returns the process protocol
+        that follows the server.
+        """
+        child = Child(self, peer, self._context.wallClock(), 0.0, address)
+        child.shown = address
+        self._context.hooks.connection(self._service.serviceId)
+        if self.countsInstances:
+            self._policy().started(peer)
+        return child
+
     def _trySpawn(self, attempt: SpawnAttempt, fd: int) -> None:
         self._follow(attempt, fd, self._request(attempt, fd))
 

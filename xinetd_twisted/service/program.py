@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from zope.interface import implementer
 
@@ -34,6 +34,7 @@ from xinetd_twisted.spawn.setup import childSetupFor
 
 if TYPE_CHECKING:
     from xinetd_twisted.listen.wait import WaitDescriptor
+    from xinetd_twisted.spawn.delegation import Delegation
 
 
 def setupFor(context: DaemonContext, service: ServiceConfig) -> ChildSetup:
@@ -122,8 +123,121 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
     def __init__(self, parts: ServiceParts) -> None:
         self._parts = parts
         self._own = OwnListener(parts, self, True)
+        self._paused = False
+        self._delegation: Optional[Delegation] = None
+        self._handedOver = False
 
     factory = BuiltOnRead(_factoryOf)
+
+    # --- the socket, and handing it to the sub-helper ------------------------
+
+    def open(self, sock: socket.socket) -> None:
+        self._own.open(sock)
+        self._delegate()
+
+    def close(self) -> None:
+        self._undelegate()
+        self._own.close()
+
+    def pause(self) -> None:
+        self._paused = True
+        self._undelegate()
+        self._own.pause()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._own.resume()
+        self._delegate()
+
+    def update(self, service: ServiceConfig) -> None:
+        ProgramSetup.update(self, service)
+        # What the service is now may not be delegable, or its servers'
+        # setup (the sub-helper's template) has changed.
+        self._undelegate()
+        self._delegate()
+
+    @property
+    def delegated(self) -> bool:
+        """
+        Whether a sub-helper accepts this service's connections now.
+        """
+        return self._handedOver
+
+    def _delegable(self, sock: socket.socket) -> bool:
+        """
+        Whether nothing of the daemon is needed between the accept and the
+        server: no TLS, no PROXY header, an IP socket, and an admission
+        and policy that decide nothing (see L{ServicePolicy.delegable}).
+        """
+        service = self._parts.service
+        admission = self._parts.admission
+        return (
+            sock.family in (socket.AF_INET, socket.AF_INET6)
+            and service.tlsCertificate is None
+            and service.proxyProtocol is None
+            and admission.plain
+            and admission.policy.delegable
+        )
+
+    def _delegate(self) -> None:
+        """
+        Hand the socket to the sub-helper that starts this service's
+        servers, where the spawner can (L{HelperSpawner.delegate}) and the
+        service is delegable.
+        """
+        spawner = self._parts.context.spawner
+        sock = self._own.socket
+        if (
+            not getattr(spawner, "delegating", False)
+            or self._delegation is not None
+            or self._paused
+            or sock is None
+            or not self._delegable(sock)
+        ):
+            return
+        self._delegation = spawner.delegate(  # type: ignore[attr-defined]
+            sock, self.setup, self._accepted, self.acceptRaw, self._accepting
+        )
+        self._sensorListeners().append(self._undelegate)
+
+    def _undelegate(self) -> None:
+        """
+        Take the socket back: accept on it here again (unless paused).
+        """
+        delegation, self._delegation = self._delegation, None
+        if delegation is None:
+            return
+        listed = self._sensorListeners()
+        if self._undelegate in listed:
+            listed.remove(self._undelegate)
+        delegation.withdraw()
+        self._accepting(False)
+
+    def _sensorListeners(self) -> List[Callable[[], None]]:
+        sensorList = self._parts.context.policy.sensorList
+        assert sensorList is not None  # set by PolicyContext
+        return sensorList.listed
+
+    def _accepting(self, accepting: bool) -> None:
+        if accepting == self._handedOver:
+            return
+        self._handedOver = accepting
+        if accepting:
+            self._own.pause()
+        elif not self._paused:
+            self._own.resume()
+
+    def _accepted(self, host: str, port: int) -> Any:
+        """
+        The sub-helper started a server for a client at C{host}, C{port}:
+        count it and follow the server.
+        """
+        address: Tuple[Any, ...] = (host, port)
+        if self._own.family == socket.AF_INET6:
+            address = (host, port, 0, 0)
+        parts = self._parts
+        parts.admission.connections += 1
+        return parts.children.adopted(host, address)
 
     def endConnections(self) -> None:
         """

@@ -18,6 +18,7 @@ from zope.interface import implementer
 from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel, IChannelOwner
 from xinetd_twisted.spawn.children import Children
+from xinetd_twisted.spawn.delegation import Delegations
 from xinetd_twisted.spawn.interfaces import (
     PressureObserver,
     SpawnError,
@@ -32,6 +33,10 @@ from xinetd_twisted.spawn.templates import Templates
 from xinetd_twisted.spawn.watchdog import StuckWatchdog
 
 _log = Logger(namespace="xinetd_twisted.spawn")
+
+
+def _nothing() -> None:
+    """What follows an orphaned sub-helper's giving back its sockets."""
 
 
 @implementer(IChannelOwner)
@@ -56,6 +61,7 @@ class HelperEvents:
         watchdog: StuckWatchdog,
         retirement: IdleRetirement,
         rootRetirement: RootRetirement,
+        delegations: Delegations,
     ) -> None:
         self._launcher = launcher
         self._table = table
@@ -65,6 +71,7 @@ class HelperEvents:
         self.waitingOn = watchdog.watch
         self._retirement = retirement
         self._rootRetirement = rootRetirement
+        self._delegations = delegations
         self.pressure: Optional[PressureObserver] = None
 
     def queueChanged(self, channel: Channel, backedUp: bool) -> None:
@@ -85,7 +92,14 @@ class HelperEvents:
         """
         See L{IChannelOwner.channelLost}.
         """
+        wasControl = channel is self._table.control
         self._table.channelLost(channel, why)
+        if wasControl:
+            # Orphaned sub-helpers only see their children out: they give
+            # back their sockets, and a new root helper's sub-helpers take
+            # them.
+            for orphan in self._table.orphanedSubs:
+                self._delegations.release(orphan, _nothing)
 
     def eventReceived(self, channel: Channel, event: tuple, fds: List[int]) -> None:
         """
@@ -116,6 +130,14 @@ class HelperEvents:
         elif kind == "r":
             self._rootRetirement.watch(channel)
             self._launcher.ready()  # last: what it fires may stop us
+        elif kind == "a":
+            self._delegations.accepted(channel, event)
+        elif kind == "l":
+            self._delegations.listening(channel, event[1])
+        elif kind == "u":
+            self._delegations.unlistened(channel, event[1])
+        elif kind == "h":
+            self._delegations.handedBack(event[1], fds)
         elif kind == "q" or kind == "n":
             self._rootRetirement.answered(channel, kind == "q")
         if channel.orphaned:
@@ -192,6 +214,7 @@ class HelperEvents:
             # The root helper forwards this template's spawns to it: it is
             # the one that must answer them.
             self._inFlight.forwarded(templateId, lane, table.control, channel)
+            self._delegations.offer(channel, templateId)
 
 
 __all__ = ["HelperEvents"]

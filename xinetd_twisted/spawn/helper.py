@@ -30,6 +30,11 @@ interpreter).  Daemon to helper:
     sends nothing more until it answers: C{("q",)} and exit when it has
     no child at all (no sub-helper, no server, no adopted orphan), else
     C{("n",)} and go on.
+  - C{("L", listenerId, templateId)} with a listening socket, and
+    C{("U", listenerId)}: accept on that socket and start each
+    connection's server as a spawn of the template, and stop (see
+    L{xinetd_twisted.spawn.delegation}); only the compiled sub-helper
+    does, this one answers C{("u", listenerId)} to both.
 
 Helper to daemon, one message holding a list of events:
 
@@ -50,7 +55,12 @@ Helper to daemon, one message holding a list of events:
   - C{("g", [requestId, ...], subId)}: sub-helper C{subId} died (and has
     been reaped); those of these requests, and of those sent to it
     directly, not yet reported started never will be;
-  - C{("q",)} / C{("n",)}: the answer to C{"Q"}.
+  - C{("q",)} / C{("n",)}: the answer to C{"Q"};
+  - C{("l", listenerId)} / C{("u", listenerId)} (the compiled sub-helper):
+    it accepts on that socket / it does not (any more);
+    C{("a", listenerId, pid, host, port)}: it accepted a connection there
+    and started server C{pid} for it; C{("h", listenerId)}: a connection
+    it accepted and could not start, in the message's C{SCM_RIGHTS}.
 
 Children that need credentials (and nothing that needs Python in the child)
 are started by a sub-helper per credential set and lane, forked from this
@@ -921,6 +931,10 @@ class _Helper:
                         pass
             elif kind == "X" and not self.isSub:
                 self.subs.kill(msg[1])
+            elif kind == "L" or kind == "U":
+                # Only the compiled sub-helper accepts on a socket: say we
+                # do not, so the daemon goes on accepting and retires us.
+                self.outbox.events.append(("u", msg[1]))
             elif kind == "Q" and not self.isSub:
                 self.retiring = not (self.subs.subPids or _hasChildren())
                 self.outbox.events.append(("q",) if self.retiring else ("n",))

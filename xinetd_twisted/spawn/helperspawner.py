@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 from typing import Any, Dict, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
@@ -50,6 +51,13 @@ from zope.interface import implementer
 from xinetd_twisted.spawn import wire as _wire
 from xinetd_twisted.spawn.channel import Channel
 from xinetd_twisted.spawn.children import Children, HelperProcess
+from xinetd_twisted.spawn.delegation import (
+    Accepted,
+    Accepting,
+    Delegation,
+    Delegations,
+    HandBack,
+)
 from xinetd_twisted.spawn.events import HelperEvents
 from xinetd_twisted.spawn.interfaces import (
     ChildSetup,
@@ -125,10 +133,14 @@ class HelperSpawner:
         is started only when all it has have fallen behind
         (L{ChannelTable.pickLane}).
     @ivar running: C{{pid: HelperProcess}} of the children not reaped yet.
+    @ivar delegating: whether services may hand their sockets to the
+        compiled sub-helpers (L{delegate}; see
+        L{xinetd_twisted.spawn.delegation}).
     """
 
     stuckTimeout = 5.0
     givesConnectionBack = True
+    delegating = True
 
     def __init__(
         self,
@@ -173,8 +185,17 @@ class HelperSpawner:
             self._root.controlLost,
         )
         ends = SubHelperEnds(self._table, self._inFlight, self._children, self._reaper)
+        self._ends = ends
+        self._delegations = Delegations(
+            reactor,
+            self._templates,
+            self._children,
+            lambda: self.stuckTimeout,
+            ends.stuckAccepting,
+        )
+        self._table.onClose = self._delegations.channelLost
         self._retirement = IdleRetirement(
-            reactor, lambda: self.idleTimeout, ends.idle, ends.retire
+            reactor, lambda: self.idleTimeout, ends.idle, self._retire
         )
         self._rootRetirement = self._root.retirement(reactor)
         self._events = HelperEvents(
@@ -186,6 +207,7 @@ class HelperSpawner:
             StuckWatchdog(reactor, lambda: self.stuckTimeout, ends.stuck),
             self._retirement,
             self._rootRetirement,
+            self._delegations,
         )
 
     # --- ISpawner -----------------------------------------------------
@@ -279,6 +301,51 @@ class HelperSpawner:
         return self._inFlight.expect(
             requestId, processProtocol, setup, channel, templateId, lane
         )
+
+    def delegate(
+        self,
+        sock: socket.socket,
+        setup: ChildSetup,
+        accepted: Accepted,
+        handBack: HandBack,
+        accepting: Accepting,
+    ) -> Delegation:
+        """
+        Hand listening socket C{sock} of a plain service (see
+        L{xinetd_twisted.spawn.delegation}) to the sub-helpers that start
+        C{setup}'s servers, now and whenever one starts: each then accepts
+        and starts servers itself, and L{accepted} follows each one.  The
+        caller goes on accepting until C{accepting(True)}.
+        """
+        templateId = self._templates.ids.get(setup)
+        channels = [
+            channel
+            for (routed, _lane), channel in self._table.routes.items()
+            if routed == templateId
+        ]
+        return self._delegations.add(
+            sock, setup, accepted, handBack, accepting, channels
+        )
+
+    def _retire(self, channel: Channel) -> None:
+        """
+        Retire idle sub-helper C{channel} once it has given back the
+        sockets it accepts on (so every server it starts is reported); if
+        one started meanwhile, it is not idle any more: it takes them again
+        and is looked at later.
+        """
+
+        def then() -> None:
+            if channel.closed:
+                return
+            if self._ends.idle(channel):
+                self._ends.retire(channel)
+                return
+            for templateId in list(channel.templates):
+                self._delegations.offer(channel, templateId)
+            self._retirement.watch(channel)
+
+        self._delegations.release(channel, then)
 
     def observePressure(self, observer: Optional[PressureObserver]) -> None:
         """

@@ -85,6 +85,7 @@ class RootHelper:
         spawner = self._spawner
         table = spawner._table
         spawner._children.stop()
+        spawner._delegations.stop()
         spawner._rootRetirement.stop("spawner stopped")
         spawner._retirement.stop()
         table.closeOrphans()

@@ -85,6 +85,27 @@ class SubHelperEnds:
             count=len(channel.requests),
             uid=(channel.key or (None,))[0],
         )
+        self._kill(channel)
+
+    def stuckAccepting(self, channel: Channel, quiet: float) -> None:
+        """
+        Kill a sub-helper that accepts on a service's socket (see
+        L{xinetd_twisted.spawn.delegation}) and has said nothing for
+        C{quiet} seconds while clients waited there: the daemon accepts
+        them again once it has ended.
+        """
+        channel.stuck = True
+        _log.error(
+            "{helper} answered nothing for {quiet:.1f} s with clients waiting"
+            " on a socket it accepts on: killing it; the daemon accepts them"
+            " and the next spawn starts another",
+            helper=channel.describe(),
+            quiet=quiet,
+            uid=(channel.key or (None,))[0],
+        )
+        self._kill(channel)
+
+    def _kill(self, channel: Channel) -> None:
         self._table.unroute(channel)
         for requestId in channel.dropQueue():
             self._inFlight.subHelperDied(requestId)

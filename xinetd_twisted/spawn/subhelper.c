@@ -8,7 +8,11 @@
  * FROM_ROOT carries what the root helper forwards; DIRECT is the socket to
  * the daemon, which also sends requests on it and gets every event on it.
  * The wire is helper.py's (marshal-encoded tuples, see its docstring):
- * "T", "S" and "K" in; lists of "s", "f", "x" and "e" events out.
+ * "T", "S", "K", "L" and "U" in; lists of "s", "f", "x", "e", "l", "u",
+ * "a" and "h" events out.  Only this sub-helper takes "L": the daemon's
+ * listening socket of a plain service, on which it then accepts and
+ * starts each connection's server itself, reporting each with "a" (see
+ * xinetd_twisted/spawn/delegation.py).
  *
  * Each server is started with clone(CLONE_VM) (vfork where raw system
  * calls are not written for the machine) and set up in the child with
@@ -21,9 +25,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -879,6 +885,60 @@ static char **slotEnv(Start *s, const Template *t, V *extra, int nExtra)
     return envp;
 }
 
+/* Start template t's server on fd, with the strings of extra (a V_SEQ of
+ * V_BYTES, or anything else for none) added to its environment.  Its pid,
+ * or -1 with errno set and *why "rlimits" when our limits were lowered
+ * beyond repair (we end: the root helper starts another). */
+static pid_t startServer(Template *t, int fd, V *extra, const char **why)
+{
+    *why = NULL;
+    if (t->inherited && t->checked != wakeup) {
+        if (!ensureLimits(t->limits, t->nLimits)) {
+            /* Someone lowered our hard limits: no child of ours can get
+             * the right ones.  The root helper starts a new sub-helper. */
+            *why = "rlimits";
+            tampered = 1;
+            errno = EPERM;
+            return -1;
+        }
+        t->checked = wakeup;
+    }
+    int nExtra = isSeq(extra, 0) ? (int)extra->n : 0;
+    Start *s = freeSlot();
+    char **envp = slotEnv(s, t, extra, nExtra);
+    if (nChildren == capChildren) {
+        int cap = capChildren ? capChildren * 2 : 64;
+        Child *grown = realloc(children, cap * sizeof *children);
+        if (grown != NULL) {
+            children = grown;
+            capChildren = cap;
+        }
+    }
+    if (envp == NULL || nChildren == capChildren) {
+        errno = ENOMEM;
+        return -1;
+    }
+    s->err = 0;
+    s->stage = 0;
+    s->t = t;
+    s->fd = fd;
+    s->envp = envp;
+    s->tid = 0;
+    s->seq = ++startSeq;
+    pid_t pid = startChild(s);
+    if (pid < 0)
+        return -1;
+    children[nChildren].pid = pid;
+    children[nChildren].err = 0;
+    children[nChildren].stage = 0;
+    nChildren++;
+    s->pid = pid;
+    /* A vfork child has exec'd or exited by now: this only keeps its
+     * report. */
+    settle(s, 0);
+    return pid;
+}
+
 /* ("S", requestId, templateId, extraEnv, lane) with the connection. */
 static void spawn(V *m, int fd)
 {
@@ -897,53 +957,157 @@ static void spawn(V *m, int fd)
         failed(rid, EINVAL, fd, NULL);
         return;
     }
-    if (t->inherited && t->checked != wakeup) {
-        if (!ensureLimits(t->limits, t->nLimits)) {
-            /* Someone lowered our hard limits: no child of ours can get
-             * the right ones.  The root helper starts a new sub-helper. */
-            failed(rid, EPERM, fd, "rlimits");
-            tampered = 1;
-            return;
-        }
-        t->checked = wakeup;
-    }
-    V *extra = m->items[3];
-    int nExtra = isSeq(extra, 0) ? (int)extra->n : 0;
-    Start *s = freeSlot();
-    char **envp = slotEnv(s, t, extra, nExtra);
-    if (nChildren == capChildren) {
-        int cap = capChildren ? capChildren * 2 : 64;
-        Child *grown = realloc(children, cap * sizeof *children);
-        if (grown != NULL) {
-            children = grown;
-            capChildren = cap;
-        }
-    }
-    if (envp == NULL || nChildren == capChildren) {
-        failed(rid, ENOMEM, fd, NULL);
-        return;
-    }
-    s->err = 0;
-    s->stage = 0;
-    s->t = t;
-    s->fd = fd;
-    s->envp = envp;
-    s->tid = 0;
-    s->seq = ++startSeq;
-    pid_t pid = startChild(s);
+    const char *why;
+    pid_t pid = startServer(t, fd, m->items[3], &why);
     if (pid < 0) {
-        failed(rid, errno, fd, NULL);
+        failed(rid, errno, fd, why);
         return;
     }
-    children[nChildren].pid = pid;
-    children[nChildren].err = 0;
-    children[nChildren].stage = 0;
-    nChildren++;
-    s->pid = pid;
-    /* A vfork child has exec'd or exited by now: this only keeps its
-     * report. */
-    settle(s, 0);
     started(rid, pid);
+}
+
+/* ---- listening sockets handed over by the daemon ----
+ *
+ * ("L", listenerId, templateId) with a plain service's listening socket:
+ * accept on it and start each connection's server as a spawn of the
+ * template with REMOTE_HOST, reporting ("a", listenerId, pid, host, port);
+ * answered ("l", listenerId) once we accept, ("u", listenerId) when we do
+ * not (anymore).  ("U", listenerId): stop, answered "u" (every "a" of it
+ * comes before).  A connection we cannot start goes back to the daemon,
+ * ("h", listenerId) with it in SCM_RIGHTS, which serves it as one it
+ * accepted itself (and retries a failed fork as xinetd does).  Out of
+ * descriptors we give the socket up ("u") rather than spin on it. */
+
+#define MAX_LISTENERS 64
+
+typedef struct {
+    long long id, templateId;
+    int fd;
+} Listener;
+
+static Listener listeners[MAX_LISTENERS];
+static int nListeners;
+
+static void listenerEvent(const char *kind, long long id)
+{
+    room(32);
+    eventHead(kind, 2);
+    putInt(id);
+}
+
+static int listenerIndex(long long id)
+{
+    for (int k = 0; k < nListeners; k++)
+        if (listeners[k].id == id)
+            return k;
+    return -1;
+}
+
+static void dropListener(int k)
+{
+    close(listeners[k].fd);
+    listenerEvent("u", listeners[k].id);
+    listeners[k] = listeners[--nListeners];
+}
+
+static void listenOn(V *m, int fd)
+{
+    if (!isInt(m->items[1]) || !isInt(m->items[2]))
+        return;
+    long long id = m->items[1]->i;
+    int copy = -1;
+    if (fd >= 0 && findTemplate(m->items[2]->i) != NULL && listenerIndex(id) < 0 &&
+        nListeners < MAX_LISTENERS)
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* handle() closes fd */
+    /* Non-blocking (as the daemon's own sockets are): a batch of accepts
+     * ends when none waits. */
+    int flags = copy >= 0 ? fcntl(copy, F_GETFL) : -1;
+    if (flags < 0 || fcntl(copy, F_SETFL, flags | O_NONBLOCK) < 0) {
+        if (copy >= 0)
+            close(copy);
+        listenerEvent("u", id);
+        return;
+    }
+    listeners[nListeners].id = id;
+    listeners[nListeners].templateId = m->items[2]->i;
+    listeners[nListeners].fd = copy;
+    nListeners++;
+    listenerEvent("l", id);
+}
+
+static void unlisten(V *m)
+{
+    if (!isInt(m->items[1]))
+        return;
+    int k = listenerIndex(m->items[1]->i);
+    if (k >= 0)
+        dropListener(k);
+    else
+        listenerEvent("u", m->items[1]->i);
+}
+
+static void handBack(long long id, int conn)
+{
+    room(32);
+    eventHead("h", 2);
+    putInt(id);
+    eventFds[nEventFds++] = conn; /* flush() closes our copy once sent */
+}
+
+/* Accept and start up to a batch on listener k; whether it stays. */
+static int acceptOn(int k)
+{
+    Listener *l = &listeners[k];
+    for (int n = 0; n < BATCH; n++) {
+        struct sockaddr_storage peer;
+        socklen_t size = sizeof peer;
+        int conn = accept4(l->fd, (struct sockaddr *)&peer, &size, SOCK_CLOEXEC);
+        if (conn < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 1;
+            /* Out of descriptors or memory, or worse: the daemon, which
+             * pauses and retries, takes the socket back. */
+            dropListener(k);
+            return 0;
+        }
+        char host[NI_MAXHOST], port[NI_MAXSERV];
+        Template *t = findTemplate(l->templateId);
+        if (t == NULL || getnameinfo((struct sockaddr *)&peer, size, host, sizeof host, port,
+                                     sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+            handBack(l->id, conn);
+            continue;
+        }
+        static char variable[sizeof "REMOTE_HOST=" + NI_MAXHOST];
+        size_t length = (size_t)snprintf(variable, sizeof variable, "REMOTE_HOST=%s", host);
+        arenaUsed = 0;
+        V *extra = aalloc(sizeof *extra), *item = aalloc(sizeof *item);
+        V **items = aalloc(sizeof *items);
+        extra->kind = V_SEQ;
+        extra->n = 1;
+        extra->items = items;
+        items[0] = item;
+        item->kind = V_BYTES;
+        item->s = (unsigned char *)variable;
+        item->n = length;
+        const char *why;
+        pid_t pid = startServer(t, conn, extra, &why);
+        if (pid < 0) {
+            handBack(l->id, conn);
+            if (tampered)
+                return 1;
+            continue;
+        }
+        close(conn);
+        room(64 + strlen(host));
+        eventHead("a", 5);
+        putInt(l->id);
+        putInt(pid);
+        putText(host);
+        putInt(atoi(port));
+    }
+    return 1;
 }
 
 static void signalChild(V *m)
@@ -997,6 +1161,14 @@ static void handle(int inbox, const unsigned char *data, size_t n, int *fds, int
             if (m->n >= 3)
                 signalChild(m);
             break;
+        case 'L':
+            if (m->n >= 3)
+                listenOn(m, nFds ? fds[0] : -1);
+            break;
+        case 'U':
+            if (m->n >= 2)
+                unlisten(m);
+            break;
         }
     }
     for (int k = 0; k < nFds; k++)
@@ -1037,15 +1209,23 @@ int main(int argc, char **argv)
     int sfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0)
         return 1;
-    struct pollfd pfd[3] = {
+    struct pollfd pfd[3 + MAX_LISTENERS] = {
         {inboxes[0], POLLIN, 0}, {inboxes[1], POLLIN, 0}, {sfd, POLLIN, 0}};
+    long long polled[MAX_LISTENERS];
     static unsigned char buf[MAX_MESSAGE];
     union {
         char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
         struct cmsghdr align;
     } control;
     for (;;) {
-        if (poll(pfd, 3, -1) < 0) {
+        int nPolled = nListeners;
+        for (int k = 0; k < nPolled; k++) {
+            pfd[3 + k].fd = listeners[k].fd;
+            pfd[3 + k].events = POLLIN;
+            pfd[3 + k].revents = 0;
+            polled[k] = listeners[k].id;
+        }
+        if (poll(pfd, 3 + (nfds_t)nPolled, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return 1;
@@ -1090,6 +1270,14 @@ int main(int argc, char **argv)
             while (read(sfd, &info, sizeof info) > 0) {
             }
             reap();
+        }
+        /* After the messages: a listener given up ("U") is not used. */
+        for (int k = 0; k < nPolled && !tampered; k++) {
+            if (!pfd[3 + k].revents)
+                continue;
+            int j = listenerIndex(polled[k]);
+            if (j >= 0)
+                acceptOn(j);
         }
         flush();
         if (tampered)

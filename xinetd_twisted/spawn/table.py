@@ -36,6 +36,10 @@ the same wait as L{LANE_STALL} allows.
 """
 
 
+def _nothing(channel: Channel) -> None:
+    """L{ChannelTable.onClose} until someone sets it."""
+
+
 class ChannelTable:
     """
     The channel to the root helper, those straight to its sub-helpers
@@ -69,6 +73,10 @@ class ChannelTable:
         self.subs: Dict[int, Channel] = {}
         self.orphanedSubs: List[Channel] = []
         self.routes: Dict[Tuple[int, int], Channel] = {}
+        self.onClose: Callable[[Channel], None] = _nothing
+        """
+        Called with each channel once it is closed (for whatever reason).
+        """
 
     def channels(self) -> List[Channel]:
         """
@@ -165,6 +173,7 @@ class ChannelTable:
         if channel.closed:
             return []
         unsent = channel.close()
+        self.onClose(channel)
         if channel.subId is not None:
             # A current sub-helper's channel stays in subs until the root
             # helper's "g" says which of its spawns will never start.

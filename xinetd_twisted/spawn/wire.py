@@ -119,6 +119,23 @@ def killSubMessage(subId: int) -> bytes:
     return marshal.dumps(("X", subId))
 
 
+def listenMessage(listenerId: int, templateId: int) -> bytes:
+    """
+    Encode the offer of a listening socket (in C{SCM_RIGHTS} beside it) to
+    a compiled sub-helper, which then accepts on it and starts each
+    connection's server as a spawn of C{templateId} (see
+    L{xinetd_twisted.spawn.delegation}).
+    """
+    return marshal.dumps(("L", listenerId, templateId))
+
+
+def unlistenMessage(listenerId: int) -> bytes:
+    """
+    Encode taking a listening socket back from a sub-helper.
+    """
+    return marshal.dumps(("U", listenerId))
+
+
 def retireMessage() -> bytes:
     """
     Encode the daemon's request to an idle root helper to exit.
