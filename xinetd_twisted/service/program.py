@@ -126,6 +126,7 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         self._paused = False
         self._delegation: Optional[Delegation] = None
         self._handedOver = False
+        self._mayDelegate: Optional[bool] = None
 
     factory = BuiltOnRead(_factoryOf)
 
@@ -133,7 +134,7 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
 
     def open(self, sock: socket.socket) -> None:
         self._own.open(sock)
-        self._delegate()
+        self._mayDelegate = None
 
     def close(self) -> None:
         self._undelegate()
@@ -147,14 +148,14 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
     def resume(self) -> None:
         self._paused = False
         self._own.resume()
-        self._delegate()
+        self._mayDelegate = None
 
     def update(self, service: ServiceConfig) -> None:
         ProgramSetup.update(self, service)
         # What the service is now may not be delegable, or its servers'
-        # setup (the sub-helper's template) has changed.
+        # setup (the sub-helper's template) has changed: the next
+        # connection decides again.
         self._undelegate()
-        self._delegate()
 
     @property
     def delegated(self) -> bool:
@@ -183,18 +184,20 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         """
         Hand the socket to the sub-helper that starts this service's
         servers, where the spawner can (L{HelperSpawner.delegate}) and the
-        service is delegable.
+        service is delegable.  Done at a connection the daemon served, not
+        at start: an idle service costs no setup and no descriptor for it.
         """
         spawner = self._parts.context.spawner
         sock = self._own.socket
         if (
             not getattr(spawner, "delegating", False)
-            or self._delegation is not None
             or self._paused
             or sock is None
             or not self._delegable(sock)
         ):
+            self._mayDelegate = None if self._paused else False
             return
+        self._mayDelegate = True
         self._delegation = spawner.delegate(  # type: ignore[attr-defined]
             sock, self.setup, self._accepted, self.acceptRaw, self._accepting
         )
@@ -202,8 +205,10 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
 
     def _undelegate(self) -> None:
         """
-        Take the socket back: accept on it here again (unless paused).
+        Take the socket back: accept on it here again (unless paused); the
+        next connection decides again whether to hand it over.
         """
+        self._mayDelegate = None
         delegation, self._delegation = self._delegation, None
         if delegation is None:
             return
@@ -274,6 +279,8 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         refusal = parts.admission.admitPlain(peer)
         if refusal is None:
             parts.children.spawn(fd, peer, self.setup, parts.seconds(), (), address)
+            if self._delegation is None and self._mayDelegate is not False:
+                self._delegate()
             return
         connection = Connection.fromDescriptor(
             fd, address, self._own.family, parts.seconds()
