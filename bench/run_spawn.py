@@ -456,7 +456,13 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--idle-repeats", type=int, default=5, help="first connections")
     p.add_argument("--startup-services", type=int, default=1000)
-    p.add_argument("--startup-rounds", type=int, default=None, help="default --rounds")
+    p.add_argument(
+        "--startup-rounds",
+        type=int,
+        default=None,
+        help="default 7, or --rounds if more (1 with --quick): a start takes"
+        " about a second, and its median of 3 moved by a third between runs",
+    )
     p.add_argument("--saturation-levels", type=_ints, default=[1, 2, 4, 8, 16, 32])
     p.add_argument(
         "--saturation-seconds",
@@ -528,7 +534,7 @@ def normalise(
     if args.saturation_seconds is None:
         args.saturation_seconds = 1.0 if args.quick else 3.0
     if args.startup_rounds is None:
-        args.startup_rounds = args.rounds
+        args.startup_rounds = args.rounds if args.quick else max(args.rounds, 7)
     args.spawner = [s for s in args.spawner.split(",") if s]
     return args
 
