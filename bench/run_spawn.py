@@ -460,8 +460,9 @@ def parseArgs(argv: Sequence[str]) -> argparse.Namespace:
         "--startup-rounds",
         type=int,
         default=None,
-        help="default 7, or --rounds if more (1 with --quick): a start takes"
-        " about a second, and its median of 3 moved by a third between runs",
+        help="default 7, or --rounds if more (1 with --quick): a round of the"
+        " three starts takes about a second, and a median of 3 moved by a"
+        " third between runs",
     )
     p.add_argument("--saturation-levels", type=_ints, default=[1, 2, 4, 8, 16, 32])
     p.add_argument(
