@@ -54,11 +54,12 @@ import struct
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.daemon import PROBE, REPO, Daemon, fetch, freePort, waitForPort
+from tests.test_integration_delegation import holdersOf as _holders
 
 XINETD = "/usr/sbin/xinetd"
 PYTHON = "/usr/bin/python3"
@@ -142,6 +143,9 @@ def differentialConfig(ports: Dict[str, int], shared: str, log: str) -> str:
         **probe,
     )
     block("refused", port=ports["refused"], only_from="10.9.9.9", **probe)
+    # Plain (nothing to check, cps off): our daemon hands its socket to
+    # nobody's compiled sub-helper, which starts the later servers itself.
+    block("plain", port=ports["plain"], cps="0 0", **probe)
     block(
         "dwait",
         type="UNLISTED",
@@ -206,7 +210,7 @@ def _ports() -> Dict[str, int]:
     for name in INTERNALS:
         ports[f"{name}-stream"] = freePort()
         ports[f"{name}-dgram"] = freePort(kind=socket.SOCK_DGRAM)
-    for name in ("probe", "refused", "redir", "tcpmux"):
+    for name in ("probe", "refused", "plain", "redir", "tcpmux"):
         ports[name] = freePort()
     ports["dwait"] = freePort(kind=socket.SOCK_DGRAM)
     return ports
@@ -353,9 +357,22 @@ class _Transcript:
         self.replies: Dict[str, Any] = {}
         self.clock: Dict[str, float] = {}
         self.logLines: List[str] = []
+        self.handedOver = False
+        """Ours: whether nobody's sub-helper took the plain service's socket."""
 
 
-def _runClients(ports: Dict[str, int], log: str) -> _Transcript:
+def _always(port: int) -> bool:
+    return True
+
+
+def _runClients(
+    ports: Dict[str, int], log: str, handedOver: Callable[[int], bool] = _always
+) -> _Transcript:
+    """
+    Every client once (the plain probe twice: the second once
+    C{handedOver(port)} says its socket is no longer the daemon's to
+    accept on, or after 10 s).
+    """
     t = _Transcript()
     r = t.replies
     # Fresh daemons: the first stream chargen starts at the ring's start.
@@ -375,6 +392,11 @@ def _runClients(ports: Dict[str, int], log: str) -> _Transcript:
     t.clock["time-dgram"] = time.time()
     r["chargen-dgram"] = _udp(ports["chargen-dgram"])
     r["probe"] = json.loads(fetch(HOST, ports["probe"]))
+    r["plain-first"] = json.loads(fetch(HOST, ports["plain"]))
+    deadline = time.monotonic() + 10
+    while not handedOver(ports["plain"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r["plain"] = json.loads(fetch(HOST, ports["plain"]))
     r["dwait"] = _burst(ports["dwait"], 3)
     r["refused"] = fetch(HOST, ports["refused"])
     r["redir"] = _roundTrip(ports["redir"], payload * 10)
@@ -436,7 +458,9 @@ class _Session:
         d = Daemon(differentialConfig(ports, shared, log))
         try:
             d.start(waitFor=(HOST, ports["time-stream"]))
-            return _runClients(ports, log)
+            transcript = _runClients(ports, log, lambda port: bool(_holders(d, port)))
+            transcript.handedOver = bool(_holders(d, ports["plain"]))
+            return transcript
         finally:
             d.cleanup()
 
@@ -608,6 +632,22 @@ class DifferentialTests(TestCase):
                 k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)
             }
         self.assertEqual(differences, {})
+
+    def test_plainProbeReport(self) -> None:
+        """
+        A plain service's server, which our sub-helper accepted and started
+        itself (its socket handed over after the first connection), sees
+        what xinetd's sees, as the first one did.
+        """
+        self.assertTrue(self.ours.handedOver)
+        for key in ("plain-first", "plain"):
+            theirs = _comparableProbe(self.theirs.replies[key])
+            ours = _comparableProbe(self.ours.replies[key])
+            self.assertEqual(
+                {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours[k]},
+                {},
+                key,
+            )
 
     def test_refusedAndRedirect(self) -> None:
         """

@@ -56,13 +56,31 @@ def _socketInodes(pid: int) -> List[str]:
     return inodes
 
 
+def holdersOf(d: Daemon, port: int, user: str = "nobody") -> List[int]:
+    """
+    The helper processes of daemon C{d} running as C{user} (its
+    sub-helpers) that hold the socket listening on 127.0.0.1:C{port}.
+    """
+    assert d.process is not None
+    uid = pwd.getpwnam(user).pw_uid
+    inode = _listeningInode(port)
+    found = []
+    for pid, args in _descendants(d.process.pid).items():
+        try:
+            owner = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        if "helper" in args and owner == uid and inode in _socketInodes(pid):
+            found.append(pid)
+    return found
+
+
 class DelegationTests(TestCase):
     def setUp(self) -> None:
         if os.geteuid() != 0:
             raise SkipTest("needs root: a service of another user")
         if not os.access(helperModule.SUBHELPER_PATH, os.X_OK):
             raise SkipTest("the compiled sub-helper is not built (make test builds it)")
-        self.nobody = pwd.getpwnam("nobody").pw_uid
 
     def daemon(self, services: str, extraArgs: Optional[List[str]] = None) -> Daemon:
         d = Daemon(
@@ -91,25 +109,7 @@ class DelegationTests(TestCase):
         )
 
     def holders(self, d: Daemon, port: int) -> List[int]:
-        """
-        The daemon's sub-helpers (nobody's helper processes) that hold the
-        socket listening on C{port}.
-        """
-        assert d.process is not None
-        inode = _listeningInode(port)
-        found = []
-        for pid, args in _descendants(d.process.pid).items():
-            try:
-                owner = os.stat(f"/proc/{pid}").st_uid
-            except OSError:
-                continue
-            if (
-                "helper" in args
-                and owner == self.nobody
-                and inode in _socketInodes(pid)
-            ):
-                found.append(pid)
-        return found
+        return holdersOf(d, port)
 
     def start(self, d: Daemon, port: int) -> None:
         """
