@@ -18,6 +18,7 @@ from typing import Callable, List, Optional
 
 import tests.daemon
 from tests.daemon import Daemon, fetch, freePort
+from tests.test_integration_delegation import holdersOf
 from tests.test_integration_kinds import (
     DGRAM_WAIT_SERVER,
     STREAM_WAIT_SERVER,
@@ -161,6 +162,40 @@ class ActivationTests(_KindsTestCase):
             log,
         )
         self.assertNotIn("bind failed", log)
+
+    def test_inheritedNotHandedOver(self) -> None:
+        """
+        A plain service's inherited socket stays the daemon's: it is
+        systemd's too, so no sub-helper is given it (one it bound would be,
+        see tests.test_integration_delegation).
+        """
+        if not _isRoot():
+            self.skipTest("needs root: a service of another user")
+
+        named = freePort()
+
+        def build(d: Daemon) -> str:
+            return _service(
+                "hello",
+                _attrs(
+                    type="UNLISTED",
+                    port=freePort(),
+                    bind=HOST,
+                    socket_type="stream",
+                    wait="no",
+                    server="/bin/echo",
+                    server_args="inherited",
+                    user="nobody",
+                    cps="0 0",
+                ),
+            )
+
+        d, first = self.activated(build, [named], ["hello"], lambda: fetch(HOST, named))
+        self.assertEqual(first, b"inherited\n")
+        for _ in range(3):
+            self.assertEqual(fetch(HOST, named), b"inherited\n")
+        time.sleep(0.5)
+        self.assertEqual(holdersOf(d, named), [])
 
     def test_reloadKeepsThem(self) -> None:
         """A reload (even one that changes the port) keeps the inherited sockets."""

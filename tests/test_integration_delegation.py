@@ -228,6 +228,34 @@ class DelegationTests(TestCase):
         self.assertEqual(fetch(HOST, port), b"after 127.0.0.1\n")
         self.assertNotIn("Traceback", d.log())
 
+    def test_reloadRebinds(self) -> None:
+        """
+        A reload that binds a handed-over service's port again (turning
+        PROXY on, then off) finds the port free: the sub-helper's copy of
+        the old socket stopped listening when it was closed.
+        """
+        port = freePort()
+        d = self.daemon("")
+        base = open(d.configPath).read()
+        with open(d.configPath, "w") as f:
+            f.write(base + self.service("who", port, "r"))
+        self.start(d, port)
+        fetch(HOST, port)
+        self.assertTrue(_waitFor(lambda: self.holders(d, port)), d.log())
+        for extra in ("\tproxy_protocol = 127.0.0.2\n", ""):
+            with open(d.configPath, "w") as f:
+                f.write(base + self.service("who", port, "r", extra))
+            reloads = d.log().count("Reconfigured")
+            d.signal(signal.SIGHUP)
+
+            def reloaded(before: int = reloads) -> bool:
+                return d.log().count("Reconfigured") > before
+
+            self.assertTrue(_waitFor(reloaded), d.log())
+            self.assertNotIn("bind failed", d.log())
+        self.assertEqual(fetch(HOST, port), b"r 127.0.0.1\n")
+        self.assertTrue(_waitFor(lambda: self.holders(d, port)), d.log())
+
     def test_subHelperKilled(self) -> None:
         """
         The sub-helper holding the socket killed, the daemon accepts again

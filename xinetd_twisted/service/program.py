@@ -127,17 +127,35 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         self._delegation: Optional[Delegation] = None
         self._handedOver = False
         self._mayDelegate: Optional[bool] = None
+        self._handedOnce = False
 
     factory = BuiltOnRead(_factoryOf)
+
+    socketIsOurs = True
+    """
+    Whether the socket is one we bound (set as it is opened): an inherited
+    one is shared with whoever passed it (systemd), and is never handed on.
+    """
 
     # --- the socket, and handing it to the sub-helper ------------------------
 
     def open(self, sock: socket.socket) -> None:
         self._own.open(sock)
         self._mayDelegate = None
+        self._handedOnce = False
 
     def close(self) -> None:
+        sock = self._own.socket
         self._undelegate()
+        if self._handedOnce and sock is not None:
+            # A sub-helper's copy is this very socket, closed only once it
+            # has read our "U": stop it listening now, so that the port is
+            # free at once (a reload may bind it again in the same turn)
+            # and no client is left waiting on it.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._own.close()
 
     def pause(self) -> None:
@@ -173,7 +191,8 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         service = self._parts.service
         admission = self._parts.admission
         return (
-            sock.family in (socket.AF_INET, socket.AF_INET6)
+            self.socketIsOurs
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
             and service.tlsCertificate is None
             and service.proxyProtocol is None
             and admission.plain
@@ -198,6 +217,7 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
             self._mayDelegate = None if self._paused else False
             return
         self._mayDelegate = True
+        self._handedOnce = True
         self._delegation = spawner.delegate(  # type: ignore[attr-defined]
             sock, self.setup, self._accepted, self.acceptRaw, self._accepting
         )

@@ -248,6 +248,9 @@ class ServiceRuntime(RuntimeReadings, Service):
         @return: where it listens, as the log says it.
         """
         self.spec = spec
+        if hasattr(self.kind, "socketIsOurs"):
+            # An inherited socket (systemd's) is never handed on.
+            self.kind.socketIsOurs = not origin
         self.kind.open(sock)
         self.parts.active = True
         self.parts.setServing(True)
