@@ -73,7 +73,11 @@ class DelegationsTests(SynchronousTestCase):
             self.children,
             lambda: 5.0,
             lambda channel, quiet: self.stuck.append((channel, quiet)),
+            lambda templateId: (
+                list(self.lanes) if templateId == self.templateId else []
+            ),
         )
+        self.lanes: List[Channel] = []
         self.addCleanup(self.delegations.stop)
         self.told: List[bool] = []
         self.accepted: List[_Proto] = []
@@ -128,22 +132,50 @@ class DelegationsTests(SynchronousTestCase):
 
     def test_offeredToItsSubHelpers(self) -> None:
         """
-        The socket goes to the sub-helpers given (its template registered
-        first where they do not know it), and to each routed later; never
-        to the root helper.
+        The socket goes to a sub-helper given (its template registered
+        first where it does not know it), never to the root helper, and
+        to one at a time: while one holds it, no other lane is offered it.
         """
-        first = self.channel(1)
-        self.delegate([first, self.control])
+        first, second = self.channel(1), self.channel(2)
+        self.delegate([self.control, first, second])
         kinds = [(m[0], n) for m, n in self.sent(first)]
         self.assertEqual(kinds, [("T", 0), ("L", 1)])
         self.assertEqual(self.sent(self.control)[-1][0][0], "T")
-        second = self.channel(2)
+        self.assertEqual(self.sent(second), [])
+        self.delegations.listening(first, 1)
         second.templates.add(self.templateId)
-        self.delegations.offer(second, self.templateId)
-        self.assertEqual(self.sent(second), [(("L", 1, self.templateId), 1)])
         self.delegations.offer(second, self.templateId)
         self.delegations.offer(self.channel(3), self.templateId + 1)
         self.assertEqual(self.sent(second), [])
+
+    def test_routedLater(self) -> None:
+        """Offered before any sub-helper runs, it goes to the first routed."""
+        self.delegate([])
+        first = self.channel(1)
+        first.templates.add(self.templateId)
+        self.delegations.offer(first, self.templateId)
+        self.assertEqual(self.sent(first), [(("L", 1, self.templateId), 1)])
+
+    def test_anotherLaneTakesOver(self) -> None:
+        """
+        When the sub-helper holding it ends, another routed lane is
+        offered it; one that refused is not offered it again.
+        """
+        first, second, third = self.channel(1), self.channel(2), self.channel(3)
+        for channel in (second, third):
+            channel.templates.add(self.templateId)
+        self.lanes[:] = [first, second, third]
+        self.delegate([first])
+        self.sent(first)
+        self.delegations.listening(first, 1)
+        first.close()
+        self.delegations.channelLost(first)
+        self.assertEqual(self.sent(second), [(("L", 1, self.templateId), 1)])
+        self.delegations.unlistened(second, 1)  # refused (Python, say)
+        self.assertEqual(self.sent(second), [])
+        self.assertEqual(self.sent(third), [(("L", 1, self.templateId), 1)])
+        self.delegations.listening(third, 1)
+        self.assertEqual(self.told, [True, False, True])
 
     def test_notToASubHelperOnItsWayOut(self) -> None:
         """Retired, stuck and orphaned sub-helpers are offered nothing."""
@@ -160,14 +192,11 @@ class DelegationsTests(SynchronousTestCase):
         The service is told once that a sub-helper accepts, and once that
         none does any more.
         """
-        first, second = self.channel(1), self.channel(2)
-        self.delegate([first, second])
+        first = self.channel(1)
+        self.delegate([first])
         self.delegations.listening(first, 1)
-        self.delegations.listening(second, 1)
         self.assertEqual(self.told, [True])
-        self.delegations.unlistened(first, 1)
-        self.assertEqual(self.told, [True])
-        self.delegations.channelLost(second)
+        self.delegations.channelLost(first)
         self.assertEqual(self.told, [True, False])
 
     def test_refused(self) -> None:
@@ -215,21 +244,31 @@ class DelegationsTests(SynchronousTestCase):
         C{"u"} the copy of the socket is closed.
         """
         first, second = self.channel(1), self.channel(2)
-        delegation = self.delegate([first, second])
-        self.sent(first), self.sent(second)
+        self.lanes[:] = [first, second]
+        delegation = self.delegate([first])
+        self.sent(first)
         self.delegations.listening(first, 1)
         delegation.withdraw()
         self.assertEqual(self.sent(first), [(("U", 1), 0)])
-        self.assertEqual(self.sent(second), [(("U", 1), 0)])
-        self.delegations.listening(second, 1)  # crossed our "U"
         self.delegations.accepted(first, ("a", 1, 4242, "127.0.0.1", 5555))
         self.assertEqual(len(self.accepted), 1)
         fd = delegation.fd
         os.fstat(fd)
         self.delegations.unlistened(first, 1)
-        self.delegations.unlistened(second, 1)
         self.assertRaises(OSError, os.fstat, fd)
         self.assertEqual(self.told, [True])
+        self.assertEqual(self.sent(second), [])  # withdrawn: no other lane
+
+    def test_withdrawnWhileOffered(self) -> None:
+        """An offer crossed by our C{"U"}: its C{"l"} changes nothing."""
+        first = self.channel(1)
+        delegation = self.delegate([first])
+        fd = delegation.fd
+        delegation.withdraw()
+        self.delegations.listening(first, 1)
+        self.delegations.unlistened(first, 1)
+        self.assertRaises(OSError, os.fstat, fd)
+        self.assertEqual(self.told, [])
 
     def test_withdrawnBeforeAnyOffer(self) -> None:
         """With no sub-helper yet, withdrawing closes the copy at once."""

@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -192,6 +192,7 @@ class HelperSpawner:
             self._children,
             lambda: self.stuckTimeout,
             ends.stuckAccepting,
+            self._routedTo,
         )
         self._table.onClose = self._delegations.channelLost
         self._retirement = IdleRetirement(
@@ -326,6 +327,14 @@ class HelperSpawner:
         return self._delegations.add(
             sock, setup, accepted, handBack, accepting, channels
         )
+
+    def _routedTo(self, templateId: int) -> List[Channel]:
+        """
+        The channels of the sub-helpers that start C{templateId}'s
+        servers, by lane.
+        """
+        routes = self._table.routes
+        return [c for (t, _lane), c in sorted(routes.items()) if t == templateId]
 
     def _retire(self, channel: Channel) -> None:
         """
