@@ -119,6 +119,11 @@ class DelegationsTests(SynchronousTestCase):
             messages.append((marshal.loads(data), len(fds)))
 
     def delegate(self, channels: List[Channel]) -> Any:
+        """
+        Delegate the listener with C{channels} routed (after any lanes the
+        test routed already).
+        """
+        self.lanes.extend(c for c in channels if c not in self.lanes)
         return self.delegations.add(
             self.listener,
             SETUP,
@@ -127,7 +132,6 @@ class DelegationsTests(SynchronousTestCase):
             ),
             lambda fd, address: self.handedBack.append((fd, address)),
             self.told.append,
-            channels,
         )
 
     def test_offeredToItsSubHelpers(self) -> None:

@@ -175,13 +175,6 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         # connection decides again.
         self._undelegate()
 
-    @property
-    def delegated(self) -> bool:
-        """
-        Whether a sub-helper accepts this service's connections now.
-        """
-        return self._handedOver
-
     def _delegable(self, sock: socket.socket) -> bool:
         """
         Whether nothing of the daemon is needed between the accept and the

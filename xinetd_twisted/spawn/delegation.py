@@ -158,12 +158,11 @@ class Delegations:
         accepted: Accepted,
         handBack: HandBack,
         accepting: Accepting,
-        channels: List[Channel],
     ) -> Delegation:
         """
-        Offer C{sock} (a copy of it: the caller keeps its own) to the
-        sub-helpers of C{setup}'s template among C{channels}, and to each
-        that starts them later (L{offer}).
+        Offer C{sock} (a copy of it: the caller keeps its own) to a
+        sub-helper routed for C{setup}'s template, or to the first that
+        is (L{offer}).
         """
         delegation = Delegation(
             self,
@@ -177,7 +176,7 @@ class Delegations:
         self._byId[delegation.listenerId] = delegation
         templateId = self._templates.ids.get(setup)
         if templateId is not None:
-            for channel in channels:
+            for channel in self._routed(templateId):
                 self._send(delegation, channel, templateId)
         return delegation
 

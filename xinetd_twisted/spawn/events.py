@@ -118,6 +118,8 @@ class HelperEvents:
         elif kind == "e":
             _, pid, status = event
             self._children.ended(pid, reasonForStatus(status))
+        elif kind == "a":  # the other event of every handed-over connection
+            self._delegations.accepted(channel, event)
         elif kind == "x":
             self._execFailed(event)
         elif kind == "f":
@@ -130,8 +132,6 @@ class HelperEvents:
         elif kind == "r":
             self._rootRetirement.watch(channel)
             self._launcher.ready()  # last: what it fires may stop us
-        elif kind == "a":
-            self._delegations.accepted(channel, event)
         elif kind == "l":
             self._delegations.listening(channel, event[1])
         elif kind == "u":

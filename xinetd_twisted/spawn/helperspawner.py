@@ -318,15 +318,7 @@ class HelperSpawner:
         and starts servers itself, and L{accepted} follows each one.  The
         caller goes on accepting until C{accepting(True)}.
         """
-        templateId = self._templates.ids.get(setup)
-        channels = [
-            channel
-            for (routed, _lane), channel in self._table.routes.items()
-            if routed == templateId
-        ]
-        return self._delegations.add(
-            sock, setup, accepted, handBack, accepting, channels
-        )
+        return self._delegations.add(sock, setup, accepted, handBack, accepting)
 
     def _routedTo(self, templateId: int) -> List[Channel]:
         """
