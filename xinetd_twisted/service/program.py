@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from zope.interface import implementer
 
@@ -27,6 +27,7 @@ from xinetd_twisted.service.factory import (
     relayToChild,
 )
 from xinetd_twisted.service.front import OwnListener, OwnSocketKind
+from xinetd_twisted.service.handover import HandOver
 from xinetd_twisted.service.identity import identThenServe
 from xinetd_twisted.service.parts import BuiltOnRead, ServiceParts, isBuilt
 from xinetd_twisted.spawn.interfaces import ChildSetup, CredentialKey, credentialKey
@@ -34,7 +35,6 @@ from xinetd_twisted.spawn.setup import childSetupFor
 
 if TYPE_CHECKING:
     from xinetd_twisted.listen.wait import WaitDescriptor
-    from xinetd_twisted.spawn.delegation import Delegation
 
 
 def setupFor(context: DaemonContext, service: ServiceConfig) -> ChildSetup:
@@ -123,139 +123,41 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
     def __init__(self, parts: ServiceParts) -> None:
         self._parts = parts
         self._own = OwnListener(parts, self, True)
-        self._paused = False
-        self._delegation: Optional[Delegation] = None
-        self._handedOver = False
-        self._mayDelegate: Optional[bool] = None
-        self._handedOnce = False
+        self._handOver = HandOver(parts, self._own, self)
 
     factory = BuiltOnRead(_factoryOf)
 
-    socketIsOurs = True
-    """
-    Whether the socket is one we bound (set as it is opened): an inherited
-    one is shared with whoever passed it (systemd), and is never handed on.
-    """
+    @property
+    def socketIsOurs(self) -> bool:
+        """See L{HandOver.socketIsOurs}."""
+        return self._handOver.socketIsOurs
 
-    # --- the socket, and handing it to the sub-helper ------------------------
+    @socketIsOurs.setter
+    def socketIsOurs(self, ours: bool) -> None:
+        self._handOver.socketIsOurs = ours
 
     def open(self, sock: socket.socket) -> None:
         self._own.open(sock)
-        self._mayDelegate = None
-        self._handedOnce = False
+        self._handOver.opened()
 
     def close(self) -> None:
-        sock = self._own.socket
-        self._undelegate()
-        if self._handedOnce and sock is not None:
-            # A sub-helper's copy is this very socket, closed only once it
-            # has read our "U": stop it listening now, so that the port is
-            # free at once (a reload may bind it again in the same turn)
-            # and no client is left waiting on it.
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self._handOver.closing()
         self._own.close()
 
     def pause(self) -> None:
-        self._paused = True
-        self._undelegate()
+        self._handOver.pause()
         self._own.pause()
 
     def resume(self) -> None:
-        self._paused = False
         self._own.resume()
-        self._mayDelegate = None
+        self._handOver.resume()
 
     def update(self, service: ServiceConfig) -> None:
         ProgramSetup.update(self, service)
         # What the service is now may not be delegable, or its servers'
         # setup (the sub-helper's template) has changed: the next
         # connection decides again.
-        self._undelegate()
-
-    def _delegable(self, sock: socket.socket) -> bool:
-        """
-        Whether nothing of the daemon is needed between the accept and the
-        server: no TLS, no PROXY header, an IP socket, and an admission
-        and policy that decide nothing (see L{ServicePolicy.delegable}).
-        """
-        service = self._parts.service
-        admission = self._parts.admission
-        return (
-            self.socketIsOurs
-            and sock.family in (socket.AF_INET, socket.AF_INET6)
-            and service.tlsCertificate is None
-            and service.proxyProtocol is None
-            and admission.plain
-            and admission.policy.delegable
-        )
-
-    def _delegate(self) -> None:
-        """
-        Hand the socket to the sub-helper that starts this service's
-        servers, where the spawner can (L{HelperSpawner.delegate}) and the
-        service is delegable.  Done at a connection the daemon served, not
-        at start: an idle service costs no setup and no descriptor for it.
-        """
-        spawner = self._parts.context.spawner
-        sock = self._own.socket
-        if (
-            not getattr(spawner, "delegating", False)
-            or self._paused
-            or sock is None
-            or not self._delegable(sock)
-        ):
-            self._mayDelegate = None if self._paused else False
-            return
-        self._mayDelegate = True
-        self._handedOnce = True
-        self._delegation = spawner.delegate(  # type: ignore[attr-defined]
-            sock, self.setup, self._accepted, self.acceptRaw, self._accepting
-        )
-        self._sensorListeners().append(self._undelegate)
-
-    def _undelegate(self) -> None:
-        """
-        Take the socket back: accept on it here again (unless paused); the
-        next connection decides again whether to hand it over.
-        """
-        self._mayDelegate = None
-        delegation, self._delegation = self._delegation, None
-        if delegation is None:
-            return
-        listed = self._sensorListeners()
-        if self._undelegate in listed:
-            listed.remove(self._undelegate)
-        delegation.withdraw()
-        self._accepting(False)
-
-    def _sensorListeners(self) -> List[Callable[[], None]]:
-        sensorList = self._parts.context.policy.sensorList
-        assert sensorList is not None  # set by PolicyContext
-        return sensorList.listed
-
-    def _accepting(self, accepting: bool) -> None:
-        if accepting == self._handedOver:
-            return
-        self._handedOver = accepting
-        if accepting:
-            self._own.pause()
-        elif not self._paused:
-            self._own.resume()
-
-    def _accepted(self, host: str, port: int) -> Any:
-        """
-        The sub-helper started a server for a client at C{host}, C{port}:
-        count it and follow the server.
-        """
-        address: Tuple[Any, ...] = (host, port)
-        if self._own.family == socket.AF_INET6:
-            address = (host, port, 0, 0)
-        parts = self._parts
-        parts.admission.connections += 1
-        return parts.children.adopted(host, address)
+        self._handOver.takeBack()
 
     def endConnections(self) -> None:
         """
@@ -292,8 +194,9 @@ class ProgramKind(ProgramSetup, OwnSocketKind):
         refusal = parts.admission.admitPlain(peer)
         if refusal is None:
             parts.children.spawn(fd, peer, self.setup, parts.seconds(), (), address)
-            if self._delegation is None and self._mayDelegate is not False:
-                self._delegate()
+            handOver = self._handOver
+            if handOver.delegation is None and handOver.mayDelegate is not False:
+                handOver.delegate()
             return
         connection = Connection.fromDescriptor(
             fd, address, self._own.family, parts.seconds()
