@@ -41,7 +41,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from typing import Any, Callable, Dict, List, Set
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Set, Tuple
 
 from twisted.logger import Logger
 
@@ -118,6 +118,55 @@ class Delegation:
         self._owner.withdraw(self)
 
 
+class StuckAcceptors:
+    """
+    Looks, every stuck timeout while sockets are handed over, for a holder
+    that has said nothing for that long while a connection waits on its
+    socket: the daemon cannot tell it from one whose user stopped it, and
+    ends it.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        timeout: Callable[[], float],
+        stuck: Callable[[Channel, float], None],
+        taken: Callable[[], Iterable[Tuple[int, Channel]]],
+    ) -> None:
+        """
+        @param taken: each socket handed over (its fd) with its holder.
+        """
+        self._reactor = reactor
+        self._timeout = timeout
+        self._stuck = stuck
+        self._taken = taken
+        self._check: Any = None
+
+    def watch(self) -> None:
+        """Look in a stuck timeout, unless a look is due already."""
+        timeout = self._timeout()
+        if self._check is None and timeout > 0:
+            self._check = self._reactor.callLater(timeout, self._look)
+
+    def _look(self) -> None:
+        self._check = None
+        timeout = self._timeout()
+        now = self._reactor.seconds()
+        anyTaken = False
+        for fd, channel in self._taken():
+            anyTaken = True
+            quiet = now - channel.progress
+            if quiet >= timeout and not channel.stuck and waiting(fd):
+                self._stuck(channel, quiet)
+        if anyTaken:
+            self.watch()
+
+    def stop(self) -> None:
+        if self._check is not None and self._check.active():
+            self._check.cancel()
+        self._check = None
+
+
 class Delegations:
     """
     The sockets handed (or offered) to sub-helpers, by listener id.
@@ -144,9 +193,8 @@ class Delegations:
         self._templates = templates
         self._children = children
         self._stuckTimeout = stuckTimeout
-        self._stuck = stuck
         self._routed = routed
-        self._check: Any = None
+        self._stuckWatch = StuckAcceptors(reactor, stuckTimeout, stuck, self._taken)
         self._ids = itertools.count(1)
         self._byId: Dict[int, Delegation] = {}
         self._releasing: Dict[Channel, Callable[[], None]] = {}
@@ -210,6 +258,12 @@ class Delegations:
         if channel.send(message, delegation.fd):
             delegation.offered.add(channel)
 
+    def _taken(self) -> Iterator[Tuple[int, Channel]]:
+        """Each socket handed over, with the channel of its holder."""
+        for delegation in list(self._byId.values()):
+            for channel in list(delegation.taken):
+                yield delegation.fd, channel
+
     def holds(self, channel: Channel) -> bool:
         """
         Whether C{channel}'s peer accepts on (or was offered) a socket.
@@ -234,7 +288,7 @@ class Delegations:
         if not delegation.told:
             delegation.told = True
             delegation.accepting(True)
-        self._watch()
+        self._stuckWatch.watch()
 
     def unlistened(self, channel: Channel, listenerId: int) -> None:
         """
@@ -359,43 +413,15 @@ class Delegations:
             for channel in self._routed(templateId):
                 self._send(delegation, channel, templateId)
 
-    # --- a sub-helper that stops accepting --------------------------------
-
-    def _watch(self) -> None:
-        timeout = self._stuckTimeout()
-        if self._check is None and timeout > 0:
-            self._check = self._reactor.callLater(timeout, self._lookForStuck)
-
-    def _lookForStuck(self) -> None:
-        """
-        A sub-helper that has said nothing for the stuck timeout while a
-        connection waits on a socket it took is stuck: the daemon cannot
-        tell it from one whose user stopped it, and ends it.
-        """
-        self._check = None
-        timeout = self._stuckTimeout()
-        now = self._reactor.seconds()
-        anyTaken = False
-        for delegation in list(self._byId.values()):
-            for channel in list(delegation.taken):
-                anyTaken = True
-                quiet = now - channel.progress
-                if quiet >= timeout and not channel.stuck and waiting(delegation.fd):
-                    self._stuck(channel, quiet)
-        if anyTaken:
-            self._watch()
-
     def stop(self) -> None:
         """
         The spawner stops: forget every socket (its sub-helpers end).
         """
-        if self._check is not None and self._check.active():
-            self._check.cancel()
-        self._check = None
+        self._stuckWatch.stop()
         delegations, self._byId = self._byId, {}
         self._releasing.clear()
         for delegation in delegations.values():
             os.close(delegation.fd)
 
 
-__all__ = ["Delegation", "Delegations"]
+__all__ = ["Delegation", "Delegations", "StuckAcceptors"]
